@@ -1,0 +1,70 @@
+//! `airlock plugin inspect`: the manifest and contract of a `.wasm`, read
+//! and checked without instantiating it.
+
+use airlock::{Runtime, RuntimeConfig};
+
+pub fn run(wasm: &[u8], json: bool) -> anyhow::Result<()> {
+    // A non-pooling runtime with no cache: inspection compiles once to check
+    // imports and exports, and reserves nothing.
+    let runtime = Runtime::new(RuntimeConfig {
+        pooling: false,
+        ..RuntimeConfig::default()
+    })?;
+    let plugin = runtime.load(wasm)?;
+    let m = plugin.manifest();
+    if json {
+        let doc = serde_json::json!({
+            "id": m.id,
+            "name": m.name,
+            "version": m.version,
+            "api_version": m.api_version,
+            "category": m.category,
+            "description": m.description,
+            "sha256": plugin.sha256(),
+            "interfaces": plugin.interfaces(),
+            "auth": m.auth,
+            "egress": m.egress,
+            "settings": m.settings,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(());
+    }
+    println!("{} ({}) {}", m.name, m.id, m.version);
+    if !m.description.is_empty() {
+        println!("  {}", m.description);
+    }
+    println!("  category:    {}", m.category);
+    println!("  api version: {}", m.api_version);
+    println!("  sha256:      {}", plugin.sha256());
+    let ifaces: Vec<&str> = plugin.interfaces().iter().map(|i| i.name()).collect();
+    println!("  exports:     {}", ifaces.join(", "));
+    let kinds: Vec<String> = m
+        .auth
+        .kinds
+        .iter()
+        .map(|k| serde_json::to_value(k).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default())
+        .collect();
+    println!("  auth:        {}", if kinds.is_empty() { "none".into() } else { kinds.join(", ") });
+    if let Some(o) = &m.auth.oauth2 {
+        println!("  oauth2:      authorize {} token {} scopes [{}]", o.authorize_url, o.token_url, o.scopes.join(" "));
+    }
+    println!("  egress:      the connection's base-url origin{}", if m.egress.is_empty() { " only" } else { ", plus:" });
+    for e in &m.egress {
+        let methods = if e.methods.is_empty() { "any method".to_string() } else { e.methods.join(", ") };
+        println!("    - {} ({methods}){}", e.url, if e.reason.is_empty() { String::new() } else { format!(": {}", e.reason) });
+    }
+    println!("  settings:");
+    if m.settings.is_empty() {
+        println!("    (none)");
+    }
+    for s in &m.settings {
+        println!(
+            "    - {} ({:?}{}){}",
+            s.name,
+            s.kind,
+            if s.required { ", required" } else { "" },
+            if s.description.is_empty() { String::new() } else { format!(": {}", s.description) }
+        );
+    }
+    Ok(())
+}

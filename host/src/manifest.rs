@@ -1,0 +1,388 @@
+//! Plugin manifests: the TOML document a plugin carries in the `airlock-manifest`
+//! custom section of its `.wasm`, read without instantiating anything.
+//!
+//! Parsing is strict (unknown fields are refused) and happens once; everything
+//! downstream works with the validated [`Manifest`].
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::egress::{EgressRule, RuleError};
+
+/// Name of the custom section the SDK's `export!` macro writes the manifest to.
+pub const MANIFEST_SECTION: &str = "airlock-manifest";
+
+/// The plugin API versions this host implements (`airlock:plugin@0.1.x`).
+pub const SUPPORTED_API_VERSIONS: &[&str] = &["0.1"];
+
+/// Largest manifest accepted: generous for a settings schema, small enough that
+/// a hostile file cannot make the host parse megabytes of TOML.
+const MAX_MANIFEST_BYTES: usize = 64 * 1024;
+
+/// A plugin's validated self-description.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Manifest {
+    pub id: String,
+    pub name: String,
+    pub version: String,
+    pub api_version: String,
+    pub category: Category,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub auth: AuthSpec,
+    #[serde(default)]
+    pub egress: Vec<EgressSpec>,
+    #[serde(default)]
+    pub settings: Vec<SettingSpec>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Category {
+    Connector,
+    Documents,
+    Tickets,
+    AiProvider,
+}
+
+impl fmt::Display for Category {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Category::Connector => "connector",
+            Category::Documents => "documents",
+            Category::Tickets => "tickets",
+            Category::AiProvider => "ai-provider",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct AuthSpec {
+    #[serde(default)]
+    pub kinds: Vec<AuthKind>,
+    pub oauth2: Option<OAuth2Spec>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuthKind {
+    None,
+    Basic,
+    ApiKey,
+    Bearer,
+    Oauth2,
+}
+
+/// OAuth endpoints a plugin declares; the host runs the flow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct OAuth2Spec {
+    pub authorize_url: String,
+    pub token_url: String,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub extra_params: BTreeMap<String, String>,
+    pub client_id_env: Option<String>,
+    pub client_secret_env: Option<String>,
+}
+
+/// One outbound destination the plugin asks for, beyond its connection's own
+/// `base-url` origin. The operator approves these at install.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct EgressSpec {
+    pub url: String,
+    #[serde(default)]
+    pub methods: Vec<String>,
+    #[serde(default)]
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct SettingSpec {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: SettingKind,
+    #[serde(default)]
+    pub required: bool,
+    #[serde(default)]
+    pub description: String,
+    pub default: Option<String>,
+    #[serde(default)]
+    pub values: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SettingKind {
+    String,
+    Url,
+    Integer,
+    Boolean,
+    Enum,
+}
+
+/// Why a manifest was refused. Each message names the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error(
+        "the component carries no `{MANIFEST_SECTION}` custom section: build the plugin with \
+         `airlock_sdk::export!(.., manifest = \"airlock.toml\")`"
+    )]
+    Missing,
+    #[error("the component carries {0} `{MANIFEST_SECTION}` sections; exactly one is allowed")]
+    Duplicate(usize),
+    #[error("the manifest is {0} bytes; at most {MAX_MANIFEST_BYTES} are allowed")]
+    TooLarge(usize),
+    #[error("the manifest is not UTF-8 text")]
+    NotUtf8,
+    #[error("invalid manifest: {0}")]
+    Syntax(String),
+    #[error(
+        "the plugin targets airlock plugin API {found}, but this host implements {}; \
+         rebuild the plugin against a supported airlock-sdk",
+        SUPPORTED_API_VERSIONS.join(", ")
+    )]
+    UnsupportedApi { found: String },
+    #[error("invalid manifest field `{field}`: {reason}")]
+    Field { field: String, reason: String },
+    #[error("invalid egress entry `{url}` in the manifest: {source}")]
+    Egress {
+        url: String,
+        #[source]
+        source: RuleError,
+    },
+}
+
+impl Manifest {
+    /// Parse and validate manifest text.
+    pub fn parse(text: &str) -> Result<Self, ManifestError> {
+        if text.len() > MAX_MANIFEST_BYTES {
+            return Err(ManifestError::TooLarge(text.len()));
+        }
+        let manifest: Manifest =
+            toml::from_str(text).map_err(|e| ManifestError::Syntax(e.to_string()))?;
+        manifest.validate()?;
+        Ok(manifest)
+    }
+
+    /// Find, parse and validate the manifest embedded in `wasm`.
+    pub fn from_wasm(wasm: &[u8]) -> Result<Self, ManifestError> {
+        let sections = custom_sections(wasm, MANIFEST_SECTION);
+        match sections.len() {
+            0 => Err(ManifestError::Missing),
+            1 => {
+                let bytes = &sections[0];
+                if bytes.len() > MAX_MANIFEST_BYTES {
+                    return Err(ManifestError::TooLarge(bytes.len()));
+                }
+                let text = std::str::from_utf8(bytes).map_err(|_| ManifestError::NotUtf8)?;
+                Self::parse(text)
+            }
+            n => Err(ManifestError::Duplicate(n)),
+        }
+    }
+
+    fn validate(&self) -> Result<(), ManifestError> {
+        let field = |field: &str, reason: String| ManifestError::Field {
+            field: field.to_string(),
+            reason,
+        };
+        if !is_identifier(&self.id) {
+            return Err(field(
+                "id",
+                format!(
+                    "{:?} must be 1-64 characters of a-z, 0-9 and '-', starting with a letter",
+                    self.id
+                ),
+            ));
+        }
+        if self.name.trim().is_empty() {
+            return Err(field("name", "must not be empty".into()));
+        }
+        if !is_semver(&self.version) {
+            return Err(field(
+                "version",
+                format!("{:?} is not a semantic version like 1.2.3", self.version),
+            ));
+        }
+        if !SUPPORTED_API_VERSIONS.contains(&self.api_version.as_str()) {
+            return Err(ManifestError::UnsupportedApi {
+                found: self.api_version.clone(),
+            });
+        }
+        if self.auth.kinds.contains(&AuthKind::Oauth2) && self.auth.oauth2.is_none() {
+            return Err(field(
+                "auth.oauth2",
+                "auth kind `oauth2` is listed but no [auth.oauth2] endpoints are declared".into(),
+            ));
+        }
+        for rule in &self.egress {
+            EgressRule::parse(&rule.url, &rule.methods).map_err(|source| {
+                ManifestError::Egress {
+                    url: rule.url.clone(),
+                    source,
+                }
+            })?;
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for setting in &self.settings {
+            if !is_identifier(&setting.name) {
+                return Err(field(
+                    "settings.name",
+                    format!("{:?} must be kebab-case (a-z, 0-9, '-')", setting.name),
+                ));
+            }
+            if !seen.insert(setting.name.as_str()) {
+                return Err(field(
+                    "settings.name",
+                    format!("{:?} is declared twice", setting.name),
+                ));
+            }
+            if setting.kind == SettingKind::Enum && setting.values.is_empty() {
+                return Err(field(
+                    "settings.values",
+                    format!("enum setting {:?} lists no values", setting.name),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The manifest's egress requests as parsed rules.
+    pub fn egress_rules(&self) -> Vec<EgressRule> {
+        // Validated in `parse`, so every entry parses.
+        self.egress
+            .iter()
+            .filter_map(|e| EgressRule::parse(&e.url, &e.methods).ok())
+            .collect()
+    }
+}
+
+fn is_identifier(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.starts_with(|c: char| c.is_ascii_lowercase())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+fn is_semver(s: &str) -> bool {
+    let core = s.split(['-', '+']).next().unwrap_or("");
+    let parts: Vec<&str> = core.split('.').collect();
+    parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+}
+
+/// Contents of every custom section called `name`, in the component and in
+/// every core module nested in it. Parse errors end the scan: validation of
+/// the binary as a whole happens when it is compiled.
+pub(crate) fn custom_sections(wasm: &[u8], name: &str) -> Vec<Vec<u8>> {
+    let mut found = Vec::new();
+    for payload in wasmparser::Parser::new(0).parse_all(wasm) {
+        match payload {
+            Ok(wasmparser::Payload::CustomSection(reader)) if reader.name() == name => {
+                found.push(reader.data().to_vec());
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+id = "servicenow"
+name = "ServiceNow"
+version = "0.1.0"
+api-version = "0.1"
+category = "tickets"
+description = "Incidents"
+[auth]
+kinds = ["basic", "oauth2"]
+[auth.oauth2]
+authorize-url = "https://example.service-now.com/oauth_auth.do"
+token-url = "https://example.service-now.com/oauth_token.do"
+scopes = ["useraccount"]
+[[egress]]
+url = "https://api.example.com/v1"
+methods = ["GET"]
+reason = "lookups"
+[[settings]]
+name = "base-url"
+type = "url"
+required = true
+"#;
+
+    #[test]
+    fn parses_a_complete_manifest() {
+        let m = Manifest::parse(GOOD).unwrap();
+        assert_eq!(m.id, "servicenow");
+        assert_eq!(m.category, Category::Tickets);
+        assert_eq!(m.auth.kinds, vec![AuthKind::Basic, AuthKind::Oauth2]);
+        assert_eq!(m.egress_rules().len(), 1);
+        assert!(m.settings[0].required);
+    }
+
+    #[test]
+    fn refuses_unknown_fields_naming_them() {
+        let err = Manifest::parse(&format!("{GOOD}\ncolour = \"red\"")).unwrap_err();
+        assert!(err.to_string().contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn refuses_unsupported_api_versions() {
+        let text = GOOD.replace("api-version = \"0.1\"", "api-version = \"9.0\"");
+        let err = Manifest::parse(&text).unwrap_err();
+        assert!(matches!(err, ManifestError::UnsupportedApi { .. }));
+        assert!(err.to_string().contains("9.0"), "{err}");
+    }
+
+    #[test]
+    fn refuses_bad_ids_versions_and_egress() {
+        for (from, to, needle) in [
+            ("id = \"servicenow\"", "id = \"Service Now\"", "id"),
+            ("version = \"0.1.0\"", "version = \"one\"", "version"),
+            (
+                "url = \"https://api.example.com/v1\"",
+                "url = \"ftp://api.example.com\"",
+                "ftp",
+            ),
+            (
+                "url = \"https://api.example.com/v1\"",
+                "url = \"https://user@api.example.com\"",
+                "user",
+            ),
+        ] {
+            let err = Manifest::parse(&GOOD.replace(from, to)).unwrap_err();
+            assert!(err.to_string().contains(needle), "{to}: {err}");
+        }
+    }
+
+    #[test]
+    fn oauth_kind_requires_endpoints() {
+        let text = GOOD.split("[auth.oauth2]").next().unwrap().to_string()
+            + "[[settings]]\nname = \"base-url\"\ntype = \"url\"\n";
+        let err = Manifest::parse(&text).unwrap_err();
+        assert!(err.to_string().contains("auth.oauth2"), "{err}");
+    }
+
+    #[test]
+    fn missing_section_is_reported() {
+        // The smallest valid core module: magic and version only.
+        let err = Manifest::from_wasm(b"\0asm\x01\0\0\0").unwrap_err();
+        assert!(matches!(err, ManifestError::Missing));
+    }
+}

@@ -1,0 +1,93 @@
+//! Compiled components cached on disk, keyed by the `.wasm`'s SHA-256 and the
+//! engine's compatibility hash, so a restarted host loads without compiling.
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+/// Whether a load compiled or came from the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheOutcome {
+    Compiled,
+    Cached,
+}
+
+#[derive(Debug, Clone)]
+pub struct ComponentCache {
+    dir: Option<PathBuf>,
+}
+
+impl ComponentCache {
+    pub fn new(dir: Option<PathBuf>) -> Self {
+        Self { dir }
+    }
+
+    fn path(&self, engine: &Engine, sha256: &str) -> Option<PathBuf> {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut h);
+        env!("CARGO_PKG_VERSION").hash(&mut h);
+        let key = format!("{sha256}-{:016x}.cwasm", h.finish());
+        self.dir.as_ref().map(|d| d.join(key))
+    }
+
+    /// Load the compiled form of `wasm`, compiling (and storing) it on a miss.
+    pub fn load(
+        &self,
+        engine: &Engine,
+        wasm: &[u8],
+        sha256: &str,
+    ) -> wasmtime::Result<(Component, CacheOutcome)> {
+        let Some(path) = self.path(engine, sha256) else {
+            return Ok((Component::new(engine, wasm)?, CacheOutcome::Compiled));
+        };
+        if path.exists() {
+            // SAFETY: the file is named by the SHA-256 of the source and the
+            // engine's compatibility hash, and was written by `store` below
+            // from `Component::serialize` of this engine's compilation. The
+            // cache directory belongs to the host (created 0700) and is
+            // trusted like the binary itself. wasmtime still validates the
+            // header and refuses artifacts from another engine config.
+            #[allow(unsafe_code)]
+            match unsafe { Component::deserialize_file(engine, &path) } {
+                Ok(c) => return Ok((c, CacheOutcome::Cached)),
+                Err(e) => {
+                    tracing::warn!("ignoring unusable compiled cache {}: {e}", path.display());
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
+        let component = Component::new(engine, wasm)?;
+        if let Err(e) = store(&path, &component.serialize()?) {
+            tracing::warn!("could not write compiled cache {}: {e}", path.display());
+        }
+        Ok((component, CacheOutcome::Compiled))
+    }
+}
+
+/// Write atomically: a reader never sees a half-written artifact.
+fn store(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().expect("cache path has a parent");
+    create_private_dir(dir)?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("c"),
+        std::process::id()
+    ));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+    }
+    #[cfg(not(unix))]
+    std::fs::create_dir_all(dir)
+}

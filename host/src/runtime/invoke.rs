@@ -1,0 +1,521 @@
+//! Calling a plugin's exports: one fresh store and instance per call, run
+//! under the call's deadline and CPU budget, with every failure mapped to a
+//! [`CallError`] that names the plugin, the connection and what to do.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use wasmtime::component::{Instance, ResourceAny};
+use wasmtime::{Store, Trap, UpdateDeadline};
+
+use super::bindings::types::*;
+use super::plugin::{Interface, Plugin};
+use super::store::{CallState, HostCtx, LimitExceeded, LimitHit};
+use super::Runtime;
+use crate::connection::Connection;
+use crate::egress::{CallEgress, CallTracker, EgressRule};
+
+/// Which limit stopped a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitKind {
+    Memory,
+    Table,
+    Cpu,
+    Stack,
+    WallClock,
+}
+
+impl fmt::Display for LimitKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LimitKind::Memory => "memory",
+            LimitKind::Table => "table size",
+            LimitKind::Cpu => "CPU time",
+            LimitKind::Stack => "stack depth",
+            LimitKind::WallClock => "wall-clock deadline",
+        })
+    }
+}
+
+/// Why a plugin call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The plugin returned a typed error (an expected failure).
+    #[error("{plugin} on connection `{connection}`: {operation} failed: {}{}", describe(.error), denial_note(.denials))]
+    Plugin {
+        plugin: String,
+        connection: String,
+        operation: &'static str,
+        error: PluginError,
+        /// Why the host refused outbound requests during the call.
+        denials: Vec<String>,
+    },
+    /// The plugin does not export the interface.
+    #[error("plugin {plugin} does not export the `{interface}` interface, so it cannot {operation}")]
+    NotExported {
+        plugin: String,
+        interface: Interface,
+        operation: &'static str,
+    },
+    /// The call breached a limit and was stopped.
+    #[error("{plugin} on connection `{connection}`: {operation} stopped: it exceeded its {limit} limit ({detail}); the plugin is faulty or the limit too tight")]
+    Limit {
+        plugin: String,
+        connection: String,
+        operation: &'static str,
+        limit: LimitKind,
+        detail: String,
+    },
+    /// The plugin crashed (a bug in the plugin).
+    #[error("{plugin} on connection `{connection}`: {operation} crashed: {message}; report this to the plugin's author")]
+    Trap {
+        plugin: String,
+        connection: String,
+        operation: &'static str,
+        message: String,
+    },
+    /// The plugin could not be instantiated.
+    #[error("{plugin}: could not start an instance for {operation}: {message}")]
+    Instantiate {
+        plugin: String,
+        operation: &'static str,
+        message: String,
+    },
+    /// The connection is unusable as configured.
+    #[error("connection `{connection}`: {message}")]
+    Connection { connection: String, message: String },
+}
+
+fn denial_note(denials: &[String]) -> String {
+    if denials.is_empty() {
+        String::new()
+    } else {
+        format!(" (host refused: {})", denials.join("; "))
+    }
+}
+
+impl CallError {
+    /// The plugin's typed error, when that is what ended the call.
+    pub fn plugin_error(&self) -> Option<&PluginError> {
+        match self {
+            CallError::Plugin { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+
+    pub fn limit(&self) -> Option<LimitKind> {
+        match self {
+            CallError::Limit { limit, .. } => Some(*limit),
+            _ => None,
+        }
+    }
+}
+
+/// A person-readable account of a plugin error.
+pub fn describe(error: &PluginError) -> String {
+    struct D<'a>(&'a PluginError);
+    impl fmt::Display for D<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            PluginError::InvalidInput(m) => write!(f, "invalid input: {m}"),
+            PluginError::Unauthorized(m) => write!(f, "unauthorized (check the connection's credential): {m}"),
+            PluginError::Forbidden(m) => write!(f, "forbidden (the credential lacks permission): {m}"),
+            PluginError::NotFound(m) => write!(f, "not found: {m}"),
+            PluginError::Conflict(m) => write!(f, "conflict: {m}"),
+            PluginError::RateLimited(r) => match r.retry_after_secs {
+                Some(s) => write!(f, "rate limited, retry after {s}s: {}", r.message),
+                None => write!(f, "rate limited: {}", r.message),
+            },
+            PluginError::Upstream(u) if u.status == 0 => write!(f, "upstream failure: {}", u.message),
+            PluginError::Upstream(u) => write!(f, "upstream answered {}: {}", u.status, u.message),
+            PluginError::EgressDenied(m) => write!(f, "outbound request refused: {m}"),
+            PluginError::Timeout(m) => write!(f, "timed out: {m}"),
+            PluginError::Unsupported(m) => write!(f, "unsupported: {m}"),
+            PluginError::Internal(m) => write!(f, "internal plugin error: {m}"),
+        }
+    }
+    }
+    D(error).to_string()
+}
+
+/// Everything one call owns while it runs.
+pub(super) struct Call {
+    pub store: Store<CallState>,
+    pub instance: Instance,
+    pub tracker: Arc<CallTracker>,
+}
+
+type CallFuture<'a, R> =
+    Pin<Box<dyn Future<Output = wasmtime::Result<Result<R, PluginError>>> + Send + 'a>>;
+
+impl Runtime {
+    fn grants(&self, plugin: &Plugin, connection: &Connection) -> Result<Vec<EgressRule>, CallError> {
+        let mut grants = plugin.egress_rules();
+        match connection.base_origin() {
+            Ok(Some(origin)) => grants.push(EgressRule::origin(origin)),
+            Ok(None) => {}
+            Err(e) => {
+                return Err(CallError::Connection {
+                    connection: connection.name.clone(),
+                    message: format!("setting `base-url` is not a usable URL: {e}"),
+                });
+            }
+        }
+        Ok(grants)
+    }
+
+    /// A fresh store and instance for one call.
+    async fn start(
+        &self,
+        plugin: &Plugin,
+        connection: &Arc<Connection>,
+        operation: &'static str,
+    ) -> Result<Call, CallError> {
+        let tracker = Arc::new(CallTracker::default());
+        let egress = CallEgress::new(
+            self.egress.clone(),
+            plugin.id(),
+            &plugin.manifest().version,
+            connection.clone(),
+            self.grants(plugin, connection)?,
+            self.limits.clone(),
+            tracker.clone(),
+        );
+        let host = HostCtx {
+            plugin_id: plugin.id().to_string(),
+            connection: connection.clone(),
+            state: self.state.clone(),
+            limits: self.limits.clone(),
+        };
+        let mut store = Store::new(&self.engine, CallState::new(host, egress, &self.limits));
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(1);
+        let budget = self.limits.cpu_ticks();
+        let mut ticks = 0u64;
+        store.epoch_deadline_callback(move |mut ctx| {
+            ticks += 1;
+            if ticks > budget {
+                ctx.data_mut().limiter.hit = Some(LimitHit::Cpu);
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            // Yield so one busy guest cannot starve other calls on this thread.
+            Ok(UpdateDeadline::Yield(1))
+        });
+        let instance = plugin
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| CallError::Instantiate {
+                plugin: plugin_label(plugin),
+                operation,
+                message: format!("{e:#}"),
+            })?;
+        Ok(Call {
+            store,
+            instance,
+            tracker,
+        })
+    }
+
+    /// Run `f` against a fresh instance under the call's limits.
+    pub(super) async fn run<R, F>(
+        &self,
+        plugin: &Plugin,
+        connection: &Connection,
+        operation: &'static str,
+        f: F,
+    ) -> Result<R, CallError>
+    where
+        R: Send,
+        F: for<'a> FnOnce(&'a mut Call, &'a Plugin) -> CallFuture<'a, R> + Send,
+    {
+        let connection = Arc::new(connection.clone());
+        let work = async {
+            let mut call = self.start(plugin, &connection, operation).await?;
+            let result = f(&mut call, plugin).await;
+            Ok::<_, CallError>((result, call))
+        };
+        let deadline = self.limits.wall_clock;
+        match tokio::time::timeout(deadline, work).await {
+            Err(_) => Err(CallError::Limit {
+                plugin: plugin_label(plugin),
+                connection: connection.name.clone(),
+                operation,
+                limit: LimitKind::WallClock,
+                detail: format!("{deadline:?}"),
+            }),
+            Ok(Err(e)) => Err(e),
+            Ok(Ok((result, call))) => self.finish(plugin, &connection, operation, result, &call),
+        }
+    }
+
+    pub(super) fn finish<R>(
+        &self,
+        plugin: &Plugin,
+        connection: &Connection,
+        operation: &'static str,
+        result: wasmtime::Result<Result<R, PluginError>>,
+        call: &Call,
+    ) -> Result<R, CallError> {
+        let label = plugin_label(plugin);
+        let conn = connection.name.clone();
+        match result {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(error)) => Err(CallError::Plugin {
+                plugin: label,
+                connection: conn,
+                operation,
+                error,
+                denials: call.tracker.denials(),
+            }),
+            Err(err) => {
+                let limit = |limit, detail: String| CallError::Limit {
+                    plugin: label.clone(),
+                    connection: conn.clone(),
+                    operation,
+                    limit,
+                    detail,
+                };
+                let hit = call
+                    .store
+                    .data()
+                    .limiter
+                    .hit
+                    .or_else(|| err.downcast_ref::<LimitExceeded>().map(|l| l.0));
+                match (hit, err.downcast_ref::<Trap>()) {
+                    (Some(LimitHit::Memory), _) => Err(limit(
+                        LimitKind::Memory,
+                        format!("{} bytes of linear memory", self.limits.memory_bytes),
+                    )),
+                    (Some(LimitHit::Table), _) => Err(limit(
+                        LimitKind::Table,
+                        format!("{} table elements", self.limits.table_elements),
+                    )),
+                    (Some(LimitHit::Cpu), _) | (None, Some(Trap::Interrupt)) => Err(limit(
+                        LimitKind::Cpu,
+                        format!("{:?} of execution", self.limits.cpu),
+                    )),
+                    (None, Some(Trap::StackOverflow)) => {
+                        Err(limit(LimitKind::Stack, "512 KiB of wasm stack".into()))
+                    }
+                    (None, Some(trap)) => Err(CallError::Trap {
+                        plugin: label,
+                        connection: conn,
+                        operation,
+                        message: format!("wasm trap: {trap}"),
+                    }),
+                    (None, None) => Err(CallError::Trap {
+                        plugin: label,
+                        connection: conn,
+                        operation,
+                        message: format!("{err:#}"),
+                    }),
+                }
+            }
+        }
+    }
+}
+
+fn plugin_label(plugin: &Plugin) -> String {
+    format!("plugin {}@{}", plugin.id(), plugin.manifest().version)
+}
+
+/// Copy small arguments; borrow the rest, as the generated bindings expect.
+macro_rules! pass {
+    (copy $arg:ident) => {
+        $arg
+    };
+    (borrow $arg:ident) => {
+        &$arg
+    };
+}
+
+/// Generates one typed method per exported operation.
+macro_rules! operations {
+    ($( $(#[$doc:meta])* $iface:ident . $method:ident => $call:ident ( $( $pass:ident $arg:ident : $ty:ty ),* ) -> $ret:ty ;)*) => {
+        impl Runtime {
+            $(
+                $(#[$doc])*
+                pub async fn $method(
+                    &self,
+                    plugin: &Plugin,
+                    connection: &Connection,
+                    $( $arg: $ty ),*
+                ) -> Result<$ret, CallError> {
+                    const OP: &str = concat!(stringify!($iface), ".", stringify!($method));
+                    if plugin.exports.$iface.is_none() {
+                        return Err(CallError::NotExported {
+                            plugin: plugin_label(plugin),
+                            interface: iface_of(stringify!($iface)),
+                            operation: OP,
+                        });
+                    }
+                    self.run(plugin, connection, OP, move |call, plugin| {
+                        Box::pin(async move {
+                            let guest = plugin
+                                .exports
+                                .$iface
+                                .as_ref()
+                                .expect("checked above")
+                                .load(&mut call.store, &call.instance)?;
+                            guest.$call(&mut call.store $(, pass!($pass $arg))*).await
+                        })
+                    })
+                    .await
+                }
+            )*
+        }
+    };
+}
+
+fn iface_of(name: &str) -> Interface {
+    Interface::ALL
+        .into_iter()
+        .find(|i| i.name() == name)
+        .unwrap_or(Interface::Connector)
+}
+
+operations! {
+    /// `connector.test-connection`.
+    connector.test_connection => call_test_connection() -> ConnectionReport;
+    /// `documents.list-spaces`.
+    documents.list_spaces => call_list_spaces(copy limit: u32) -> Vec<Space>;
+    /// `documents.search-pages`.
+    documents.search_pages => call_search_pages(borrow query: PageQuery) -> Vec<PageSummary>;
+    /// `documents.get-page`.
+    documents.get_page => call_get_page(borrow id: String) -> Page;
+    /// `documents.publish-page`.
+    documents.publish_page => call_publish_page(borrow page: NewPage) -> Page;
+    /// `documents.update-page`.
+    documents.update_page => call_update_page(borrow update: PageUpdate) -> Page;
+    /// `tickets.search`.
+    tickets.search_tickets => call_search(borrow query: TicketQuery) -> Vec<Ticket>;
+    /// `tickets.create`.
+    tickets.create_ticket => call_create(borrow ticket: NewTicket) -> Ticket;
+    /// `tickets.get`.
+    tickets.get_ticket => call_get(borrow id: String) -> Ticket;
+    /// `tickets.update`.
+    tickets.update_ticket => call_update(borrow update: TicketUpdate) -> Ticket;
+    /// `sync.fetch-page`.
+    sync.fetch_page => call_fetch_page(borrow request: SyncRequest) -> SyncPage;
+    /// `chat.complete`.
+    chat.complete => call_complete(borrow request: ChatRequest) -> ChatResponse;
+    /// `chat.list-models`.
+    chat.list_models => call_list_models() -> Vec<ModelInfo>;
+}
+
+/// A streamed chat answer. Holds its call's instance until the stream ends
+/// or is dropped; the call's deadline runs from when the stream was opened.
+pub struct ChatStream {
+    runtime: Arc<Runtime>,
+    plugin: Arc<Plugin>,
+    connection: Connection,
+    call: Call,
+    stream: Option<ResourceAny>,
+    deadline: Instant,
+}
+
+impl fmt::Debug for ChatStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChatStream")
+            .field("plugin", &self.plugin.id())
+            .field("connection", &self.connection.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Runtime {
+    /// `chat.stream`: open a streamed completion.
+    pub async fn chat_stream(
+        self: &Arc<Self>,
+        plugin: &Arc<Plugin>,
+        connection: &Connection,
+        request: ChatRequest,
+    ) -> Result<ChatStream, CallError> {
+        const OP: &str = "chat.stream";
+        if plugin.exports.chat.is_none() {
+            return Err(CallError::NotExported {
+                plugin: plugin_label(plugin),
+                interface: Interface::Chat,
+                operation: OP,
+            });
+        }
+        let deadline = Instant::now() + self.limits.wall_clock;
+        let conn = Arc::new(connection.clone());
+        let opened = async {
+            let mut call = self.start(plugin, &conn, OP).await?;
+            let result = async {
+                let guest = plugin
+                    .exports
+                    .chat
+                    .as_ref()
+                    .expect("checked above")
+                    .load(&mut call.store, &call.instance)?;
+                guest.call_complete_stream(&mut call.store, &request).await
+            }
+            .await;
+            Ok::<_, CallError>((result, call))
+        };
+        let (result, call) = tokio::time::timeout_at(deadline.into(), opened)
+            .await
+            .map_err(|_| self.wall_clock_error(plugin, connection, OP))??;
+        let resource = self.finish(plugin, connection, OP, result, &call)?;
+        Ok(ChatStream {
+            runtime: self.clone(),
+            plugin: plugin.clone(),
+            connection: connection.clone(),
+            call,
+            stream: Some(resource),
+            deadline,
+        })
+    }
+
+    fn wall_clock_error(&self, plugin: &Plugin, connection: &Connection, operation: &'static str) -> CallError {
+        CallError::Limit {
+            plugin: plugin_label(plugin),
+            connection: connection.name.clone(),
+            operation,
+            limit: LimitKind::WallClock,
+            detail: format!("{:?}", self.limits.wall_clock),
+        }
+    }
+}
+
+impl ChatStream {
+    /// The next delta, or `None` when the answer is complete.
+    pub async fn next(&mut self) -> Result<Option<ChatDelta>, CallError> {
+        const OP: &str = "chat.stream.next";
+        let Some(resource) = self.stream else {
+            return Ok(None);
+        };
+        let plugin = self.plugin.clone();
+        let step = async {
+            let guest = plugin
+                .exports
+                .chat
+                .as_ref()
+                .expect("stream exists only for chat plugins")
+                .load(&mut self.call.store, &self.call.instance)?;
+            guest
+                .completion_stream()
+                .call_next(&mut self.call.store, resource)
+                .await
+        };
+        let result = tokio::time::timeout_at(self.deadline.into(), step)
+            .await
+            .map_err(|_| {
+                self.stream = None;
+                self.runtime.wall_clock_error(&self.plugin, &self.connection, OP)
+            })?;
+        let out = self
+            .runtime
+            .finish(&self.plugin, &self.connection, OP, result, &self.call);
+        if !matches!(out, Ok(Some(_))) {
+            self.stream = None;
+        }
+        out
+    }
+}

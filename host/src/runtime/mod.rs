@@ -1,0 +1,208 @@
+//! The sandbox: one async engine (pooling allocator, epoch interruption), the
+//! compiled-component cache, plugin loading, and per-call stores.
+//!
+//! A call is: fresh `Store` with its own limits and egress context →
+//! instantiate from the plugin's `InstancePre` → call the export under a
+//! wall-clock deadline and an epoch CPU budget → map the outcome to a typed
+//! [`CallError`] naming the plugin and connection.
+
+mod bindings;
+mod cache;
+mod host_api;
+mod invoke;
+mod plugin;
+mod stdio;
+mod store;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+
+use wasmtime::component::Linker;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+pub use bindings::types;
+pub use cache::CacheOutcome;
+pub use invoke::{CallError, ChatStream, LimitKind};
+pub use plugin::{Interface, LoadError, Plugin, precheck};
+
+use crate::audit::{AuditSink, MemoryAudit};
+use crate::egress::{AddressPolicy, EgressShared, build_client};
+use crate::limits::{EPOCH_TICK, Limits};
+use crate::state::{MemoryState, StateStore};
+use store::{CallState, HostApi};
+
+/// How to build a [`Runtime`].
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    pub limits: Limits,
+    /// Where compiled components are cached; `None` compiles on every load.
+    pub cache_dir: Option<PathBuf>,
+    /// Which addresses outbound requests may reach after DNS.
+    pub address_policy: AddressPolicy,
+    /// Pre-reserve instance slots (fast instantiation) instead of allocating
+    /// on demand.
+    pub pooling: bool,
+    /// Most calls in flight at once (pool size).
+    pub max_concurrent_calls: u32,
+    pub audit: Arc<dyn AuditSink>,
+    pub state: Arc<dyn StateStore>,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            cache_dir: None,
+            address_policy: AddressPolicy::global_only(),
+            pooling: true,
+            max_concurrent_calls: 256,
+            audit: Arc::new(MemoryAudit::new()),
+            state: Arc::new(MemoryState::new()),
+        }
+    }
+}
+
+/// The plugin host runtime. Cheap to share behind an `Arc`; every method
+/// takes `&self`.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<CallState>,
+    cache: cache::ComponentCache,
+    limits: Limits,
+    egress: EgressShared,
+    state: Arc<dyn StateStore>,
+    address_policy: Arc<AddressPolicy>,
+    _ticker: EpochTicker,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("limits", &self.limits)
+            .field("cache", &self.cache)
+            .field("address_policy", &self.address_policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Runtime {
+    pub fn new(config: RuntimeConfig) -> anyhow::Result<Self> {
+        let limits = config.limits.clone();
+        let mut cfg = Config::new();
+        cfg.epoch_interruption(true);
+        cfg.max_wasm_stack(512 << 10);
+        if config.pooling {
+            let n = config.max_concurrent_calls.max(1);
+            let mut pool = PoolingAllocationConfig::default();
+            pool.total_component_instances(n)
+                .total_core_instances(n * limits.instances as u32)
+                .total_memories(n * limits.memories as u32)
+                .total_tables(n * limits.tables as u32)
+                .total_stacks(n)
+                .max_memory_size(limits.memory_bytes)
+                .table_elements(limits.table_elements)
+                .max_core_instances_per_component(limits.instances as u32)
+                .max_memories_per_component(limits.memories as u32)
+                .max_tables_per_component(limits.tables as u32);
+            cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        }
+        let engine = Engine::new(&cfg).map_err(anyhow::Error::from)?;
+
+        let mut linker: Linker<CallState> = Linker::new(&engine);
+        // The WASI basics Rust's std links, served empty (see CallState::new);
+        // the load-time import allow-list refuses anything else, sockets
+        // included, before a component ever reaches the linker.
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(anyhow::Error::from)?;
+        bindings::airlock::plugin::host::add_to_linker::<_, HostApi>(&mut linker, |s| {
+            &mut s.host
+        })
+        .map_err(anyhow::Error::from)?;
+        types::add_to_linker::<_, HostApi>(&mut linker, |s| &mut s.host)
+            .map_err(anyhow::Error::from)?;
+
+        let address_policy = Arc::new(config.address_policy);
+        let egress = EgressShared {
+            client: build_client(address_policy.clone(), limits.connect_timeout),
+            audit: config.audit,
+        };
+        let ticker = EpochTicker::start(engine.clone());
+        Ok(Self {
+            engine,
+            linker,
+            cache: cache::ComponentCache::new(config.cache_dir),
+            limits,
+            egress,
+            state: config.state,
+            address_policy,
+            _ticker: ticker,
+        })
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    pub fn address_policy(&self) -> &AddressPolicy {
+        &self.address_policy
+    }
+
+    /// Validate, compile (or load from cache) and link a plugin.
+    pub fn load(&self, wasm: &[u8]) -> Result<Arc<Plugin>, LoadError> {
+        let (manifest, sha256) = precheck(wasm)?;
+        let (component, outcome) = self
+            .cache
+            .load(&self.engine, wasm, &sha256)
+            .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+        let interfaces = plugin::check_component(&self.engine, &component)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        tracing::debug!(plugin = %manifest.id, ?outcome, "plugin loaded");
+        Ok(Arc::new(plugin::link(
+            manifest, sha256, interfaces, outcome, pre,
+        )?))
+    }
+
+    /// [`Runtime::load`] from a file.
+    pub fn load_file(&self, path: impl AsRef<std::path::Path>) -> anyhow::Result<Arc<Plugin>> {
+        use anyhow::Context as _;
+        let path = path.as_ref();
+        let wasm = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        self.load(&wasm)
+            .with_context(|| format!("loading plugin {}", path.display()))
+    }
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] until dropped.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        std::thread::Builder::new()
+            .name("airlock-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .expect("spawning the epoch thread");
+        Self { stop }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+

@@ -1,0 +1,175 @@
+//! The data a call's `Store` holds, and the views the WASI, wasi-http and
+//! airlock host implementations borrow from it.
+
+use std::sync::Arc;
+
+use wasmtime::component::{HasData, ResourceTable};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use super::stdio::LogWriter;
+use crate::connection::Connection;
+use crate::egress::CallEgress;
+use crate::limits::Limits;
+use crate::state::StateStore;
+
+/// Everything one invocation owns. Built fresh per call and dropped with it,
+/// so nothing leaks between calls, connections or projects.
+pub struct CallState {
+    pub(super) wasi: WasiCtx,
+    pub(super) http: WasiHttpCtx,
+    pub(super) table: ResourceTable,
+    pub(super) egress: CallEgress,
+    pub(super) host: HostCtx,
+    pub(super) limiter: CallLimiter,
+}
+
+impl std::fmt::Debug for CallState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallState")
+            .field("host", &self.host)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the `airlock:plugin/host` interface serves.
+#[derive(Debug)]
+pub struct HostCtx {
+    pub plugin_id: String,
+    pub connection: Arc<Connection>,
+    pub state: Arc<dyn StateStore>,
+    pub limits: Limits,
+}
+
+impl CallState {
+    pub(super) fn new(
+        host: HostCtx,
+        egress: CallEgress,
+        limits: &Limits,
+    ) -> Self {
+        // An empty WASI world: no environment, arguments, preopened
+        // directories or network; stdio goes to the host log.
+        let wasi = WasiCtx::builder()
+            .stdout(LogWriter::stream(&host.plugin_id, &host.connection.name, "stdout"))
+            .stderr(LogWriter::stream(&host.plugin_id, &host.connection.name, "stderr"))
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let mut http = WasiHttpCtx::new();
+        http.set_field_size_limit(limits.header_bytes);
+        Self {
+            wasi,
+            http,
+            table: ResourceTable::new(),
+            egress,
+            host,
+            limiter: CallLimiter::new(limits),
+        }
+    }
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for CallState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            hooks: &mut self.egress,
+            table: &mut self.table,
+            ctx: &mut self.http,
+        }
+    }
+}
+
+/// `HasData` marker for the airlock host interface.
+pub struct HostApi;
+
+impl HasData for HostApi {
+    type Data<'a> = &'a mut HostCtx;
+}
+
+/// Which limit a call ran into, so the caller gets a precise error instead
+/// of a bare trap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitHit {
+    Memory,
+    Table,
+    Cpu,
+}
+
+/// Memory/table/instance caps for one store, remembering what was refused.
+#[derive(Debug)]
+pub struct CallLimiter {
+    memory_bytes: usize,
+    table_elements: usize,
+    instances: usize,
+    tables: usize,
+    memories: usize,
+    pub(super) hit: Option<LimitHit>,
+}
+
+impl CallLimiter {
+    fn new(limits: &Limits) -> Self {
+        Self {
+            memory_bytes: limits.memory_bytes,
+            table_elements: limits.table_elements,
+            instances: limits.instances,
+            tables: limits.tables,
+            memories: limits.memories,
+            hit: None,
+        }
+    }
+}
+
+/// Raised from the limiter so growth beyond a cap traps instead of letting
+/// the guest limp on after a failed `memory.grow`.
+#[derive(Debug, thiserror::Error)]
+#[error("plugin exceeded its {0:?} limit")]
+pub struct LimitExceeded(pub LimitHit);
+
+impl wasmtime::ResourceLimiter for CallLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_bytes {
+            self.hit = Some(LimitHit::Memory);
+            return Err(LimitExceeded(LimitHit::Memory).into());
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.table_elements {
+            self.hit = Some(LimitHit::Table);
+            return Err(LimitExceeded(LimitHit::Table).into());
+        }
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        self.instances
+    }
+
+    fn tables(&self) -> usize {
+        self.tables
+    }
+
+    fn memories(&self) -> usize {
+        self.memories
+    }
+}

@@ -173,10 +173,8 @@ impl Credential {
         use base64::Engine as _;
         let text = zeroize::Zeroizing::new(match self {
             Credential::Basic { username, password } => {
-                let raw = zeroize::Zeroizing::new(format!(
-                    "{username}:{}",
-                    password.expose_secret()
-                ));
+                let raw =
+                    zeroize::Zeroizing::new(format!("{username}:{}", password.expose_secret()));
                 format!(
                     "Basic {}",
                     base64::engine::general_purpose::STANDARD.encode(raw.as_bytes())
@@ -271,5 +269,4 @@ mod tests {
         assert_eq!(key.header_name(), "x-api-key");
         assert_eq!(key.header_value().unwrap(), "k");
     }
-
 }

@@ -42,16 +42,52 @@ pub fn run(wasm: &[u8], json: bool) -> anyhow::Result<()> {
         .auth
         .kinds
         .iter()
-        .map(|k| serde_json::to_value(k).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default())
+        .map(|k| {
+            serde_json::to_value(k)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default()
+        })
         .collect();
-    println!("  auth:        {}", if kinds.is_empty() { "none".into() } else { kinds.join(", ") });
+    println!(
+        "  auth:        {}",
+        if kinds.is_empty() {
+            "none".into()
+        } else {
+            kinds.join(", ")
+        }
+    );
     if let Some(o) = &m.auth.oauth2 {
-        println!("  oauth2:      authorize {} token {} scopes [{}]", o.authorize_url, o.token_url, o.scopes.join(" "));
+        println!(
+            "  oauth2:      authorize {} token {} scopes [{}]",
+            o.authorize_url,
+            o.token_url,
+            o.scopes.join(" ")
+        );
     }
-    println!("  egress:      the connection's base-url origin{}", if m.egress.is_empty() { " only" } else { ", plus:" });
+    println!(
+        "  egress:      the connection's base-url origin{}",
+        if m.egress.is_empty() {
+            " only"
+        } else {
+            ", plus:"
+        }
+    );
     for e in &m.egress {
-        let methods = if e.methods.is_empty() { "any method".to_string() } else { e.methods.join(", ") };
-        println!("    - {} ({methods}){}", e.url, if e.reason.is_empty() { String::new() } else { format!(": {}", e.reason) });
+        let methods = if e.methods.is_empty() {
+            "any method".to_string()
+        } else {
+            e.methods.join(", ")
+        };
+        println!(
+            "    - {} ({methods}){}",
+            e.url,
+            if e.reason.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", e.reason)
+            }
+        );
     }
     println!("  settings:");
     if m.settings.is_empty() {
@@ -63,7 +99,11 @@ pub fn run(wasm: &[u8], json: bool) -> anyhow::Result<()> {
             s.name,
             s.kind,
             if s.required { ", required" } else { "" },
-            if s.description.is_empty() { String::new() } else { format!(": {}", s.description) }
+            if s.description.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", s.description)
+            }
         );
     }
     Ok(())

@@ -9,7 +9,11 @@ use clap::{Parser, Subcommand};
 mod inspect;
 
 #[derive(Debug, Parser)]
-#[command(name = "airlock", version, about = "Run third-party connectors as sandboxed WebAssembly plugins")]
+#[command(
+    name = "airlock",
+    version,
+    about = "Run third-party connectors as sandboxed WebAssembly plugins"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -46,11 +50,11 @@ pub fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Plugin(PluginCommand::Inspect { file, json }) => {
-            std::fs::read(&file)
-                .with_context(|| format!("reading {}", file.display()))
-                .and_then(|wasm| inspect::run(&wasm, json).with_context(|| format!("inspecting {}", file.display())))
-        }
+        Command::Plugin(PluginCommand::Inspect { file, json }) => std::fs::read(&file)
+            .with_context(|| format!("reading {}", file.display()))
+            .and_then(|wasm| {
+                inspect::run(&wasm, json).with_context(|| format!("inspecting {}", file.display()))
+            }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

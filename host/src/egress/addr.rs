@@ -23,7 +23,9 @@ pub struct AddressPolicy {
 
 /// An address the filter refused, with the range that caught it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("address {ip} is {class}, which plugins may not reach (allow it explicitly with {ALLOW_PRIVATE_ENV})")]
+#[error(
+    "address {ip} is {class}, which plugins may not reach (allow it explicitly with {ALLOW_PRIVATE_ENV})"
+)]
 pub struct AddressDenied {
     pub ip: IpAddr,
     pub class: &'static str,
@@ -184,7 +186,9 @@ mod tests {
     use super::*;
 
     fn denied(s: &str) -> bool {
-        AddressPolicy::global_only().check(s.parse().unwrap()).is_err()
+        AddressPolicy::global_only()
+            .check(s.parse().unwrap())
+            .is_err()
     }
 
     #[test]
@@ -256,6 +260,9 @@ mod tests {
             .check("169.254.169.254".parse().unwrap())
             .unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("link-local") && msg.contains(ALLOW_PRIVATE_ENV), "{msg}");
+        assert!(
+            msg.contains("link-local") && msg.contains(ALLOW_PRIVATE_ENV),
+            "{msg}"
+        );
     }
 }

@@ -159,7 +159,13 @@ impl CallInner {
     }
 
     /// Refuse a request: record it in the audit log and the call tracker.
-    fn deny(&self, method: &http::Method, url: String, reason: String, code: HttpError) -> HttpError {
+    fn deny(
+        &self,
+        method: &http::Method,
+        url: String,
+        reason: String,
+        code: HttpError,
+    ) -> HttpError {
         let record = self.record(method, url, Decision::Denied(reason.clone()));
         if let Ok(id) = self.shared.audit.begin(&record) {
             self.shared.audit.finish(
@@ -176,7 +182,11 @@ impl CallInner {
         code
     }
 
-    async fn send(self: Arc<Self>, request: Request<WasiBody>, options: Option<RequestOptions>) -> SendResult {
+    async fn send(
+        self: Arc<Self>,
+        request: Request<WasiBody>,
+        options: Option<RequestOptions>,
+    ) -> SendResult {
         let (parts, body) = request.into_parts();
         let method = parts.method;
         let raw_uri = parts.uri.to_string();
@@ -243,7 +253,11 @@ impl CallInner {
                     "{} may not send {method} {url}: origin {} is not granted (granted: {})",
                     self.who(),
                     target.origin,
-                    if granted.is_empty() { "nothing".to_string() } else { granted.join(", ") }
+                    if granted.is_empty() {
+                        "nothing".to_string()
+                    } else {
+                        granted.join(", ")
+                    }
                 ),
                 HttpError::HttpRequestDenied,
             ));

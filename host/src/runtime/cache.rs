@@ -3,6 +3,7 @@
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use wasmtime::Engine;
 use wasmtime::component::Component;
@@ -42,15 +43,18 @@ impl ComponentCache {
         let Some(path) = self.path(engine, sha256) else {
             return Ok((Component::new(engine, wasm)?, CacheOutcome::Compiled));
         };
-        if path.exists() {
+        // Read into memory rather than mapping the file: a mapped artifact
+        // truncated by anyone (a full disk, an operator clearing the cache)
+        // would crash the host with SIGBUS.
+        if let Ok(bytes) = std::fs::read(&path) {
             // SAFETY: the file is named by the SHA-256 of the source and the
             // engine's compatibility hash, and was written by `store` below
             // from `Component::serialize` of this engine's compilation. The
             // cache directory belongs to the host (created 0700) and is
-            // trusted like the binary itself. wasmtime still validates the
-            // header and refuses artifacts from another engine config.
+            // trusted like the binary itself; wasmtime still validates the
+            // header and refuses artifacts from another engine or version.
             #[allow(unsafe_code)]
-            match unsafe { Component::deserialize_file(engine, &path) } {
+            match unsafe { Component::deserialize(engine, &bytes) } {
                 Ok(c) => return Ok((c, CacheOutcome::Cached)),
                 Err(e) => {
                     tracing::warn!("ignoring unusable compiled cache {}: {e}", path.display());
@@ -66,14 +70,17 @@ impl ComponentCache {
     }
 }
 
-/// Write atomically: a reader never sees a half-written artifact.
+/// Write atomically: a reader never sees a half-written artifact, and a
+/// file another thread has mapped is replaced, never truncated under it.
 fn store(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    static WRITES: AtomicU64 = AtomicU64::new(0);
     let dir = path.parent().expect("cache path has a parent");
     create_private_dir(dir)?;
     let tmp = dir.join(format!(
-        ".{}.{}.tmp",
+        ".{}.{}.{}.tmp",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("c"),
-        std::process::id()
+        std::process::id(),
+        WRITES.fetch_add(1, Ordering::Relaxed)
     ));
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)

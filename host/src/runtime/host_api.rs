@@ -29,11 +29,21 @@ impl host::Host for HostCtx {
         let (plugin, connection) = (&self.plugin_id, &self.connection.name);
         let suffix = if truncated { " [truncated]" } else { "" };
         match level {
-            LogLevel::Trace => tracing::trace!(target: "airlock::guest", plugin = %plugin, connection = %connection, "{text}{suffix}"),
-            LogLevel::Debug => tracing::debug!(target: "airlock::guest", plugin = %plugin, connection = %connection, "{text}{suffix}"),
-            LogLevel::Info => tracing::info!(target: "airlock::guest", plugin = %plugin, connection = %connection, "{text}{suffix}"),
-            LogLevel::Warn => tracing::warn!(target: "airlock::guest", plugin = %plugin, connection = %connection, "{text}{suffix}"),
-            LogLevel::Error => tracing::error!(target: "airlock::guest", plugin = %plugin, connection = %connection, "{text}{suffix}"),
+            LogLevel::Trace => {
+                tracing::trace!(target: "airlock::guest", plugin = %plugin, connection = %connection, "{text}{suffix}")
+            }
+            LogLevel::Debug => {
+                tracing::debug!(target: "airlock::guest", plugin = %plugin, connection = %connection, "{text}{suffix}")
+            }
+            LogLevel::Info => {
+                tracing::info!(target: "airlock::guest", plugin = %plugin, connection = %connection, "{text}{suffix}")
+            }
+            LogLevel::Warn => {
+                tracing::warn!(target: "airlock::guest", plugin = %plugin, connection = %connection, "{text}{suffix}")
+            }
+            LogLevel::Error => {
+                tracing::error!(target: "airlock::guest", plugin = %plugin, connection = %connection, "{text}{suffix}")
+            }
         }
         Ok(())
     }

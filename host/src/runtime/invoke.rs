@@ -11,10 +11,10 @@ use std::time::Instant;
 use wasmtime::component::{Instance, ResourceAny};
 use wasmtime::{Store, Trap, UpdateDeadline};
 
+use super::Runtime;
 use super::bindings::types::*;
 use super::plugin::{Interface, Plugin};
 use super::store::{CallState, HostCtx, LimitExceeded, LimitHit};
-use super::Runtime;
 use crate::connection::Connection;
 use crate::egress::{CallEgress, CallTracker, EgressRule};
 
@@ -54,14 +54,18 @@ pub enum CallError {
         denials: Vec<String>,
     },
     /// The plugin does not export the interface.
-    #[error("plugin {plugin} does not export the `{interface}` interface, so it cannot {operation}")]
+    #[error(
+        "plugin {plugin} does not export the `{interface}` interface, so it cannot {operation}"
+    )]
     NotExported {
         plugin: String,
         interface: Interface,
         operation: &'static str,
     },
     /// The call breached a limit and was stopped.
-    #[error("{plugin} on connection `{connection}`: {operation} stopped: it exceeded its {limit} limit ({detail}); the plugin is faulty or the limit too tight")]
+    #[error(
+        "{plugin} on connection `{connection}`: {operation} stopped: it exceeded its {limit} limit ({detail}); the plugin is faulty or the limit too tight"
+    )]
     Limit {
         plugin: String,
         connection: String,
@@ -70,7 +74,9 @@ pub enum CallError {
         detail: String,
     },
     /// The plugin crashed (a bug in the plugin).
-    #[error("{plugin} on connection `{connection}`: {operation} crashed: {message}; report this to the plugin's author")]
+    #[error(
+        "{plugin} on connection `{connection}`: {operation} crashed: {message}; report this to the plugin's author"
+    )]
     Trap {
         plugin: String,
         connection: String,
@@ -118,25 +124,33 @@ impl CallError {
 pub fn describe(error: &PluginError) -> String {
     struct D<'a>(&'a PluginError);
     impl fmt::Display for D<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            PluginError::InvalidInput(m) => write!(f, "invalid input: {m}"),
-            PluginError::Unauthorized(m) => write!(f, "unauthorized (check the connection's credential): {m}"),
-            PluginError::Forbidden(m) => write!(f, "forbidden (the credential lacks permission): {m}"),
-            PluginError::NotFound(m) => write!(f, "not found: {m}"),
-            PluginError::Conflict(m) => write!(f, "conflict: {m}"),
-            PluginError::RateLimited(r) => match r.retry_after_secs {
-                Some(s) => write!(f, "rate limited, retry after {s}s: {}", r.message),
-                None => write!(f, "rate limited: {}", r.message),
-            },
-            PluginError::Upstream(u) if u.status == 0 => write!(f, "upstream failure: {}", u.message),
-            PluginError::Upstream(u) => write!(f, "upstream answered {}: {}", u.status, u.message),
-            PluginError::EgressDenied(m) => write!(f, "outbound request refused: {m}"),
-            PluginError::Timeout(m) => write!(f, "timed out: {m}"),
-            PluginError::Unsupported(m) => write!(f, "unsupported: {m}"),
-            PluginError::Internal(m) => write!(f, "internal plugin error: {m}"),
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            match self.0 {
+                PluginError::InvalidInput(m) => write!(f, "invalid input: {m}"),
+                PluginError::Unauthorized(m) => {
+                    write!(f, "unauthorized (check the connection's credential): {m}")
+                }
+                PluginError::Forbidden(m) => {
+                    write!(f, "forbidden (the credential lacks permission): {m}")
+                }
+                PluginError::NotFound(m) => write!(f, "not found: {m}"),
+                PluginError::Conflict(m) => write!(f, "conflict: {m}"),
+                PluginError::RateLimited(r) => match r.retry_after_secs {
+                    Some(s) => write!(f, "rate limited, retry after {s}s: {}", r.message),
+                    None => write!(f, "rate limited: {}", r.message),
+                },
+                PluginError::Upstream(u) if u.status == 0 => {
+                    write!(f, "upstream failure: {}", u.message)
+                }
+                PluginError::Upstream(u) => {
+                    write!(f, "upstream answered {}: {}", u.status, u.message)
+                }
+                PluginError::EgressDenied(m) => write!(f, "outbound request refused: {m}"),
+                PluginError::Timeout(m) => write!(f, "timed out: {m}"),
+                PluginError::Unsupported(m) => write!(f, "unsupported: {m}"),
+                PluginError::Internal(m) => write!(f, "internal plugin error: {m}"),
+            }
         }
-    }
     }
     D(error).to_string()
 }
@@ -152,7 +166,11 @@ type CallFuture<'a, R> =
     Pin<Box<dyn Future<Output = wasmtime::Result<Result<R, PluginError>>> + Send + 'a>>;
 
 impl Runtime {
-    fn grants(&self, plugin: &Plugin, connection: &Connection) -> Result<Vec<EgressRule>, CallError> {
+    fn grants(
+        &self,
+        plugin: &Plugin,
+        connection: &Connection,
+    ) -> Result<Vec<EgressRule>, CallError> {
         let mut grants = plugin.egress_rules();
         match connection.base_origin() {
             Ok(Some(origin)) => grants.push(EgressRule::origin(origin)),
@@ -305,7 +323,14 @@ impl Runtime {
                         plugin: label,
                         connection: conn,
                         operation,
-                        message: format!("wasm trap: {trap}"),
+                        message: match trap {
+                            // Rust guests keep their stack in linear memory;
+                            // overflowing it lands here.
+                            Trap::MemoryOutOfBounds => {
+                                format!("{trap} (a stack overflow or memory bug inside the plugin)")
+                            }
+                            _ => trap.to_string(),
+                        },
                     }),
                     (None, None) => Err(CallError::Trap {
                         plugin: label,
@@ -473,7 +498,12 @@ impl Runtime {
         })
     }
 
-    fn wall_clock_error(&self, plugin: &Plugin, connection: &Connection, operation: &'static str) -> CallError {
+    fn wall_clock_error(
+        &self,
+        plugin: &Plugin,
+        connection: &Connection,
+        operation: &'static str,
+    ) -> CallError {
         CallError::Limit {
             plugin: plugin_label(plugin),
             connection: connection.name.clone(),
@@ -508,7 +538,8 @@ impl ChatStream {
             .await
             .map_err(|_| {
                 self.stream = None;
-                self.runtime.wall_clock_error(&self.plugin, &self.connection, OP)
+                self.runtime
+                    .wall_clock_error(&self.plugin, &self.connection, OP)
             })?;
         let out = self
             .runtime

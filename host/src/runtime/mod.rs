@@ -18,7 +18,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-
 use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
@@ -117,10 +116,8 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(anyhow::Error::from)?;
-        bindings::airlock::plugin::host::add_to_linker::<_, HostApi>(&mut linker, |s| {
-            &mut s.host
-        })
-        .map_err(anyhow::Error::from)?;
+        bindings::airlock::plugin::host::add_to_linker::<_, HostApi>(&mut linker, |s| &mut s.host)
+            .map_err(anyhow::Error::from)?;
         types::add_to_linker::<_, HostApi>(&mut linker, |s| &mut s.host)
             .map_err(anyhow::Error::from)?;
 
@@ -156,7 +153,10 @@ impl Runtime {
         let (component, outcome) = self
             .cache
             .load(&self.engine, wasm, &sha256)
-            .map_err(|e| LoadError::Invalid(format!("{e:#}")))?;
+            .map_err(|e| LoadError::Compile {
+                plugin: format!("{}@{}", manifest.id, manifest.version),
+                message: format!("{e:#}"),
+            })?;
         let interfaces = plugin::check_component(&self.engine, &component)?;
         let pre = self
             .linker
@@ -205,4 +205,3 @@ impl Drop for EpochTicker {
         self.stop.store(true, Ordering::Relaxed);
     }
 }
-

@@ -70,6 +70,8 @@ pub enum LoadError {
     Manifest(#[from] ManifestError),
     #[error("the component is malformed (truncated or corrupt): {0}")]
     Invalid(String),
+    #[error("plugin {plugin} cannot be compiled: {message}")]
+    Compile { plugin: String, message: String },
     #[error(
         "the plugin imports `{import}`, which airlock does not provide: plugins may import only \
          airlock:plugin/host, wasi:http/outgoing-handler and the basic WASI interfaces Rust's \

@@ -42,16 +42,20 @@ pub struct HostCtx {
 }
 
 impl CallState {
-    pub(super) fn new(
-        host: HostCtx,
-        egress: CallEgress,
-        limits: &Limits,
-    ) -> Self {
+    pub(super) fn new(host: HostCtx, egress: CallEgress, limits: &Limits) -> Self {
         // An empty WASI world: no environment, arguments, preopened
         // directories or network; stdio goes to the host log.
         let wasi = WasiCtx::builder()
-            .stdout(LogWriter::stream(&host.plugin_id, &host.connection.name, "stdout"))
-            .stderr(LogWriter::stream(&host.plugin_id, &host.connection.name, "stderr"))
+            .stdout(LogWriter::stream(
+                &host.plugin_id,
+                &host.connection.name,
+                "stdout",
+            ))
+            .stderr(LogWriter::stream(
+                &host.plugin_id,
+                &host.connection.name,
+                "stderr",
+            ))
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)

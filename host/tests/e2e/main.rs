@@ -1,0 +1,9 @@
+//! End-to-end tests: real components built from tests/guests, run in the real
+//! host against real HTTP servers on loopback.
+
+mod common;
+mod egress;
+mod hostile;
+mod loading;
+mod secrets;
+mod world;

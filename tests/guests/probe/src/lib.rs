@@ -1,0 +1,248 @@
+//! A test plugin for the host's sandbox tests. Each `test-connection` call
+//! does one thing, chosen by the `action` setting, and reports what happened
+//! as a JSON document in `ConnectionReport.message` (or fails with a
+//! `PluginError`). See tests/guests/README.md for the actions.
+
+use airlock_sdk::http::{Request, Response};
+use airlock_sdk::types::{ConnectionReport, PluginError};
+use airlock_sdk::{Connector, host, setting_required};
+use serde_json::{Value, json};
+use std::hint::black_box;
+
+struct Probe;
+
+impl Connector for Probe {
+    fn test_connection() -> Result<ConnectionReport, PluginError> {
+        let action = host::setting("action").unwrap_or_default();
+        let message = match action.as_str() {
+            "ok" => ok(),
+            "loop" => spin(),
+            "grow-memory" => grow_memory(),
+            "recurse" => json!({ "depth": recurse(black_box(0)) }).to_string(),
+            "trap" => trap(),
+            "fetch" => response_json(&fetch_request()?.send()?).to_string(),
+            "fetch-follow" => fetch_follow()?.to_string(),
+            "many" => many()?.to_string(),
+            "env" => env()?.to_string(),
+            "file" => file()?.to_string(),
+            "print" => print()?,
+            "log" => log()?,
+            "state" => state()?.to_string(),
+            "echo" => echo()?.to_string(),
+            "big-result" => "x".repeat(number("size", None)?),
+            _ => return Err(PluginError::InvalidInput("unknown action".to_string())),
+        };
+        Ok(ConnectionReport {
+            account: None,
+            message,
+            details: vec![],
+        })
+    }
+}
+
+fn ok() -> String {
+    json!({ "ok": true }).to_string()
+}
+
+/// A numeric setting; `default` when it is absent.
+fn number(name: &str, default: Option<usize>) -> Result<usize, PluginError> {
+    match host::setting(name).filter(|value| !value.trim().is_empty()) {
+        Some(value) => value.trim().parse().map_err(|_| {
+            PluginError::InvalidInput(format!("setting `{name}` must be a number, not `{value}`"))
+        }),
+        None => default.ok_or_else(|| {
+            PluginError::InvalidInput(format!("setting `{name}` is required for this action"))
+        }),
+    }
+}
+
+fn spin() -> ! {
+    let mut n: u64 = 0;
+    loop {
+        n = black_box(n.wrapping_add(1));
+    }
+}
+
+fn grow_memory() -> ! {
+    loop {
+        let chunk: &mut [u8] = vec![0u8; 1 << 20].leak();
+        for byte in chunk.iter_mut().step_by(4096) {
+            *byte = 1;
+        }
+        black_box(chunk);
+    }
+}
+
+#[inline(never)]
+fn recurse(depth: u64) -> u64 {
+    if black_box(depth) == u64::MAX {
+        return 0;
+    }
+    let frame = black_box([depth; 32]);
+    recurse(black_box(depth + 1)) + frame[(depth % 32) as usize]
+}
+
+fn trap() -> ! {
+    #[cfg(target_arch = "wasm32")]
+    core::arch::wasm32::unreachable();
+    #[cfg(not(target_arch = "wasm32"))]
+    std::process::abort();
+}
+
+/// The request the `fetch` family sends, from the settings `url`, `method`
+/// (default GET), `header` (`name: value`) and `body-size` (that many `a`s).
+fn fetch_request() -> Result<Request, PluginError> {
+    fetch_request_to(setting_required("url")?)
+}
+
+fn fetch_request_to(url: String) -> Result<Request, PluginError> {
+    let method = host::setting("method")
+        .filter(|method| !method.trim().is_empty())
+        .unwrap_or_else(|| "GET".to_string());
+    let mut request = Request::new(method.trim(), url);
+    if let Some(header) = host::setting("header").filter(|header| !header.trim().is_empty()) {
+        let (name, value) = header.split_once(':').ok_or_else(|| {
+            PluginError::InvalidInput("setting `header` must look like `name: value`".to_string())
+        })?;
+        request = request.header(name.trim(), value.trim());
+    }
+    if host::setting("body-size").is_some_and(|size| !size.trim().is_empty()) {
+        let size = number("body-size", None)?;
+        request = request.body(vec![b'a'; size], "application/octet-stream");
+    }
+    Ok(request)
+}
+
+fn response_json(response: &Response) -> Value {
+    json!({
+        "status": response.status,
+        "headers": pairs(&response.headers),
+        "body": response.text(),
+        "body_len": response.body.len(),
+    })
+}
+
+fn pairs(pairs: &[(String, String)]) -> Value {
+    pairs
+        .iter()
+        .map(|(name, value)| json!([name, value]))
+        .collect()
+}
+
+fn error_json(error: &PluginError) -> Value {
+    json!({ "error": format!("{error:?}") })
+}
+
+/// `fetch`, then one more request to the `Location` of a 3xx answer (same
+/// method, header and body), reporting both.
+fn fetch_follow() -> Result<Value, PluginError> {
+    let url = setting_required("url")?;
+    let first = fetch_request_to(url.clone())?.send()?;
+    let location = (300..400)
+        .contains(&first.status)
+        .then(|| first.header("location"))
+        .flatten();
+    let second = match location {
+        None => Value::Null,
+        Some(location) => {
+            let next = airlock_sdk::http::Url::parse(&url)?.join(location)?;
+            match fetch_request_to(next.to_string())?.send() {
+                Ok(response) => response_json(&response),
+                Err(error) => error_json(&error),
+            }
+        }
+    };
+    Ok(json!({ "first": response_json(&first), "second": second }))
+}
+
+/// `count` GETs to `url` in sequence: how many got an answer (any status)
+/// and the first error.
+fn many() -> Result<Value, PluginError> {
+    let url = setting_required("url")?;
+    let count = number("count", None)?;
+    let mut ok = 0;
+    let mut first_error = None;
+    for _ in 0..count {
+        match Request::get(url.as_str()).send() {
+            Ok(_) => ok += 1,
+            Err(error) => {
+                first_error.get_or_insert_with(|| format!("{error:?}"));
+            }
+        }
+    }
+    Ok(json!({ "ok": ok, "first_error": first_error }))
+}
+
+fn env() -> Result<Value, PluginError> {
+    let name = host::setting("name").unwrap_or_default();
+    Ok(json!({
+        "var": std::env::var(name).ok(),
+        "count": std::env::vars().count(),
+        "args": std::env::args().count(),
+    }))
+}
+
+fn file() -> Result<Value, PluginError> {
+    let path = host::setting("path").unwrap_or_else(|| "/etc/passwd".to_string());
+    let read = match std::fs::read(&path) {
+        Ok(_) => "ok".to_string(),
+        Err(e) => e.to_string(),
+    };
+    let read_dir = match std::fs::read_dir("/") {
+        Ok(_) => "ok".to_string(),
+        Err(e) => e.to_string(),
+    };
+    Ok(json!({ "read": read, "read_dir": read_dir }))
+}
+
+fn print() -> Result<String, PluginError> {
+    let text = host::setting("text").unwrap_or_default();
+    println!("probe stdout: {text}");
+    eprintln!("probe stderr: {text}");
+    Ok(ok())
+}
+
+fn log() -> Result<String, PluginError> {
+    let text = host::setting("text").unwrap_or_default();
+    let repeat = number("repeat", Some(1))?;
+    host::info(&text.repeat(repeat));
+    Ok(ok())
+}
+
+fn state() -> Result<Value, PluginError> {
+    let key = setting_required("key")?;
+    let value = host::setting("value").unwrap_or_default();
+    host::state_set(&key, &value)?;
+    Ok(json!({ "got": host::state_get(&key) }))
+}
+
+/// `fetch`, plus everything the guest can observe: the request as it built
+/// it, its settings and call context, and the answer. Used to show that the
+/// credential the host injects never reaches the guest.
+fn echo() -> Result<Value, PluginError> {
+    let request = fetch_request()?;
+    let observed_request = json!({
+        "method": request.method().as_str(),
+        "url": request.url(),
+        "headers": pairs(request.headers()),
+        "body_len": request.body_bytes().map_or(0, <[u8]>::len),
+    });
+    let context = host::context();
+    let mut report = json!({
+        "request": observed_request,
+        "settings": pairs(&host::settings()),
+        "context": {
+            "plugin_id": context.plugin_id,
+            "connection_id": context.connection_id,
+            "connection_name": context.connection_name,
+            "project": context.project,
+        },
+    });
+    match request.send() {
+        Ok(response) => report["response"] = response_json(&response),
+        Err(error) => report["error"] = json!(format!("{error:?}")),
+    }
+    Ok(report)
+}
+
+airlock_sdk::export!(Probe, world = connector, manifest = "airlock.toml");

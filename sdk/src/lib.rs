@@ -66,7 +66,7 @@
 //! | `ai_provider` | [`Connector`], [`Chat`]                     |
 //!
 //! Every method except [`Connector::test_connection`] has a default that
-//! answers [`PluginError::Unsupported`](types::PluginError::Unsupported), so
+//! answers [`PluginError::Unsupported`], so
 //! `impl SyncSource for MyPlugin {}` is enough for a plugin that cannot sync.
 //!
 //! # The manifest

@@ -49,7 +49,7 @@ pub enum CallError {
         plugin: String,
         connection: String,
         operation: &'static str,
-        error: PluginError,
+        error: Box<PluginError>,
         /// Why the host refused outbound requests during the call.
         denials: Vec<String>,
     },
@@ -286,7 +286,7 @@ impl Runtime {
                 plugin: label,
                 connection: conn,
                 operation,
-                error,
+                error: Box::new(error),
                 denials: call.tracker.denials(),
             }),
             Err(err) => {

@@ -150,13 +150,13 @@ impl Runtime {
     /// Validate, compile (or load from cache) and link a plugin.
     pub fn load(&self, wasm: &[u8]) -> Result<Arc<Plugin>, LoadError> {
         let (manifest, sha256) = precheck(wasm)?;
-        let (component, outcome) = self
-            .cache
-            .load(&self.engine, wasm, &sha256)
-            .map_err(|e| LoadError::Compile {
-                plugin: format!("{}@{}", manifest.id, manifest.version),
-                message: format!("{e:#}"),
-            })?;
+        let (component, outcome) =
+            self.cache
+                .load(&self.engine, wasm, &sha256)
+                .map_err(|e| LoadError::Compile {
+                    plugin: format!("{}@{}", manifest.id, manifest.version),
+                    message: format!("{e:#}"),
+                })?;
         let interfaces = plugin::check_component(&self.engine, &component)?;
         let pre = self
             .linker

@@ -46,11 +46,18 @@ async fn unbounded_recursion_is_stopped() {
     // limit, whichever comes first. Both end the call cleanly.
     let host = host();
     let err = host
-        .probe_call(&host.probe(), "http://127.0.0.1:9", &[("action", "recurse")])
+        .probe_call(
+            &host.probe(),
+            "http://127.0.0.1:9",
+            &[("action", "recurse")],
+        )
         .await
         .unwrap_err();
     match &err {
-        CallError::Limit { limit: LimitKind::Stack, .. } => {}
+        CallError::Limit {
+            limit: LimitKind::Stack,
+            ..
+        } => {}
         CallError::Trap { message, .. } => assert!(message.contains("stack overflow"), "{message}"),
         other => panic!("expected a stack limit or trap, got {other}"),
     }

@@ -32,6 +32,7 @@ pub mod limits;
 pub mod manifest;
 pub mod runtime;
 pub mod state;
+pub mod store;
 
 pub use connection::Connection;
 pub use limits::Limits;

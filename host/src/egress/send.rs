@@ -159,7 +159,7 @@ impl CallInner {
     }
 
     /// Refuse a request: record it in the audit log and the call tracker.
-    fn deny(
+    async fn deny(
         &self,
         method: &http::Method,
         url: String,
@@ -167,7 +167,7 @@ impl CallInner {
         code: HttpError,
     ) -> HttpError {
         let record = self.record(method, url, Decision::Denied(reason.clone()));
-        if let Ok(id) = self.shared.audit.begin(&record) {
+        if let Ok(id) = self.shared.audit.begin(&record).await {
             self.shared.audit.finish(
                 id,
                 &EgressOutcome {
@@ -193,38 +193,44 @@ impl CallInner {
 
         let attempt = self.tracker.sent.fetch_add(1, Ordering::Relaxed) + 1;
         if attempt > self.limits.outbound_requests {
-            return Err(self.deny(
-                &method,
-                raw_uri,
-                format!(
-                    "{} exceeded its limit of {} outbound requests per call",
-                    self.who(),
-                    self.limits.outbound_requests
-                ),
-                HttpError::HttpRequestDenied,
-            ));
+            return Err(self
+                .deny(
+                    &method,
+                    raw_uri,
+                    format!(
+                        "{} exceeded its limit of {} outbound requests per call",
+                        self.who(),
+                        self.limits.outbound_requests
+                    ),
+                    HttpError::HttpRequestDenied,
+                )
+                .await);
         }
 
         let target = match Target::parse(&raw_uri) {
             Ok(t) => t,
             Err(e) => {
-                return Err(self.deny(
-                    &method,
-                    raw_uri.clone(),
-                    format!("{} sent to {raw_uri:?}, which was refused: {e}", self.who()),
-                    HttpError::HttpRequestDenied,
-                ));
+                return Err(self
+                    .deny(
+                        &method,
+                        raw_uri.clone(),
+                        format!("{} sent to {raw_uri:?}, which was refused: {e}", self.who()),
+                        HttpError::HttpRequestDenied,
+                    )
+                    .await);
             }
         };
         let url = target.redacted();
 
         if let Some(name) = parts.headers.keys().find(|n| self.forbidden.contains(n)) {
-            return Err(self.deny(
-                &method,
-                url,
-                format!("{} tried to set the forbidden header `{name}`", self.who()),
-                HttpError::HttpRequestDenied,
-            ));
+            return Err(self
+                .deny(
+                    &method,
+                    url,
+                    format!("{} tried to set the forbidden header `{name}`", self.who()),
+                    HttpError::HttpRequestDenied,
+                )
+                .await);
         }
         let header_bytes: usize = parts
             .headers
@@ -232,50 +238,56 @@ impl CallInner {
             .map(|(k, v)| k.as_str().len() + v.len())
             .sum();
         if header_bytes > self.limits.header_bytes {
-            return Err(self.deny(
-                &method,
-                url,
-                format!(
-                    "{} sent {header_bytes} bytes of headers; the limit is {}",
-                    self.who(),
-                    self.limits.header_bytes
-                ),
-                HttpError::HttpRequestHeaderSectionSize(Some(self.limits.header_bytes as u32)),
-            ));
+            return Err(self
+                .deny(
+                    &method,
+                    url,
+                    format!(
+                        "{} sent {header_bytes} bytes of headers; the limit is {}",
+                        self.who(),
+                        self.limits.header_bytes
+                    ),
+                    HttpError::HttpRequestHeaderSectionSize(Some(self.limits.header_bytes as u32)),
+                )
+                .await);
         }
 
         if !self.grants.iter().any(|rule| rule.allows(&method, &target)) {
             let granted: Vec<String> = self.grants.iter().map(ToString::to_string).collect();
-            return Err(self.deny(
-                &method,
-                url.clone(),
-                format!(
-                    "{} may not send {method} {url}: origin {} is not granted (granted: {})",
-                    self.who(),
-                    target.origin,
-                    if granted.is_empty() {
-                        "nothing".to_string()
-                    } else {
-                        granted.join(", ")
-                    }
-                ),
-                HttpError::HttpRequestDenied,
-            ));
+            return Err(self
+                .deny(
+                    &method,
+                    url.clone(),
+                    format!(
+                        "{} may not send {method} {url}: origin {} is not granted (granted: {})",
+                        self.who(),
+                        target.origin,
+                        if granted.is_empty() {
+                            "nothing".to_string()
+                        } else {
+                            granted.join(", ")
+                        }
+                    ),
+                    HttpError::HttpRequestDenied,
+                )
+                .await);
         }
 
         let body = match self.read_body(body).await {
             Ok(b) => b,
             Err(code) => {
-                return Err(self.deny(
-                    &method,
-                    url,
-                    format!(
-                        "{} sent a request body over the limit of {} bytes",
-                        self.who(),
-                        self.limits.request_body_bytes
-                    ),
-                    code,
-                ));
+                return Err(self
+                    .deny(
+                        &method,
+                        url,
+                        format!(
+                            "{} sent a request body over the limit of {} bytes",
+                            self.who(),
+                            self.limits.request_body_bytes
+                        ),
+                        code,
+                    )
+                    .await);
             }
         };
 
@@ -286,12 +298,14 @@ impl CallInner {
                 match source.credential(&self.connection.id).await {
                     Ok(c) => Some(c),
                     Err(e) => {
-                        return Err(self.deny(
-                            &method,
-                            url,
-                            format!("{}: {e}", self.who()),
-                            HttpError::InternalError(Some(e.to_string())),
-                        ));
+                        return Err(self
+                            .deny(
+                                &method,
+                                url,
+                                format!("{}: {e}", self.who()),
+                                HttpError::InternalError(Some(e.to_string())),
+                            )
+                            .await);
                     }
                 }
             }
@@ -302,7 +316,7 @@ impl CallInner {
         record.request_bytes = body.len() as u64;
         record.request_sha256 = hex::encode(Sha256::digest(&body));
         record.credential_used = credential.is_some();
-        let audit_id = match self.shared.audit.begin(&record) {
+        let audit_id = match self.shared.audit.begin(&record).await {
             Ok(id) => id,
             Err(e) => {
                 let reason = format!("{}: {e}; the request was not sent", self.who());

@@ -1,11 +1,12 @@
 //! The audit hook the egress path writes through: a record is appended before
 //! a request leaves (or when it is denied) and completed after.
 //!
-//! If [`AuditSink::begin`] fails the request is not sent. The durable,
-//! hash-chained SQLite sink lives with the store; [`MemoryAudit`] keeps
-//! records in memory for tests and embedders that ship them elsewhere.
+//! If [`AuditSink::begin`] fails the request is not sent. [`MemoryAudit`]
+//! keeps records in memory for tests and embedders that ship them elsewhere.
 
 use std::sync::Mutex;
+
+use futures::future::BoxFuture;
 use std::time::{Duration, SystemTime};
 
 /// What the host decided about an outbound request.
@@ -52,8 +53,10 @@ pub struct AuditError(pub String);
 
 /// Where egress records go.
 pub trait AuditSink: Send + Sync + std::fmt::Debug {
-    /// Append a record; must be committed when this returns.
-    fn begin(&self, record: &EgressRecord) -> Result<RecordId, AuditError>;
+    /// Append a record; it must be committed (durable against a crash of the
+    /// process) when the future resolves.
+    fn begin<'a>(&'a self, record: &'a EgressRecord)
+    -> BoxFuture<'a, Result<RecordId, AuditError>>;
     /// Complete a record. Failures here are logged, not fatal: the request
     /// has already been recorded as sent.
     fn finish(&self, id: RecordId, outcome: &EgressOutcome);
@@ -83,13 +86,18 @@ impl MemoryAudit {
 }
 
 impl AuditSink for MemoryAudit {
-    fn begin(&self, record: &EgressRecord) -> Result<RecordId, AuditError> {
-        if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(AuditError("memory audit is set to fail".into()));
-        }
-        let mut records = self.records.lock().unwrap();
-        records.push((record.clone(), None));
-        Ok(RecordId(records.len() as u64 - 1))
+    fn begin<'a>(
+        &'a self,
+        record: &'a EgressRecord,
+    ) -> BoxFuture<'a, Result<RecordId, AuditError>> {
+        let result = if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+            Err(AuditError("memory audit is set to fail".into()))
+        } else {
+            let mut records = self.records.lock().unwrap();
+            records.push((record.clone(), None));
+            Ok(RecordId(records.len() as u64 - 1))
+        };
+        Box::pin(std::future::ready(result))
     }
 
     fn finish(&self, id: RecordId, outcome: &EgressOutcome) {

@@ -1,0 +1,164 @@
+//! The SQLite store: one database file in the data directory, opened with
+//! WAL, foreign keys, a busy timeout and fsync on commit, migrated at start-up.
+//!
+//! Writes go through [`Store::write`], which opens the transaction with
+//! `BEGIN IMMEDIATE` so a writer never fails half-way on a lock upgrade.
+//! Each concern owns the SQL of its tables: the vault (`key_versions`,
+//! `secrets`, `vault_meta`), the audit log (`audit_log`), and the repositories
+//! in this module (everything else).
+
+mod migrate;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rusqlite::{Connection, Transaction, TransactionBehavior};
+
+pub use migrate::{MIGRATIONS, Migration, migrate};
+
+/// File name of the database inside the data directory.
+pub const DB_FILE: &str = "airlock.db";
+
+/// How long a connection waits on another writer before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open database {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error(
+        "database {path} has schema version {found}, but this airlock supports up to \
+         {supported}: it was written by a newer airlock; upgrade airlock (the database is \
+         left untouched)"
+    )]
+    TooNew {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
+    #[error("migration {version} ({name}) failed and was rolled back: {source}")]
+    Migration {
+        version: u32,
+        name: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error(
+        "migration {version} ({name}) recorded in the database differs from this airlock's \
+         copy: the database was migrated by a different build"
+    )]
+    MigrationMismatch { version: u32, name: &'static str },
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("invalid stored data: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+/// The database. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct Store {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+impl Store {
+    /// Open (creating if needed) `<data_dir>/airlock.db` and migrate it.
+    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        create_private_dir(data_dir).map_err(|source| StoreError::DataDir {
+            path: data_dir.to_path_buf(),
+            source,
+        })?;
+        let path = data_dir.join(DB_FILE);
+        let mut conn = open_connection(&path)?;
+        migrate(&mut conn, &path, MIGRATIONS)?;
+        Ok(Self {
+            path,
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Read with the shared connection.
+    pub fn read<R>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        f(&conn)
+    }
+
+    /// Run `f` in a `BEGIN IMMEDIATE` transaction, committed (and fsynced)
+    /// when it returns `Ok`, rolled back otherwise.
+    pub fn write<R>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+}
+
+/// A connection with airlock's pragmas: WAL, foreign keys, busy timeout, and
+/// `synchronous=FULL` so a committed write survives power loss.
+pub fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+    let open = |source| StoreError::Open {
+        path: path.to_path_buf(),
+        source,
+    };
+    let conn = Connection::open(path).map_err(open)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(open)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(open)?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(open)?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(open)?;
+    Ok(conn)
+}
+
+/// Current time as RFC 3339 UTC, the format every timestamp column uses.
+pub fn now() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("formatting the current time")
+}
+
+/// A random 128-bit id as lower-case hex.
+pub fn new_id() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
+}
+
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+    }
+    #[cfg(not(unix))]
+    std::fs::create_dir_all(dir)
+}

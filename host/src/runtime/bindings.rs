@@ -18,5 +18,5 @@ wasmtime::component::bindgen!({
     additional_derives: [serde::Serialize, serde::Deserialize, PartialEq],
 });
 
-pub use airlock::plugin::types;
-pub use exports::airlock::plugin::{chat, connector, documents, sync, tickets};
+pub use self::airlock::plugin::types;
+pub use self::exports::airlock::plugin::{chat, connector, documents, sync, tickets};

@@ -171,7 +171,7 @@ impl Runtime {
         plugin: &Plugin,
         connection: &Connection,
     ) -> Result<Vec<EgressRule>, CallError> {
-        let mut grants = plugin.egress_rules();
+        let mut grants = plugin.granted().to_vec();
         match connection.base_origin() {
             Ok(Some(origin)) => grants.push(EgressRule::origin(origin)),
             Ok(None) => {}

@@ -27,7 +27,8 @@ pub use invoke::{CallError, ChatStream, LimitKind};
 pub use plugin::{Interface, LoadError, Plugin, precheck};
 
 use crate::audit::{AuditSink, MemoryAudit};
-use crate::egress::{AddressPolicy, EgressShared, build_client};
+use crate::egress::{AddressPolicy, EgressRule, EgressShared, build_client};
+use crate::manifest::{EgressSpec, ManifestError};
 use crate::limits::{EPOCH_TICK, Limits};
 use crate::state::{MemoryState, StateStore};
 use store::{CallState, HostApi};
@@ -147,9 +148,36 @@ impl Runtime {
         &self.address_policy
     }
 
-    /// Validate, compile (or load from cache) and link a plugin.
+    /// Validate, compile (or load from cache) and link a plugin, granting it
+    /// the egress its manifest declares. Hosts that record an operator's
+    /// approval use [`Runtime::load_granted`].
     pub fn load(&self, wasm: &[u8]) -> Result<Arc<Plugin>, LoadError> {
+        self.load_granted(wasm, None)
+    }
+
+    /// [`Runtime::load`] with the egress the operator approved (`None`: what
+    /// the manifest declares). Each connection's `base-url` origin is granted
+    /// on top.
+    pub fn load_granted(
+        &self,
+        wasm: &[u8],
+        approved: Option<&[EgressSpec]>,
+    ) -> Result<Arc<Plugin>, LoadError> {
         let (manifest, sha256) = precheck(wasm)?;
+        let granted = match approved {
+            None => manifest.egress_rules(),
+            Some(specs) => specs
+                .iter()
+                .map(|e| {
+                    EgressRule::parse(&e.url, &e.methods).map_err(|source| {
+                        LoadError::Manifest(ManifestError::Egress {
+                            url: e.url.clone(),
+                            source,
+                        })
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        };
         let (component, outcome) =
             self.cache
                 .load(&self.engine, wasm, &sha256)
@@ -164,7 +192,7 @@ impl Runtime {
             .map_err(|e| LoadError::Link(format!("{e:#}")))?;
         tracing::debug!(plugin = %manifest.id, ?outcome, "plugin loaded");
         Ok(Arc::new(plugin::link(
-            manifest, sha256, interfaces, outcome, pre,
+            manifest, sha256, interfaces, outcome, granted, pre,
         )?))
     }
 

@@ -143,6 +143,7 @@ pub struct Plugin {
     sha256: String,
     interfaces: BTreeSet<Interface>,
     cache: CacheOutcome,
+    granted: Vec<EgressRule>,
     pub(super) pre: InstancePre<CallState>,
     pub(super) exports: Exports,
 }
@@ -184,10 +185,9 @@ impl Plugin {
         self.cache
     }
 
-    /// The egress rules the manifest declares (approved by the operator at
-    /// install).
-    pub fn egress_rules(&self) -> Vec<EgressRule> {
-        self.manifest.egress_rules()
+    /// The egress granted beyond each connection's own `base-url` origin.
+    pub fn granted(&self) -> &[EgressRule] {
+        &self.granted
     }
 }
 
@@ -238,6 +238,7 @@ pub(super) fn link(
     sha256: String,
     interfaces: BTreeSet<Interface>,
     cache: CacheOutcome,
+    granted: Vec<EgressRule>,
     pre: InstancePre<CallState>,
 ) -> Result<Plugin, LoadError> {
     fn resolve<T>(
@@ -276,6 +277,7 @@ pub(super) fn link(
         sha256,
         interfaces,
         cache,
+        granted,
         pre,
         exports,
     })

@@ -31,10 +31,13 @@ pub mod egress;
 pub mod limits;
 pub mod manifest;
 pub mod runtime;
+pub mod service;
 pub mod state;
 pub mod store;
+pub mod vault;
 
 pub use connection::Connection;
 pub use limits::Limits;
 pub use manifest::Manifest;
 pub use runtime::{CallError, Interface, LoadError, Plugin, Runtime, RuntimeConfig, types};
+pub use service::{Airlock, AirlockConfig, ServiceError};

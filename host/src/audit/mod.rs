@@ -4,6 +4,14 @@
 //! If [`AuditSink::begin`] fails the request is not sent. [`MemoryAudit`]
 //! keeps records in memory for tests and embedders that ship them elsewhere.
 
+pub mod chain;
+pub mod query;
+pub mod sqlite;
+
+pub use chain::{Anchor, ChainProblem, GENESIS_HASH, VerifyReport, verify, verify_anchored};
+pub use query::{AuditEntry, AuditFilter, AuditOutcome, DecisionKind, list};
+pub use sqlite::{AuditDurability, SqliteAudit};
+
 use std::sync::Mutex;
 
 use futures::future::BoxFuture;

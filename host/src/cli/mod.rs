@@ -1,4 +1,5 @@
-//! `airlock` commands: a thin layer over the library.
+//! `airlock` commands: a thin layer over the library. Exit codes: 0 success,
+//! 1 failure, 2 usage error or an approval that was not given.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -6,39 +7,55 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
+mod audit;
+mod connection;
 mod inspect;
+mod keys;
+mod output;
+mod plugin;
+mod secrets;
+
+use airlock::{Airlock, AirlockConfig};
 
 #[derive(Debug, Parser)]
 #[command(
     name = "airlock",
     version,
-    about = "Run third-party connectors as sandboxed WebAssembly plugins"
+    about = "Run third-party connectors as sandboxed WebAssembly plugins",
+    after_help = "Examples:\n  airlock plugin install servicenow.wasm --approve\n  \
+                  AIRLOCK_SECRET=... airlock connection add sn --plugin servicenow \\\n    \
+                  --setting base-url=https://x.service-now.com --auth basic --username admin \\\n    \
+                  --secret-env AIRLOCK_SECRET --global\n  airlock connection test sn\n  \
+                  airlock audit verify"
 )]
 struct Cli {
+    /// Data directory (database, vault key file, plugins, cache).
+    #[arg(long, global = true, env = "AIRLOCK_DATA_DIR")]
+    data_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Work with plugin files.
+    /// Inspect, install and manage plugins.
     #[command(subcommand)]
-    Plugin(PluginCommand),
+    Plugin(plugin::PluginCommand),
+    /// Create and manage connections.
+    #[command(subcommand)]
+    Connection(connection::ConnectionCommand),
+    /// Manage the vault's key versions.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+    /// Read and verify the audit log.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
-#[derive(Debug, Subcommand)]
-enum PluginCommand {
-    /// Show what a plugin is and what it asks for, without running it.
-    ///
-    /// Example: airlock plugin inspect target/wasm/wasm32-wasip2/release/minimal.wasm --json
-    Inspect {
-        /// The plugin's `.wasm` file.
-        file: PathBuf,
-        /// Print JSON instead of text.
-        #[arg(long)]
-        json: bool,
-    },
-}
+/// An error that should exit with status 2 (usage, missing approval).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
 
 pub fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -49,18 +66,46 @@ pub fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    let data_dir = cli.data_dir.unwrap_or_else(AirlockConfig::default_data_dir);
     let result = match cli.command {
-        Command::Plugin(PluginCommand::Inspect { file, json }) => std::fs::read(&file)
+        Command::Plugin(plugin::PluginCommand::Inspect { file, json }) => std::fs::read(&file)
             .with_context(|| format!("reading {}", file.display()))
             .and_then(|wasm| {
                 inspect::run(&wasm, json).with_context(|| format!("inspecting {}", file.display()))
             }),
+        Command::Plugin(cmd) => open(data_dir).and_then(|a| plugin::run(&a, cmd)),
+        Command::Connection(cmd) => open(data_dir).and_then(|a| connection::run(&a, cmd)),
+        Command::Keys(cmd) => open(data_dir).and_then(|a| keys::run(&a, cmd)),
+        Command::Audit(cmd) => open(data_dir).and_then(|a| audit::run(&a, cmd)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            if e.downcast_ref::<UsageError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
+}
+
+fn open(data_dir: PathBuf) -> anyhow::Result<Airlock> {
+    let config = AirlockConfig::new(&data_dir)?;
+    let airlock = Airlock::open(config)
+        .with_context(|| format!("opening data directory {}", data_dir.display()))?;
+    for line in airlock.startup_summary() {
+        eprintln!("{line}");
+    }
+    Ok(airlock)
+}
+
+/// Run an async library call from a command.
+pub fn block_on<F: Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("starting the async runtime")
+        .block_on(f)
 }

@@ -28,8 +28,8 @@ pub use plugin::{Interface, LoadError, Plugin, precheck};
 
 use crate::audit::{AuditSink, MemoryAudit};
 use crate::egress::{AddressPolicy, EgressRule, EgressShared, build_client};
-use crate::manifest::{EgressSpec, ManifestError};
 use crate::limits::{EPOCH_TICK, Limits};
+use crate::manifest::{EgressSpec, ManifestError};
 use crate::state::{MemoryState, StateStore};
 use store::{CallState, HostApi};
 

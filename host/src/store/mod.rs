@@ -9,6 +9,18 @@
 
 mod migrate;
 
+pub mod connections;
+pub mod oauth;
+pub mod plugins;
+pub mod state;
+pub mod sync;
+
+pub use connections::{AuthConfig, ConnectionFilter, ConnectionRecord, ConnectionStatus, Scope};
+pub use oauth::{OAuthAppRecord, OAuthStateRecord};
+pub use plugins::PluginRecord;
+pub use state::SqliteState;
+pub use sync::{SyncRecordRow, SyncRun};
+
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -61,6 +73,9 @@ pub enum StoreError {
     MigrationMismatch { version: u32, name: &'static str },
     #[error("{0} not found")]
     NotFound(String),
+    /// Nothing matched a lookup; the message says what exists.
+    #[error("{0}")]
+    NoMatch(String),
     #[error("{0}")]
     Conflict(String),
     #[error("invalid stored data: {0}")]
@@ -120,8 +135,26 @@ impl Store {
     }
 }
 
-/// A connection with airlock's pragmas: WAL, foreign keys, busy timeout, and
-/// `synchronous=FULL` so a committed write survives power loss.
+impl Store {
+    /// [`Store::write`] for callers with their own error type (e.g. a
+    /// service composing store and vault writes in one transaction).
+    pub fn transact<R, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<R, E>,
+    ) -> Result<R, E> {
+        let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(StoreError::from)?;
+        let out = f(&tx)?;
+        tx.commit().map_err(StoreError::from)?;
+        Ok(out)
+    }
+}
+
+/// A connection with airlock's pragmas: WAL, foreign keys, busy timeout,
+/// `synchronous=FULL` so a committed write survives power loss, and
+/// `secure_delete` so deleted data does not linger in free pages.
 pub fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     let open = |source| StoreError::Open {
         path: path.to_path_buf(),
@@ -135,13 +168,21 @@ pub fn open_connection(path: &Path) -> Result<Connection, StoreError> {
         .map_err(open)?;
     conn.pragma_update(None, "synchronous", "FULL")
         .map_err(open)?;
+    // Deleted rows (old ciphertexts, wrapped keys) are overwritten with zeros
+    // rather than left in free pages.
+    conn.pragma_update(None, "secure_delete", "ON")
+        .map_err(open)?;
     Ok(conn)
 }
 
-/// Current time as RFC 3339 UTC, the format every timestamp column uses.
+/// Current time as RFC 3339 UTC with fixed microsecond precision, the format
+/// every timestamp column uses: fixed width, so text order is time order.
 pub fn now() -> String {
+    const FORMAT: &[time::format_description::FormatItem<'static>] = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
+    );
     time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
+        .format(FORMAT)
         .expect("formatting the current time")
 }
 

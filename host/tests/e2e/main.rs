@@ -6,5 +6,7 @@ mod common;
 mod egress;
 mod hostile;
 mod loading;
+mod operate;
 mod secrets;
+mod service;
 mod world;

@@ -1,0 +1,877 @@
+//! [`SqliteAudit`]: the audit log in the `audit_log` table, written by one
+//! thread with group commit.
+//!
+//! `begin` hands its row to the writer thread and waits; the writer takes
+//! every row queued at that moment, appends them all in one `BEGIN
+//! IMMEDIATE` transaction, commits (one fsync for the lot when durability
+//! asks for one), then answers every waiter. Concurrent requests so share a
+//! commit instead of queueing for one each. If the transaction fails, it is
+//! rolled back whole and every `begin` in it fails, so none of those requests
+//! is sent.
+//!
+//! `finish` queues an `outcome` row and returns at once. An outcome row whose
+//! batch fails is retried with the next batches, then dropped with an error
+//! logged.
+//!
+//! A `begin` future dropped before it resolves may still have its row
+//! committed: a request row without an outcome row means the request was not
+//! (known to be) sent, or the host stopped before its outcome was written.
+//! Dropping the sink waits for the writer to commit what is queued.
+//!
+//! Each row is chained to the one before it (see [`super::chain`]). The writer
+//! keeps the head in memory and re-reads it inside each transaction, so
+//! another writer on the same file (a second process) is noticed and the
+//! chain stays linear.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
+
+use futures::future::BoxFuture;
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+use tokio::sync::oneshot;
+
+use super::chain::{CONTENT_COLUMNS, Content, GENESIS_HASH, col, empty_content, row_hash};
+use super::{AuditError, AuditSink, Decision, EgressOutcome, EgressRecord, RecordId};
+
+/// Most rows appended in one transaction.
+const MAX_BATCH: usize = 1024;
+/// Attempts at writing an outcome row before it is dropped.
+const OUTCOME_ATTEMPTS: u32 = 3;
+/// How soon outcome rows left over from a failed batch are retried when
+/// nothing else arrives.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// What a committed row survives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AuditDurability {
+    /// WAL with `synchronous=NORMAL`: a committed row survives a crash of the
+    /// process, not necessarily of the machine. Commits do not fsync.
+    #[default]
+    ProcessCrash,
+    /// `synchronous=FULL`: every commit is fsynced, so a committed row
+    /// survives power loss.
+    PowerLoss,
+}
+
+impl AuditDurability {
+    fn synchronous(self) -> &'static str {
+        match self {
+            Self::ProcessCrash => "NORMAL",
+            Self::PowerLoss => "FULL",
+        }
+    }
+}
+
+/// Timestamp of audit rows: RFC 3339 UTC with exactly six fractional digits,
+/// so that text order is time order.
+pub(crate) const TIME_FORMAT: &[time::format_description::BorrowedFormatItem<'static>] = time::macros::format_description!(
+    "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
+);
+
+pub(crate) fn format_time(t: time::OffsetDateTime) -> Result<String, AuditError> {
+    t.to_offset(time::UtcOffset::UTC)
+        .format(TIME_FORMAT)
+        .map_err(|e| AuditError(format!("cannot format time {t}: {e}")))
+}
+
+fn format_system_time(t: SystemTime) -> Result<String, AuditError> {
+    format_time(time::OffsetDateTime::from(t))
+}
+
+fn text(s: &str) -> Value {
+    Value::Text(s.to_string())
+}
+
+fn int(n: u64) -> Value {
+    Value::Integer(i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+/// The content of a `request` row, `seq` left to the writer.
+fn request_content(record: &EgressRecord) -> Result<Content, AuditError> {
+    let mut c = empty_content();
+    c[col::KIND] = text("request");
+    c[col::TIME] = Value::Text(format_system_time(record.time)?);
+    c[col::PROJECT] = record.project.as_deref().map_or(Value::Null, text);
+    c[col::PLUGIN_ID] = text(&record.plugin_id);
+    c[col::PLUGIN_VERSION] = text(&record.plugin_version);
+    c[col::CONNECTION_ID] = text(&record.connection_id);
+    c[col::METHOD] = text(&record.method);
+    c[col::URL] = text(&record.url);
+    match &record.decision {
+        Decision::Allowed => c[col::DECISION] = text("allowed"),
+        Decision::Denied(reason) => {
+            c[col::DECISION] = text("denied");
+            c[col::REASON] = text(reason);
+        }
+    }
+    c[col::CREDENTIAL_USED] = Value::Integer(record.credential_used.into());
+    c[col::REQUEST_BYTES] = int(record.request_bytes);
+    c[col::REQUEST_SHA256] = text(&record.request_sha256);
+    Ok(c)
+}
+
+/// The content of an `outcome` row, `seq` left to the writer.
+fn outcome_content(id: RecordId, outcome: &EgressOutcome) -> Content {
+    let mut c = empty_content();
+    c[col::KIND] = text("outcome");
+    // The current time always formats (its year has four digits).
+    c[col::TIME] = Value::Text(format_time(time::OffsetDateTime::now_utc()).unwrap_or_default());
+    c[col::REQUEST_SEQ] = int(id.0);
+    c[col::STATUS] = outcome
+        .status
+        .map_or(Value::Null, |s| Value::Integer(s.into()));
+    c[col::RESPONSE_BYTES] = int(outcome.response_bytes);
+    c[col::DURATION_MS] =
+        Value::Integer(i64::try_from(outcome.duration.as_millis()).unwrap_or(i64::MAX));
+    c[col::ERROR] = outcome.error.as_deref().map_or(Value::Null, text);
+    c
+}
+
+enum Msg {
+    Begin {
+        content: Box<Content>,
+        reply: oneshot::Sender<Result<RecordId, AuditError>>,
+    },
+    Finish {
+        content: Box<Content>,
+    },
+    Flush {
+        reply: oneshot::Sender<Result<(), AuditError>>,
+    },
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    commits: AtomicU64,
+    rows: AtomicU64,
+}
+
+/// The audit log in SQLite. See the module docs.
+pub struct SqliteAudit {
+    path: PathBuf,
+    durability: AuditDurability,
+    counters: Arc<Counters>,
+    sender: Option<mpsc::Sender<Msg>>,
+    writer: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for SqliteAudit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteAudit")
+            .field("path", &self.path)
+            .field("durability", &self.durability)
+            .field("commits", &self.commits())
+            .field("rows_written", &self.rows_written())
+            .finish()
+    }
+}
+
+impl SqliteAudit {
+    /// Open the audit log in the (already migrated) database at `db_path`
+    /// with a connection of its own, and start its writer thread.
+    pub fn open(db_path: &Path, durability: AuditDurability) -> Result<Arc<Self>, AuditError> {
+        let fail = |e: &dyn std::fmt::Display| {
+            AuditError(format!("cannot open audit log {}: {e}", db_path.display()))
+        };
+        let conn = crate::store::open_connection(db_path).map_err(|e| fail(&e))?;
+        conn.pragma_update(None, "synchronous", durability.synchronous())
+            .map_err(|e| fail(&e))?;
+        let has_table: bool = conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit_log')",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| fail(&e))?;
+        if !has_table {
+            return Err(fail(&"the database has no audit_log table (not migrated)"));
+        }
+        let head = read_head(&conn).map_err(|e| fail(&e))?;
+
+        let counters = Arc::new(Counters::default());
+        let (sender, receiver) = mpsc::channel();
+        let mut writer = Writer {
+            conn,
+            head,
+            counters: counters.clone(),
+            retry: Vec::new(),
+        };
+        let handle = std::thread::Builder::new()
+            .name("airlock-audit".into())
+            .spawn(move || writer.run(receiver))
+            .map_err(|e| fail(&e))?;
+        Ok(Arc::new(Self {
+            path: db_path.to_path_buf(),
+            durability,
+            counters,
+            sender: Some(sender),
+            writer: Some(handle),
+        }))
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn durability(&self) -> AuditDurability {
+        self.durability
+    }
+
+    /// Transactions committed so far.
+    pub fn commits(&self) -> u64 {
+        self.counters.commits.load(Ordering::Relaxed)
+    }
+
+    /// Rows committed so far.
+    pub fn rows_written(&self) -> u64 {
+        self.counters.rows.load(Ordering::Relaxed)
+    }
+
+    /// Wait until everything queued before this call (outcome rows included)
+    /// is committed, or its transaction failed.
+    pub async fn flush(&self) -> Result<(), AuditError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Msg::Flush { reply })?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    fn send(&self, msg: Msg) -> Result<(), AuditError> {
+        self.sender
+            .as_ref()
+            .ok_or_else(stopped)?
+            .send(msg)
+            .map_err(|_| stopped())
+    }
+}
+
+fn stopped() -> AuditError {
+    AuditError("the audit writer has stopped".into())
+}
+
+impl AuditSink for SqliteAudit {
+    fn begin<'a>(
+        &'a self,
+        record: &'a EgressRecord,
+    ) -> BoxFuture<'a, Result<RecordId, AuditError>> {
+        Box::pin(async move {
+            let content = Box::new(request_content(record)?);
+            let (reply, answer) = oneshot::channel();
+            self.send(Msg::Begin { content, reply })?;
+            answer.await.map_err(|_| stopped())?
+        })
+    }
+
+    fn finish(&self, id: RecordId, outcome: &EgressOutcome) {
+        let content = Box::new(outcome_content(id, outcome));
+        if let Err(e) = self.send(Msg::Finish { content }) {
+            tracing::error!(
+                target: "airlock::audit",
+                "outcome of audit record {} not recorded: {e}",
+                id.0
+            );
+        }
+    }
+}
+
+impl Drop for SqliteAudit {
+    /// Closes the queue and waits for the writer to commit what is in it.
+    fn drop(&mut self) {
+        drop(self.sender.take());
+        if let Some(writer) = self.writer.take()
+            && writer.join().is_err()
+        {
+            tracing::error!(target: "airlock::audit", "the audit writer thread panicked");
+        }
+    }
+}
+
+/// The last row: its seq and hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Head {
+    seq: i64,
+    hash: String,
+}
+
+fn read_head(conn: &Connection) -> rusqlite::Result<Head> {
+    Ok(conn
+        .query_row(
+            "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| {
+                Ok(Head {
+                    seq: r.get(0)?,
+                    hash: r.get(1)?,
+                })
+            },
+        )
+        .optional()?
+        .unwrap_or_else(|| Head {
+            seq: 0,
+            hash: GENESIS_HASH.to_string(),
+        }))
+}
+
+fn insert_sql() -> String {
+    let placeholders: Vec<String> = (1..=CONTENT_COLUMNS.len() + 2)
+        .map(|i| format!("?{i}"))
+        .collect();
+    format!(
+        "INSERT INTO audit_log ({}, prev_hash, hash) VALUES ({})",
+        CONTENT_COLUMNS.join(", "),
+        placeholders.join(", ")
+    )
+}
+
+struct Writer {
+    conn: Connection,
+    head: Head,
+    counters: Arc<Counters>,
+    /// Outcome rows from failed batches, with the attempts made so far.
+    retry: Vec<(Box<Content>, u32)>,
+}
+
+impl Writer {
+    fn run(&mut self, receiver: mpsc::Receiver<Msg>) {
+        let insert = insert_sql();
+        loop {
+            let first = if self.retry.is_empty() {
+                match receiver.recv() {
+                    Ok(m) => Some(m),
+                    Err(mpsc::RecvError) => break,
+                }
+            } else {
+                match receiver.recv_timeout(RETRY_AFTER) {
+                    Ok(m) => Some(m),
+                    Err(mpsc::RecvTimeoutError::Timeout) => None,
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+            };
+            let mut batch: Vec<Msg> = first.into_iter().collect();
+            while batch.len() < MAX_BATCH {
+                match receiver.try_recv() {
+                    Ok(m) => batch.push(m),
+                    Err(_) => break,
+                }
+            }
+            self.write_batch(&insert, batch);
+        }
+        // The queue is closed and empty: one last go at leftover outcomes.
+        if !self.retry.is_empty() {
+            self.write_batch(&insert, Vec::new());
+        }
+    }
+
+    fn write_batch(&mut self, insert: &str, batch: Vec<Msg>) {
+        let mut rows: Vec<(Box<Content>, u32)> = std::mem::take(&mut self.retry);
+        let mut begins = Vec::new();
+        let mut flushes = Vec::new();
+        for msg in batch {
+            match msg {
+                Msg::Begin { content, reply } => {
+                    begins.push((rows.len(), reply));
+                    rows.push((content, 0));
+                }
+                Msg::Finish { content } => rows.push((content, 0)),
+                Msg::Flush { reply } => flushes.push(reply),
+            }
+        }
+        let result = if rows.is_empty() {
+            Ok(Vec::new())
+        } else {
+            self.append(insert, &mut rows)
+        };
+        match result {
+            Ok(seqs) => {
+                if !rows.is_empty() {
+                    self.counters.commits.fetch_add(1, Ordering::Relaxed);
+                    self.counters
+                        .rows
+                        .fetch_add(rows.len() as u64, Ordering::Relaxed);
+                }
+                for (i, reply) in begins {
+                    let _ = reply.send(Ok(RecordId(seqs[i] as u64)));
+                }
+                for reply in flushes {
+                    let _ = reply.send(Ok(()));
+                }
+            }
+            Err(e) => {
+                let error = AuditError(e.to_string());
+                tracing::error!(
+                    target: "airlock::audit",
+                    "audit log write of {} rows failed and was rolled back: {e}",
+                    rows.len()
+                );
+                let mut is_begin = vec![false; rows.len()];
+                for (i, reply) in begins {
+                    is_begin[i] = true;
+                    let _ = reply.send(Err(AuditError(error.0.clone())));
+                }
+                for reply in flushes {
+                    let _ = reply.send(Err(AuditError(error.0.clone())));
+                }
+                // Requests of this batch will not be sent: drop their rows.
+                // Keep outcome rows (of requests committed earlier) for a retry.
+                for ((content, attempts), is_begin) in rows.into_iter().zip(is_begin) {
+                    if is_begin {
+                        continue;
+                    }
+                    if attempts + 1 < OUTCOME_ATTEMPTS {
+                        self.retry.push((content, attempts + 1));
+                    } else {
+                        tracing::error!(
+                            target: "airlock::audit",
+                            "outcome of audit record {:?} dropped after {OUTCOME_ATTEMPTS} \
+                             failed writes",
+                            content[col::REQUEST_SEQ]
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Append `rows` in one transaction; their seqs on success. The in-memory
+    /// head moves only when the commit succeeds.
+    fn append(
+        &mut self,
+        insert: &str,
+        rows: &mut [(Box<Content>, u32)],
+    ) -> rusqlite::Result<Vec<i64>> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let stored = read_head(&tx)?;
+        if stored != self.head {
+            tracing::warn!(
+                target: "airlock::audit",
+                "audit log head moved to seq {} outside this writer (another process?); \
+                 continuing from it",
+                stored.seq
+            );
+        }
+        let mut head = stored;
+        let mut seqs = Vec::with_capacity(rows.len());
+        {
+            let mut stmt = tx.prepare_cached(insert)?;
+            for (content, _) in rows.iter_mut() {
+                let seq = head.seq + 1;
+                content[col::SEQ] = Value::Integer(seq);
+                let prev_hash = Value::Text(std::mem::take(&mut head.hash));
+                let hash = row_hash(&prev_hash, &content[..]);
+                stmt.execute(rusqlite::params_from_iter(
+                    content
+                        .iter()
+                        .chain([&prev_hash, &Value::Text(hash.clone())]),
+                ))?;
+                seqs.push(seq);
+                head = Head { seq, hash };
+            }
+        }
+        tx.commit()?;
+        self.head = head;
+        Ok(seqs)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::path::PathBuf;
+    use std::sync::Arc;
+    use std::time::{Duration, SystemTime};
+
+    use super::{AuditDurability, SqliteAudit};
+    use crate::audit::{AuditSink, Decision, EgressOutcome, EgressRecord};
+    use crate::store::Store;
+
+    /// A migrated database in a temporary directory.
+    pub(crate) fn database() -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let path = store.path().to_path_buf();
+        (dir, path)
+    }
+
+    pub(crate) fn connection(path: &std::path::Path) -> rusqlite::Connection {
+        crate::store::open_connection(path).unwrap()
+    }
+
+    pub(crate) fn record(i: usize) -> EgressRecord {
+        EgressRecord {
+            time: SystemTime::now(),
+            plugin_id: "example".into(),
+            plugin_version: "1.0.0".into(),
+            connection_id: format!("conn-{}", i % 4),
+            project: Some("alpha".into()),
+            method: "GET".into(),
+            url: format!("https://api.example.com/items/{i}"),
+            request_bytes: i as u64,
+            request_sha256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+                .into(),
+            credential_used: true,
+            decision: Decision::Allowed,
+        }
+    }
+
+    pub(crate) fn outcome(i: usize) -> EgressOutcome {
+        EgressOutcome {
+            status: Some(200),
+            response_bytes: 1000 + i as u64,
+            duration: Duration::from_millis(i as u64),
+            error: None,
+        }
+    }
+
+    pub(crate) fn open(path: &std::path::Path) -> Arc<SqliteAudit> {
+        SqliteAudit::open(path, AuditDurability::ProcessCrash).unwrap()
+    }
+
+    /// `n` requests with their outcomes, one after the other: seq 2i+1 is
+    /// request i, seq 2i+2 its outcome.
+    pub(crate) async fn write_log(path: &std::path::Path, n: usize) {
+        let audit = open(path);
+        for i in 0..n {
+            let id = audit.begin(&record(i)).await.unwrap();
+            audit.finish(id, &outcome(i));
+            audit.flush().await.unwrap();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use rusqlite::OptionalExtension;
+
+    use super::test_support::{connection, database, open, outcome, record, write_log};
+    use super::*;
+    use crate::audit::chain::verify;
+
+    fn count(conn: &Connection) -> i64 {
+        conn.query_row("SELECT COUNT(*) FROM audit_log", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn begun_row_is_visible_from_another_connection_when_begin_returns() {
+        let (_dir, path) = database();
+        let audit = open(&path);
+        let reader = connection(&path);
+        let rec = record(7);
+        let id = audit.begin(&rec).await.unwrap();
+        let row: Option<(String, String, String, String, i64, String, String)> = reader
+            .query_row(
+                "SELECT kind, decision, url, connection_id, credential_used, prev_hash, hash \
+                 FROM audit_log WHERE seq = ?1",
+                [id.0 as i64],
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                    ))
+                },
+            )
+            .optional()
+            .unwrap();
+        let (kind, decision, url, connection_id, credential_used, prev_hash, hash) =
+            row.expect("row committed before begin returned");
+        assert_eq!(kind, "request");
+        assert_eq!(decision, "allowed");
+        assert_eq!(url, rec.url);
+        assert_eq!(connection_id, rec.connection_id);
+        assert_eq!(credential_used, 1);
+        assert_eq!(prev_hash, GENESIS_HASH);
+        assert_eq!(hash.len(), 64);
+        assert_eq!(id, RecordId(1));
+    }
+
+    #[tokio::test]
+    async fn outcome_rows_link_to_their_request() {
+        let (_dir, path) = database();
+        let audit = open(&path);
+        let a = audit.begin(&record(1)).await.unwrap();
+        let b = audit.begin(&record(2)).await.unwrap();
+        audit.finish(b, &outcome(2));
+        audit.finish(
+            a,
+            &EgressOutcome {
+                status: None,
+                response_bytes: 0,
+                duration: Duration::from_millis(1500),
+                error: Some("connection refused".into()),
+            },
+        );
+        audit.flush().await.unwrap();
+        let reader = connection(&path);
+        let mut stmt = reader
+            .prepare(
+                "SELECT request_seq, status, response_bytes, duration_ms, error, url, decision \
+                 FROM audit_log WHERE kind = 'outcome' ORDER BY seq",
+            )
+            .unwrap();
+        type OutcomeRow = (
+            i64,
+            Option<i64>,
+            i64,
+            i64,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        );
+        let rows: Vec<OutcomeRow> = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ))
+            })
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            rows,
+            vec![
+                (b.0 as i64, Some(200), 1002, 2, None, None, None),
+                (
+                    a.0 as i64,
+                    None,
+                    0,
+                    1500,
+                    Some("connection refused".into()),
+                    None,
+                    None
+                ),
+            ]
+        );
+        assert!(verify(&reader).unwrap().is_ok());
+    }
+
+    #[tokio::test]
+    async fn denied_requests_are_rows_with_their_reason() {
+        let (_dir, path) = database();
+        let audit = open(&path);
+        let mut rec = record(1);
+        rec.decision = Decision::Denied("origin not granted".into());
+        rec.credential_used = false;
+        rec.project = None;
+        let id = audit.begin(&rec).await.unwrap();
+        let (decision, reason, project, credential_used): (String, String, Option<String>, i64) =
+            connection(&path)
+                .query_row(
+                    "SELECT decision, reason, project, credential_used FROM audit_log WHERE seq = ?1",
+                    [id.0 as i64],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+                .unwrap();
+        assert_eq!(decision, "denied");
+        assert_eq!(reason, "origin not granted");
+        assert_eq!(project, None);
+        assert_eq!(credential_used, 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_writers_leave_a_valid_chain() {
+        let (_dir, path) = database();
+        let audit = open(&path);
+        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let tasks: Vec<_> = (0..32)
+            .map(|_| {
+                let audit = audit.clone();
+                let next = next.clone();
+                tokio::spawn(async move {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= 50 {
+                            break;
+                        }
+                        let id = audit.begin(&record(i)).await.unwrap();
+                        tokio::task::yield_now().await;
+                        audit.finish(id, &outcome(i));
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        audit.flush().await.unwrap();
+        let conn = connection(&path);
+        let report = verify(&conn).unwrap();
+        assert_eq!(report.problem, None);
+        assert_eq!(report.rows, 100);
+        assert_eq!(report.last_seq, Some(100));
+        let outcomes_linked: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM audit_log o JOIN audit_log r ON r.seq = o.request_seq \
+                 WHERE o.kind = 'outcome' AND r.kind = 'request' AND o.seq > r.seq",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(outcomes_linked, 50);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_begins_share_commits() {
+        let (_dir, path) = database();
+        let audit = open(&path);
+        // Hold the write lock so the first commit takes a while, as an fsync
+        // would: everything arriving meanwhile must go into one transaction.
+        let blocker = connection(&path);
+        blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let tasks: Vec<_> = (0..64)
+            .map(|i| {
+                let audit = audit.clone();
+                tokio::spawn(async move { audit.begin(&record(i)).await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        blocker.execute_batch("COMMIT").unwrap();
+        let mut ids = Vec::new();
+        for t in tasks {
+            ids.push(t.await.unwrap().unwrap().0);
+        }
+        ids.sort();
+        assert_eq!(ids, (1..=64).collect::<Vec<u64>>());
+        assert_eq!(audit.rows_written(), 64);
+        assert!(
+            audit.commits() <= 4,
+            "64 concurrent begins took {} commits",
+            audit.commits()
+        );
+        assert!(verify(&blocker).unwrap().is_ok());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn failed_write_fails_every_begin_of_its_batch_and_writes_nothing() {
+        let (_dir, path) = database();
+        let audit = open(&path);
+        let admin = connection(&path);
+        let a = audit.begin(&record(0)).await.unwrap();
+
+        // The table refuses every insert: begin fails, the outcome of `a` is
+        // kept for a retry.
+        admin
+            .execute_batch(
+                "CREATE TRIGGER audit_read_only BEFORE INSERT ON audit_log \
+                 BEGIN SELECT RAISE(ABORT, 'audit_log is read-only'); END;",
+            )
+            .unwrap();
+        audit.finish(a, &outcome(0));
+        let err = audit.begin(&record(1)).await.unwrap_err();
+        assert!(err.to_string().contains("read-only"), "{err}");
+        assert_eq!(count(&admin), 1);
+        admin.execute_batch("DROP TRIGGER audit_read_only").unwrap();
+        audit.flush().await.unwrap();
+        assert_eq!(count(&admin), 2, "the outcome of request 0 was retried");
+
+        // One bad row poisons its whole batch: the good row beside it is not
+        // written either, and its begin fails too.
+        admin
+            .execute_batch(
+                "CREATE TRIGGER audit_no_bad BEFORE INSERT ON audit_log \
+                 WHEN NEW.url LIKE '%/bad' \
+                 BEGIN SELECT RAISE(ABORT, 'bad row'); END;",
+            )
+            .unwrap();
+        admin.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let spawn_begin = |url: &str| {
+            let audit = audit.clone();
+            let mut rec = record(2);
+            rec.url = url.to_string();
+            tokio::spawn(async move { audit.begin(&rec).await })
+        };
+        // The writer takes `pilot` and waits for the lock ...
+        let pilot = spawn_begin("https://api.example.com/pilot");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        // ... while these two queue up for the next transaction.
+        let bad = spawn_begin("https://api.example.com/bad");
+        let good = spawn_begin("https://api.example.com/good");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        admin.execute_batch("COMMIT").unwrap();
+        let pilot = pilot.await.unwrap().unwrap();
+        assert!(bad.await.unwrap().is_err());
+        assert!(good.await.unwrap().is_err());
+        admin.execute_batch("DROP TRIGGER audit_no_bad").unwrap();
+
+        // request 0, its outcome, pilot.
+        let urls: Vec<Option<String>> = admin
+            .prepare("SELECT url FROM audit_log ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(urls.len(), 3, "{urls:?}");
+        assert!(!urls.iter().flatten().any(|u| u.ends_with("/bad")));
+        assert!(!urls.iter().flatten().any(|u| u.ends_with("/good")));
+
+        // The chain continues where the committed rows left it.
+        let next = audit.begin(&record(3)).await.unwrap();
+        assert_eq!((pilot.0, next.0), (3, 4));
+        let report = verify(&admin).unwrap();
+        assert_eq!(report.problem, None);
+        assert_eq!(report.rows, 4);
+    }
+
+    #[tokio::test]
+    async fn reopening_continues_the_chain() {
+        let (_dir, path) = database();
+        write_log(&path, 3).await;
+        let audit = open(&path);
+        let id = audit.begin(&record(9)).await.unwrap();
+        assert_eq!(id.0, 7);
+        drop(audit);
+        let report = verify(&connection(&path)).unwrap();
+        assert_eq!(report.problem, None);
+        assert_eq!(report.rows, 7);
+    }
+
+    #[tokio::test]
+    async fn another_writer_on_the_same_file_is_followed() {
+        let (_dir, path) = database();
+        let one = open(&path);
+        let two = open(&path);
+        let a = one.begin(&record(0)).await.unwrap();
+        let b = two.begin(&record(1)).await.unwrap();
+        let c = one.begin(&record(2)).await.unwrap();
+        assert_eq!((a.0, b.0, c.0), (1, 2, 3));
+        assert!(verify(&connection(&path)).unwrap().is_ok());
+    }
+
+    #[tokio::test]
+    async fn dropping_the_sink_commits_queued_outcomes() {
+        let (_dir, path) = database();
+        let audit = open(&path);
+        let id = audit.begin(&record(0)).await.unwrap();
+        audit.finish(id, &outcome(0));
+        drop(audit);
+        assert_eq!(count(&connection(&path)), 2);
+    }
+
+    #[test]
+    fn open_requires_a_migrated_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = SqliteAudit::open(&dir.path().join("empty.db"), AuditDurability::PowerLoss)
+            .unwrap_err();
+        assert!(err.to_string().contains("no audit_log table"), "{err}");
+    }
+}

@@ -1,0 +1,115 @@
+//! `airlock audit`: list and verify the hash-chained audit log.
+
+use anyhow::bail;
+use clap::Subcommand;
+
+use super::output;
+use airlock::Airlock;
+use airlock::audit::{AuditFilter, DecisionKind};
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Decision {
+    Allowed,
+    Denied,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain; reports the first altered, removed or reordered row.
+    Verify,
+    /// List recorded requests, newest first.
+    List {
+        #[arg(long)]
+        connection: Option<String>,
+        #[arg(long)]
+        plugin: Option<String>,
+        #[arg(long)]
+        project: Option<String>,
+        #[arg(long, value_enum)]
+        decision: Option<Decision>,
+        /// RFC 3339 time, inclusive.
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(airlock: &Airlock, cmd: AuditCommand) -> anyhow::Result<()> {
+    match cmd {
+        AuditCommand::Verify => {
+            let report = airlock.verify_audit()?;
+            println!("{report}");
+            if !report.is_ok() {
+                bail!("the audit log has been tampered with");
+            }
+            Ok(())
+        }
+        AuditCommand::List {
+            connection,
+            plugin,
+            project,
+            decision,
+            since,
+            until,
+            limit,
+            json,
+        } => {
+            let connection_id = match connection {
+                Some(c) => Some(airlock.connection(&c)?.id),
+                None => None,
+            };
+            let entries = airlock.list_audit(&AuditFilter {
+                connection_id,
+                plugin_id: plugin,
+                project,
+                decision: decision.map(|d| match d {
+                    Decision::Allowed => DecisionKind::Allowed,
+                    Decision::Denied => DecisionKind::Denied,
+                }),
+                since,
+                until,
+                limit,
+            })?;
+            if json {
+                return output::json(&entries);
+            }
+            let rows: Vec<Vec<String>> = entries
+                .iter()
+                .map(|e| {
+                    vec![
+                        e.seq.to_string(),
+                        e.time.clone(),
+                        e.plugin_id.clone(),
+                        e.connection_id.clone(),
+                        e.method.clone(),
+                        e.url.clone(),
+                        e.decision.as_str().to_string(),
+                        e.outcome
+                            .as_ref()
+                            .and_then(|o| o.status)
+                            .map_or("-".into(), |s| s.to_string()),
+                    ]
+                })
+                .collect();
+            output::table(
+                &[
+                    "SEQ",
+                    "TIME",
+                    "PLUGIN",
+                    "CONNECTION",
+                    "METHOD",
+                    "URL",
+                    "DECISION",
+                    "STATUS",
+                ],
+                &rows,
+            );
+            Ok(())
+        }
+    }
+}

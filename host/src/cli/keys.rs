@@ -1,0 +1,58 @@
+//! `airlock keys`: vault key versions.
+
+use clap::Subcommand;
+
+use super::output;
+use airlock::Airlock;
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a new key version and re-encrypt every secret under it (one transaction).
+    Rotate,
+    /// Delete an old key version once nothing uses it.
+    Retire { version: u32 },
+    /// List key versions.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(airlock: &Airlock, cmd: KeysCommand) -> anyhow::Result<()> {
+    match cmd {
+        KeysCommand::Rotate => {
+            let v = airlock.vault().rotate()?;
+            println!("key version {v} is now active; every secret was re-encrypted");
+            println!("retire the old version with `airlock keys retire <version>`");
+            Ok(())
+        }
+        KeysCommand::Retire { version } => {
+            airlock.vault().retire(version)?;
+            println!("key version {version} retired");
+            Ok(())
+        }
+        KeysCommand::List { json } => {
+            let versions = airlock.vault().versions()?;
+            if json {
+                return output::json(&versions);
+            }
+            let rows: Vec<Vec<String>> = versions
+                .iter()
+                .map(|v| {
+                    vec![
+                        v.version.to_string(),
+                        if v.active {
+                            "active".into()
+                        } else {
+                            "old".into()
+                        },
+                        v.secrets.to_string(),
+                        v.created_at.clone(),
+                    ]
+                })
+                .collect();
+            output::table(&["VERSION", "STATE", "SECRETS", "CREATED"], &rows);
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! `airlock plugin`: inspect, install, list, remove.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+
+use super::{UsageError, output};
+use airlock::Airlock;
+
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Show what a plugin is and what it asks for, without running it.
+    ///
+    /// Example: airlock plugin inspect target/wasm/wasm32-wasip2/release/minimal.wasm --json
+    Inspect {
+        /// The plugin's `.wasm` file.
+        file: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Install a plugin: pins its SHA-256 and records the capabilities you approve.
+    ///
+    /// Shows the egress the plugin asks for (and, for an installed id, what
+    /// changed) and asks for approval; --approve approves non-interactively.
+    Install {
+        file: PathBuf,
+        /// Approve the capabilities shown without asking.
+        #[arg(long)]
+        approve: bool,
+    },
+    /// List installed plugins.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove an installed plugin (refused while connections use it).
+    Rm { id: String },
+}
+
+pub fn run(airlock: &Airlock, cmd: PluginCommand) -> anyhow::Result<()> {
+    match cmd {
+        PluginCommand::Inspect { .. } => unreachable!("handled without a data directory"),
+        PluginCommand::Install { file, approve } => {
+            let wasm =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let plan = airlock
+                .plan_install(wasm)
+                .with_context(|| format!("checking {}", file.display()))?;
+            if plan.unchanged() {
+                println!(
+                    "plugin {} {} is already installed from this file",
+                    plan.manifest.id, plan.manifest.version
+                );
+                return Ok(());
+            }
+            println!(
+                "plugin {} ({}) {}",
+                plan.manifest.name, plan.manifest.id, plan.manifest.version
+            );
+            println!("  sha256:  {}", plan.sha256);
+            println!("  exports: {}", plan.interfaces.join(", "));
+            println!(
+                "  egress:  each connection's base-url origin{}",
+                if plan.grant.is_empty() {
+                    " only"
+                } else {
+                    ", plus:"
+                }
+            );
+            for e in &plan.grant {
+                println!(
+                    "    - {} {}",
+                    e.url,
+                    if e.methods.is_empty() {
+                        String::new()
+                    } else {
+                        format!("[{}]", e.methods.join(", "))
+                    }
+                );
+            }
+            println!("  changes:");
+            for c in &plan.changes {
+                println!("    {c}");
+            }
+            let approved = approve || ask("Approve these capabilities?")?;
+            if !approved {
+                bail!(UsageError(format!(
+                    "not installed: approve the capabilities (re-run with --approve) to install {}",
+                    plan.manifest.id
+                )));
+            }
+            let record = airlock.install(&plan, true)?;
+            println!(
+                "installed {} {} ({})",
+                record.id, record.version, record.sha256
+            );
+            Ok(())
+        }
+        PluginCommand::List { json } => {
+            let plugins = airlock.list_plugins()?;
+            if json {
+                return output::json(&plugins);
+            }
+            let rows: Vec<Vec<String>> = plugins
+                .iter()
+                .map(|p| {
+                    vec![
+                        p.id.clone(),
+                        p.version.clone(),
+                        p.manifest.category.to_string(),
+                        p.sha256[..12].to_string(),
+                        p.updated_at.clone(),
+                    ]
+                })
+                .collect();
+            output::table(&["ID", "VERSION", "CATEGORY", "SHA256", "UPDATED"], &rows);
+            Ok(())
+        }
+        PluginCommand::Rm { id } => {
+            airlock.remove_plugin(&id)?;
+            println!("removed plugin {id}");
+            Ok(())
+        }
+    }
+}
+
+fn ask(question: &str) -> anyhow::Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        return Ok(false);
+    }
+    print!("{question} [y/N] ");
+    std::io::stdout().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(matches!(line.trim(), "y" | "Y" | "yes"))
+}

@@ -1,0 +1,421 @@
+//! Connections: a plugin, its settings, its credential (sealed in the vault)
+//! and its scope. The credential is read from the vault for each outbound
+//! request bound to receive it, so removing a connection or rotating keys
+//! takes effect for calls already in flight.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use http::HeaderName;
+use secrecy::SecretString;
+
+use super::{Airlock, ServiceError};
+use crate::connection::{Connection, Credential, CredentialError, CredentialSource};
+use crate::manifest::AuthKind;
+use crate::runtime::types::ConnectionReport;
+use crate::store::connections::{
+    self as repo, AuthConfig, ConnectionFilter, ConnectionRecord, ConnectionStatus, Scope,
+};
+use crate::vault::{SecretOwner, Vault};
+
+/// Vault field names of connection secrets.
+pub(crate) mod field {
+    pub const PASSWORD: &str = "password";
+    pub const API_KEY: &str = "api-key";
+    pub const TOKEN: &str = "token";
+    pub const ACCESS_TOKEN: &str = "access-token";
+    pub const CLIENT_SECRET: &str = "client-secret";
+}
+
+/// How a new connection authenticates, secrets included. Secrets are sealed
+/// into the vault and dropped; nothing keeps them in plaintext.
+pub enum AuthInput {
+    None,
+    /// User + password, or email + API token; an empty user is allowed
+    /// (Azure DevOps PATs).
+    Basic {
+        username: String,
+        password: SecretString,
+    },
+    /// A custom header with a prefix, e.g. `x-api-key` with `""` or
+    /// `Authorization` with `"Bearer "`.
+    ApiKey {
+        header: String,
+        prefix: String,
+        key: SecretString,
+    },
+    /// `Authorization: Bearer <token>` (PATs).
+    Bearer {
+        token: SecretString,
+    },
+    /// OAuth2; tokens arrive through the authorisation flow. The connection
+    /// may carry its own app credentials.
+    OAuth2 {
+        client_id: Option<String>,
+        client_secret: Option<SecretString>,
+    },
+}
+
+impl fmt::Debug for AuthInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AuthInput::None => "AuthInput::None",
+            AuthInput::Basic { .. } => "AuthInput::Basic([redacted])",
+            AuthInput::ApiKey { .. } => "AuthInput::ApiKey([redacted])",
+            AuthInput::Bearer { .. } => "AuthInput::Bearer([redacted])",
+            AuthInput::OAuth2 { .. } => "AuthInput::OAuth2([redacted])",
+        })
+    }
+}
+
+impl AuthInput {
+    fn kind(&self) -> AuthKind {
+        match self {
+            AuthInput::None => AuthKind::None,
+            AuthInput::Basic { .. } => AuthKind::Basic,
+            AuthInput::ApiKey { .. } => AuthKind::ApiKey,
+            AuthInput::Bearer { .. } => AuthKind::Bearer,
+            AuthInput::OAuth2 { .. } => AuthKind::Oauth2,
+        }
+    }
+}
+
+/// Everything needed to create a connection.
+#[derive(Debug)]
+pub struct NewConnection {
+    pub name: String,
+    pub plugin_id: String,
+    pub settings: BTreeMap<String, String>,
+    pub auth: AuthInput,
+    pub scope: Scope,
+}
+
+fn auth_kind_name(kind: AuthKind) -> &'static str {
+    match kind {
+        AuthKind::None => "none",
+        AuthKind::Basic => "basic",
+        AuthKind::ApiKey => "api-key",
+        AuthKind::Bearer => "bearer",
+        AuthKind::Oauth2 => "oauth2",
+    }
+}
+
+/// Headers a custom API-key header may not be: they route or frame the
+/// request, or carry other credentials.
+const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "cookie",
+    "proxy-authorization",
+    "upgrade",
+];
+
+fn validate_name(name: &str) -> Result<(), ServiceError> {
+    if name.trim().is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
+        return Err(ServiceError::Invalid(format!(
+            "connection name {name:?} must be 1-128 printable characters"
+        )));
+    }
+    Ok(())
+}
+
+impl Airlock {
+    /// Create a connection: settings validated against the plugin's schema,
+    /// secrets sealed, all in one transaction.
+    pub fn add_connection(&self, new: NewConnection) -> Result<ConnectionRecord, ServiceError> {
+        validate_name(&new.name)?;
+        let plugin = self
+            .store
+            .read(|c| crate::store::plugins::get_plugin(c, &new.plugin_id))?;
+        let kind = new.auth.kind();
+        let offered = &plugin.manifest.auth.kinds;
+        if kind != AuthKind::None && !offered.contains(&kind) {
+            let names: Vec<&str> = offered.iter().map(|k| auth_kind_name(*k)).collect();
+            return Err(ServiceError::Invalid(format!(
+                "plugin `{}` does not support auth kind `{}`; it supports: {}",
+                plugin.id,
+                auth_kind_name(kind),
+                if names.is_empty() {
+                    "none".into()
+                } else {
+                    names.join(", ")
+                }
+            )));
+        }
+        let settings = super::settings::validate(&plugin.manifest, &new.settings)?;
+        if kind != AuthKind::None && !settings.contains_key(crate::connection::BASE_URL_SETTING) {
+            return Err(ServiceError::Invalid(format!(
+                "connection `{}` needs a `base-url` setting: its credential is bound to that origin",
+                new.name
+            )));
+        }
+        if let Scope::Projects(projects) = &new.scope
+            && (projects.is_empty() || projects.iter().any(|p| p.trim().is_empty()))
+        {
+            return Err(ServiceError::Invalid(
+                "a project-scoped connection needs at least one non-empty project name".into(),
+            ));
+        }
+        let mut auth_config = AuthConfig::default();
+        let mut secrets: Vec<(&str, SecretString)> = Vec::new();
+        match new.auth {
+            AuthInput::None => {}
+            AuthInput::Basic { username, password } => {
+                auth_config.username = Some(username);
+                secrets.push((field::PASSWORD, password));
+            }
+            AuthInput::ApiKey {
+                header,
+                prefix,
+                key,
+            } => {
+                let name = HeaderName::from_bytes(header.as_bytes()).map_err(|_| {
+                    ServiceError::Invalid(format!("{header:?} is not a valid HTTP header name"))
+                })?;
+                if RESERVED_HEADERS.contains(&name.as_str()) {
+                    return Err(ServiceError::Invalid(format!(
+                        "`{name}` cannot carry an API key"
+                    )));
+                }
+                auth_config.header = Some(name.as_str().to_string());
+                auth_config.prefix = Some(prefix);
+                secrets.push((field::API_KEY, key));
+            }
+            AuthInput::Bearer { token } => secrets.push((field::TOKEN, token)),
+            AuthInput::OAuth2 {
+                client_id,
+                client_secret,
+            } => {
+                auth_config.username = client_id;
+                if let Some(s) = client_secret {
+                    secrets.push((field::CLIENT_SECRET, s));
+                }
+            }
+        }
+        let now = crate::store::now();
+        let record = ConnectionRecord {
+            id: crate::store::new_id(),
+            name: new.name,
+            plugin_id: plugin.id,
+            settings,
+            auth_kind: kind,
+            auth_config,
+            scope: new.scope,
+            status: if kind == AuthKind::Oauth2 {
+                ConnectionStatus::NeedsReauth
+            } else {
+                ConnectionStatus::Active
+            },
+            created_at: now.clone(),
+            updated_at: now,
+        };
+        let owner = SecretOwner::Connection(record.id.clone());
+        self.store.transact(|tx| {
+            repo::insert_connection(tx, &record)?;
+            for (name, secret) in &secrets {
+                self.vault.seal_secret(tx, &owner, name, secret)?;
+            }
+            Ok::<_, ServiceError>(())
+        })?;
+        Ok(record)
+    }
+
+    pub fn connections(
+        &self,
+        filter: &ConnectionFilter,
+    ) -> Result<Vec<ConnectionRecord>, ServiceError> {
+        Ok(self.store.read(|c| repo::list_connections(c, filter))?)
+    }
+
+    pub fn connection(&self, id_or_name: &str) -> Result<ConnectionRecord, ServiceError> {
+        Ok(self.store.read(|c| repo::get_connection(c, id_or_name))?)
+    }
+
+    fn set_status(
+        &self,
+        id_or_name: &str,
+        status: ConnectionStatus,
+    ) -> Result<ConnectionRecord, ServiceError> {
+        let mut record = self.connection(id_or_name)?;
+        self.store
+            .write(|tx| repo::set_status(tx, &record.id, status))?;
+        record.status = status;
+        Ok(record)
+    }
+
+    pub fn pause_connection(&self, id_or_name: &str) -> Result<ConnectionRecord, ServiceError> {
+        self.set_status(id_or_name, ConnectionStatus::Paused)
+    }
+
+    pub fn resume_connection(&self, id_or_name: &str) -> Result<ConnectionRecord, ServiceError> {
+        let record = self.connection(id_or_name)?;
+        if record.auth_kind == AuthKind::Oauth2
+            && self
+                .vault
+                .open_secret(
+                    &SecretOwner::Connection(record.id.clone()),
+                    field::ACCESS_TOKEN,
+                )?
+                .is_none()
+        {
+            return self.set_status(id_or_name, ConnectionStatus::NeedsReauth);
+        }
+        self.set_status(id_or_name, ConnectionStatus::Active)
+    }
+
+    /// Delete a connection and destroy its secrets.
+    pub fn remove_connection(&self, id_or_name: &str) -> Result<(), ServiceError> {
+        let record = self.connection(id_or_name)?;
+        let owner = SecretOwner::Connection(record.id.clone());
+        self.store.transact(|tx| {
+            self.vault.delete_secrets(tx, &owner)?;
+            repo::delete_connection(tx, &record.id)?;
+            Ok::<_, ServiceError>(())
+        })?;
+        Ok(())
+    }
+
+    /// The connection of `plugin_id` that serves `project`: a project-scoped
+    /// one before a global one.
+    pub fn resolve(
+        &self,
+        plugin_id: &str,
+        project: &str,
+    ) -> Result<ConnectionRecord, ServiceError> {
+        Ok(self
+            .store
+            .read(|c| repo::resolve_for_project(c, plugin_id, project))?)
+    }
+
+    /// The loaded plugin and the runtime view of a connection, refusing
+    /// connections that cannot be used right now.
+    pub fn prepare_call(
+        &self,
+        record: &ConnectionRecord,
+        project: Option<&str>,
+    ) -> Result<(Arc<crate::Plugin>, Connection), ServiceError> {
+        match record.status {
+            ConnectionStatus::Active => {}
+            ConnectionStatus::Paused => {
+                return Err(ServiceError::Paused {
+                    name: record.name.clone(),
+                });
+            }
+            ConnectionStatus::NeedsReauth => {
+                return Err(ServiceError::NeedsReauth {
+                    name: record.name.clone(),
+                });
+            }
+        }
+        let plugin = self.loaded_plugin(&record.plugin_id)?;
+        let mut conn = Connection::new(record.id.clone(), record.name.clone());
+        conn.settings = record.settings.clone();
+        conn.project = project.map(String::from);
+        let header = match record.auth_kind {
+            AuthKind::None => return Ok((plugin, conn)),
+            AuthKind::ApiKey => {
+                let h = record.auth_config.header.as_deref().unwrap_or_default();
+                HeaderName::from_bytes(h.as_bytes()).map_err(|_| {
+                    ServiceError::Invalid(format!(
+                        "connection `{}` has an invalid API-key header {h:?}",
+                        record.name
+                    ))
+                })?
+            }
+            _ => http::header::AUTHORIZATION,
+        };
+        let source = Arc::new(VaultCredential {
+            vault: self.vault.clone(),
+            kind: record.auth_kind,
+            config: record.auth_config.clone(),
+            connection: record.name.clone(),
+        });
+        let conn = conn.with_credential(header, source).map_err(|e| {
+            ServiceError::Invalid(format!(
+                "connection `{}`: its base-url cannot carry a credential: {e}",
+                record.name
+            ))
+        })?;
+        Ok((plugin, conn))
+    }
+
+    /// Run the plugin's `test-connection` against a connection.
+    pub async fn test_connection(
+        &self,
+        id_or_name: &str,
+    ) -> Result<ConnectionReport, ServiceError> {
+        let record = self.connection(id_or_name)?;
+        let (plugin, conn) = self.prepare_call(&record, None)?;
+        Ok(self.runtime.test_connection(&plugin, &conn).await?)
+    }
+}
+
+/// Reads a connection's credential from the vault for each request.
+struct VaultCredential {
+    vault: Arc<Vault>,
+    kind: AuthKind,
+    config: AuthConfig,
+    connection: String,
+}
+
+impl fmt::Debug for VaultCredential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VaultCredential")
+            .field("connection", &self.connection)
+            .field("kind", &self.kind)
+            .finish()
+    }
+}
+
+impl CredentialSource for VaultCredential {
+    fn credential<'a>(
+        &'a self,
+        connection_id: &'a str,
+    ) -> BoxFuture<'a, Result<Credential, CredentialError>> {
+        Box::pin(async move {
+            let owner = SecretOwner::Connection(connection_id.to_string());
+            let field = match self.kind {
+                AuthKind::Basic => field::PASSWORD,
+                AuthKind::ApiKey => field::API_KEY,
+                AuthKind::Bearer => field::TOKEN,
+                AuthKind::Oauth2 => field::ACCESS_TOKEN,
+                AuthKind::None => {
+                    return Err(CredentialError::Missing {
+                        connection: self.connection.clone(),
+                    });
+                }
+            };
+            let secret = self
+                .vault
+                .open_secret(&owner, field)
+                .map_err(|e| CredentialError::Unavailable {
+                    connection: self.connection.clone(),
+                    reason: e.to_string(),
+                })?
+                .ok_or_else(|| CredentialError::Missing {
+                    connection: self.connection.clone(),
+                })?;
+            Ok(match self.kind {
+                AuthKind::Basic => Credential::Basic {
+                    username: self.config.username.clone().unwrap_or_default(),
+                    password: secret,
+                },
+                AuthKind::ApiKey => Credential::ApiKey {
+                    header: HeaderName::from_bytes(
+                        self.config.header.as_deref().unwrap_or_default().as_bytes(),
+                    )
+                    .map_err(|_| CredentialError::InvalidHeader {
+                        connection: self.connection.clone(),
+                    })?,
+                    prefix: self.config.prefix.clone().unwrap_or_default(),
+                    key: secret,
+                },
+                _ => Credential::Bearer { token: secret },
+            })
+        })
+    }
+}

@@ -1,0 +1,218 @@
+//! `Airlock`: the library API an application embeds. Opens a data directory
+//! (SQLite store, vault, audit log, compiled-component cache) and offers the
+//! operations the CLI and the management API are built on: install plugins,
+//! manage connections, call plugins, rotate keys, read the audit trail.
+
+mod connections;
+mod plugins;
+pub mod settings;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+pub use connections::{AuthInput, NewConnection};
+pub use plugins::InstallPlan;
+
+use crate::audit::{
+    AuditDurability, AuditEntry, AuditError, AuditFilter, SqliteAudit, VerifyReport,
+};
+use crate::egress::{AddressPolicy, AllowListError};
+use crate::limits::Limits;
+use crate::runtime::{CallError, LoadError, Plugin, Runtime, RuntimeConfig};
+use crate::store::state::SqliteState;
+use crate::store::{Store, StoreError};
+use crate::vault::{KeySource, Vault, VaultError};
+
+/// Environment variable naming the data directory.
+pub const DATA_DIR_ENV: &str = "AIRLOCK_DATA_DIR";
+
+/// How to open an [`Airlock`].
+#[derive(Debug)]
+pub struct AirlockConfig {
+    pub data_dir: PathBuf,
+    /// Where the master key comes from; `None` reads the environment
+    /// (`AIRLOCK_MASTER_KEY`, `AIRLOCK_MASTER_PASSPHRASE`) or uses the key
+    /// file next to the data.
+    pub key_source: Option<KeySource>,
+    pub limits: Limits,
+    pub address_policy: AddressPolicy,
+    pub audit_durability: AuditDurability,
+    pub pooling: bool,
+    pub max_concurrent_calls: u32,
+}
+
+impl AirlockConfig {
+    /// Defaults for `data_dir`, with the egress allow-list read from
+    /// `AIRLOCK_EGRESS_ALLOW_PRIVATE`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Result<Self, AllowListError> {
+        Ok(Self {
+            data_dir: data_dir.into(),
+            key_source: None,
+            limits: Limits::default(),
+            address_policy: AddressPolicy::from_env()?,
+            audit_durability: AuditDurability::default(),
+            pooling: true,
+            max_concurrent_calls: 256,
+        })
+    }
+
+    /// `$AIRLOCK_DATA_DIR`, else `$XDG_DATA_HOME/airlock`, else
+    /// `$HOME/.local/share/airlock`, else `./airlock-data`.
+    pub fn default_data_dir() -> PathBuf {
+        let env = |k| {
+            std::env::var_os(k)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        env(DATA_DIR_ENV)
+            .or_else(|| env("XDG_DATA_HOME").map(|d| d.join("airlock")))
+            .or_else(|| env("HOME").map(|h| h.join(".local/share/airlock")))
+            .unwrap_or_else(|| PathBuf::from("airlock-data"))
+    }
+}
+
+/// Why an operation failed. Messages name the thing and what to do next.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error(transparent)]
+    Settings(#[from] settings::SettingsError),
+    #[error(transparent)]
+    Call(#[from] CallError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error(
+        "plugin `{id}` is not installed with this file: approve its capabilities first \
+         (changes: {})", .changes.join("; ")
+    )]
+    NeedsApproval { id: String, changes: Vec<String> },
+    #[error("connection `{name}` is paused; resume it with `airlock connection resume {name}`")]
+    Paused { name: String },
+    #[error(
+        "connection `{name}` needs re-authorisation; reconnect it with `airlock oauth connect {name}`"
+    )]
+    NeedsReauth { name: String },
+    #[error(
+        "the installed file of plugin `{id}` ({path}) no longer matches its pinned SHA-256; \
+         reinstall the plugin and approve it again"
+    )]
+    Tampered { id: String, path: PathBuf },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// An open airlock data directory.
+pub struct Airlock {
+    data_dir: PathBuf,
+    key_source: String,
+    store: Arc<Store>,
+    vault: Arc<Vault>,
+    audit: Arc<SqliteAudit>,
+    runtime: Arc<Runtime>,
+    loaded: Mutex<HashMap<String, Arc<Plugin>>>,
+}
+
+impl std::fmt::Debug for Airlock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Airlock")
+            .field("data_dir", &self.data_dir)
+            .field("key_source", &self.key_source)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Airlock {
+    /// Open (or create) the data directory: migrate the database, unlock the
+    /// vault (a wrong master key fails here, before anything is written),
+    /// open the audit log and start the runtime.
+    pub fn open(config: AirlockConfig) -> Result<Self, ServiceError> {
+        let store = Arc::new(Store::open(&config.data_dir)?);
+        let source = match config.key_source {
+            Some(s) => s,
+            None => KeySource::from_env(&config.data_dir)?,
+        };
+        let vault = Arc::new(Vault::open(store.clone(), &source)?);
+        let audit = SqliteAudit::open(store.path(), config.audit_durability)?;
+        let runtime = Runtime::new(RuntimeConfig {
+            limits: config.limits,
+            cache_dir: Some(config.data_dir.join("cache")),
+            address_policy: config.address_policy,
+            pooling: config.pooling,
+            max_concurrent_calls: config.max_concurrent_calls,
+            audit: audit.clone(),
+            state: Arc::new(SqliteState::new(store.clone())),
+        })
+        .map_err(|e| ServiceError::Invalid(format!("cannot start the runtime: {e:#}")))?;
+        Ok(Self {
+            data_dir: config.data_dir,
+            key_source: vault.describe_source().to_string(),
+            store,
+            vault,
+            audit,
+            runtime: Arc::new(runtime),
+            loaded: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Lines to print at start-up: where the data is, where the key comes
+    /// from (never the key), and any loosened egress rule.
+    pub fn startup_summary(&self) -> Vec<String> {
+        let mut lines = vec![
+            format!("data directory: {}", self.data_dir.display()),
+            format!("master key: {}", self.key_source),
+        ];
+        let policy = self.runtime.address_policy();
+        if !policy.allowed().is_empty() {
+            lines.push(format!(
+                "WARNING: plugins may reach non-public addresses: {policy} ({})",
+                crate::egress::ALLOW_PRIVATE_ENV
+            ));
+        }
+        lines
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    pub fn vault(&self) -> &Arc<Vault> {
+        &self.vault
+    }
+
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
+    }
+
+    pub fn audit(&self) -> &Arc<SqliteAudit> {
+        &self.audit
+    }
+
+    /// Check the audit log's hash chain.
+    pub fn verify_audit(&self) -> Result<VerifyReport, ServiceError> {
+        let path = self.store.path().to_path_buf();
+        let conn = crate::store::open_connection(&path)?;
+        Ok(crate::audit::verify(&conn)?)
+    }
+
+    /// Recorded requests matching `filter`, newest first.
+    pub fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, ServiceError> {
+        let conn = crate::store::open_connection(self.store.path())?;
+        Ok(crate::audit::list(&conn, filter)?)
+    }
+}

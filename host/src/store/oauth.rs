@@ -1,0 +1,321 @@
+//! OAuth: organisation-level app registrations per plugin (`oauth_apps`; the
+//! client secret is the vault's) and pending authorisations (`oauth_states`).
+
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+use serde::Serialize;
+
+use super::{StoreError, new_id, now};
+
+/// The OAuth app (client) registered for a plugin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OAuthAppRecord {
+    pub id: String,
+    pub plugin_id: String,
+    pub client_id: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// A pending authorisation, keyed by the hash of its `state` value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthStateRecord {
+    /// Hex SHA-256 of the state value.
+    pub state_hash: String,
+    pub connection_id: String,
+    /// Vault key version the verifier is sealed under.
+    pub key_version: u32,
+    /// The PKCE verifier, sealed by the vault.
+    pub verifier: Vec<u8>,
+    pub redirect_uri: String,
+    pub created_at: String,
+    pub expires_at: String,
+}
+
+/// Register (or change the client id of) the OAuth app of `plugin_id`.
+/// Returns the app's id, which stays the same across updates so the client
+/// secret stored against it remains valid.
+pub fn upsert_oauth_app(
+    tx: &Transaction<'_>,
+    plugin_id: &str,
+    client_id: &str,
+) -> Result<String, StoreError> {
+    let id = tx.query_row(
+        "INSERT INTO oauth_apps (id, plugin_id, client_id, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?4)
+         ON CONFLICT (plugin_id) DO UPDATE SET
+             client_id = excluded.client_id,
+             updated_at = excluded.updated_at
+         RETURNING id",
+        params![new_id(), plugin_id, client_id, now()],
+        |r| r.get(0),
+    )?;
+    Ok(id)
+}
+
+/// The OAuth app registered for `plugin_id`, if any.
+pub fn get_oauth_app(
+    conn: &Connection,
+    plugin_id: &str,
+) -> Result<Option<OAuthAppRecord>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT id, plugin_id, client_id, created_at, updated_at
+             FROM oauth_apps WHERE plugin_id = ?1",
+            [plugin_id],
+            |r| {
+                Ok(OAuthAppRecord {
+                    id: r.get(0)?,
+                    plugin_id: r.get(1)?,
+                    client_id: r.get(2)?,
+                    created_at: r.get(3)?,
+                    updated_at: r.get(4)?,
+                })
+            },
+        )
+        .optional()?)
+}
+
+/// Remove the OAuth app of `plugin_id` (its client secret goes with it).
+pub fn delete_oauth_app(tx: &Transaction<'_>, plugin_id: &str) -> Result<(), StoreError> {
+    let n = tx.execute("DELETE FROM oauth_apps WHERE plugin_id = ?1", [plugin_id])?;
+    if n == 0 {
+        return Err(StoreError::NotFound(format!(
+            "OAuth app for plugin `{plugin_id}`"
+        )));
+    }
+    Ok(())
+}
+
+/// Record a pending authorisation.
+pub fn insert_oauth_state(
+    tx: &Transaction<'_>,
+    state: &OAuthStateRecord,
+) -> Result<(), StoreError> {
+    let connection_exists = tx
+        .query_row(
+            "SELECT 1 FROM connections WHERE id = ?1",
+            [&state.connection_id],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some();
+    if !connection_exists {
+        return Err(StoreError::NotFound(format!(
+            "connection `{}`",
+            state.connection_id
+        )));
+    }
+    let duplicate = tx
+        .query_row(
+            "SELECT 1 FROM oauth_states WHERE state_hash = ?1",
+            [&state.state_hash],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some();
+    if duplicate {
+        return Err(StoreError::Conflict(
+            "an OAuth authorisation with this state is already pending; start a new one".into(),
+        ));
+    }
+    tx.execute(
+        "INSERT INTO oauth_states
+             (state_hash, connection_id, key_version, verifier, redirect_uri, created_at, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            state.state_hash,
+            state.connection_id,
+            state.key_version,
+            state.verifier,
+            state.redirect_uri,
+            state.created_at,
+            state.expires_at,
+        ],
+    )?;
+    Ok(())
+}
+
+/// Remove and return the pending authorisation with `state_hash`. A state is
+/// usable once: it is deleted whether or not it has expired, and the caller
+/// checks `expires_at`.
+pub fn take_oauth_state(
+    tx: &Transaction<'_>,
+    state_hash: &str,
+) -> Result<Option<OAuthStateRecord>, StoreError> {
+    Ok(tx
+        .query_row(
+            "DELETE FROM oauth_states WHERE state_hash = ?1
+             RETURNING state_hash, connection_id, key_version, verifier, redirect_uri,
+                       created_at, expires_at",
+            [state_hash],
+            state_from_row,
+        )
+        .optional()?)
+}
+
+/// Delete the authorisations that expired at or before `now` (RFC 3339).
+/// Returns how many were deleted.
+pub fn purge_expired_states(tx: &Transaction<'_>, now: &str) -> Result<usize, StoreError> {
+    time::OffsetDateTime::parse(now, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| StoreError::Corrupt(format!("`{now}` is not an RFC 3339 time: {e}")))?;
+    // Compared as times, not text: RFC 3339 strings with different
+    // fractional-second lengths do not sort as the times they denote.
+    Ok(tx.execute(
+        "DELETE FROM oauth_states WHERE julianday(expires_at) <= julianday(?1)",
+        [now],
+    )?)
+}
+
+fn state_from_row(r: &Row<'_>) -> rusqlite::Result<OAuthStateRecord> {
+    Ok(OAuthStateRecord {
+        state_hash: r.get(0)?,
+        connection_id: r.get(1)?,
+        key_version: r.get(2)?,
+        verifier: r.get(3)?,
+        redirect_uri: r.get(4)?,
+        created_at: r.get(5)?,
+        expires_at: r.get(6)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::AuthKind;
+    use crate::store::Store;
+    use crate::store::connections::{ConnectionRecord, delete_connection, insert_connection};
+    use crate::store::plugins::testing::{install, open_store};
+
+    /// A store with plugin `jira`, one connection, and vault key version 1.
+    fn setup() -> (tempfile::TempDir, Store, ConnectionRecord) {
+        let (dir, store) = open_store();
+        install(&store, "jira");
+        let c = ConnectionRecord::new("work", "jira", AuthKind::Oauth2);
+        let c = store
+            .write(|tx| {
+                tx.execute("INSERT INTO key_versions VALUES (1, x'00', ?1, 1)", [now()])?;
+                insert_connection(tx, &c)
+            })
+            .unwrap();
+        (dir, store, c)
+    }
+
+    fn state(hash: &str, connection_id: &str, expires_at: &str) -> OAuthStateRecord {
+        OAuthStateRecord {
+            state_hash: hash.to_string(),
+            connection_id: connection_id.to_string(),
+            key_version: 1,
+            verifier: vec![1, 2, 3, 0, 255],
+            redirect_uri: "http://127.0.0.1:8400/callback".to_string(),
+            created_at: "2025-01-01T00:00:00Z".to_string(),
+            expires_at: expires_at.to_string(),
+        }
+    }
+
+    #[test]
+    fn apps_upsert_get_delete() {
+        let (_dir, store) = open_store();
+        assert_eq!(store.read(|c| get_oauth_app(c, "jira")).unwrap(), None);
+
+        let id = store
+            .write(|tx| upsert_oauth_app(tx, "jira", "client-1"))
+            .unwrap();
+        let app = store.read(|c| get_oauth_app(c, "jira")).unwrap().unwrap();
+        assert_eq!(app.id, id);
+        assert_eq!(app.client_id, "client-1");
+        assert_eq!(app.plugin_id, "jira");
+
+        let again = store
+            .write(|tx| upsert_oauth_app(tx, "jira", "client-2"))
+            .unwrap();
+        assert_eq!(again, id, "the id survives an update");
+        let app2 = store.read(|c| get_oauth_app(c, "jira")).unwrap().unwrap();
+        assert_eq!(app2.client_id, "client-2");
+        assert_eq!(app2.created_at, app.created_at);
+
+        store.write(|tx| delete_oauth_app(tx, "jira")).unwrap();
+        assert_eq!(store.read(|c| get_oauth_app(c, "jira")).unwrap(), None);
+        let err = store.write(|tx| delete_oauth_app(tx, "jira")).unwrap_err();
+        assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+        assert_eq!(err.to_string(), "OAuth app for plugin `jira` not found");
+    }
+
+    #[test]
+    fn states_are_single_use() {
+        let (_dir, store, c) = setup();
+        let s = state("aa", &c.id, "2999-01-01T00:00:00Z");
+        store.write(|tx| insert_oauth_state(tx, &s)).unwrap();
+
+        let err = store.write(|tx| insert_oauth_state(tx, &s)).unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+
+        let taken = store.write(|tx| take_oauth_state(tx, "aa")).unwrap();
+        assert_eq!(taken, Some(s));
+        assert_eq!(store.write(|tx| take_oauth_state(tx, "aa")).unwrap(), None);
+    }
+
+    #[test]
+    fn expired_states_are_still_taken_once() {
+        let (_dir, store, c) = setup();
+        let s = state("bb", &c.id, "2000-01-01T00:00:00Z");
+        store.write(|tx| insert_oauth_state(tx, &s)).unwrap();
+        assert_eq!(
+            store.write(|tx| take_oauth_state(tx, "bb")).unwrap(),
+            Some(s)
+        );
+        assert_eq!(store.write(|tx| take_oauth_state(tx, "bb")).unwrap(), None);
+    }
+
+    #[test]
+    fn states_need_an_existing_connection() {
+        let (_dir, store, _c) = setup();
+        let s = state("cc", "nope", "2999-01-01T00:00:00Z");
+        let err = store.write(|tx| insert_oauth_state(tx, &s)).unwrap_err();
+        assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+        assert_eq!(err.to_string(), "connection `nope` not found");
+    }
+
+    #[test]
+    fn purge_removes_only_expired_states() {
+        let (_dir, store, c) = setup();
+        store
+            .write(|tx| {
+                insert_oauth_state(tx, &state("old", &c.id, "2025-01-01T10:00:00Z"))?;
+                // Earlier than `now` below, though it sorts after it as text.
+                insert_oauth_state(tx, &state("edge", &c.id, "2025-01-01T11:00:00Z"))?;
+                insert_oauth_state(tx, &state("new", &c.id, "2025-01-01T11:00:00.6Z"))
+            })
+            .unwrap();
+        let n = store
+            .write(|tx| purge_expired_states(tx, "2025-01-01T11:00:00.5Z"))
+            .unwrap();
+        assert_eq!(n, 2);
+        assert!(
+            store
+                .write(|tx| take_oauth_state(tx, "new"))
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            store
+                .write(|tx| take_oauth_state(tx, "edge"))
+                .unwrap()
+                .is_none()
+        );
+
+        let err = store
+            .write(|tx| purge_expired_states(tx, "yesterday"))
+            .unwrap_err();
+        assert!(err.to_string().contains("yesterday"), "{err}");
+    }
+
+    #[test]
+    fn states_go_with_their_connection() {
+        let (_dir, store, c) = setup();
+        store
+            .write(|tx| insert_oauth_state(tx, &state("dd", &c.id, "2999-01-01T00:00:00Z")))
+            .unwrap();
+        store.write(|tx| delete_connection(tx, &c.id)).unwrap();
+        assert_eq!(store.write(|tx| take_oauth_state(tx, "dd")).unwrap(), None);
+    }
+}

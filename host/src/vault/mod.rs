@@ -1,0 +1,1007 @@
+//! The vault: encrypted secrets at rest.
+//!
+//! # Key hierarchy
+//!
+//! A master key, the key-encryption key (KEK), comes from a [`KeySource`]:
+//! `AIRLOCK_MASTER_KEY`, a passphrase (Argon2id), or a key file. It never
+//! encrypts data itself. Each *key version* is a random 256-bit data key,
+//! stored in `key_versions` wrapped (AES-256-GCM) by the KEK. Exactly one
+//! version is active: every secret is sealed under it, and [`Vault::rotate`]
+//! re-encrypts every secret under a new one in a single transaction.
+//!
+//! `vault_meta` holds a check value sealed under the KEK, so a wrong master
+//! key is reported ([`VaultError::WrongMasterKey`]) before anything is
+//! written, plus the Argon2id salt and parameters for a passphrase.
+//!
+//! # Ciphertext format
+//!
+//! ```text
+//! "AL1" | key version (u32 BE) | nonce (12 random bytes) | AES-256-GCM ciphertext | tag (16)
+//! ```
+//!
+//! The associated data binds a ciphertext to where it lives: for `secrets`
+//! the row id, the owner (connection or OAuth app and its id), the field and
+//! the key version; for [`Vault::seal_blob`] the caller's id (for
+//! `oauth_states` the `state_hash`), the field (`pkce-verifier`) and the key
+//! version. A ciphertext copied to another row, owner or field does not
+//! decrypt. Every write of a secret gets a fresh row id, so even an older
+//! ciphertext of the same secret, restored with its old id, no longer fits
+//! the current row.
+//!
+//! # Restore detection
+//!
+//! Because rotation re-encrypts everything, every row is under the active
+//! version. A row whose ciphertext names another version than its
+//! `key_version` column, or whose version is not the active one, is refused
+//! with [`VaultError::StaleCiphertext`]: an older ciphertext was restored.
+//!
+//! # Concurrency
+//!
+//! Keys live in memory behind an `RwLock`, taken only briefly and never while
+//! waiting for the store, so it cannot deadlock with [`Store`]'s connection
+//! lock. Rotation adds the new key to memory before its transaction commits
+//! and keeps the old one, so a reader on either side of the commit finds its
+//! key; [`Vault::open_secret`] compares a row against the active version read
+//! in the same statement, never against a cached value.
+
+mod crypto;
+mod error;
+mod key_source;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use secrecy::{ExposeSecret, SecretString};
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+use crate::store::{Store, StoreError, new_id, now};
+use crypto::{Key256, MAGIC_CHECK, MAGIC_SEALED, MAGIC_WRAPPED};
+pub use error::VaultError;
+use key_source::{EnvLookup, META_KIND};
+pub use key_source::{KEY_FILE, KeySource, MASTER_KEY_VAR, MASTER_PASSPHRASE_VAR};
+
+/// Field name of the PKCE verifier sealed in `oauth_states.verifier`.
+pub const PKCE_VERIFIER_FIELD: &str = "pkce-verifier";
+
+/// `vault_meta` name of the KEK check value.
+const META_CHECK: &str = "kek-check";
+/// The check value's plaintext and associated data.
+const CHECK_PLAINTEXT: &[u8] = b"airlock vault master key check v1";
+const CHECK_AAD: &str = "airlock/kek-check";
+/// Associated-data domains.
+const AAD_WRAPPED_KEY: &str = "airlock/wrapped-key";
+const AAD_SECRET: &str = "airlock/secret";
+const AAD_BLOB: &str = "airlock/blob";
+
+/// Who a secret belongs to. Exactly one of `secrets.connection_id` or
+/// `secrets.oauth_app_id`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum SecretOwner {
+    /// A connection (`connections.id`).
+    Connection(String),
+    /// An organisation-level OAuth app (`oauth_apps.id`).
+    OAuthApp(String),
+}
+
+impl SecretOwner {
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::Connection(_) => "connection",
+            Self::OAuthApp(_) => "oauth-app",
+        }
+    }
+
+    fn id(&self) -> &str {
+        match self {
+            Self::Connection(id) | Self::OAuthApp(id) => id,
+        }
+    }
+
+    /// `secrets` column holding this kind of owner.
+    fn column(&self) -> &'static str {
+        match self {
+            Self::Connection(_) => "connection_id",
+            Self::OAuthApp(_) => "oauth_app_id",
+        }
+    }
+
+    /// How errors name a secret: never its value.
+    fn describe(&self, field: &str) -> String {
+        match self {
+            Self::Connection(id) => format!("secret '{field}' of connection {id}"),
+            Self::OAuthApp(id) => format!("secret '{field}' of OAuth app {id}"),
+        }
+    }
+}
+
+/// One key version, as [`Vault::versions`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct KeyVersionInfo {
+    pub version: u32,
+    pub created_at: String,
+    pub active: bool,
+    /// Rows of `secrets` under this version.
+    pub secrets: usize,
+    /// Rows of `oauth_states` under this version.
+    pub oauth_states: usize,
+}
+
+/// The unwrapped data keys.
+struct KeyRing {
+    keys: BTreeMap<u32, Key256>,
+    /// The active version as this process last saw it; only
+    /// [`Vault::seal_blob`] and [`Vault::open_blob`] rely on it.
+    active: u32,
+}
+
+/// Encrypts and decrypts secrets. Share it behind an `Arc`.
+pub struct Vault {
+    store: Arc<Store>,
+    kek: Key256,
+    ring: RwLock<KeyRing>,
+    source_description: String,
+}
+
+impl fmt::Debug for Vault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ring = self.ring();
+        f.debug_struct("Vault")
+            .field("db", &self.store.path())
+            .field("key_source", &self.source_description)
+            .field("versions", &ring.keys.keys().collect::<Vec<_>>())
+            .field("active", &ring.active)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`Vault::open`] found in the database.
+struct StoredState {
+    meta: BTreeMap<String, Vec<u8>>,
+    /// `(version, wrapped_key, active)`.
+    versions: Vec<(u32, Vec<u8>, bool)>,
+}
+
+fn read_state(conn: &Connection) -> Result<StoredState, VaultError> {
+    let mut meta = BTreeMap::new();
+    let mut stmt = conn.prepare("SELECT name, value FROM vault_meta")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
+    })?;
+    for row in rows {
+        let (name, value) = row?;
+        meta.insert(name, value);
+    }
+    let mut stmt =
+        conn.prepare("SELECT version, wrapped_key, active FROM key_versions ORDER BY version")?;
+    let versions = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(StoredState { meta, versions })
+}
+
+fn active_version(conn: &Connection) -> Result<u32, VaultError> {
+    conn.query_row(
+        "SELECT version FROM key_versions WHERE active = 1",
+        [],
+        |r| r.get(0),
+    )
+    .optional()?
+    .ok_or_else(|| VaultError::Corrupt("no active key version".to_string()))
+}
+
+fn wrap_aad(version: u32) -> Vec<u8> {
+    crypto::aad(AAD_WRAPPED_KEY, &[], version)
+}
+
+fn secret_aad(row_id: &str, owner: &SecretOwner, field: &str, version: u32) -> Vec<u8> {
+    crypto::aad(
+        AAD_SECRET,
+        &[
+            row_id.as_bytes(),
+            owner.kind().as_bytes(),
+            owner.id().as_bytes(),
+            field.as_bytes(),
+        ],
+        version,
+    )
+}
+
+fn blob_aad(aad_id: &str, field: &str, version: u32) -> Vec<u8> {
+    crypto::aad(AAD_BLOB, &[aad_id.as_bytes(), field.as_bytes()], version)
+}
+
+fn blob_what(aad_id: &str, field: &str) -> String {
+    format!("sealed '{field}' of {aad_id}")
+}
+
+fn unwrap_key(kek: &Key256, version: u32, wrapped: &[u8]) -> Result<Key256, VaultError> {
+    let fail = || {
+        VaultError::Corrupt(format!(
+            "key version {version} cannot be unwrapped with the master key although the master \
+             key check passed: its key_versions row was altered"
+        ))
+    };
+    if crypto::header_version(MAGIC_WRAPPED, wrapped) != Some(version) {
+        return Err(fail());
+    }
+    let bytes =
+        crypto::open(kek, MAGIC_WRAPPED, &wrap_aad(version), wrapped).map_err(|_| fail())?;
+    Key256::from_slice(&bytes).ok_or_else(fail)
+}
+
+/// How strictly a row's version is compared with the active one.
+#[derive(Clone, Copy)]
+enum Expect {
+    /// The row must be under exactly this version (the active version read
+    /// in the same statement or transaction).
+    Exactly(u32),
+    /// The row must not be older than this (the active version as this
+    /// process last saw it; a newer one means a rotation just committed).
+    AtLeast(u32),
+}
+
+impl Vault {
+    /// Open the vault in `store` with the master key from `source`.
+    ///
+    /// On first use this creates the KEK check value and key version 1 (and,
+    /// for [`KeySource::File`], the key file) together. Afterwards it checks
+    /// the master key against the check value before writing anything, and
+    /// unwraps every key version into memory.
+    pub fn open(store: Arc<Store>, source: &KeySource) -> Result<Self, VaultError> {
+        Self::open_with(store, source, &key_source::process_env)
+    }
+
+    pub(crate) fn open_with(
+        store: Arc<Store>,
+        source: &KeySource,
+        env: EnvLookup<'_>,
+    ) -> Result<Self, VaultError> {
+        // Two rounds at most: if another process creates the vault between
+        // our read and our write, the second round opens theirs.
+        for _ in 0..2 {
+            let state = read_vault(&store, read_state)?;
+            if state.meta.contains_key(META_CHECK) {
+                return Self::open_existing(store, source, env, state);
+            }
+            if !state.versions.is_empty() {
+                return Err(VaultError::Corrupt(
+                    "key versions exist but the master key check value is missing".to_string(),
+                ));
+            }
+            if let Some(vault) = Self::create(&store, source, env)? {
+                return Ok(vault);
+            }
+        }
+        Err(VaultError::Corrupt(
+            "the vault was being created concurrently and could not be read".to_string(),
+        ))
+    }
+
+    fn open_existing(
+        store: Arc<Store>,
+        source: &KeySource,
+        env: EnvLookup<'_>,
+        state: StoredState,
+    ) -> Result<Self, VaultError> {
+        let wrong = |hint: &str| VaultError::WrongMasterKey {
+            key_source: source.describe(),
+            db: store.path().to_path_buf(),
+            hint: hint.to_string(),
+        };
+        match state.meta.get(META_KIND).map(Vec::as_slice) {
+            Some(kind) if kind == source.kind() => {}
+            Some(key_source::KIND_PASSPHRASE) => {
+                return Err(wrong(&format!(
+                    " (it was created with a passphrase: set {MASTER_PASSPHRASE_VAR}, and unset \
+                     {MASTER_KEY_VAR})"
+                )));
+            }
+            Some(key_source::KIND_KEY) => {
+                return Err(wrong(&format!(
+                    " (it was created with a 256-bit master key, not a passphrase: unset \
+                     {MASTER_PASSPHRASE_VAR} and provide the key in {MASTER_KEY_VAR} or the key \
+                     file)"
+                )));
+            }
+            _ => {
+                return Err(VaultError::Corrupt(
+                    "the vault's master key kind is missing or unknown".to_string(),
+                ));
+            }
+        }
+        let kek = source.load_existing(&state.meta, store.path(), env)?;
+        let check = &state.meta[META_CHECK];
+        let plain =
+            crypto::open(&kek, MAGIC_CHECK, CHECK_AAD.as_bytes(), check).map_err(|_| wrong(""))?;
+        if !bool::from(plain[..].ct_eq(CHECK_PLAINTEXT)) {
+            return Err(wrong(""));
+        }
+
+        let mut keys = BTreeMap::new();
+        let mut active = None;
+        for (version, wrapped, is_active) in &state.versions {
+            keys.insert(*version, unwrap_key(&kek, *version, wrapped)?);
+            if *is_active {
+                active = Some(*version);
+            }
+        }
+        let active =
+            active.ok_or_else(|| VaultError::Corrupt("no active key version".to_string()))?;
+        let source_description = describe_opened(source, store.path(), false);
+        Ok(Self {
+            store,
+            kek,
+            ring: RwLock::new(KeyRing { keys, active }),
+            source_description,
+        })
+    }
+
+    /// First run: returns `None` if another process created the vault first.
+    fn create(
+        store: &Arc<Store>,
+        source: &KeySource,
+        env: EnvLookup<'_>,
+    ) -> Result<Option<Self>, VaultError> {
+        let init = source.load_for_init(env)?;
+        let check = crypto::seal(
+            &init.kek,
+            MAGIC_CHECK,
+            1,
+            CHECK_AAD.as_bytes(),
+            CHECK_PLAINTEXT,
+        )?;
+        let data_key = Key256::random()?;
+        let wrapped = crypto::seal(&init.kek, MAGIC_WRAPPED, 1, &wrap_aad(1), data_key.expose())?;
+        let created = write_vault(store, |tx| {
+            let exists: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM vault_meta WHERE name = ?1)
+                     OR EXISTS (SELECT 1 FROM key_versions)",
+                [META_CHECK],
+                |r| r.get(0),
+            )?;
+            if exists {
+                return Ok(false);
+            }
+            let mut insert =
+                tx.prepare("INSERT OR REPLACE INTO vault_meta (name, value) VALUES (?1, ?2)")?;
+            for (name, value) in &init.meta {
+                insert.execute(params![name, value])?;
+            }
+            insert.execute(params![META_CHECK, check])?;
+            tx.execute(
+                "INSERT INTO key_versions (version, wrapped_key, created_at, active)
+                 VALUES (1, ?1, ?2, 1)",
+                params![wrapped, now()],
+            )?;
+            Ok(true)
+        })?;
+        if !created {
+            return Ok(None);
+        }
+        tracing::info!(key_source = %source.describe(), "vault created with key version 1");
+        Ok(Some(Self {
+            store: Arc::clone(store),
+            kek: init.kek,
+            ring: RwLock::new(KeyRing {
+                keys: BTreeMap::from([(1, data_key)]),
+                active: 1,
+            }),
+            source_description: describe_opened(source, store.path(), init.created_file),
+        }))
+    }
+
+    /// Where the master key came from, for the start-up line: like
+    /// [`KeySource::describe`], plus a warning for a key file kept next to
+    /// the database and whether it was created now. Never the key.
+    pub fn describe_source(&self) -> &str {
+        &self.source_description
+    }
+
+    /// The store this vault keeps its tables in.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    // ----- secrets ---------------------------------------------------------
+
+    /// Seal `plaintext` as `owner`'s `field`, replacing any previous value,
+    /// in the caller's transaction (so it commits, durably, with the rest of
+    /// the caller's change). The row gets a fresh id each time.
+    pub fn seal_secret(
+        &self,
+        tx: &Transaction<'_>,
+        owner: &SecretOwner,
+        field: &str,
+        plaintext: &SecretString,
+    ) -> Result<(), VaultError> {
+        let (version, key) = self.active_key(tx)?;
+        let id = new_id();
+        let ciphertext = crypto::seal(
+            &key,
+            MAGIC_SEALED,
+            version,
+            &secret_aad(&id, owner, field, version),
+            plaintext.expose_secret().as_bytes(),
+        )?;
+        let column = owner.column();
+        tx.execute(
+            &format!("DELETE FROM secrets WHERE {column} = ?1 AND field = ?2"),
+            params![owner.id(), field],
+        )?;
+        tx.execute(
+            &format!(
+                "INSERT INTO secrets (id, {column}, field, key_version, ciphertext, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+            ),
+            params![id, owner.id(), field, version, ciphertext, now()],
+        )?;
+        Ok(())
+    }
+
+    /// `owner`'s `field`, or `None` if it has none.
+    pub fn open_secret(
+        &self,
+        owner: &SecretOwner,
+        field: &str,
+    ) -> Result<Option<SecretString>, VaultError> {
+        read_vault(&self.store, |conn| self.open_secret_in(conn, owner, field))
+    }
+
+    /// [`Vault::open_secret`] on a connection or transaction the caller
+    /// already holds (`&Transaction` derefs to `&Connection`).
+    pub fn open_secret_in(
+        &self,
+        conn: &Connection,
+        owner: &SecretOwner,
+        field: &str,
+    ) -> Result<Option<SecretString>, VaultError> {
+        let row: Option<(String, u32, Vec<u8>, Option<u32>)> = conn
+            .query_row(
+                &format!(
+                    "SELECT id, key_version, ciphertext,
+                            (SELECT version FROM key_versions WHERE active = 1)
+                     FROM secrets WHERE {} = ?1 AND field = ?2",
+                    owner.column()
+                ),
+                params![owner.id(), field],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .optional()?;
+        let Some((id, version, ciphertext, active)) = row else {
+            return Ok(None);
+        };
+        let active =
+            active.ok_or_else(|| VaultError::Corrupt("no active key version".to_string()))?;
+        let what = || owner.describe(field);
+        let plain = self.open_checked(
+            conn,
+            &what,
+            &secret_aad(&id, owner, field, version),
+            version,
+            Expect::Exactly(active),
+            &ciphertext,
+        )?;
+        let text = std::str::from_utf8(&plain)
+            .map_err(|_| VaultError::Corrupt(format!("{} is not UTF-8 text", what())))?;
+        Ok(Some(SecretString::from(text)))
+    }
+
+    /// Delete `owner`'s `field`; whether there was one.
+    pub fn delete_secret(
+        &self,
+        tx: &Transaction<'_>,
+        owner: &SecretOwner,
+        field: &str,
+    ) -> Result<bool, VaultError> {
+        let n = tx.execute(
+            &format!(
+                "DELETE FROM secrets WHERE {} = ?1 AND field = ?2",
+                owner.column()
+            ),
+            params![owner.id(), field],
+        )?;
+        Ok(n > 0)
+    }
+
+    /// Delete every secret of `owner`; how many there were. The store runs
+    /// with `secure_delete`, so SQLite overwrites the freed ciphertext.
+    pub fn delete_secrets(
+        &self,
+        tx: &Transaction<'_>,
+        owner: &SecretOwner,
+    ) -> Result<usize, VaultError> {
+        let n = tx.execute(
+            &format!("DELETE FROM secrets WHERE {} = ?1", owner.column()),
+            params![owner.id()],
+        )?;
+        Ok(n)
+    }
+
+    // ----- blobs for other tables -----------------------------------------
+
+    /// Seal `plaintext` for a row of another table, bound to `aad_id` (for
+    /// `oauth_states` the `state_hash`) and `field` (for `oauth_states`
+    /// [`PKCE_VERIFIER_FIELD`]). Store the returned key version in the row's
+    /// `key_version` column next to the blob.
+    ///
+    /// This uses the active version this process knows. Prefer
+    /// [`Vault::seal_blob_in`] with the transaction that inserts the row: a
+    /// rotation committed between sealing and inserting would otherwise
+    /// leave the row under the previous version, which [`Vault::open_blob`]
+    /// then refuses as stale.
+    pub fn seal_blob(
+        &self,
+        aad_id: &str,
+        field: &str,
+        plaintext: &[u8],
+    ) -> Result<(u32, Vec<u8>), VaultError> {
+        let (version, key) = {
+            let ring = self.ring();
+            let key = ring.keys.get(&ring.active).cloned().ok_or_else(|| {
+                VaultError::Corrupt("the active key version is not loaded".to_string())
+            })?;
+            (ring.active, key)
+        };
+        let blob = crypto::seal(
+            &key,
+            MAGIC_SEALED,
+            version,
+            &blob_aad(aad_id, field, version),
+            plaintext,
+        )?;
+        Ok((version, blob))
+    }
+
+    /// [`Vault::seal_blob`] under the active version as recorded in the
+    /// database `conn` sees (use the transaction that inserts the row).
+    pub fn seal_blob_in(
+        &self,
+        conn: &Connection,
+        aad_id: &str,
+        field: &str,
+        plaintext: &[u8],
+    ) -> Result<(u32, Vec<u8>), VaultError> {
+        let (version, key) = self.active_key(conn)?;
+        let blob = crypto::seal(
+            &key,
+            MAGIC_SEALED,
+            version,
+            &blob_aad(aad_id, field, version),
+            plaintext,
+        )?;
+        Ok((version, blob))
+    }
+
+    /// Open a blob from [`Vault::seal_blob`]; `key_version` is the row's
+    /// `key_version` column. A blob under a version older than the active
+    /// one (as this process knows it) is refused as stale; so is a row read
+    /// just before a rotation committed and opened just after it. Use
+    /// [`Vault::open_blob_in`] with the reading transaction to avoid that.
+    pub fn open_blob(
+        &self,
+        aad_id: &str,
+        field: &str,
+        key_version: u32,
+        blob: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+        let active = self.ring().active;
+        let what = || blob_what(aad_id, field);
+        let version = self.check_version(&what, key_version, Expect::AtLeast(active), blob)?;
+        let key = self.ring().keys.get(&version).cloned().ok_or_else(|| {
+            VaultError::UnknownKeyVersion {
+                what: what(),
+                version,
+            }
+        })?;
+        crypto::open(&key, MAGIC_SEALED, &blob_aad(aad_id, field, version), blob)
+            .map_err(|_| VaultError::Decrypt { what: what() })
+    }
+
+    /// [`Vault::open_blob`] checked against the active version as recorded
+    /// in the database `conn` sees: call it with the transaction that read
+    /// the row. It also finds a key version another process created.
+    pub fn open_blob_in(
+        &self,
+        conn: &Connection,
+        aad_id: &str,
+        field: &str,
+        key_version: u32,
+        blob: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+        let active = active_version(conn)?;
+        self.open_checked(
+            conn,
+            &|| blob_what(aad_id, field),
+            &blob_aad(aad_id, field, key_version),
+            key_version,
+            Expect::Exactly(active),
+            blob,
+        )
+    }
+
+    // ----- key versions ---------------------------------------------------
+
+    /// Create a new active key version and re-encrypt every secret and
+    /// every `oauth_states` verifier under it, all in one transaction. The
+    /// previous version stays (unused) until [`Vault::retire`]d.
+    ///
+    /// A secret that does not verify (altered, or restored from before an
+    /// earlier rotation) stops the rotation with its error: re-encrypting it
+    /// would launder it. A pending OAuth authorisation that does not verify
+    /// is deleted instead (it is single-use and short-lived; the user starts
+    /// it again).
+    pub fn rotate(&self) -> Result<u32, VaultError> {
+        let new_key = Key256::random()?;
+        let mut inserted = None;
+        let result = write_vault(&self.store, |tx| {
+            let old_active = active_version(tx)?;
+            let version: u32 = tx.query_row(
+                "SELECT COALESCE(MAX(version), 0) + 1 FROM key_versions",
+                [],
+                |r| r.get(0),
+            )?;
+            let wrapped = crypto::seal(
+                &self.kek,
+                MAGIC_WRAPPED,
+                version,
+                &wrap_aad(version),
+                new_key.expose(),
+            )?;
+            tx.execute("UPDATE key_versions SET active = 0 WHERE active = 1", [])?;
+            tx.execute(
+                "INSERT INTO key_versions (version, wrapped_key, created_at, active)
+                 VALUES (?1, ?2, ?3, 1)",
+                params![version, wrapped, now()],
+            )?;
+
+            let secrets = {
+                let mut stmt = tx.prepare(
+                    "SELECT id, connection_id, oauth_app_id, field, key_version, ciphertext
+                     FROM secrets ORDER BY id",
+                )?;
+                stmt.query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, Option<String>>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, u32>(4)?,
+                        r.get::<_, Vec<u8>>(5)?,
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()?
+            };
+            let mut update =
+                tx.prepare("UPDATE secrets SET key_version = ?1, ciphertext = ?2 WHERE id = ?3")?;
+            for (id, connection_id, oauth_app_id, field, row_version, ciphertext) in secrets {
+                let owner = match (connection_id, oauth_app_id) {
+                    (Some(c), None) => SecretOwner::Connection(c),
+                    (None, Some(a)) => SecretOwner::OAuthApp(a),
+                    _ => {
+                        return Err(VaultError::Corrupt(format!(
+                            "secret row {id} has no single owner"
+                        )));
+                    }
+                };
+                let plain = self.open_checked(
+                    tx,
+                    &|| owner.describe(&field),
+                    &secret_aad(&id, &owner, &field, row_version),
+                    row_version,
+                    Expect::Exactly(old_active),
+                    &ciphertext,
+                )?;
+                let sealed = crypto::seal(
+                    &new_key,
+                    MAGIC_SEALED,
+                    version,
+                    &secret_aad(&id, &owner, &field, version),
+                    &plain,
+                )?;
+                update.execute(params![version, sealed, id])?;
+            }
+
+            let states = {
+                let mut stmt =
+                    tx.prepare("SELECT state_hash, key_version, verifier FROM oauth_states")?;
+                stmt.query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, u32>(1)?,
+                        r.get::<_, Vec<u8>>(2)?,
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()?
+            };
+            let mut update = tx.prepare(
+                "UPDATE oauth_states SET key_version = ?1, verifier = ?2 WHERE state_hash = ?3",
+            )?;
+            let mut dropped = 0usize;
+            for (state_hash, row_version, blob) in states {
+                let opened = self.open_checked(
+                    tx,
+                    &|| blob_what(&state_hash, PKCE_VERIFIER_FIELD),
+                    &blob_aad(&state_hash, PKCE_VERIFIER_FIELD, row_version),
+                    row_version,
+                    Expect::Exactly(old_active),
+                    &blob,
+                );
+                match opened {
+                    Ok(plain) => {
+                        let sealed = crypto::seal(
+                            &new_key,
+                            MAGIC_SEALED,
+                            version,
+                            &blob_aad(&state_hash, PKCE_VERIFIER_FIELD, version),
+                            &plain,
+                        )?;
+                        update.execute(params![version, sealed, state_hash])?;
+                    }
+                    Err(VaultError::Store(e)) => return Err(VaultError::Store(e)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "rotation drops a pending OAuth authorisation");
+                        tx.execute(
+                            "DELETE FROM oauth_states WHERE state_hash = ?1",
+                            [&state_hash],
+                        )?;
+                        dropped += 1;
+                    }
+                }
+            }
+
+            // The new key is in memory before the commit, so a reader that
+            // sees the committed rows finds it.
+            self.ring_mut().keys.insert(version, new_key.clone());
+            inserted = Some(version);
+            Ok((version, dropped))
+        });
+        match result {
+            Ok((version, dropped)) => {
+                let mut ring = self.ring_mut();
+                ring.active = ring.active.max(version);
+                drop(ring);
+                tracing::info!(version, dropped_oauth_states = dropped, "vault key rotated");
+                Ok(version)
+            }
+            Err(e) => {
+                if let Some(version) = inserted {
+                    self.ring_mut().keys.remove(&version);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Delete key version `version`. Refused for the active version and for
+    /// a version any row still uses. Afterwards the write-ahead log is
+    /// checkpointed and truncated (best effort), so the deleted wrapped key
+    /// does not linger in the `-wal` file.
+    pub fn retire(&self, version: u32) -> Result<(), VaultError> {
+        write_vault(&self.store, |tx| {
+            let active: Option<bool> = tx
+                .query_row(
+                    "SELECT active FROM key_versions WHERE version = ?1",
+                    [version],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            match active {
+                None => return Err(VaultError::NoSuchVersion { version }),
+                Some(true) => return Err(VaultError::RetireActive { version }),
+                Some(false) => {}
+            }
+            let (secrets, oauth_states): (usize, usize) = tx.query_row(
+                "SELECT (SELECT COUNT(*) FROM secrets WHERE key_version = ?1),
+                        (SELECT COUNT(*) FROM oauth_states WHERE key_version = ?1)",
+                [version],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            if secrets + oauth_states > 0 {
+                return Err(VaultError::VersionInUse {
+                    version,
+                    secrets,
+                    oauth_states,
+                });
+            }
+            tx.execute("DELETE FROM key_versions WHERE version = ?1", [version])?;
+            Ok(())
+        })?;
+        self.ring_mut().keys.remove(&version);
+        let checkpoint = self.store.read(|conn| {
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+            Ok(())
+        });
+        if let Err(e) = checkpoint {
+            tracing::warn!(error = %e, "checkpoint after retiring a key version failed");
+        }
+        tracing::info!(version, "vault key version retired");
+        Ok(())
+    }
+
+    /// Every key version, oldest first, with how many rows use it.
+    pub fn versions(&self) -> Result<Vec<KeyVersionInfo>, VaultError> {
+        read_vault(&self.store, |conn| {
+            let mut stmt = conn.prepare(
+                "SELECT k.version, k.created_at, k.active,
+                        (SELECT COUNT(*) FROM secrets s WHERE s.key_version = k.version),
+                        (SELECT COUNT(*) FROM oauth_states o WHERE o.key_version = k.version)
+                 FROM key_versions k ORDER BY k.version",
+            )?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok(KeyVersionInfo {
+                        version: r.get(0)?,
+                        created_at: r.get(1)?,
+                        active: r.get(2)?,
+                        secrets: r.get(3)?,
+                        oauth_states: r.get(4)?,
+                    })
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+    }
+
+    // ----- internals ------------------------------------------------------
+
+    fn ring(&self) -> RwLockReadGuard<'_, KeyRing> {
+        self.ring.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn ring_mut(&self) -> RwLockWriteGuard<'_, KeyRing> {
+        self.ring.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The key of `version`, loading (unwrapping) it from `conn` if this
+    /// process does not have it yet: another process may have rotated.
+    fn key(
+        &self,
+        conn: &Connection,
+        version: u32,
+        what: &dyn Fn() -> String,
+    ) -> Result<Key256, VaultError> {
+        if let Some(key) = self.ring().keys.get(&version) {
+            return Ok(key.clone());
+        }
+        let wrapped: Option<Vec<u8>> = conn
+            .query_row(
+                "SELECT wrapped_key FROM key_versions WHERE version = ?1",
+                [version],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let wrapped = wrapped.ok_or_else(|| VaultError::UnknownKeyVersion {
+            what: what(),
+            version,
+        })?;
+        let key = unwrap_key(&self.kek, version, &wrapped)?;
+        self.ring_mut()
+            .keys
+            .entry(version)
+            .or_insert_with(|| key.clone());
+        Ok(key)
+    }
+
+    /// The active version as `conn` sees it, and its key.
+    fn active_key(&self, conn: &Connection) -> Result<(u32, Key256), VaultError> {
+        let version = active_version(conn)?;
+        let key = self.key(conn, version, &|| {
+            format!("the active key version {version}")
+        })?;
+        let mut ring = self.ring_mut();
+        ring.active = ring.active.max(version);
+        Ok((version, key))
+    }
+
+    /// The version a row's ciphertext is under, after the restore checks:
+    /// the header must name the row's `key_version`, and that must be the
+    /// active version.
+    fn check_version(
+        &self,
+        what: &dyn Fn() -> String,
+        column_version: u32,
+        expect: Expect,
+        blob: &[u8],
+    ) -> Result<u32, VaultError> {
+        let embedded = crypto::header_version(MAGIC_SEALED, blob)
+            .ok_or_else(|| VaultError::Decrypt { what: what() })?;
+        let active = match expect {
+            Expect::Exactly(active) | Expect::AtLeast(active) => active,
+        };
+        let stale = |found| VaultError::StaleCiphertext {
+            what: what(),
+            found,
+            active,
+        };
+        if embedded != column_version {
+            return Err(stale(embedded));
+        }
+        let current = match expect {
+            Expect::Exactly(active) => column_version == active,
+            Expect::AtLeast(active) => column_version >= active,
+        };
+        if !current {
+            return Err(stale(column_version));
+        }
+        Ok(column_version)
+    }
+
+    fn open_checked(
+        &self,
+        conn: &Connection,
+        what: &dyn Fn() -> String,
+        aad: &[u8],
+        column_version: u32,
+        expect: Expect,
+        blob: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+        let version = self.check_version(what, column_version, expect, blob)?;
+        let key = self.key(conn, version, what)?;
+        crypto::open(&key, MAGIC_SEALED, aad, blob)
+            .map_err(|_| VaultError::Decrypt { what: what() })
+    }
+}
+
+/// The start-up description of an opened source.
+fn describe_opened(source: &KeySource, db: &Path, created_file: bool) -> String {
+    let base = source.describe();
+    let KeySource::File(path) = source else {
+        return base;
+    };
+    let beside_data = match (path.parent(), db.parent()) {
+        (Some(a), Some(b)) => same_dir(a, b),
+        _ => false,
+    };
+    let warning = "it sits next to the data it protects; move the key elsewhere or use \
+                   AIRLOCK_MASTER_KEY for real protection";
+    match (created_file, beside_data) {
+        (true, true) => format!("{base} (created now: {warning})"),
+        (true, false) => format!("{base} (created now)"),
+        (false, true) => format!("{base} ({warning})"),
+        (false, false) => base,
+    }
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+/// [`Store::read`] with a closure that fails with a [`VaultError`].
+fn read_vault<R>(
+    store: &Store,
+    f: impl FnOnce(&Connection) -> Result<R, VaultError>,
+) -> Result<R, VaultError> {
+    let mut failure = None;
+    let out = store.read(|conn| {
+        f(conn).map_err(|e| {
+            failure = Some(e);
+            StoreError::Conflict("vault read failed".to_string())
+        })
+    });
+    out.map_err(|e| failure.take().unwrap_or(VaultError::Store(e)))
+}
+
+/// [`Store::write`] with a closure that fails with a [`VaultError`]: the
+/// transaction rolls back and the closure's error is returned.
+fn write_vault<R>(
+    store: &Store,
+    f: impl FnOnce(&Transaction<'_>) -> Result<R, VaultError>,
+) -> Result<R, VaultError> {
+    let mut failure = None;
+    let out = store.write(|tx| {
+        f(tx).map_err(|e| {
+            failure = Some(e);
+            StoreError::Conflict("vault write failed".to_string())
+        })
+    });
+    out.map_err(|e| failure.take().unwrap_or(VaultError::Store(e)))
+}

@@ -1,0 +1,1206 @@
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use rusqlite::params;
+use secrecy::{ExposeSecret, SecretString};
+use tempfile::TempDir;
+
+use super::*;
+use crate::store::{DB_FILE, Store};
+
+// ----- helpers ---------------------------------------------------------------
+
+fn no_env(_: &str) -> Option<OsString> {
+    None
+}
+
+fn fixture() -> (TempDir, Arc<Store>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path()).unwrap());
+    (dir, store)
+}
+
+fn key_file(dir: &TempDir) -> KeySource {
+    KeySource::File(dir.path().join(KEY_FILE))
+}
+
+fn open_vault(store: &Arc<Store>, source: &KeySource) -> Vault {
+    Vault::open_with(Arc::clone(store), source, &no_env).unwrap()
+}
+
+fn try_open(store: &Arc<Store>, source: &KeySource) -> Result<Vault, VaultError> {
+    Vault::open_with(Arc::clone(store), source, &no_env)
+}
+
+fn exec(store: &Store, sql: &str, params: impl rusqlite::Params) {
+    store
+        .write(|tx| {
+            tx.execute(sql, params)?;
+            Ok(())
+        })
+        .unwrap();
+}
+
+fn count(store: &Store, sql: &str) -> i64 {
+    store
+        .read(|c| Ok(c.query_row(sql, [], |r| r.get(0))?))
+        .unwrap()
+}
+
+fn add_connection(store: &Store, id: &str) {
+    exec(
+        store,
+        "INSERT OR IGNORE INTO plugins
+             (id, version, sha256, manifest, approved_grant, installed_at, updated_at)
+         VALUES ('p', '1', 'x', '{}', '[]', 't', 't')",
+        [],
+    );
+    exec(
+        store,
+        "INSERT INTO connections
+             (id, name, plugin_id, settings, auth_kind, is_global, status, created_at, updated_at)
+         VALUES (?1, ?1, 'p', '{}', 'bearer', 1, 'active', 't', 't')",
+        [id],
+    );
+}
+
+fn add_oauth_app(store: &Store, id: &str) {
+    exec(
+        store,
+        "INSERT INTO oauth_apps (id, plugin_id, client_id, created_at, updated_at)
+         VALUES (?1, ?1, 'client', 't', 't')",
+        [id],
+    );
+}
+
+fn conn(id: &str) -> SecretOwner {
+    SecretOwner::Connection(id.to_string())
+}
+
+fn seal(vault: &Vault, owner: &SecretOwner, field: &str, value: &str) {
+    write_vault(&vault.store, |tx| {
+        vault.seal_secret(tx, owner, field, &SecretString::from(value))
+    })
+    .unwrap();
+}
+
+fn open(vault: &Vault, owner: &SecretOwner, field: &str) -> Result<Option<String>, VaultError> {
+    vault
+        .open_secret(owner, field)
+        .map(|s| s.map(|s| s.expose_secret().to_string()))
+}
+
+/// `(key_version, ciphertext)` of a secret row.
+fn secret_row(store: &Store, owner_col: &str, owner: &str, field: &str) -> (u32, Vec<u8>) {
+    store
+        .read(|c| {
+            Ok(c.query_row(
+                &format!(
+                    "SELECT key_version, ciphertext FROM secrets WHERE {owner_col} = ?1 AND field = ?2"
+                ),
+                params![owner, field],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?)
+        })
+        .unwrap()
+}
+
+fn set_ciphertext(store: &Store, connection: &str, field: &str, blob: &[u8]) {
+    exec(
+        store,
+        "UPDATE secrets SET ciphertext = ?1 WHERE connection_id = ?2 AND field = ?3",
+        params![blob, connection, field],
+    );
+}
+
+fn add_oauth_state(
+    store: &Store,
+    vault: &Vault,
+    state_hash: &str,
+    connection: &str,
+    verifier: &[u8],
+) {
+    let (version, blob) = vault
+        .seal_blob(state_hash, PKCE_VERIFIER_FIELD, verifier)
+        .unwrap();
+    exec(
+        store,
+        "INSERT INTO oauth_states
+             (state_hash, connection_id, key_version, verifier, redirect_uri, created_at, expires_at)
+         VALUES (?1, ?2, ?3, ?4, 'http://localhost/cb', 't', 't')",
+        params![state_hash, connection, version, blob],
+    );
+}
+
+fn oauth_state(store: &Store, state_hash: &str) -> (u32, Vec<u8>) {
+    store
+        .read(|c| {
+            Ok(c.query_row(
+                "SELECT key_version, verifier FROM oauth_states WHERE state_hash = ?1",
+                [state_hash],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?)
+        })
+        .unwrap()
+}
+
+/// The database and WAL files' bytes.
+fn db_bytes(dir: &Path) -> (Vec<u8>, Vec<u8>) {
+    let db = std::fs::read(dir.join(DB_FILE)).unwrap();
+    let wal = std::fs::read(dir.join(format!("{DB_FILE}-wal"))).unwrap_or_default();
+    (db, wal)
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+// ----- roundtrips ----------------------------------------------------------
+
+#[test]
+fn roundtrip_connection_secret() {
+    let (dir, store) = fixture();
+    let vault = open_vault(&store, &key_file(&dir));
+    add_connection(&store, "c1");
+    let owner = conn("c1");
+
+    assert_eq!(open(&vault, &owner, "token").unwrap(), None);
+    seal(&vault, &owner, "token", "tok-1");
+    seal(&vault, &owner, "password", "pw ünïcode");
+    assert_eq!(
+        open(&vault, &owner, "token").unwrap().as_deref(),
+        Some("tok-1")
+    );
+    assert_eq!(
+        open(&vault, &owner, "password").unwrap().as_deref(),
+        Some("pw ünïcode")
+    );
+
+    // Replacing keeps one row per field, with a fresh id.
+    let id_before: String = store
+        .read(|c| {
+            Ok(
+                c.query_row("SELECT id FROM secrets WHERE field = 'token'", [], |r| {
+                    r.get(0)
+                })?,
+            )
+        })
+        .unwrap();
+    seal(&vault, &owner, "token", "tok-2");
+    assert_eq!(
+        open(&vault, &owner, "token").unwrap().as_deref(),
+        Some("tok-2")
+    );
+    assert_eq!(count(&store, "SELECT COUNT(*) FROM secrets"), 2);
+    let id_after: String = store
+        .read(|c| {
+            Ok(
+                c.query_row("SELECT id FROM secrets WHERE field = 'token'", [], |r| {
+                    r.get(0)
+                })?,
+            )
+        })
+        .unwrap();
+    assert_ne!(id_before, id_after);
+
+    // Inside a caller's transaction.
+    let inside = write_vault(&store, |tx| {
+        vault.seal_secret(tx, &owner, "token", &SecretString::from("tok-3"))?;
+        let seen = vault.open_secret_in(tx, &owner, "token")?;
+        Ok(seen.map(|s| s.expose_secret().to_string()))
+    })
+    .unwrap();
+    assert_eq!(inside.as_deref(), Some("tok-3"));
+
+    // Delete one field, then all.
+    assert!(write_vault(&store, |tx| vault.delete_secret(tx, &owner, "password")).unwrap());
+    assert!(!write_vault(&store, |tx| vault.delete_secret(tx, &owner, "password")).unwrap());
+    seal(&vault, &owner, "extra", "x");
+    assert_eq!(
+        write_vault(&store, |tx| vault.delete_secrets(tx, &owner)).unwrap(),
+        2
+    );
+    assert_eq!(open(&vault, &owner, "token").unwrap(), None);
+    assert_eq!(count(&store, "SELECT COUNT(*) FROM secrets"), 0);
+
+    // Reopening the vault reads what was written.
+    seal(&vault, &owner, "token", "persisted");
+    drop(vault);
+    let vault = open_vault(&store, &key_file(&dir));
+    assert_eq!(
+        open(&vault, &owner, "token").unwrap().as_deref(),
+        Some("persisted")
+    );
+}
+
+#[test]
+fn roundtrip_oauth_app_secret() {
+    let (dir, store) = fixture();
+    let vault = open_vault(&store, &key_file(&dir));
+    add_oauth_app(&store, "app1");
+    add_connection(&store, "app1"); // same id, other owner kind
+    let app = SecretOwner::OAuthApp("app1".to_string());
+    seal(&vault, &app, "client-secret", "cs-app");
+    seal(&vault, &conn("app1"), "client-secret", "cs-conn");
+    assert_eq!(
+        open(&vault, &app, "client-secret").unwrap().as_deref(),
+        Some("cs-app")
+    );
+    assert_eq!(
+        open(&vault, &conn("app1"), "client-secret")
+            .unwrap()
+            .as_deref(),
+        Some("cs-conn")
+    );
+    assert_eq!(
+        write_vault(&store, |tx| vault.delete_secrets(tx, &app)).unwrap(),
+        1
+    );
+    assert_eq!(open(&vault, &app, "client-secret").unwrap(), None);
+    assert!(
+        open(&vault, &conn("app1"), "client-secret")
+            .unwrap()
+            .is_some()
+    );
+
+    // Deleting the app cascades to its secrets.
+    seal(&vault, &app, "client-secret", "again");
+    exec(&store, "DELETE FROM oauth_apps WHERE id = 'app1'", []);
+    assert_eq!(open(&vault, &app, "client-secret").unwrap(), None);
+}
+
+#[test]
+fn roundtrip_blob_bound_to_id_and_field() {
+    let (dir, store) = fixture();
+    let vault = open_vault(&store, &key_file(&dir));
+    let (version, blob) = vault
+        .seal_blob("hash-1", PKCE_VERIFIER_FIELD, b"verifier-bytes")
+        .unwrap();
+    assert_eq!(version, 1);
+    assert_eq!(
+        &vault
+            .open_blob("hash-1", PKCE_VERIFIER_FIELD, version, &blob)
+            .unwrap()[..],
+        b"verifier-bytes"
+    );
+    let in_tx = write_vault(&store, |tx| {
+        vault.seal_blob_in(tx, "hash-2", PKCE_VERIFIER_FIELD, b"v2")
+    })
+    .unwrap();
+    assert_eq!(
+        &vault
+            .open_blob("hash-2", PKCE_VERIFIER_FIELD, in_tx.0, &in_tx.1)
+            .unwrap()[..],
+        b"v2"
+    );
+    for (id, field) in [("hash-2", PKCE_VERIFIER_FIELD), ("hash-1", "other")] {
+        match vault.open_blob(id, field, version, &blob) {
+            Err(VaultError::Decrypt { what }) => {
+                assert!(what.contains(id) && what.contains(field), "{what}")
+            }
+            other => panic!("expected Decrypt, got {other:?}"),
+        }
+    }
+    let in_tx = write_vault(&store, |tx| {
+        vault.open_blob_in(tx, "hash-1", PKCE_VERIFIER_FIELD, version, &blob)
+    })
+    .unwrap();
+    assert_eq!(&in_tx[..], b"verifier-bytes");
+    // The row's key_version column must match the blob.
+    assert!(matches!(
+        vault.open_blob("hash-1", PKCE_VERIFIER_FIELD, 2, &blob),
+        Err(VaultError::StaleCiphertext { found: 1, .. })
+    ));
+}
+
+// ----- tampering -------------------------------------------------------------
+
+#[test]
+fn flipped_bits_fail_to_decrypt() {
+    let (dir, store) = fixture();
+    let vault = open_vault(&store, &key_file(&dir));
+    add_connection(&store, "c1");
+    let owner = conn("c1");
+    seal(&vault, &owner, "token", "super-secret-value");
+    let (_, original) = secret_row(&store, "connection_id", "c1", "token");
+    let len = original.len();
+    // magic, nonce (bytes 7..19), ciphertext (19..len-16), tag (last 16).
+    for (name, index) in [
+        ("magic", 0),
+        ("nonce", 7),
+        ("nonce", 18),
+        ("ciphertext", 19),
+        ("ciphertext", len - 17),
+        ("tag", len - 16),
+        ("tag", len - 1),
+    ] {
+        let mut tampered = original.clone();
+        tampered[index] ^= 0x01;
+        set_ciphertext(&store, "c1", "token", &tampered);
+        match open(&vault, &owner, "token") {
+            Err(e @ VaultError::Decrypt { .. }) => {
+                let msg = e.to_string();
+                assert!(
+                    msg.contains("connection c1") && msg.contains("'token'"),
+                    "{msg}"
+                );
+                assert!(!msg.contains("super-secret"), "{msg}");
+                assert!(!format!("{e:?}").contains("super-secret"));
+            }
+            other => panic!("flipped {name} byte {index}: expected Decrypt, got {other:?}"),
+        }
+    }
+    // A truncated blob is a decrypt failure too.
+    set_ciphertext(&store, "c1", "token", &original[..20]);
+    assert!(matches!(
+        open(&vault, &owner, "token"),
+        Err(VaultError::Decrypt { .. })
+    ));
+    // Editing the version in the header makes it disagree with the row.
+    let mut tampered = original.clone();
+    tampered[6] ^= 0x01;
+    set_ciphertext(&store, "c1", "token", &tampered);
+    assert!(matches!(
+        open(&vault, &owner, "token"),
+        Err(VaultError::StaleCiphertext { .. })
+    ));
+    set_ciphertext(&store, "c1", "token", &original);
+    assert_eq!(
+        open(&vault, &owner, "token").unwrap().as_deref(),
+        Some("super-secret-value")
+    );
+}
+
+#[test]
+fn ciphertext_copied_to_another_row_or_field_fails() {
+    let (dir, store) = fixture();
+    let vault = open_vault(&store, &key_file(&dir));
+    add_connection(&store, "c1");
+    add_connection(&store, "c2");
+    seal(&vault, &conn("c1"), "token", "c1-token");
+    seal(&vault, &conn("c1"), "password", "c1-password");
+    seal(&vault, &conn("c2"), "token", "c2-token");
+
+    // Another row: c1's token into c2's token.
+    exec(
+        &store,
+        "UPDATE secrets SET ciphertext =
+             (SELECT ciphertext FROM secrets WHERE connection_id = 'c1' AND field = 'token')
+         WHERE connection_id = 'c2' AND field = 'token'",
+        [],
+    );
+    match open(&vault, &conn("c2"), "token") {
+        Err(VaultError::Decrypt { what }) => assert_eq!(what, "secret 'token' of connection c2"),
+        other => panic!("expected Decrypt, got {other:?}"),
+    }
+
+    // Another field of the same connection.
+    exec(
+        &store,
+        "UPDATE secrets SET ciphertext =
+             (SELECT ciphertext FROM secrets WHERE connection_id = 'c1' AND field = 'token')
+         WHERE connection_id = 'c1' AND field = 'password'",
+        [],
+    );
+    assert!(matches!(
+        open(&vault, &conn("c1"), "password"),
+        Err(VaultError::Decrypt { .. })
+    ));
+
+    // The whole row moved to another owner (same id, same ciphertext).
+    exec(&store, "DELETE FROM secrets WHERE connection_id = 'c2'", []);
+    exec(
+        &store,
+        "UPDATE secrets SET connection_id = 'c2' WHERE connection_id = 'c1' AND field = 'token'",
+        [],
+    );
+    assert!(matches!(
+        open(&vault, &conn("c2"), "token"),
+        Err(VaultError::Decrypt { .. })
+    ));
+
+    // A secret's ciphertext as an oauth_states verifier.
+    add_connection(&store, "c3");
+    seal(&vault, &conn("c3"), "token", "c3-token");
+    let (version, blob) = secret_row(&store, "connection_id", "c3", "token");
+    assert!(matches!(
+        vault.open_blob("h", PKCE_VERIFIER_FIELD, version, &blob),
+        Err(VaultError::Decrypt { .. })
+    ));
+    // An older ciphertext of the same secret (same version, old row id).
+    seal(&vault, &conn("c3"), "token", "c3-token-new");
+    set_ciphertext(&store, "c3", "token", &blob);
+    assert!(matches!(
+        open(&vault, &conn("c3"), "token"),
+        Err(VaultError::Decrypt { .. })
+    ));
+}
+
+// ----- master key ---------------------------------------------------------
+
+#[test]
+fn wrong_master_key_is_refused_before_anything_is_written() {
+    let (dir, store) = fixture();
+    let source = key_file(&dir);
+    let vault = open_vault(&store, &source);
+    add_connection(&store, "c1");
+    seal(&vault, &conn("c1"), "token", "value");
+    drop(vault);
+
+    let rows = |store: &Store| {
+        (
+            count(store, "SELECT COUNT(*) FROM vault_meta"),
+            count(store, "SELECT COUNT(*) FROM key_versions"),
+            count(store, "SELECT COUNT(*) FROM secrets"),
+        )
+    };
+    let rows_before = rows(&store);
+    let bytes_before = db_bytes(dir.path());
+
+    // Another key file.
+    let other_dir = tempfile::tempdir().unwrap();
+    let other_key = other_dir.path().join("other.key");
+    std::fs::write(&other_key, STANDARD.encode([9u8; 32])).unwrap();
+    let err = try_open(&store, &KeySource::File(other_key.clone())).unwrap_err();
+    assert!(matches!(err, VaultError::WrongMasterKey { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("wrong master key") && msg.contains("other.key"),
+        "{msg}"
+    );
+    assert!(!msg.contains(&STANDARD.encode([9u8; 32])));
+
+    // Another key in the environment.
+    let env_key = STANDARD.encode([7u8; 32]);
+    let env = |name: &str| (name == MASTER_KEY_VAR).then(|| OsString::from(&env_key));
+    let err = Vault::open_with(Arc::clone(&store), &KeySource::Env, &env).unwrap_err();
+    assert!(matches!(err, VaultError::WrongMasterKey { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("environment variable AIRLOCK_MASTER_KEY")
+    );
+    assert!(!err.to_string().contains(&env_key));
+
+    // A passphrase, for a vault created with a key.
+    let err = try_open(
+        &store,
+        &KeySource::Passphrase(SecretString::from("hunter2")),
+    )
+    .unwrap_err();
+    assert!(matches!(err, VaultError::WrongMasterKey { .. }), "{err:?}");
+    assert!(err.to_string().contains("not a passphrase"), "{err}");
+    assert!(!err.to_string().contains("hunter2"));
+
+    assert_eq!(rows(&store), rows_before);
+    assert_eq!(db_bytes(dir.path()), bytes_before, "the database changed");
+
+    // The right key still opens it.
+    let vault = open_vault(&store, &source);
+    assert_eq!(
+        open(&vault, &conn("c1"), "token").unwrap().as_deref(),
+        Some("value")
+    );
+}
+
+#[test]
+fn passphrase_vault_opens_with_the_same_passphrase_only() {
+    let (dir, store) = fixture();
+    let source = KeySource::Passphrase(SecretString::from("correct horse battery staple"));
+    let vault = open_vault(&store, &source);
+    assert_eq!(vault.describe_source(), "passphrase (Argon2id)");
+    add_connection(&store, "c1");
+    seal(&vault, &conn("c1"), "token", "value");
+    drop(vault);
+    assert!(
+        !dir.path().join(KEY_FILE).exists(),
+        "no key file for a passphrase"
+    );
+
+    let salt: Vec<u8> = store
+        .read(|c| {
+            Ok(c.query_row(
+                "SELECT value FROM vault_meta WHERE name = 'argon2-salt'",
+                [],
+                |r| r.get(0),
+            )?)
+        })
+        .unwrap();
+    assert_eq!(salt.len(), 16);
+
+    let bytes_before = db_bytes(dir.path());
+    let err = try_open(&store, &KeySource::Passphrase(SecretString::from("wrong"))).unwrap_err();
+    assert!(matches!(err, VaultError::WrongMasterKey { .. }), "{err:?}");
+    let err = try_open(&store, &key_file(&dir)).unwrap_err();
+    assert!(
+        err.to_string().contains("created with a passphrase"),
+        "{err}"
+    );
+    assert!(
+        !dir.path().join(KEY_FILE).exists(),
+        "key file created for a passphrase vault"
+    );
+    assert_eq!(db_bytes(dir.path()), bytes_before);
+
+    let vault = open_vault(&store, &source);
+    assert_eq!(
+        open(&vault, &conn("c1"), "token").unwrap().as_deref(),
+        Some("value")
+    );
+}
+
+#[test]
+fn env_key_source() {
+    let (dir, store) = fixture();
+    let key = STANDARD.encode(rand::random::<[u8; 32]>());
+    let env = |name: &str| (name == MASTER_KEY_VAR).then(|| OsString::from(format!("{key}\n")));
+    let source = KeySource::from_lookup(dir.path(), &env).unwrap();
+    assert!(matches!(source, KeySource::Env));
+    let vault = Vault::open_with(Arc::clone(&store), &source, &env).unwrap();
+    assert_eq!(
+        vault.describe_source(),
+        "environment variable AIRLOCK_MASTER_KEY"
+    );
+    assert!(!dir.path().join(KEY_FILE).exists());
+    add_connection(&store, "c1");
+    seal(&vault, &conn("c1"), "token", "value");
+    drop(vault);
+    // The same key in a key file opens it too.
+    let file = dir.path().join("moved.key");
+    std::fs::write(&file, &key).unwrap();
+    let vault = open_vault(&store, &KeySource::File(file));
+    assert_eq!(
+        open(&vault, &conn("c1"), "token").unwrap().as_deref(),
+        Some("value")
+    );
+}
+
+#[test]
+fn key_source_from_env_precedence_and_errors() {
+    let dir = Path::new("/data");
+    let key = STANDARD.encode([3u8; 32]);
+    let both = |name: &str| match name {
+        MASTER_KEY_VAR => Some(OsString::from(&key)),
+        MASTER_PASSPHRASE_VAR => Some(OsString::from("pass")),
+        _ => None,
+    };
+    assert!(matches!(
+        KeySource::from_lookup(dir, &both).unwrap(),
+        KeySource::Env
+    ));
+    let pass = |name: &str| (name == MASTER_PASSPHRASE_VAR).then(|| OsString::from("pass"));
+    let source = KeySource::from_lookup(dir, &pass).unwrap();
+    assert!(matches!(&source, KeySource::Passphrase(p) if p.expose_secret() == "pass"));
+    assert_eq!(source.describe(), "passphrase (Argon2id)");
+    let source = KeySource::from_lookup(dir, &no_env).unwrap();
+    assert!(matches!(&source, KeySource::File(p) if p == &PathBuf::from("/data/master.key")));
+    assert_eq!(source.describe(), "key file /data/master.key");
+    assert_eq!(
+        KeySource::Env.describe(),
+        "environment variable AIRLOCK_MASTER_KEY"
+    );
+
+    // A set but unusable variable is an error, never a fall-back.
+    for (value, problem) in [
+        ("", "is empty"),
+        ("not base64 at all!!", "is not valid base64"),
+        ("c2hvcnQta2V5", "decodes to 9 bytes"),
+    ] {
+        let env = |name: &str| (name == MASTER_KEY_VAR).then(|| OsString::from(value));
+        let err = KeySource::from_lookup(dir, &env).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, VaultError::BadEnvKey { .. }), "{err:?}");
+        assert!(msg.contains(problem), "{msg}");
+        assert!(value.is_empty() || !msg.contains(value), "{msg}");
+    }
+    let empty = |name: &str| (name == MASTER_PASSPHRASE_VAR).then(OsString::new);
+    assert!(matches!(
+        KeySource::from_lookup(dir, &empty),
+        Err(VaultError::BadPassphrase { .. })
+    ));
+}
+
+#[test]
+fn key_file_is_created_once_private_and_described() {
+    let (dir, store) = fixture();
+    let path = dir.path().join(KEY_FILE);
+    let vault = open_vault(&store, &key_file(&dir));
+    assert_eq!(
+        vault.describe_source(),
+        format!(
+            "key file {} (created now: it sits next to the data it protects; move the key \
+             elsewhere or use AIRLOCK_MASTER_KEY for real protection)",
+            path.display()
+        )
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(STANDARD.decode(text.trim()).unwrap().len(), 32);
+    // No temporary files left behind.
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with(".master.key"))
+        .collect();
+    assert!(names.is_empty(), "{names:?}");
+    drop(vault);
+
+    let vault = open_vault(&store, &key_file(&dir));
+    assert!(!vault.describe_source().contains("created now"));
+    assert!(vault.describe_source().contains("sits next to the data"));
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+
+    // A raw 32-byte key file elsewhere works as well.
+    let (dir2, store2) = fixture();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let raw = elsewhere.path().join("raw.key");
+    std::fs::write(&raw, [5u8; 32]).unwrap();
+    let vault = open_vault(&store2, &KeySource::File(raw.clone()));
+    assert_eq!(
+        vault.describe_source(),
+        format!("key file {}", raw.display())
+    );
+    assert_eq!(std::fs::read(&raw).unwrap(), [5u8; 32]);
+    assert!(!dir2.path().join(KEY_FILE).exists());
+}
+
+#[test]
+fn truncated_key_file_is_an_error_and_never_replaced() {
+    let (dir, store) = fixture();
+    let path = dir.path().join(KEY_FILE);
+    drop(open_vault(&store, &key_file(&dir)));
+    let full = std::fs::read(&path).unwrap();
+
+    for truncated in [&full[..20], &full[..0], &full[..31]] {
+        std::fs::write(&path, truncated).unwrap();
+        let err = try_open(&store, &key_file(&dir)).unwrap_err();
+        assert!(matches!(err, VaultError::BadKeyFile { .. }), "{err:?}");
+        assert!(err.to_string().contains("never replaced"), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), truncated);
+    }
+    // Wrong length but valid base64.
+    std::fs::write(&path, STANDARD.encode([1u8; 16])).unwrap();
+    let err = try_open(&store, &key_file(&dir)).unwrap_err();
+    assert!(err.to_string().contains("decodes to 16 bytes"), "{err}");
+
+    // Even on a brand-new database an existing bad key file is not replaced.
+    let (dir2, store2) = fixture();
+    let path2 = dir2.path().join(KEY_FILE);
+    std::fs::write(&path2, &full[..10]).unwrap();
+    assert!(matches!(
+        try_open(&store2, &key_file(&dir2)),
+        Err(VaultError::BadKeyFile { .. })
+    ));
+    assert_eq!(std::fs::read(&path2).unwrap(), &full[..10]);
+    assert_eq!(count(&store2, "SELECT COUNT(*) FROM key_versions"), 0);
+    assert_eq!(count(&store2, "SELECT COUNT(*) FROM vault_meta"), 0);
+
+    // Restoring the file restores access.
+    std::fs::write(&path, &full).unwrap();
+    open_vault(&store, &key_file(&dir));
+}
+
+#[test]
+fn missing_key_file_after_keys_exist_is_an_error() {
+    let (dir, store) = fixture();
+    let path = dir.path().join(KEY_FILE);
+    drop(open_vault(&store, &key_file(&dir)));
+    let saved = std::fs::read(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let bytes_before = db_bytes(dir.path());
+
+    let err = try_open(&store, &key_file(&dir)).unwrap_err();
+    assert!(matches!(err, VaultError::MissingKeyFile { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("restore the original key file"),
+        "{err}"
+    );
+    assert!(!path.exists(), "a new key file was created");
+    assert_eq!(db_bytes(dir.path()), bytes_before);
+
+    std::fs::write(&path, saved).unwrap();
+    open_vault(&store, &key_file(&dir));
+}
+
+// ----- rotation ------------------------------------------------------------
+
+#[test]
+fn rotation_reencrypts_everything_and_restored_old_ciphertext_is_stale() {
+    let (dir, store) = fixture();
+    let vault = open_vault(&store, &key_file(&dir));
+    add_connection(&store, "c1");
+    add_connection(&store, "c2");
+    add_oauth_app(&store, "app");
+    let app = SecretOwner::OAuthApp("app".to_string());
+    seal(&vault, &conn("c1"), "token", "t1");
+    seal(&vault, &conn("c1"), "password", "p1");
+    seal(&vault, &conn("c2"), "token", "t2");
+    seal(&vault, &app, "client-secret", "cs");
+    add_oauth_state(&store, &vault, "state-a", "c1", b"verifier-a");
+
+    // A "backup" taken before the rotation.
+    let backup = secret_row(&store, "connection_id", "c1", "token");
+    let backup_state = oauth_state(&store, "state-a");
+    assert_eq!(backup.0, 1);
+
+    assert_eq!(vault.rotate().unwrap(), 2);
+    let versions = vault.versions().unwrap();
+    assert_eq!(versions.len(), 2);
+    assert_eq!(
+        (
+            versions[0].version,
+            versions[0].active,
+            versions[0].secrets,
+            versions[0].oauth_states
+        ),
+        (1, false, 0, 0)
+    );
+    assert_eq!(
+        (
+            versions[1].version,
+            versions[1].active,
+            versions[1].secrets,
+            versions[1].oauth_states
+        ),
+        (2, true, 4, 1)
+    );
+    assert_eq!(
+        count(
+            &store,
+            "SELECT COUNT(*) FROM secrets WHERE key_version <> 2"
+        ),
+        0
+    );
+    let (state_version, state_blob) = oauth_state(&store, "state-a");
+    assert_eq!(state_version, 2);
+    assert_eq!(
+        &vault
+            .open_blob("state-a", PKCE_VERIFIER_FIELD, state_version, &state_blob)
+            .unwrap()[..],
+        b"verifier-a"
+    );
+    for (owner, field, value) in [
+        (conn("c1"), "token", "t1"),
+        (conn("c1"), "password", "p1"),
+        (conn("c2"), "token", "t2"),
+        (app.clone(), "client-secret", "cs"),
+    ] {
+        assert_eq!(open(&vault, &owner, field).unwrap().as_deref(), Some(value));
+        // Embedded version in the ciphertext header too.
+        let col = if matches!(owner, SecretOwner::Connection(_)) {
+            "connection_id"
+        } else {
+            "oauth_app_id"
+        };
+        let (v, blob) = secret_row(&store, col, owner.id(), field);
+        assert_eq!(
+            (v, crypto::header_version(MAGIC_SEALED, &blob)),
+            (2, Some(2))
+        );
+    }
+    // New writes go under the new version; a reopened vault reads everything.
+    seal(&vault, &conn("c2"), "new", "n");
+    assert_eq!(secret_row(&store, "connection_id", "c2", "new").0, 2);
+    drop(vault);
+    let vault = open_vault(&store, &key_file(&dir));
+    assert_eq!(
+        open(&vault, &conn("c1"), "token").unwrap().as_deref(),
+        Some("t1")
+    );
+
+    // The old ciphertext restored with its old key_version.
+    exec(
+        &store,
+        "UPDATE secrets SET key_version = ?1, ciphertext = ?2
+         WHERE connection_id = 'c1' AND field = 'token'",
+        params![backup.0, backup.1],
+    );
+    match open(&vault, &conn("c1"), "token") {
+        Err(
+            e @ VaultError::StaleCiphertext {
+                found: 1,
+                active: 2,
+                ..
+            },
+        ) => {
+            assert!(e.to_string().contains("restored"), "{e}");
+            assert!(e.to_string().contains("connection c1"), "{e}");
+        }
+        other => panic!("expected StaleCiphertext, got {other:?}"),
+    }
+    // ... or only the ciphertext.
+    set_ciphertext(&store, "c1", "token", &backup.1);
+    exec(
+        &store,
+        "UPDATE secrets SET key_version = 2 WHERE connection_id = 'c1' AND field = 'token'",
+        [],
+    );
+    assert!(matches!(
+        open(&vault, &conn("c1"), "token"),
+        Err(VaultError::StaleCiphertext {
+            found: 1,
+            active: 2,
+            ..
+        })
+    ));
+    // The oauth state likewise.
+    assert!(matches!(
+        vault.open_blob(
+            "state-a",
+            PKCE_VERIFIER_FIELD,
+            backup_state.0,
+            &backup_state.1
+        ),
+        Err(VaultError::StaleCiphertext {
+            found: 1,
+            active: 2,
+            ..
+        })
+    ));
+    assert!(matches!(
+        vault.open_blob("state-a", PKCE_VERIFIER_FIELD, 2, &backup_state.1),
+        Err(VaultError::StaleCiphertext { found: 1, .. })
+    ));
+
+    // A rotation with a stale secret present refuses rather than launder it,
+    // and changes nothing.
+    let before = vault.versions().unwrap();
+    assert!(matches!(
+        vault.rotate(),
+        Err(VaultError::StaleCiphertext { .. })
+    ));
+    assert_eq!(vault.versions().unwrap(), before);
+    assert_eq!(
+        open(&vault, &conn("c2"), "token").unwrap().as_deref(),
+        Some("t2")
+    );
+    // Re-entering the secret fixes it; rotation then proceeds.
+    seal(&vault, &conn("c1"), "token", "t1-new");
+    assert_eq!(vault.rotate().unwrap(), 3);
+    assert_eq!(
+        open(&vault, &conn("c1"), "token").unwrap().as_deref(),
+        Some("t1-new")
+    );
+}
+
+#[test]
+fn rotation_drops_unverifiable_oauth_states() {
+    let (dir, store) = fixture();
+    let vault = open_vault(&store, &key_file(&dir));
+    add_connection(&store, "c1");
+    add_oauth_state(&store, &vault, "good", "c1", b"g");
+    add_oauth_state(&store, &vault, "bad", "c1", b"b");
+    let (_, good_blob) = oauth_state(&store, "good");
+    exec(
+        &store,
+        "UPDATE oauth_states SET verifier = ?1 WHERE state_hash = 'bad'",
+        [good_blob],
+    );
+    vault.rotate().unwrap();
+    assert_eq!(count(&store, "SELECT COUNT(*) FROM oauth_states"), 1);
+    let (v, blob) = oauth_state(&store, "good");
+    assert_eq!(
+        &vault
+            .open_blob("good", PKCE_VERIFIER_FIELD, v, &blob)
+            .unwrap()[..],
+        b"g"
+    );
+}
+
+#[test]
+fn retire_refuses_active_and_used_versions() {
+    let (dir, store) = fixture();
+    let vault = open_vault(&store, &key_file(&dir));
+    add_connection(&store, "c1");
+    seal(&vault, &conn("c1"), "token", "t");
+    let backup = secret_row(&store, "connection_id", "c1", "token");
+
+    assert!(matches!(
+        vault.retire(1),
+        Err(VaultError::RetireActive { version: 1 })
+    ));
+    assert!(matches!(
+        vault.retire(9),
+        Err(VaultError::NoSuchVersion { version: 9 })
+    ));
+    assert_eq!(vault.rotate().unwrap(), 2);
+    assert!(matches!(
+        vault.retire(2),
+        Err(VaultError::RetireActive { version: 2 })
+    ));
+
+    // A row restored under version 1 keeps version 1 in use.
+    exec(
+        &store,
+        "UPDATE secrets SET key_version = ?1, ciphertext = ?2 WHERE connection_id = 'c1'",
+        params![backup.0, backup.1],
+    );
+    match vault.retire(1) {
+        Err(VaultError::VersionInUse {
+            version: 1,
+            secrets: 1,
+            oauth_states: 0,
+        }) => {}
+        other => panic!("expected VersionInUse, got {other:?}"),
+    }
+    seal(&vault, &conn("c1"), "token", "t2");
+
+    vault.retire(1).unwrap();
+    let versions = vault.versions().unwrap();
+    assert_eq!(versions.len(), 1);
+    assert_eq!(
+        (versions[0].version, versions[0].active, versions[0].secrets),
+        (2, true, 1)
+    );
+    assert!(!format!("{vault:?}").contains("1, 2"));
+    assert!(matches!(
+        vault.retire(1),
+        Err(VaultError::NoSuchVersion { version: 1 })
+    ));
+
+    // The old backup now names a key that no longer exists (the foreign key
+    // keeps it out of the key_version column, so restore only the blob).
+    set_ciphertext(&store, "c1", "token", &backup.1);
+    assert!(matches!(
+        open(&vault, &conn("c1"), "token"),
+        Err(VaultError::StaleCiphertext {
+            found: 1,
+            active: 2,
+            ..
+        })
+    ));
+    seal(&vault, &conn("c1"), "token", "t3");
+    drop(vault);
+    let vault = open_vault(&store, &key_file(&dir));
+    assert_eq!(
+        open(&vault, &conn("c1"), "token").unwrap().as_deref(),
+        Some("t3")
+    );
+    assert_eq!(vault.rotate().unwrap(), 3);
+}
+
+#[test]
+fn concurrent_reads_during_rotation_never_fail() {
+    const SECRETS: usize = 40;
+    const THREADS: usize = 8;
+    const READS_PER_THREAD: usize = 125; // 1,000 in all
+
+    let (dir, store) = fixture();
+    let vault = Arc::new(open_vault(&store, &key_file(&dir)));
+    for i in 0..SECRETS {
+        add_connection(&store, &format!("c{i}"));
+        seal(
+            &vault,
+            &conn(&format!("c{i}")),
+            "token",
+            &format!("value-{i}"),
+        );
+    }
+
+    let barrier = Arc::new(Barrier::new(THREADS + 1));
+    let done = Arc::new(AtomicBool::new(false));
+    let rotated = Arc::new(AtomicUsize::new(0));
+    let rotator = {
+        let (vault, barrier, done, rotated) = (
+            Arc::clone(&vault),
+            Arc::clone(&barrier),
+            Arc::clone(&done),
+            Arc::clone(&rotated),
+        );
+        std::thread::spawn(move || {
+            barrier.wait();
+            let mut rotations = 0;
+            while rotations < 2 || (!done.load(Ordering::SeqCst) && rotations < 25) {
+                vault.rotate().unwrap();
+                rotations += 1;
+                rotated.fetch_add(1, Ordering::SeqCst);
+            }
+            rotations
+        })
+    };
+    let readers: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let (vault, barrier, rotated) = (
+                Arc::clone(&vault),
+                Arc::clone(&barrier),
+                Arc::clone(&rotated),
+            );
+            std::thread::spawn(move || {
+                barrier.wait();
+                let rotated_before = rotated.load(Ordering::SeqCst);
+                let mut failures = Vec::new();
+                for j in 0..READS_PER_THREAD {
+                    let i = (t * READS_PER_THREAD + j) % SECRETS;
+                    match open(&vault, &conn(&format!("c{i}")), "token") {
+                        Ok(Some(v)) if v == format!("value-{i}") => {}
+                        other => failures.push(format!("c{i}: {other:?}")),
+                    }
+                }
+                (failures, rotated.load(Ordering::SeqCst) - rotated_before)
+            })
+        })
+        .collect();
+    let mut failures = Vec::new();
+    let mut rotations_during_reads = 0;
+    for reader in readers {
+        let (f, seen) = reader.join().unwrap();
+        failures.extend(f);
+        rotations_during_reads += seen;
+    }
+    done.store(true, Ordering::SeqCst);
+    let rotations = rotator.join().unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} failures: {failures:?}",
+        failures.len()
+    );
+    assert!(
+        rotations_during_reads > 0,
+        "no rotation overlapped the reads"
+    );
+
+    let active = 1 + rotations as u32;
+    let versions = vault.versions().unwrap();
+    assert_eq!(versions.last().unwrap().version, active);
+    assert!(versions.last().unwrap().active);
+    assert_eq!(versions.last().unwrap().secrets, SECRETS);
+    for i in 0..SECRETS {
+        assert_eq!(
+            open(&vault, &conn(&format!("c{i}")), "token").unwrap(),
+            Some(format!("value-{i}"))
+        );
+    }
+}
+
+#[test]
+fn a_second_vault_on_the_same_database_follows_rotation() {
+    // Another process (e.g. the CLI) rotating: this vault has not seen the
+    // new key, and loads it on demand.
+    let (dir, store) = fixture();
+    let a = open_vault(&store, &key_file(&dir));
+    let b = open_vault(&store, &key_file(&dir));
+    add_connection(&store, "c1");
+    seal(&a, &conn("c1"), "token", "t");
+    assert_eq!(b.rotate().unwrap(), 2);
+    assert_eq!(
+        open(&a, &conn("c1"), "token").unwrap().as_deref(),
+        Some("t")
+    );
+    let (version, blob) = b.seal_blob("h", PKCE_VERIFIER_FIELD, b"v").unwrap();
+    assert_eq!(version, 2);
+    let opened = read_vault(&store, |c| {
+        a.open_blob_in(c, "h", PKCE_VERIFIER_FIELD, version, &blob)
+    })
+    .unwrap();
+    assert_eq!(&opened[..], b"v");
+    seal(&a, &conn("c1"), "token", "t2");
+    assert_eq!(secret_row(&store, "connection_id", "c1", "token").0, 2);
+    assert_eq!(
+        open(&b, &conn("c1"), "token").unwrap().as_deref(),
+        Some("t2")
+    );
+}
+
+// ----- nothing leaks -------------------------------------------------------
+
+#[test]
+fn canary_never_reaches_the_database_files() {
+    let (dir, store) = fixture();
+    let vault = open_vault(&store, &key_file(&dir));
+    add_connection(&store, "c1");
+    add_oauth_app(&store, "app");
+    let canary = format!("CANARY-{}", hex::encode(rand::random::<[u8; 12]>()));
+    seal(&vault, &conn("c1"), "token", &canary);
+    seal(
+        &vault,
+        &SecretOwner::OAuthApp("app".to_string()),
+        "client-secret",
+        &canary,
+    );
+    add_oauth_state(&store, &vault, "state", "c1", canary.as_bytes());
+    vault.rotate().unwrap();
+    assert_eq!(
+        open(&vault, &conn("c1"), "token").unwrap().as_deref(),
+        Some(canary.as_str())
+    );
+
+    let check = |when: &str| {
+        let (db, wal) = db_bytes(dir.path());
+        assert!(!db.is_empty() || !wal.is_empty());
+        for (name, bytes) in [("db", &db), ("wal", &wal)] {
+            assert!(
+                !contains(bytes, canary.as_bytes()),
+                "canary in {name} {when}"
+            );
+            assert!(
+                !contains(bytes, hex::encode(&canary).as_bytes()),
+                "hex canary in {name} {when}"
+            );
+        }
+    };
+    check("before checkpoint");
+    assert!(
+        !db_bytes(dir.path()).1.is_empty(),
+        "expected a WAL to inspect"
+    );
+    store
+        .read(|c| {
+            c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+            Ok(())
+        })
+        .unwrap();
+    check("after checkpoint");
+}
+
+#[test]
+fn debug_output_never_contains_key_material() {
+    let (dir, store) = fixture();
+    let vault = open_vault(&store, &key_file(&dir));
+    let text = std::fs::read_to_string(dir.path().join(KEY_FILE)).unwrap();
+    let kek = STANDARD.decode(text.trim()).unwrap();
+    let data_key = vault.ring().keys[&1].expose().to_vec();
+    vault.rotate().unwrap();
+    let data_key2 = vault.ring().keys[&2].expose().to_vec();
+
+    let debug = format!("{vault:?} {:?} {:#?}", key_file(&dir), vault);
+    for key in [&kek, &data_key, &data_key2] {
+        for needle in [
+            STANDARD.encode(key),
+            hex::encode(key),
+            format!("{:?}", &key[..4]).trim_end_matches(']').to_string(),
+            format!("{:x?}", &key[..4])
+                .trim_end_matches(']')
+                .to_string(),
+        ] {
+            assert!(!debug.contains(&needle), "{needle} in {debug}");
+        }
+    }
+    assert!(
+        debug.contains("Vault") && debug.contains("active"),
+        "{debug}"
+    );
+
+    let pass = KeySource::Passphrase(SecretString::from("my-passphrase"));
+    let debug = format!("{pass:?} {}", pass.describe());
+    assert!(!debug.contains("my-passphrase"), "{debug}");
+    let (_dir2, store2) = fixture();
+    let vault = open_vault(&store2, &pass);
+    assert!(!format!("{vault:?}").contains("my-passphrase"));
+}
+
+#[test]
+fn secure_delete_is_on() {
+    let (_dir, store) = fixture();
+    let on: i64 = store
+        .read(|c| Ok(c.query_row("PRAGMA secure_delete", [], |r| r.get(0))?))
+        .unwrap();
+    assert_eq!(on, 1);
+}

@@ -1,0 +1,303 @@
+//! The embedded service: data directory, vault, connections, audit trail,
+//! through real SQLite files and built plugins.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use airlock::service::{AuthInput, NewConnection};
+use airlock::store::connections::{ConnectionFilter, ConnectionStatus, Scope};
+use airlock::vault::KeySource;
+use airlock::{Airlock, AirlockConfig, ServiceError};
+use secrecy::SecretString;
+use wiremock::matchers::{header, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::common::{CANARY, test_limits};
+
+pub fn config(dir: &std::path::Path) -> AirlockConfig {
+    let mut c = AirlockConfig::new(dir).unwrap();
+    c.key_source = Some(KeySource::File(dir.join("master.key")));
+    c.address_policy = airlock::egress::AddressPolicy::parse_allow_list("127.0.0.0/8").unwrap();
+    c.limits = test_limits();
+    c.max_concurrent_calls = 8;
+    c
+}
+
+pub fn open(dir: &std::path::Path) -> Airlock {
+    Airlock::open(config(dir)).unwrap()
+}
+
+pub fn install(airlock: &Airlock, path: &str) {
+    let plan = airlock.plan_install(std::fs::read(path).unwrap()).unwrap();
+    airlock.install(&plan, true).unwrap();
+}
+
+fn settings(base: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([("base-url".to_string(), base.to_string())])
+}
+
+fn bearer(name: &str, base: &str, scope: Scope) -> NewConnection {
+    NewConnection {
+        name: name.into(),
+        plugin_id: "minimal".into(),
+        settings: settings(base),
+        auth: AuthInput::Bearer {
+            token: SecretString::from(CANARY),
+        },
+        scope,
+    }
+}
+
+async fn me_server(name: &str) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(path("/api/me"))
+        .and(header("authorization", format!("Bearer {CANARY}").as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({ "name": name })))
+        .mount(&server)
+        .await;
+    server
+}
+
+#[tokio::test]
+async fn a_connection_calls_through_the_vault_and_is_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let airlock = open(dir.path());
+    install(&airlock, airlock_test_artifacts::MINIMAL);
+    let server = me_server("alice").await;
+    airlock
+        .add_connection(bearer("main", &server.uri(), Scope::Global))
+        .unwrap();
+    let report = airlock.test_connection("main").await.unwrap();
+    assert_eq!(report.account.as_deref(), Some("alice"));
+
+    // The send is in the audit log, chained and verifiable.
+    let entries = airlock
+        .list_audit(&airlock::audit::AuditFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(entries.len(), 1);
+    assert!(airlock.verify_audit().unwrap().is_ok());
+
+    // A second start (same data dir, same key) serves the same connection.
+    drop(airlock);
+    let airlock = open(dir.path());
+    assert_eq!(
+        airlock
+            .test_connection("main")
+            .await
+            .unwrap()
+            .account
+            .as_deref(),
+        Some("alice")
+    );
+}
+
+#[tokio::test]
+async fn project_scoped_connections_win_and_misses_name_what_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    let airlock = open(dir.path());
+    install(&airlock, airlock_test_artifacts::MINIMAL);
+    let global = me_server("global-user").await;
+    let scoped = me_server("web-user").await;
+    airlock
+        .add_connection(bearer("everyone", &global.uri(), Scope::Global))
+        .unwrap();
+    airlock
+        .add_connection(bearer(
+            "web-only",
+            &scoped.uri(),
+            Scope::Projects(vec!["web".into()]),
+        ))
+        .unwrap();
+    assert_eq!(airlock.resolve("minimal", "web").unwrap().name, "web-only");
+    assert_eq!(airlock.resolve("minimal", "api").unwrap().name, "everyone");
+    let listed = airlock
+        .connections(&ConnectionFilter {
+            project: Some("api".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+
+    airlock.remove_connection("everyone").unwrap();
+    let err = airlock.resolve("minimal", "api").unwrap_err().to_string();
+    assert!(
+        err.contains("no connection for project `api`") && err.contains("web-only"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn bad_connections_are_refused_and_nothing_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let airlock = open(dir.path());
+    install(&airlock, airlock_test_artifacts::MINIMAL);
+    airlock
+        .add_connection(bearer("dup", "https://one.example", Scope::Global))
+        .unwrap();
+    let err = airlock
+        .add_connection(bearer("dup", "https://two.example", Scope::Global))
+        .unwrap_err();
+    assert!(err.to_string().contains("already exists"), "{err}");
+
+    let mut bad = bearer("bad-url", "ftp://x", Scope::Global);
+    let err = airlock.add_connection(bad).unwrap_err();
+    assert!(matches!(err, ServiceError::Settings(_)), "{err}");
+    bad = bearer("unknown-setting", "https://x.example", Scope::Global);
+    bad.settings.insert("colour".into(), "red".into());
+    let err = airlock.add_connection(bad).unwrap_err();
+    assert!(err.to_string().contains("has no setting `colour`"), "{err}");
+
+    let mut missing = bearer("no-url", "https://x.example", Scope::Global);
+    missing.settings.clear();
+    assert!(airlock.add_connection(missing).is_err());
+
+    let no_plugin = NewConnection {
+        plugin_id: "nope".into(),
+        ..bearer("x", "https://x.example", Scope::Global)
+    };
+    assert!(
+        airlock
+            .add_connection(no_plugin)
+            .unwrap_err()
+            .to_string()
+            .contains("nope")
+    );
+
+    // Only the first connection exists, with exactly one secret.
+    let all = airlock.connections(&ConnectionFilter::default()).unwrap();
+    assert_eq!(all.len(), 1);
+    let secrets: i64 = airlock
+        .store()
+        .read(|c| Ok(c.query_row("SELECT COUNT(*) FROM secrets", [], |r| r.get(0))?))
+        .unwrap();
+    assert_eq!(secrets, 1);
+}
+
+#[tokio::test]
+async fn paused_connections_refuse_calls_until_resumed() {
+    let dir = tempfile::tempdir().unwrap();
+    let airlock = open(dir.path());
+    install(&airlock, airlock_test_artifacts::MINIMAL);
+    let server = me_server("bob").await;
+    airlock
+        .add_connection(bearer("p", &server.uri(), Scope::Global))
+        .unwrap();
+    assert_eq!(
+        airlock.pause_connection("p").unwrap().status,
+        ConnectionStatus::Paused
+    );
+    let err = airlock.test_connection("p").await.unwrap_err();
+    assert!(err.to_string().contains("resume it"), "{err}");
+    assert_eq!(server.received_requests().await.unwrap().len(), 0);
+    airlock.resume_connection("p").unwrap();
+    airlock.test_connection("p").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn removing_a_connection_mid_call_fails_cleanly_and_destroys_its_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let airlock = std::sync::Arc::new(open(dir.path()));
+    install(&airlock, airlock_test_artifacts::PROBE);
+    let server = MockServer::start().await;
+    // First request is slow and redirects; the guest's second request needs
+    // the credential again, after the connection is gone.
+    Mock::given(path("/slow"))
+        .respond_with(
+            ResponseTemplate::new(302)
+                .insert_header("location", format!("{}/next", server.uri()).as_str())
+                .set_delay(Duration::from_millis(800)),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(path("/next"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    let mut s = settings(&server.uri());
+    s.insert("action".into(), "fetch-follow".into());
+    s.insert("url".into(), format!("{}/slow", server.uri()));
+    airlock
+        .add_connection(NewConnection {
+            name: "doomed".into(),
+            plugin_id: "probe".into(),
+            settings: s,
+            auth: AuthInput::Bearer {
+                token: SecretString::from(CANARY),
+            },
+            scope: Scope::Global,
+        })
+        .unwrap();
+    let a = airlock.clone();
+    let call = tokio::spawn(async move { a.test_connection("doomed").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    airlock.remove_connection("doomed").unwrap();
+    let out = call.await.unwrap().unwrap();
+    // The first request went out with the credential; the second was refused
+    // because the credential no longer exists.
+    assert!(out.message.contains("\"status\":302"), "{}", out.message);
+    assert!(
+        out.message.contains("no stored credential")
+            || out.message.contains("EgressDenied")
+            || out.message.contains("Upstream"),
+        "{}",
+        out.message
+    );
+    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+    let secrets: i64 = airlock
+        .store()
+        .read(|c| Ok(c.query_row("SELECT COUNT(*) FROM secrets", [], |r| r.get(0))?))
+        .unwrap();
+    assert_eq!(secrets, 0);
+    assert!(airlock.connection("doomed").is_err());
+}
+
+#[test]
+fn a_wrong_master_key_is_refused_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(dir.path()));
+    let db = dir.path().join("airlock.db");
+    let before = std::fs::read(&db).unwrap();
+    std::fs::write(dir.path().join("master.key"), [7u8; 32]).unwrap();
+    let err = Airlock::open(config(dir.path())).unwrap_err();
+    assert!(
+        err.to_string().to_lowercase().contains("master key"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&db).unwrap(), before);
+}
+
+#[test]
+fn a_database_from_a_newer_airlock_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(dir.path()));
+    let conn = rusqlite::Connection::open(dir.path().join("airlock.db")).unwrap();
+    conn.execute(
+        "INSERT INTO schema_migrations VALUES (42, 'future', 'x', '2030-01-01T00:00:00Z')",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let err = Airlock::open(config(dir.path())).unwrap_err();
+    assert!(err.to_string().contains("upgrade airlock"), "{err}");
+}
+
+#[test]
+fn a_changed_plugin_file_needs_approval_and_shows_the_diff() {
+    let dir = tempfile::tempdir().unwrap();
+    let airlock = open(dir.path());
+    install(&airlock, airlock_test_artifacts::MINIMAL);
+    // Same id, different bytes: the bad-manifest guest can't load, so use
+    // the minimal file with a trailing custom section appended.
+    let mut wasm = std::fs::read(airlock_test_artifacts::MINIMAL).unwrap();
+    wasm.extend_from_slice(&[0, 6, 5, b'e', b'x', b't', b'r', b'a']);
+    let plan = airlock.plan_install(wasm).unwrap();
+    assert!(!plan.unchanged());
+    let err = airlock.install(&plan, false).unwrap_err();
+    assert!(matches!(err, ServiceError::NeedsApproval { .. }), "{err}");
+    assert!(err.to_string().contains("file changed"), "{err}");
+    airlock.install(&plan, true).unwrap();
+    assert_eq!(airlock.list_plugins().unwrap()[0].sha256, plan.sha256);
+}

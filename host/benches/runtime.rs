@@ -71,6 +71,34 @@ fn runtime(cache: &std::path::Path, pooling: bool) -> Runtime {
     .unwrap()
 }
 
+/// Calls per second with `callers` concurrent tasks for `secs`.
+async fn throughput(
+    rt: Arc<Runtime>,
+    plugin: Arc<airlock::Plugin>,
+    conn: Connection,
+    callers: usize,
+    secs: f64,
+) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs_f64(secs);
+    let mut tasks = Vec::new();
+    for _ in 0..callers {
+        let (rt, plugin, conn) = (rt.clone(), plugin.clone(), conn.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while Instant::now() < deadline {
+                rt.test_connection(&plugin, &conn).await.unwrap();
+                n += 1;
+            }
+            n
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.unwrap();
+    }
+    total as f64 / secs
+}
+
 fn us(d: Duration) -> String {
     format!("{:>9.1} µs", d.as_secs_f64() * 1e6)
 }
@@ -160,6 +188,37 @@ async fn main() {
     }
     let (native, plugin) = (stats(native), stats(plugin));
 
+    // --- audit cost: 64 concurrent callers, the same GET -------------------
+    let secs = if quick { 3.0 } else { 10.0 };
+    let mut audit_rows = Vec::new();
+    for (label, durability) in [
+        ("audit in memory", None),
+        ("audit SQLite, process-crash durable (default)", Some(airlock::audit::AuditDurability::ProcessCrash)),
+        ("audit SQLite, power-loss durable", Some(airlock::audit::AuditDurability::PowerLoss)),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let audit: Arc<dyn airlock::audit::AuditSink> = match durability {
+            None => Arc::new(MemoryAudit::new()),
+            Some(d) => {
+                let store = airlock::store::Store::open(dir.path()).unwrap();
+                airlock::audit::SqliteAudit::open(store.path(), d).unwrap()
+            }
+        };
+        let rt = Arc::new(
+            Runtime::new(RuntimeConfig {
+                cache_dir: Some(cache.path().to_path_buf()),
+                address_policy: AddressPolicy::parse_allow_list("127.0.0.0/8").unwrap(),
+                max_concurrent_calls: 128,
+                audit,
+                ..RuntimeConfig::default()
+            })
+            .unwrap(),
+        );
+        let plugin = rt.load(&minimal_wasm).unwrap();
+        let per_sec = throughput(rt, plugin, conn.clone(), 64, secs).await;
+        audit_rows.push((label, per_sec));
+    }
+
     println!("airlock runtime benchmark ({n} iterations per row)\n");
     println!(
         "{:<44} {:>12} {:>12} {:>8}",
@@ -207,4 +266,9 @@ async fn main() {
         us(plugin.p99),
         plugin.median.as_secs_f64() / native.median.as_secs_f64()
     );
+    println!("\nplugin GET + JSON, 64 concurrent callers, {secs} s each:");
+    let base = audit_rows[0].1;
+    for (label, per_sec) in &audit_rows {
+        println!("{label:<52} {per_sec:>9.0} calls/s {:>7.2}x", per_sec / base);
+    }
 }

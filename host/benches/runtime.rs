@@ -193,8 +193,14 @@ async fn main() {
     let mut audit_rows = Vec::new();
     for (label, durability) in [
         ("audit in memory", None),
-        ("audit SQLite, process-crash durable (default)", Some(airlock::audit::AuditDurability::ProcessCrash)),
-        ("audit SQLite, power-loss durable", Some(airlock::audit::AuditDurability::PowerLoss)),
+        (
+            "audit SQLite, process-crash durable (default)",
+            Some(airlock::audit::AuditDurability::ProcessCrash),
+        ),
+        (
+            "audit SQLite, power-loss durable",
+            Some(airlock::audit::AuditDurability::PowerLoss),
+        ),
     ] {
         let dir = tempfile::tempdir().unwrap();
         let audit: Arc<dyn airlock::audit::AuditSink> = match durability {
@@ -269,6 +275,9 @@ async fn main() {
     println!("\nplugin GET + JSON, 64 concurrent callers, {secs} s each:");
     let base = audit_rows[0].1;
     for (label, per_sec) in &audit_rows {
-        println!("{label:<52} {per_sec:>9.0} calls/s {:>7.2}x", per_sec / base);
+        println!(
+            "{label:<52} {per_sec:>9.0} calls/s {:>7.2}x",
+            per_sec / base
+        );
     }
 }

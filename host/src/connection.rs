@@ -157,6 +157,16 @@ pub enum CredentialError {
     Unavailable { connection: String, reason: String },
     #[error("credential for connection {connection} does not form a valid HTTP header")]
     InvalidHeader { connection: String },
+    /// The provider refused the connection's grant (`invalid_grant`, or no
+    /// refresh token left): only a new authorisation helps.
+    #[error(
+        "connection `{connection}` needs re-authorisation ({reason}); reconnect it with \
+         `airlock oauth connect {connection}`"
+    )]
+    NeedsReauth { connection: String, reason: String },
+    /// Refreshing the credential failed for a reason that may pass.
+    #[error("refreshing the credential of connection `{connection}` failed: {reason}")]
+    RefreshFailed { connection: String, reason: String },
 }
 
 impl Credential {
@@ -196,6 +206,32 @@ pub trait CredentialSource: Send + Sync + fmt::Debug {
         &'a self,
         connection_id: &'a str,
     ) -> BoxFuture<'a, Result<Credential, CredentialError>>;
+
+    /// Whether [`CredentialSource::refresh`] can produce a new credential
+    /// (OAuth2). When it can, a request that carried a credential and was
+    /// answered `401` is refreshed and sent once more.
+    fn can_refresh(&self) -> bool {
+        false
+    }
+
+    /// A fresh credential after the upstream refused `rejected` (`401`).
+    /// Implementations refresh at most once per connection at a time: when
+    /// another caller already replaced `rejected`, they return the newer
+    /// credential without asking the provider again. The default cannot
+    /// refresh.
+    fn refresh<'a>(
+        &'a self,
+        connection_id: &'a str,
+        rejected: &'a Credential,
+    ) -> BoxFuture<'a, Result<Credential, CredentialError>> {
+        let _ = rejected;
+        Box::pin(async move {
+            Err(CredentialError::RefreshFailed {
+                connection: connection_id.to_string(),
+                reason: "this credential cannot be refreshed".into(),
+            })
+        })
+    }
 }
 
 /// A fixed credential held in memory, for tests and embedders that manage

@@ -30,6 +30,7 @@ pub mod connection;
 pub mod egress;
 pub mod limits;
 pub mod manifest;
+pub mod oauth;
 pub mod runtime;
 pub mod service;
 pub mod state;
@@ -41,3 +42,18 @@ pub use limits::Limits;
 pub use manifest::Manifest;
 pub use runtime::{CallError, Interface, LoadError, Plugin, Runtime, RuntimeConfig, types};
 pub use service::{Airlock, AirlockConfig, ServiceError};
+
+/// Create `dir` (and parents) readable only by this user: it holds
+/// compiled code the host trusts, or secrets' ciphertext.
+pub(crate) fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+    }
+    #[cfg(not(unix))]
+    std::fs::create_dir_all(dir)
+}

@@ -8,9 +8,11 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 mod audit;
+mod call;
 mod connection;
 mod inspect;
 mod keys;
+mod oauth;
 mod output;
 mod plugin;
 mod secrets;
@@ -50,6 +52,13 @@ enum Command {
     /// Read and verify the audit log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Run any operation of a connection's plugin and print its JSON result.
+    ///
+    /// Example: airlock call sn tickets.get --input '{"id": "INC0010001"}'
+    Call(call::CallArgs),
+    /// Authorise OAuth2 connections and register OAuth apps.
+    #[command(subcommand)]
+    Oauth(oauth::OAuthCommand),
 }
 
 /// An error that should exit with status 2 (usage, missing approval).
@@ -77,6 +86,8 @@ pub fn main() -> ExitCode {
         Command::Connection(cmd) => open(data_dir).and_then(|a| connection::run(&a, cmd)),
         Command::Keys(cmd) => open(data_dir).and_then(|a| keys::run(&a, cmd)),
         Command::Audit(cmd) => open(data_dir).and_then(|a| audit::run(&a, cmd)),
+        Command::Call(args) => open(data_dir).and_then(|a| call::run(&a, args)),
+        Command::Oauth(cmd) => open(data_dir).and_then(|a| oauth::run(&a, cmd)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

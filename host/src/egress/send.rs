@@ -291,88 +291,126 @@ impl CallInner {
             }
         };
 
-        let credential = match &self.connection.auth {
+        // The credential source, when this request's origin is one the
+        // connection's credential is bound to.
+        let source = match &self.connection.auth {
             AuthBinding::Header {
                 origins, source, ..
-            } if origins.contains(&target.origin) => {
-                match source.credential(&self.connection.id).await {
-                    Ok(c) => Some(c),
-                    Err(e) => {
-                        return Err(self
-                            .deny(
-                                &method,
-                                url,
-                                format!("{}: {e}", self.who()),
-                                HttpError::InternalError(Some(e.to_string())),
-                            )
-                            .await);
-                    }
-                }
-            }
+            } if origins.contains(&target.origin) => Some(source.clone()),
             _ => None,
         };
-
-        let mut record = self.record(&method, url.clone(), Decision::Allowed);
-        record.request_bytes = body.len() as u64;
-        record.request_sha256 = hex::encode(Sha256::digest(&body));
-        record.credential_used = credential.is_some();
-        let audit_id = match self.shared.audit.begin(&record).await {
-            Ok(id) => id,
-            Err(e) => {
-                let reason = format!("{}: {e}; the request was not sent", self.who());
-                self.tracker.deny(reason.clone());
-                return Err(HttpError::InternalError(Some(reason)));
-            }
-        };
-        let audit = AuditGuard {
-            sink: self.shared.audit.clone(),
-            id: audit_id,
-            started: Instant::now(),
-            status: None,
-            done: false,
-        };
-
-        let mut builder = Request::builder()
-            .method(method)
-            .uri(target.uri())
-            .header(http::header::HOST, target.origin.authority());
-        for (name, value) in parts.headers.iter() {
-            builder = builder.header(name, value);
-        }
-        if let Some(credential) = &credential {
-            match credential.header_value() {
-                Ok(value) => builder = builder.header(credential.header_name(), value),
-                Err(_) => {
-                    let reason = format!(
-                        "{}: the stored credential does not form a valid header value",
-                        self.who()
-                    );
-                    audit.fail(&reason);
-                    self.tracker.deny(reason.clone());
-                    return Err(HttpError::InternalError(Some(reason)));
+        let mut credential = match &source {
+            Some(source) => match source.credential(&self.connection.id).await {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    return Err(self
+                        .deny(
+                            &method,
+                            url,
+                            format!("{}: {e}", self.who()),
+                            HttpError::InternalError(Some(e.to_string())),
+                        )
+                        .await);
                 }
-            }
-        }
-        let outbound = builder
-            .body(Full::new(body))
-            .map_err(|e| HttpError::InternalError(Some(e.to_string())))?;
+            },
+            None => None,
+        };
 
         let first_byte = options
             .and_then(|o| o.first_byte_timeout)
             .unwrap_or(self.limits.first_byte_timeout)
             .min(self.limits.first_byte_timeout);
-        let response =
-            match tokio::time::timeout(first_byte, self.shared.client.request(outbound)).await {
-                Err(_) => {
-                    audit.fail("timed out waiting for response headers");
-                    return Err(HttpError::HttpResponseTimeout);
+        let request_sha256 = hex::encode(Sha256::digest(&body));
+        // At most two sends: the second only after the upstream refused the
+        // injected credential (401) and the source refreshed it. Each send
+        // is its own audit record.
+        let mut refreshed = false;
+        let (response, audit) =
+            loop {
+                let mut record = self.record(&method, url.clone(), Decision::Allowed);
+                record.request_bytes = body.len() as u64;
+                record.request_sha256 = request_sha256.clone();
+                record.credential_used = credential.is_some();
+                let audit_id = match self.shared.audit.begin(&record).await {
+                    Ok(id) => id,
+                    Err(e) => {
+                        let reason = format!("{}: {e}; the request was not sent", self.who());
+                        self.tracker.deny(reason.clone());
+                        return Err(HttpError::InternalError(Some(reason)));
+                    }
+                };
+                let mut audit = AuditGuard {
+                    sink: self.shared.audit.clone(),
+                    id: audit_id,
+                    started: Instant::now(),
+                    status: None,
+                    done: false,
+                };
+
+                let mut builder = Request::builder()
+                    .method(method.clone())
+                    .uri(target.uri())
+                    .header(http::header::HOST, target.origin.authority());
+                for (name, value) in parts.headers.iter() {
+                    builder = builder.header(name, value);
                 }
-                Ok(Err(e)) => {
-                    let (code, reason) = self.map_client_error(&e);
-                    audit.fail(&reason);
-                    return Err(code);
+                if let Some(credential) = &credential {
+                    match credential.header_value() {
+                        Ok(value) => builder = builder.header(credential.header_name(), value),
+                        Err(_) => {
+                            let reason = format!(
+                                "{}: the stored credential does not form a valid header value",
+                                self.who()
+                            );
+                            audit.fail(&reason);
+                            self.tracker.deny(reason.clone());
+                            return Err(HttpError::InternalError(Some(reason)));
+                        }
+                    }
                 }
-                Ok(Ok(r)) => r,
+                let outbound = builder
+                    .body(Full::new(body.clone()))
+                    .map_err(|e| HttpError::InternalError(Some(e.to_string())))?;
+
+                let response =
+                    match tokio::time::timeout(first_byte, self.shared.client.request(outbound))
+                        .await
+                    {
+                        Err(_) => {
+                            audit.fail("timed out waiting for response headers");
+                            return Err(HttpError::HttpResponseTimeout);
+                        }
+                        Ok(Err(e)) => {
+                            let (code, reason) = self.map_client_error(&e);
+                            audit.fail(&reason);
+                            return Err(code);
+                        }
+                        Ok(Ok(r)) => r,
+                    };
+
+                let retry = response.status() == http::StatusCode::UNAUTHORIZED && !refreshed;
+                match (&source, &credential) {
+                    (Some(source), Some(rejected)) if retry && source.can_refresh() => {
+                        audit.status = Some(response.status().as_u16());
+                        drop(response);
+                        audit.complete(
+                            0,
+                            Some("the upstream refused the credential (401); refreshing it".into()),
+                        );
+                        match source.refresh(&self.connection.id, rejected).await {
+                            Ok(fresh) => {
+                                credential = Some(fresh);
+                                refreshed = true;
+                            }
+                            Err(e) => {
+                                let reason = format!("{}: {e}", self.who());
+                                self.tracker.deny(reason.clone());
+                                return Err(HttpError::InternalError(Some(reason)));
+                            }
+                        }
+                    }
+                    _ => break (response, audit),
+                }
             };
 
         let (parts, incoming) = response.into_parts();

@@ -90,6 +90,12 @@ pub enum CallError {
         operation: &'static str,
         message: String,
     },
+    /// `invoke_json` was given an operation name it does not know.
+    #[error("unknown operation `{operation}`; operations are: {known}")]
+    UnknownOperation { operation: String, known: String },
+    /// `invoke_json` was given input that does not fit the operation.
+    #[error("input for {operation} does not fit its contract: {message}")]
+    BadInput { operation: String, message: String },
     /// The connection is unusable as configured.
     #[error("connection `{connection}`: {message}")]
     Connection { connection: String, message: String },

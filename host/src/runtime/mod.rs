@@ -8,6 +8,7 @@
 
 mod bindings;
 mod cache;
+mod dispatch;
 mod host_api;
 mod invoke;
 mod plugin;
@@ -23,6 +24,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 pub use bindings::types;
 pub use cache::CacheOutcome;
+pub use dispatch::OPERATIONS;
 pub use invoke::{CallError, ChatStream, LimitKind};
 pub use plugin::{Interface, LoadError, Plugin, precheck};
 
@@ -146,6 +148,12 @@ impl Runtime {
 
     pub fn address_policy(&self) -> &AddressPolicy {
         &self.address_policy
+    }
+
+    /// The pooled client and audit sink every outbound send goes through
+    /// (the OAuth token requests use them too).
+    pub(crate) fn egress_shared(&self) -> &EgressShared {
+        &self.egress
     }
 
     /// Validate, compile (or load from cache) and link a plugin, granting it

@@ -328,12 +328,28 @@ impl Airlock {
             }
             _ => http::header::AUTHORIZATION,
         };
-        let source = Arc::new(VaultCredential {
-            vault: self.vault.clone(),
-            kind: record.auth_kind,
-            config: record.auth_config.clone(),
-            connection: record.name.clone(),
-        });
+        let source: Arc<dyn CredentialSource> = if record.auth_kind == AuthKind::Oauth2 {
+            let installed = self
+                .store
+                .read(|c| crate::store::plugins::get_plugin(c, &record.plugin_id))?;
+            let spec =
+                installed.manifest.auth.oauth2.clone().ok_or_else(|| {
+                    crate::oauth::OAuthError::NoEndpoints(record.plugin_id.clone())
+                })?;
+            Arc::new(crate::oauth::OAuthCredential::new(
+                self.oauth_context(),
+                record.clone(),
+                spec,
+                installed.version,
+            ))
+        } else {
+            Arc::new(VaultCredential {
+                vault: self.vault.clone(),
+                kind: record.auth_kind,
+                config: record.auth_config.clone(),
+                connection: record.name.clone(),
+            })
+        };
         let conn = conn.with_credential(header, source).map_err(|e| {
             ServiceError::Invalid(format!(
                 "connection `{}`: its base-url cannot carry a credential: {e}",

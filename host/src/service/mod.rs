@@ -3,6 +3,7 @@
 //! operations the CLI and the management API are built on: install plugins,
 //! manage connections, call plugins, rotate keys, read the audit trail.
 
+mod call;
 mod connections;
 mod plugins;
 pub mod settings;
@@ -27,6 +28,9 @@ use crate::vault::{KeySource, Vault, VaultError};
 /// Environment variable naming the data directory.
 pub const DATA_DIR_ENV: &str = "AIRLOCK_DATA_DIR";
 
+/// Environment variable setting the OAuth callback port.
+pub const OAUTH_PORT_ENV: &str = "AIRLOCK_OAUTH_PORT";
+
 /// How to open an [`Airlock`].
 #[derive(Debug)]
 pub struct AirlockConfig {
@@ -40,6 +44,9 @@ pub struct AirlockConfig {
     pub audit_durability: AuditDurability,
     pub pooling: bool,
     pub max_concurrent_calls: u32,
+    /// Loopback port of the OAuth callback listener
+    /// (`http://127.0.0.1:<port>/callback`); `AIRLOCK_OAUTH_PORT`, else 8765.
+    pub oauth_callback_port: u16,
 }
 
 impl AirlockConfig {
@@ -54,6 +61,10 @@ impl AirlockConfig {
             audit_durability: AuditDurability::default(),
             pooling: true,
             max_concurrent_calls: 256,
+            oauth_callback_port: std::env::var(OAUTH_PORT_ENV)
+                .ok()
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(crate::oauth::DEFAULT_CALLBACK_PORT),
         })
     }
 
@@ -87,6 +98,8 @@ pub enum ServiceError {
     Settings(#[from] settings::SettingsError),
     #[error(transparent)]
     Call(#[from] CallError),
+    #[error(transparent)]
+    OAuth(#[from] crate::oauth::OAuthError),
     #[error("{0}")]
     Invalid(String),
     #[error(
@@ -122,6 +135,8 @@ pub struct Airlock {
     audit: Arc<SqliteAudit>,
     runtime: Arc<Runtime>,
     loaded: Mutex<HashMap<String, Arc<Plugin>>>,
+    oauth: Arc<crate::oauth::OAuthContext>,
+    oauth_port: u16,
 }
 
 impl std::fmt::Debug for Airlock {
@@ -155,6 +170,12 @@ impl Airlock {
             state: Arc::new(SqliteState::new(store.clone())),
         })
         .map_err(|e| ServiceError::Invalid(format!("cannot start the runtime: {e:#}")))?;
+        let oauth = Arc::new(crate::oauth::OAuthContext::new(
+            store.clone(),
+            vault.clone(),
+            runtime.egress_shared().clone(),
+            runtime.limits().clone(),
+        ));
         Ok(Self {
             data_dir: config.data_dir,
             key_source: vault.describe_source().to_string(),
@@ -163,6 +184,8 @@ impl Airlock {
             audit,
             runtime: Arc::new(runtime),
             loaded: Mutex::new(HashMap::new()),
+            oauth,
+            oauth_port: config.oauth_callback_port,
         })
     }
 
@@ -201,6 +224,48 @@ impl Airlock {
 
     pub fn audit(&self) -> &Arc<SqliteAudit> {
         &self.audit
+    }
+
+    pub(crate) fn oauth_context(&self) -> Arc<crate::oauth::OAuthContext> {
+        self.oauth.clone()
+    }
+
+    /// The configured OAuth callback port.
+    pub fn oauth_callback_port(&self) -> u16 {
+        self.oauth_port
+    }
+
+    /// Register (or replace) the organisation-level OAuth app of a plugin:
+    /// its client id, and its client secret sealed by the vault.
+    pub fn set_oauth_app(
+        &self,
+        plugin_id: &str,
+        client_id: &str,
+        client_secret: Option<&secrecy::SecretString>,
+    ) -> Result<crate::store::oauth::OAuthAppRecord, ServiceError> {
+        if client_id.trim().is_empty() {
+            return Err(ServiceError::Invalid("the OAuth client id is empty".into()));
+        }
+        self.store.transact(|tx| {
+            crate::store::plugins::get_plugin(tx, plugin_id)?;
+            let id = crate::store::oauth::upsert_oauth_app(tx, plugin_id, client_id)?;
+            let owner = crate::vault::SecretOwner::OAuthApp(id);
+            match client_secret {
+                Some(s) => {
+                    self.vault
+                        .seal_secret(tx, &owner, crate::oauth::field::CLIENT_SECRET, s)?
+                }
+                None => {
+                    self.vault
+                        .delete_secret(tx, &owner, crate::oauth::field::CLIENT_SECRET)?;
+                }
+            }
+            Ok::<_, ServiceError>(())
+        })?;
+        Ok(self
+            .store
+            .read(|c| crate::store::oauth::get_oauth_app(c, plugin_id))?
+            .expect("just written"))
     }
 
     /// Check the audit log's hash chain.

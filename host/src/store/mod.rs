@@ -94,7 +94,7 @@ pub struct Store {
 impl Store {
     /// Open (creating if needed) `<data_dir>/airlock.db` and migrate it.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
-        create_private_dir(data_dir).map_err(|source| StoreError::DataDir {
+        crate::create_private_dir(data_dir).map_err(|source| StoreError::DataDir {
             path: data_dir.to_path_buf(),
             source,
         })?;
@@ -189,17 +189,4 @@ pub fn now() -> String {
 /// A random 128-bit id as lower-case hex.
 pub fn new_id() -> String {
     hex::encode(rand::random::<[u8; 16]>())
-}
-
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-    }
-    #[cfg(not(unix))]
-    std::fs::create_dir_all(dir)
 }

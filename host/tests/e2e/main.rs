@@ -6,6 +6,7 @@ mod common;
 mod egress;
 mod hostile;
 mod loading;
+mod oauth;
 mod operate;
 mod secrets;
 mod service;

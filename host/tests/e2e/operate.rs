@@ -347,3 +347,78 @@ async fn audit_verify_reports_a_tampered_row() {
     );
     assert!(text.contains('3'), "names the row: {text}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn call_runs_any_operation_and_fails_clearly() {
+    let cli = Cli::new();
+    cli.ok(&[
+        "plugin",
+        "install",
+        airlock_test_artifacts::MINIMAL,
+        "--approve",
+    ])
+    .await;
+    let server = MockServer::start().await;
+    Mock::given(path("/api/me"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(serde_json::json!({"name": "caller"})),
+        )
+        .mount(&server)
+        .await;
+    let base = format!("base-url={}", server.uri());
+    cli.ok(&[
+        "connection",
+        "add",
+        "c",
+        "--plugin",
+        "minimal",
+        "--setting",
+        &base,
+        "--global",
+    ])
+    .await;
+
+    let out = cli.ok(&["call", "c", "connector.test-connection"]).await;
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["account"], "caller", "{out}");
+
+    for (args, needle) in [
+        (
+            vec![
+                "call",
+                "c",
+                "tickets.get",
+                "--input",
+                r#"{"id": "INC0010001"}"#,
+            ],
+            "does not export the `tickets` interface",
+        ),
+        (
+            vec!["call", "c", "tickets.launch"],
+            "unknown operation `tickets.launch`",
+        ),
+        (
+            vec![
+                "call",
+                "c",
+                "documents.list-spaces",
+                "--input",
+                r#"{"limit": "ten"}"#,
+            ],
+            "input for documents.list-spaces",
+        ),
+        (
+            vec!["call", "c", "tickets.get", "--input", "{not json"],
+            "not valid JSON",
+        ),
+        (
+            vec!["call", "nobody", "connector.test-connection"],
+            "connection `nobody` not found",
+        ),
+    ] {
+        let out = cli.run(&args, None).await;
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+}

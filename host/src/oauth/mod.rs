@@ -1,0 +1,317 @@
+//! OAuth2 for connections: authorisation code + PKCE (S256) with a loopback
+//! callback, token storage in the vault, and single-flight refresh.
+//!
+//! Built on the `oauth2` crate, whose HTTP client here is airlock's own
+//! pooled client ([`crate::egress::HttpClient`]): it never follows redirects
+//! and applies the address filter. Every token exchange and refresh is
+//! written to the audit log before it leaves, exactly like a plugin's send.
+//!
+//! Storage (vault fields of the connection): `access-token`,
+//! `refresh-token`, and `access-token-expires-at` (Unix seconds). The expiry
+//! is not secret, but sealing it next to the token means both are written in
+//! one transaction and can never disagree; the connection's `auth_config`
+//! keeps only the connection's own client id.
+
+mod callback;
+mod exchange;
+mod flow;
+mod refresh;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use secrecy::SecretString;
+
+pub use callback::{CallbackListener, DEFAULT_CALLBACK_PORT, callback_page};
+pub use flow::{CallbackOutcome, OAuthStart};
+pub(crate) use refresh::OAuthCredential;
+
+use crate::egress::EgressShared;
+use crate::limits::Limits;
+use crate::manifest::OAuth2Spec;
+use crate::store::Store;
+use crate::store::connections::ConnectionRecord;
+use crate::vault::{SecretOwner, Vault};
+
+/// Vault field names of OAuth secrets.
+pub mod field {
+    pub const ACCESS_TOKEN: &str = "access-token";
+    pub const REFRESH_TOKEN: &str = "refresh-token";
+    /// Unix seconds; absent when the provider gave no `expires_in`.
+    pub const EXPIRES_AT: &str = "access-token-expires-at";
+    pub const CLIENT_SECRET: &str = "client-secret";
+}
+
+/// Refresh this long before the access token expires.
+pub const REFRESH_MARGIN_SECS: i64 = 60;
+
+/// How long a started authorisation stays usable.
+pub const STATE_LIFETIME: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Why an OAuth operation failed. Messages never carry a token or secret.
+#[derive(Debug, thiserror::Error)]
+pub enum OAuthError {
+    #[error("connection `{0}` does not use OAuth2")]
+    NotOAuth(String),
+    #[error("plugin `{0}` declares no [auth.oauth2] endpoints")]
+    NoEndpoints(String),
+    #[error(
+        "no OAuth app credentials for connection `{connection}` (plugin `{plugin}`): set them on \
+         the connection (`airlock connection add ... --auth oauth2 --client-id ID --secret-env VAR`), \
+         for the plugin (`airlock oauth app set {plugin} --client-id ID --secret-env VAR`), or in \
+         the environment ({env})"
+    )]
+    MissingApp {
+        connection: String,
+        plugin: String,
+        env: String,
+    },
+    #[error("OAuth endpoint of plugin `{plugin}`: {reason}")]
+    Endpoint { plugin: String, reason: String },
+    #[error("OAuth callback refused: {0}")]
+    Callback(String),
+    #[error("the provider refused the authorisation: {error}{}", .description.as_ref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    Denied {
+        error: String,
+        description: Option<String>,
+    },
+    #[error("token request for connection `{connection}` failed: {reason}")]
+    Token { connection: String, reason: String },
+    #[error(
+        "connection `{connection}` needs re-authorisation ({reason}); reconnect it with \
+         `airlock oauth connect {connection}`"
+    )]
+    NeedsReauth { connection: String, reason: String },
+    #[error("OAuth callback listener: {0}")]
+    Listener(String),
+}
+
+/// App (client) credentials for one connection.
+pub(crate) struct AppCredentials {
+    pub client_id: String,
+    pub client_secret: Option<SecretString>,
+}
+
+/// Shared by the flow, the callback and every [`OAuthCredential`]: storage,
+/// the pooled client with the audit sink, and the per-connection refresh
+/// locks.
+pub(crate) struct OAuthContext {
+    pub store: Arc<Store>,
+    pub vault: Arc<Vault>,
+    pub egress: EgressShared,
+    pub limits: Limits,
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl std::fmt::Debug for OAuthContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuthContext").finish_non_exhaustive()
+    }
+}
+
+impl OAuthContext {
+    pub fn new(store: Arc<Store>, vault: Arc<Vault>, egress: EgressShared, limits: Limits) -> Self {
+        Self {
+            store,
+            vault,
+            egress,
+            limits,
+            locks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The refresh lock of one connection.
+    fn lock_for(&self, connection_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.locks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(connection_id.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// App credentials, in order: the connection's own, the plugin's
+    /// organisation-level app, the environment variables the manifest names.
+    pub fn app_credentials(
+        &self,
+        record: &ConnectionRecord,
+        spec: &OAuth2Spec,
+    ) -> Result<AppCredentials, crate::ServiceError> {
+        if let Some(client_id) = record
+            .auth_config
+            .username
+            .clone()
+            .filter(|s| !s.is_empty())
+        {
+            let client_secret = self.vault.open_secret(
+                &SecretOwner::Connection(record.id.clone()),
+                field::CLIENT_SECRET,
+            )?;
+            return Ok(AppCredentials {
+                client_id,
+                client_secret,
+            });
+        }
+        let app = self
+            .store
+            .read(|c| crate::store::oauth::get_oauth_app(c, &record.plugin_id))?;
+        if let Some(app) = app {
+            let client_secret = self
+                .vault
+                .open_secret(&SecretOwner::OAuthApp(app.id.clone()), field::CLIENT_SECRET)?;
+            return Ok(AppCredentials {
+                client_id: app.client_id,
+                client_secret,
+            });
+        }
+        let env = |name: &Option<String>| {
+            name.as_deref()
+                .and_then(|n| std::env::var(n).ok())
+                .filter(|v| !v.is_empty())
+        };
+        if let Some(client_id) = env(&spec.client_id_env) {
+            return Ok(AppCredentials {
+                client_id,
+                client_secret: env(&spec.client_secret_env).map(SecretString::from),
+            });
+        }
+        let names: Vec<String> = [&spec.client_id_env, &spec.client_secret_env]
+            .into_iter()
+            .flatten()
+            .map(|n| format!("${n}"))
+            .collect();
+        Err(OAuthError::MissingApp {
+            connection: record.name.clone(),
+            plugin: record.plugin_id.clone(),
+            env: if names.is_empty() {
+                "the plugin's manifest names no client-id-env".into()
+            } else {
+                names.join(", ")
+            },
+        }
+        .into())
+    }
+}
+
+/// The OAuth endpoints of a connection, placeholders substituted.
+#[derive(Debug, Clone)]
+pub(crate) struct Endpoints {
+    pub authorize: url::Url,
+    pub token: url::Url,
+}
+
+/// Substitute `{setting-name}` placeholders in the manifest's URLs from the
+/// connection's settings (e.g. `{tenant}` for Microsoft Entra), then check
+/// the result: an absolute `https` URL, or `http` to a loopback host.
+pub(crate) fn endpoints(
+    plugin: &str,
+    spec: &OAuth2Spec,
+    settings: &BTreeMap<String, String>,
+) -> Result<Endpoints, OAuthError> {
+    let one = |template: &str, what: &str| -> Result<url::Url, OAuthError> {
+        let err = |reason: String| OAuthError::Endpoint {
+            plugin: plugin.to_string(),
+            reason,
+        };
+        let text = substitute(template, settings).map_err(|name| {
+            err(format!(
+                "{what} `{template}` needs the connection setting `{name}`, which is not set"
+            ))
+        })?;
+        let url = url::Url::parse(&text)
+            .map_err(|e| err(format!("{what} `{text}` is not a valid URL: {e}")))?;
+        let loopback = match url.host() {
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+            None => return Err(err(format!("{what} `{text}` has no host"))),
+        };
+        match url.scheme() {
+            "https" => {}
+            "http" if loopback => {}
+            _ => {
+                return Err(err(format!(
+                    "{what} `{text}` must use https (http only for loopback)"
+                )));
+            }
+        }
+        Ok(url)
+    };
+    Ok(Endpoints {
+        authorize: one(&spec.authorize_url, "authorize-url")?,
+        token: one(&spec.token_url, "token-url")?,
+    })
+}
+
+/// `template` with each `{name}` replaced by the setting; `Err(name)` for a
+/// setting that is not set.
+fn substitute(template: &str, settings: &BTreeMap<String, String>) -> Result<String, String> {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let Some(close) = after.find('}') else {
+            out.push_str(&rest[open..]);
+            return Ok(out);
+        };
+        let name = &after[..close];
+        let value = settings.get(name).ok_or_else(|| name.to_string())?;
+        out.push_str(value.trim_end_matches('/'));
+        rest = &after[close + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Current Unix time in seconds.
+pub(crate) fn unix_now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// Provider text made safe to show: control characters dropped, bounded.
+pub(crate) fn sanitize(text: &str) -> String {
+    text.chars().filter(|c| !c.is_control()).take(300).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_come_from_settings() {
+        let settings = BTreeMap::from([("tenant".to_string(), "contoso".to_string())]);
+        let spec = OAuth2Spec {
+            authorize_url: "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/authorize"
+                .into(),
+            token_url: "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token".into(),
+            scopes: vec![],
+            extra_params: BTreeMap::new(),
+            client_id_env: None,
+            client_secret_env: None,
+        };
+        let e = endpoints("ado", &spec, &settings).unwrap();
+        assert_eq!(
+            e.authorize.as_str(),
+            "https://login.microsoftonline.com/contoso/oauth2/v2.0/authorize"
+        );
+        let err = endpoints("ado", &spec, &BTreeMap::new()).unwrap_err();
+        assert!(err.to_string().contains("`tenant`"), "{err}");
+    }
+
+    #[test]
+    fn plain_http_only_for_loopback() {
+        let mk = |u: &str| OAuth2Spec {
+            authorize_url: u.into(),
+            token_url: u.into(),
+            scopes: vec![],
+            extra_params: BTreeMap::new(),
+            client_id_env: None,
+            client_secret_env: None,
+        };
+        let none = BTreeMap::new();
+        assert!(endpoints("p", &mk("http://127.0.0.1:9/a"), &none).is_ok());
+        assert!(endpoints("p", &mk("http://example.com/a"), &none).is_err());
+        assert!(endpoints("p", &mk("ftp://example.com/a"), &none).is_err());
+    }
+}

@@ -1,0 +1,230 @@
+//! The OAuth2 credential source: the stored access token, refreshed before
+//! it expires or after the upstream refused it, once per connection however
+//! many calls need it at the same moment.
+
+use std::fmt;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use oauth2::RefreshToken;
+use secrecy::{ExposeSecret, SecretString};
+use subtle::ConstantTimeEq;
+
+use super::exchange::{self, AuditMeta, ExchangeError};
+use super::{OAuthContext, REFRESH_MARGIN_SECS, endpoints, field, unix_now};
+use crate::connection::{Credential, CredentialError, CredentialSource};
+use crate::manifest::OAuth2Spec;
+use crate::store::connections::{self as repo, ConnectionRecord, ConnectionStatus};
+use crate::vault::SecretOwner;
+
+/// Reads the access token from the vault for each request and refreshes it.
+pub(crate) struct OAuthCredential {
+    ctx: Arc<OAuthContext>,
+    record: ConnectionRecord,
+    spec: OAuth2Spec,
+    plugin_version: String,
+}
+
+impl fmt::Debug for OAuthCredential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OAuthCredential")
+            .field("connection", &self.record.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The stored access token and its expiry (Unix seconds), if any.
+struct Stored {
+    access: SecretString,
+    expires_at: Option<i64>,
+}
+
+impl OAuthCredential {
+    pub fn new(
+        ctx: Arc<OAuthContext>,
+        record: ConnectionRecord,
+        spec: OAuth2Spec,
+        plugin_version: String,
+    ) -> Self {
+        Self {
+            ctx,
+            record,
+            spec,
+            plugin_version,
+        }
+    }
+
+    fn owner(&self) -> SecretOwner {
+        SecretOwner::Connection(self.record.id.clone())
+    }
+
+    fn unavailable(&self, reason: impl fmt::Display) -> CredentialError {
+        CredentialError::Unavailable {
+            connection: self.record.name.clone(),
+            reason: reason.to_string(),
+        }
+    }
+
+    fn load(&self) -> Result<Option<Stored>, CredentialError> {
+        let vault = &self.ctx.vault;
+        let owner = self.owner();
+        // One read transaction: the token and its expiry were written together.
+        let read = self.ctx.store.read(|c| {
+            let access = vault.open_secret_in(c, &owner, field::ACCESS_TOKEN);
+            let expires = vault.open_secret_in(c, &owner, field::EXPIRES_AT);
+            Ok((access, expires))
+        });
+        let (access, expires) = read.map_err(|e| self.unavailable(e))?;
+        let Some(access) = access.map_err(|e| self.unavailable(e))? else {
+            return Ok(None);
+        };
+        let expires_at = expires
+            .map_err(|e| self.unavailable(e))?
+            .and_then(|s| s.expose_secret().parse::<i64>().ok());
+        Ok(Some(Stored { access, expires_at }))
+    }
+
+    fn fresh(stored: &Stored) -> bool {
+        stored
+            .expires_at
+            .is_none_or(|t| t - REFRESH_MARGIN_SECS > unix_now())
+    }
+
+    fn needs_reauth(&self, reason: &str) -> CredentialError {
+        // Best effort: the call fails with the same message either way.
+        if let Err(e) = self
+            .ctx
+            .store
+            .write(|tx| repo::set_status(tx, &self.record.id, ConnectionStatus::NeedsReauth))
+        {
+            tracing::warn!(connection = %self.record.name, "marking needs-reauth failed: {e}");
+        }
+        CredentialError::NeedsReauth {
+            connection: self.record.name.clone(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// Refresh under the connection's lock. After acquiring it, the stored
+    /// token is looked at again: when another caller already replaced it
+    /// (it differs from `rejected`, or is no longer due), that one is used.
+    async fn refresh_once(
+        &self,
+        rejected: Option<&SecretString>,
+    ) -> Result<SecretString, CredentialError> {
+        let lock = self.ctx.lock_for(&self.record.id);
+        let _guard = lock.lock().await;
+        let current = self.load()?.ok_or_else(|| CredentialError::Missing {
+            connection: self.record.name.clone(),
+        })?;
+        let replaced = match rejected {
+            Some(r) => !bool::from(
+                r.expose_secret()
+                    .as_bytes()
+                    .ct_eq(current.access.expose_secret().as_bytes()),
+            ),
+            None => Self::fresh(&current),
+        };
+        if replaced {
+            return Ok(current.access);
+        }
+
+        let refresh = self
+            .ctx
+            .vault
+            .open_secret(&self.owner(), field::REFRESH_TOKEN)
+            .map_err(|e| self.unavailable(e))?;
+        let Some(refresh) = refresh else {
+            return Err(self.needs_reauth("its access token expired and there is no refresh token"));
+        };
+        let app = self
+            .ctx
+            .app_credentials(&self.record, &self.spec)
+            .map_err(|e| self.unavailable(e))?;
+        let eps = endpoints(&self.record.plugin_id, &self.spec, &self.record.settings)
+            .map_err(|e| self.unavailable(e))?;
+        let client = exchange::client(&app, &eps, None).map_err(|e| self.unavailable(e))?;
+        let meta = AuditMeta {
+            plugin_id: self.record.plugin_id.clone(),
+            plugin_version: self.plugin_version.clone(),
+            connection_id: self.record.id.clone(),
+        };
+        let ctx = &*self.ctx;
+        let http = exchange::AuditedHttp { ctx, meta };
+        let token = RefreshToken::new(refresh.expose_secret().to_string());
+        let result = client
+            .exchange_refresh_token(&token)
+            .request_async(&http)
+            .await;
+        let tokens = match result {
+            Ok(t) => t,
+            Err(e) => {
+                return Err(match exchange::describe(e) {
+                    ExchangeError::InvalidGrant(_) => {
+                        self.needs_reauth("the provider refused its refresh token: invalid_grant")
+                    }
+                    ExchangeError::Other(reason) => CredentialError::RefreshFailed {
+                        connection: self.record.name.clone(),
+                        reason,
+                    },
+                });
+            }
+        };
+        // The new access token and a rotated refresh token in one transaction.
+        self.ctx
+            .store
+            .transact(|tx| {
+                exchange::store_tokens(&self.ctx, tx, &self.record.id, &tokens, true)?;
+                Ok::<_, crate::ServiceError>(())
+            })
+            .map_err(|e| self.unavailable(e))?;
+        tracing::info!(connection = %self.record.name, "OAuth access token refreshed");
+        Ok(SecretString::from(
+            oauth2::TokenResponse::access_token(&tokens)
+                .secret()
+                .as_str(),
+        ))
+    }
+}
+
+impl CredentialSource for OAuthCredential {
+    fn credential<'a>(
+        &'a self,
+        _connection_id: &'a str,
+    ) -> BoxFuture<'a, Result<Credential, CredentialError>> {
+        Box::pin(async move {
+            let stored = self.load()?.ok_or_else(|| CredentialError::Missing {
+                connection: self.record.name.clone(),
+            })?;
+            let token = if Self::fresh(&stored) {
+                stored.access
+            } else {
+                self.refresh_once(None).await?
+            };
+            Ok(Credential::Bearer { token })
+        })
+    }
+
+    fn can_refresh(&self) -> bool {
+        true
+    }
+
+    fn refresh<'a>(
+        &'a self,
+        _connection_id: &'a str,
+        rejected: &'a Credential,
+    ) -> BoxFuture<'a, Result<Credential, CredentialError>> {
+        Box::pin(async move {
+            let rejected = match rejected {
+                Credential::Bearer { token } => Some(token),
+                _ => None,
+            };
+            let token = self
+                .refresh_once(Some(rejected.ok_or_else(|| {
+                    self.unavailable("the rejected credential is not a bearer token")
+                })?))
+                .await?;
+            Ok(Credential::Bearer { token })
+        })
+    }
+}

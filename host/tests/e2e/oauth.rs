@@ -1,0 +1,769 @@
+//! OAuth2 end to end: a real airlock data directory, the `oauth-minimal`
+//! guest, and an authorisation server stand-in on loopback that checks the
+//! PKCE verifier for real and issues and rotates tokens.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use airlock::oauth::{CallbackListener, callback_page};
+use airlock::service::{AuthInput, NewConnection};
+use airlock::store::connections::{ConnectionStatus, Scope};
+use airlock::vault::SecretOwner;
+use airlock::{Airlock, ServiceError};
+use base64::Engine as _;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+
+const CLIENT_ID: &str = "airlock-test-client";
+const CLIENT_SECRET: &str = "CANARY-oauth-client-secret-91c2";
+
+/// How the token endpoint answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TokenMode {
+    Normal,
+    Redirect,
+    ServerError,
+    Malformed,
+    NoAccessToken,
+    InvalidGrant,
+}
+
+#[derive(Debug)]
+struct AuthState {
+    mode: TokenMode,
+    /// code -> (challenge, redirect_uri)
+    codes: HashMap<String, (String, String)>,
+    access: Option<String>,
+    refresh: Option<String>,
+    client: (String, String),
+    last_authorize_query: String,
+    issued: Vec<String>,
+}
+
+/// The authorisation server stand-in, which also plays the upstream API
+/// (`/api/me` answers 200 only to the current access token).
+#[derive(Clone)]
+struct AuthServer {
+    addr: SocketAddr,
+    state: Arc<Mutex<AuthState>>,
+    token_requests: Arc<AtomicU32>,
+    refresh_requests: Arc<AtomicU32>,
+    api_requests: Arc<AtomicU32>,
+    next_expires_in: Arc<AtomicU64>,
+    counter: Arc<AtomicU32>,
+}
+
+impl AuthServer {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = AuthServer {
+            addr: listener.local_addr().unwrap(),
+            state: Arc::new(Mutex::new(AuthState {
+                mode: TokenMode::Normal,
+                codes: HashMap::new(),
+                access: None,
+                refresh: None,
+                client: (CLIENT_ID.into(), CLIENT_SECRET.into()),
+                last_authorize_query: String::new(),
+                issued: Vec::new(),
+            })),
+            token_requests: Arc::default(),
+            refresh_requests: Arc::default(),
+            api_requests: Arc::default(),
+            next_expires_in: Arc::new(AtomicU64::new(3600)),
+            counter: Arc::default(),
+        };
+        let s = server.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let s = s.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req| {
+                        let s = s.clone();
+                        async move { Ok::<_, Infallible>(s.handle(req).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        server
+    }
+
+    fn uri(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn set_mode(&self, mode: TokenMode) {
+        self.state.lock().unwrap().mode = mode;
+    }
+
+    fn set_client(&self, id: &str, secret: &str) {
+        self.state.lock().unwrap().client = (id.into(), secret.into());
+    }
+
+    fn current_access(&self) -> Option<String> {
+        self.state.lock().unwrap().access.clone()
+    }
+
+    fn current_refresh(&self) -> Option<String> {
+        self.state.lock().unwrap().refresh.clone()
+    }
+
+    /// Every token issued so far (for the canary checks).
+    fn issued(&self) -> Vec<String> {
+        self.state.lock().unwrap().issued.clone()
+    }
+
+    /// The upstream stops accepting the current access token.
+    fn revoke_access(&self) {
+        self.state.lock().unwrap().access = Some("revoked".into());
+    }
+
+    fn issue(&self, st: &mut AuthState) -> serde_json::Value {
+        let n = self.counter.fetch_add(1, Ordering::SeqCst);
+        let access = format!("CANARY-access-{n}-{}", self.addr.port());
+        let refresh = format!("CANARY-refresh-{n}-{}", self.addr.port());
+        st.access = Some(access.clone());
+        st.refresh = Some(refresh.clone());
+        st.issued.push(access.clone());
+        st.issued.push(refresh.clone());
+        serde_json::json!({
+            "access_token": access,
+            "token_type": "Bearer",
+            "refresh_token": refresh,
+            "expires_in": self.next_expires_in.load(Ordering::SeqCst),
+        })
+    }
+
+    async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let reply = |status: StatusCode, ctype: &str, body: String| {
+            Response::builder()
+                .status(status)
+                .header("content-type", ctype)
+                .body(Full::new(Bytes::from(body)))
+                .unwrap()
+        };
+        let json = |status, v: serde_json::Value| reply(status, "application/json", v.to_string());
+        match req.uri().path() {
+            "/authorize" => {
+                let query = req.uri().query().unwrap_or("").to_string();
+                let q: HashMap<String, String> = url::form_urlencoded::parse(query.as_bytes())
+                    .into_owned()
+                    .collect();
+                let mut st = self.state.lock().unwrap();
+                st.last_authorize_query = query.clone();
+                assert_eq!(q["response_type"], "code");
+                assert_eq!(q["code_challenge_method"], "S256");
+                assert_eq!(q["client_id"], st.client.0);
+                let code = format!("code-{}", self.counter.fetch_add(1, Ordering::SeqCst));
+                st.codes.insert(
+                    code.clone(),
+                    (q["code_challenge"].clone(), q["redirect_uri"].clone()),
+                );
+                let location = format!(
+                    "{}?code={code}&state={}",
+                    q["redirect_uri"],
+                    url::form_urlencoded::byte_serialize(q["state"].as_bytes()).collect::<String>()
+                );
+                Response::builder()
+                    .status(StatusCode::FOUND)
+                    .header("location", location)
+                    .body(Full::new(Bytes::new()))
+                    .unwrap()
+            }
+            "/token" => {
+                self.token_requests.fetch_add(1, Ordering::SeqCst);
+                let auth = req
+                    .headers()
+                    .get("authorization")
+                    .map(|v| v.to_str().unwrap().to_string());
+                let body = req.into_body().collect().await.unwrap().to_bytes();
+                let form: HashMap<String, String> =
+                    url::form_urlencoded::parse(&body).into_owned().collect();
+                let mut st = self.state.lock().unwrap();
+                let expected = format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD
+                        .encode(format!("{}:{}", st.client.0, st.client.1))
+                );
+                if auth.as_deref() != Some(expected.as_str()) {
+                    return json(
+                        StatusCode::UNAUTHORIZED,
+                        serde_json::json!({"error": "invalid_client"}),
+                    );
+                }
+                match st.mode {
+                    TokenMode::Normal | TokenMode::InvalidGrant => {}
+                    TokenMode::Redirect => {
+                        return Response::builder()
+                            .status(StatusCode::FOUND)
+                            .header("location", format!("{}/elsewhere", self.uri()))
+                            .body(Full::new(Bytes::new()))
+                            .unwrap();
+                    }
+                    TokenMode::ServerError => {
+                        return reply(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "text/plain",
+                            "boom".into(),
+                        );
+                    }
+                    TokenMode::Malformed => {
+                        return reply(
+                            StatusCode::OK,
+                            "application/json",
+                            "{\"access_token\": \"CANARY-half".into(),
+                        );
+                    }
+                    TokenMode::NoAccessToken => {
+                        return json(StatusCode::OK, serde_json::json!({"token_type": "Bearer"}));
+                    }
+                }
+                match form.get("grant_type").map(String::as_str) {
+                    Some("authorization_code") => {
+                        let Some((challenge, redirect)) = st.codes.remove(&form["code"]) else {
+                            return json(
+                                StatusCode::BAD_REQUEST,
+                                serde_json::json!({"error": "invalid_grant"}),
+                            );
+                        };
+                        // PKCE for real: S256(verifier) must be the challenge.
+                        let verifier = form.get("code_verifier").cloned().unwrap_or_default();
+                        let computed = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                            .encode(Sha256::digest(verifier.as_bytes()));
+                        if computed != challenge || form.get("redirect_uri") != Some(&redirect) {
+                            return json(
+                                StatusCode::BAD_REQUEST,
+                                serde_json::json!({"error": "invalid_grant",
+                                    "error_description": "PKCE verification failed"}),
+                            );
+                        }
+                        let body = self.issue(&mut st);
+                        json(StatusCode::OK, body)
+                    }
+                    Some("refresh_token") => {
+                        self.refresh_requests.fetch_add(1, Ordering::SeqCst);
+                        if st.mode == TokenMode::InvalidGrant
+                            || form.get("refresh_token") != st.refresh.as_ref()
+                        {
+                            return json(
+                                StatusCode::BAD_REQUEST,
+                                serde_json::json!({"error": "invalid_grant"}),
+                            );
+                        }
+                        let body = self.issue(&mut st);
+                        json(StatusCode::OK, body)
+                    }
+                    _ => json(
+                        StatusCode::BAD_REQUEST,
+                        serde_json::json!({"error": "unsupported_grant_type"}),
+                    ),
+                }
+            }
+            "/api/me" => {
+                self.api_requests.fetch_add(1, Ordering::SeqCst);
+                let auth = req
+                    .headers()
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                let current = self.current_access();
+                if current.is_some_and(|t| auth == format!("Bearer {t}")) {
+                    json(StatusCode::OK, serde_json::json!({"name": "alice"}))
+                } else {
+                    json(
+                        StatusCode::UNAUTHORIZED,
+                        serde_json::json!({"error": "nope"}),
+                    )
+                }
+            }
+            _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found".into()),
+        }
+    }
+}
+
+/// A minimal "browser": GET with no redirect following.
+async fn get(url: &str) -> (StatusCode, Option<String>, String) {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<Bytes>>();
+    let resp = client
+        .get(url.parse().unwrap())
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let status = resp.status();
+    let location = resp
+        .headers()
+        .get("location")
+        .map(|v| v.to_str().unwrap().to_string());
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        location,
+        String::from_utf8_lossy(&body).into_owned(),
+    )
+}
+
+/// Follow the authorisation URL to its redirect, then the callback.
+async fn browse(authorization_url: &str) -> (StatusCode, String) {
+    let (status, location, _) = get(authorization_url).await;
+    assert_eq!(status, StatusCode::FOUND);
+    let (status, _, page) = get(&location.expect("a redirect to the callback")).await;
+    (status, page)
+}
+
+struct Setup {
+    dir: tempfile::TempDir,
+    airlock: Airlock,
+    server: AuthServer,
+}
+
+fn new_airlock(dir: &std::path::Path) -> Airlock {
+    let mut config = crate::service::config(dir);
+    // The concurrency test runs many calls at once.
+    config.pooling = false;
+    config.max_concurrent_calls = 128;
+    Airlock::open(config).unwrap()
+}
+
+async fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let airlock = new_airlock(dir.path());
+    crate::service::install(&airlock, airlock_test_artifacts::OAUTH_MINIMAL);
+    let server = AuthServer::start().await;
+    airlock
+        .add_connection(connection("work", &server, true))
+        .unwrap();
+    Setup {
+        dir,
+        airlock,
+        server,
+    }
+}
+
+fn connection(name: &str, server: &AuthServer, own_app: bool) -> NewConnection {
+    NewConnection {
+        name: name.into(),
+        plugin_id: "oauth-minimal".into(),
+        settings: [
+            ("base-url".to_string(), server.uri()),
+            ("auth-server".to_string(), server.uri()),
+        ]
+        .into(),
+        auth: AuthInput::OAuth2 {
+            client_id: own_app.then(|| CLIENT_ID.to_string()),
+            client_secret: own_app.then(|| SecretString::from(CLIENT_SECRET)),
+        },
+        scope: Scope::Global,
+    }
+}
+
+/// Run the whole flow through the loopback listener.
+async fn connect(s: &Setup, name: &str) -> Result<(), ServiceError> {
+    let listener = CallbackListener::bind(0).await.unwrap();
+    let start = s.airlock.oauth_start_on(name, listener.port()).unwrap();
+    let (served, (status, page)) = tokio::join!(
+        s.airlock.oauth_serve(listener, &start),
+        browse(&start.authorization_url)
+    );
+    if served.is_ok() {
+        assert_eq!(status, StatusCode::OK, "{page}");
+        assert!(page.contains("close this window"), "{page}");
+    }
+    served.map(|_| ())
+}
+
+fn secret(s: &Setup, field: &str) -> Option<String> {
+    let id = s.airlock.connection("work").unwrap().id;
+    s.airlock
+        .vault()
+        .open_secret(&SecretOwner::Connection(id), field)
+        .unwrap()
+        .map(|v| v.expose_secret().to_string())
+}
+
+async fn call(s: &Setup) -> Result<String, ServiceError> {
+    s.airlock
+        .test_connection("work")
+        .await
+        .map(|r| r.account.unwrap_or_default())
+}
+
+/// Captures every log line (all levels) of the current thread.
+#[derive(Clone, Default)]
+struct LogCapture(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogCapture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl LogCapture {
+    fn install(&self) -> tracing::subscriber::DefaultGuard {
+        let me = self.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(move || me.clone())
+            .finish();
+        tracing::subscriber::set_default(subscriber)
+    }
+
+    fn assert_clean(&self, s: &Setup) {
+        let text = String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned();
+        assert!(!text.is_empty(), "the capture saw no log lines");
+        for n in s.server.issued().iter().chain([&CLIENT_SECRET.to_string()]) {
+            assert!(!text.contains(n.as_str()), "{n} in the logs");
+        }
+    }
+}
+
+/// No token and no client secret anywhere in the audit log or the raw
+/// database files.
+fn assert_no_secrets_at_rest(s: &Setup) {
+    let mut needles = s.server.issued();
+    needles.push(CLIENT_SECRET.to_string());
+    let entries = s
+        .airlock
+        .list_audit(&airlock::audit::AuditFilter {
+            limit: 1000,
+            ..Default::default()
+        })
+        .unwrap();
+    let audit_text = format!("{entries:?}");
+    for entry in std::fs::read_dir(s.dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            let bytes = std::fs::read(&path).unwrap();
+            for n in &needles {
+                assert!(
+                    !bytes.windows(n.len()).any(|w| w == n.as_bytes()),
+                    "{n} found in {}",
+                    path.display()
+                );
+            }
+        }
+    }
+    for n in &needles {
+        assert!(!audit_text.contains(n.as_str()), "{n} in the audit log");
+    }
+    assert!(!audit_text.contains("CANARY"), "{audit_text}");
+}
+
+#[tokio::test]
+async fn full_flow_then_a_call_carries_the_new_token() {
+    let logs = LogCapture::default();
+    let _guard = logs.install();
+    let s = setup().await;
+    assert_eq!(
+        s.airlock.connection("work").unwrap().status,
+        ConnectionStatus::NeedsReauth
+    );
+    let listener = CallbackListener::bind(0).await.unwrap();
+    // Bound to loopback only.
+    assert_eq!(
+        listener.local_addr().ip(),
+        std::net::IpAddr::from([127, 0, 0, 1])
+    );
+    let port = listener.port();
+    let start = s.airlock.oauth_start_on("work", port).unwrap();
+    assert_eq!(
+        start.redirect_uri,
+        format!("http://127.0.0.1:{port}/callback")
+    );
+    let url = url::Url::parse(&start.authorization_url).unwrap();
+    let q: HashMap<String, String> = url.query_pairs().into_owned().collect();
+    assert_eq!(q["audience"], "api.example.test");
+    assert_eq!(q["prompt"], "consent");
+    assert_eq!(q["scope"], "read:me offline_access");
+    assert_eq!(q["code_challenge_method"], "S256");
+    assert_eq!(q["state"], start.state);
+    // Not reachable on another address of the machine (IPv6 loopback here).
+    assert!(
+        tokio::net::TcpStream::connect(("::1", port)).await.is_err(),
+        "the listener answers on ::1"
+    );
+    // The state is stored only as its hash.
+    let db = rusqlite::Connection::open(s.dir.path().join("airlock.db")).unwrap();
+    let stored: String = db
+        .query_row("SELECT state_hash FROM oauth_states", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(stored, hex::encode(Sha256::digest(start.state.as_bytes())));
+
+    let (served, (status, page)) = tokio::join!(
+        s.airlock.oauth_serve(listener, &start),
+        browse(&start.authorization_url)
+    );
+    let outcome = served.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("can close this window"), "{page}");
+    assert_eq!(outcome.connection.status, ConnectionStatus::Active);
+    assert_eq!(s.server.token_requests.load(Ordering::SeqCst), 1);
+    // The listener is gone once the flow is over.
+    assert!(
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+    );
+
+    assert_eq!(secret(&s, "access-token"), s.server.current_access());
+    assert_eq!(secret(&s, "refresh-token"), s.server.current_refresh());
+    assert_eq!(call(&s).await.unwrap(), "alice");
+    assert_eq!(s.server.api_requests.load(Ordering::SeqCst), 1);
+
+    // The exchange was audited like a send; the call too.
+    let entries = s
+        .airlock
+        .list_audit(&airlock::audit::AuditFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .unwrap();
+    let text = format!("{entries:?}");
+    assert!(text.contains("/token"), "{text}");
+    assert!(text.contains("/api/me"), "{text}");
+    assert!(s.airlock.verify_audit().unwrap().is_ok());
+    assert_no_secrets_at_rest(&s);
+    logs.assert_clean(&s);
+}
+
+#[tokio::test]
+async fn expiry_refreshes_once_and_persists_the_rotated_refresh_token() {
+    let logs = LogCapture::default();
+    let _guard = logs.install();
+    let s = setup().await;
+    // Issued already inside the refresh margin.
+    s.server.next_expires_in.store(30, Ordering::SeqCst);
+    connect(&s, "work").await.unwrap();
+    let first_refresh = secret(&s, "refresh-token").unwrap();
+    s.server.next_expires_in.store(3600, Ordering::SeqCst);
+
+    assert_eq!(call(&s).await.unwrap(), "alice");
+    assert_eq!(s.server.refresh_requests.load(Ordering::SeqCst), 1);
+    let rotated = secret(&s, "refresh-token").unwrap();
+    assert_ne!(rotated, first_refresh);
+    assert_eq!(Some(rotated), s.server.current_refresh());
+    assert_eq!(secret(&s, "access-token"), s.server.current_access());
+
+    // Fresh now: no more refreshes; and a restart reads the rotated tokens.
+    assert_eq!(call(&s).await.unwrap(), "alice");
+    let s = Setup {
+        airlock: {
+            drop(s.airlock);
+            new_airlock(s.dir.path())
+        },
+        ..s
+    };
+    assert_eq!(call(&s).await.unwrap(), "alice");
+    assert_eq!(s.server.refresh_requests.load(Ordering::SeqCst), 1);
+    assert_no_secrets_at_rest(&s);
+    logs.assert_clean(&s);
+}
+
+#[tokio::test]
+async fn a_hundred_concurrent_calls_on_an_expired_token_refresh_once() {
+    let s = setup().await;
+    s.server.next_expires_in.store(1, Ordering::SeqCst);
+    connect(&s, "work").await.unwrap();
+    s.server.next_expires_in.store(3600, Ordering::SeqCst);
+    let calls = (0..100).map(|_| call(&s));
+    let results = futures::future::join_all(calls).await;
+    for r in results {
+        assert_eq!(r.unwrap(), "alice");
+    }
+    assert_eq!(s.server.refresh_requests.load(Ordering::SeqCst), 1);
+    assert_eq!(s.server.api_requests.load(Ordering::SeqCst), 100);
+}
+
+#[tokio::test]
+async fn a_401_refreshes_once_and_retries_once() {
+    let s = setup().await;
+    connect(&s, "work").await.unwrap();
+    s.server.revoke_access();
+    assert_eq!(call(&s).await.unwrap(), "alice");
+    assert_eq!(s.server.refresh_requests.load(Ordering::SeqCst), 1);
+    assert_eq!(s.server.api_requests.load(Ordering::SeqCst), 2);
+    assert_eq!(secret(&s, "access-token"), s.server.current_access());
+}
+
+#[tokio::test]
+async fn invalid_grant_on_refresh_needs_reauth() {
+    let s = setup().await;
+    s.server.next_expires_in.store(1, Ordering::SeqCst);
+    connect(&s, "work").await.unwrap();
+    let before = s.server.token_requests.load(Ordering::SeqCst);
+    s.server.set_mode(TokenMode::InvalidGrant);
+    let err = call(&s).await.unwrap_err().to_string();
+    assert!(err.contains("airlock oauth connect work"), "{err}");
+    assert_eq!(s.server.token_requests.load(Ordering::SeqCst), before + 1);
+    assert_eq!(
+        s.airlock.connection("work").unwrap().status,
+        ConnectionStatus::NeedsReauth
+    );
+    // Later calls are refused up front, without asking the provider again.
+    let err = call(&s).await.unwrap_err();
+    assert!(matches!(err, ServiceError::NeedsReauth { .. }), "{err}");
+    assert_eq!(s.server.token_requests.load(Ordering::SeqCst), before + 1);
+
+    // Reconnecting fixes it.
+    s.server.set_mode(TokenMode::Normal);
+    s.server.next_expires_in.store(3600, Ordering::SeqCst);
+    connect(&s, "work").await.unwrap();
+    assert_eq!(call(&s).await.unwrap(), "alice");
+}
+
+#[tokio::test]
+async fn bad_callbacks_are_refused() {
+    let s = setup().await;
+    let a = &s.airlock;
+
+    let err = a.oauth_callback("code=abc").await.unwrap_err().to_string();
+    assert!(err.contains("no `state`"), "{err}");
+    a.oauth_start_on("work", 1).unwrap();
+    let err = a
+        .oauth_callback("code=abc&state=forged")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unknown or already used"), "{err}");
+
+    // Replayed: the first use consumes the state, even though it failed.
+    let start = a.oauth_start_on("work", 1).unwrap();
+    let q = format!("error=access_denied&state={}", start.state);
+    let err = a.oauth_callback(&q).await.unwrap_err().to_string();
+    assert!(err.contains("access_denied"), "{err}");
+    let err = a.oauth_callback(&q).await.unwrap_err().to_string();
+    assert!(err.contains("unknown or already used"), "{err}");
+
+    // Expired.
+    let start = a.oauth_start_on("work", 1).unwrap();
+    let db = rusqlite::Connection::open(s.dir.path().join("airlock.db")).unwrap();
+    db.execute(
+        "UPDATE oauth_states SET expires_at = '2000-01-01T00:00:00Z'",
+        [],
+    )
+    .unwrap();
+    let err = a
+        .oauth_callback(&format!("code=abc&state={}", start.state))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("expired"), "{err}");
+    assert_eq!(s.server.token_requests.load(Ordering::SeqCst), 0);
+    assert_eq!(
+        a.connection("work").unwrap().status,
+        ConnectionStatus::NeedsReauth
+    );
+}
+
+#[tokio::test]
+async fn provider_errors_are_escaped_in_the_page() {
+    let s = setup().await;
+    let listener = CallbackListener::bind(0).await.unwrap();
+    let start = s.airlock.oauth_start_on("work", listener.port()).unwrap();
+    let callback = format!(
+        "{}?error=access_denied&error_description=%3Cscript%3Ealert(1)%3C%2Fscript%3E&state={}",
+        start.redirect_uri, start.state
+    );
+    let stray = format!("{}?code=x&state=someone-else", start.redirect_uri);
+    let browser = async {
+        // A callback with another state gets an error page; the flow goes on.
+        let (status, _, page) = get(&stray).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(page.contains("unknown or already used"), "{page}");
+        get(&callback).await
+    };
+    let (served, (status, _, page)) =
+        tokio::join!(s.airlock.oauth_serve(listener, &start), browser);
+    let err = served.unwrap_err().to_string();
+    assert!(err.contains("access_denied"), "{err}");
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{page}"
+    );
+    assert!(!page.contains("<script>"), "{page}");
+    // The page renderer escapes whatever the error says.
+    let (_, html) = callback_page(&Err(ServiceError::Invalid("<b>&".into())));
+    assert!(html.contains("&lt;b&gt;&amp;"), "{html}");
+}
+
+#[tokio::test]
+async fn token_endpoint_failures_are_clear_and_store_nothing() {
+    let s = setup().await;
+    for (mode, needle) in [
+        (TokenMode::Redirect, "redirect"),
+        (TokenMode::ServerError, "500"),
+        (TokenMode::Malformed, "not JSON"),
+        (TokenMode::NoAccessToken, "access_token"),
+    ] {
+        s.server.set_mode(mode);
+        let err = connect(&s, "work").await.unwrap_err().to_string();
+        assert!(err.contains(needle), "{mode:?}: {err}");
+        assert!(!err.contains("CANARY"), "{err}");
+        assert_eq!(secret(&s, "access-token"), None);
+        assert_eq!(
+            s.airlock.connection("work").unwrap().status,
+            ConnectionStatus::NeedsReauth
+        );
+    }
+    // Every one of them was audited, with its outcome.
+    let entries = s
+        .airlock
+        .list_audit(&airlock::audit::AuditFilter {
+            limit: 100,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(entries.len(), 4, "{entries:?}");
+    assert_no_secrets_at_rest(&s);
+}
+
+#[tokio::test]
+async fn app_credentials_resolve_connection_then_org_then_env() {
+    let s = setup().await;
+    s.airlock
+        .add_connection(connection("shared", &s.server, false))
+        .unwrap();
+    let err = s.airlock.oauth_start("shared").unwrap_err().to_string();
+    assert!(err.contains("--client-id"), "{err}");
+    assert!(err.contains("airlock oauth app set oauth-minimal"), "{err}");
+    assert!(err.contains("$AIRLOCK_TEST_OAUTH_CLIENT_ID"), "{err}");
+
+    // An organisation-level app serves connections without their own.
+    let org_secret = SecretString::from("CANARY-org-secret-77");
+    s.airlock
+        .set_oauth_app("oauth-minimal", "org-client", Some(&org_secret))
+        .unwrap();
+    s.server.set_client("org-client", "CANARY-org-secret-77");
+    connect(&s, "shared").await.unwrap();
+    assert_eq!(
+        s.airlock
+            .test_connection("shared")
+            .await
+            .unwrap()
+            .account
+            .as_deref(),
+        Some("alice")
+    );
+    // The connection's own app still wins for `work`.
+    let start = s.airlock.oauth_start("work").unwrap();
+    assert!(start.authorization_url.contains(CLIENT_ID));
+    assert!(start.redirect_uri.starts_with("http://127.0.0.1:"));
+}

@@ -767,3 +767,60 @@ async fn app_credentials_resolve_connection_then_org_then_env() {
     assert!(start.authorization_url.contains(CLIENT_ID));
     assert!(start.redirect_uri.starts_with("http://127.0.0.1:"));
 }
+
+/// `airlock oauth connect` as an operator runs it: the binary prints the
+/// authorisation URL, the "browser" follows it, the binary exits 0 and the
+/// connection is active with tokens sealed in the vault.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cli_connects_through_the_loopback_callback() {
+    use std::io::BufRead;
+    let s = setup().await;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(["oauth", "connect", "work", "--no-browser", "--port", "0"])
+        .env("AIRLOCK_DATA_DIR", s.dir.path())
+        .env("AIRLOCK_EGRESS_ALLOW_PRIVATE", "127.0.0.0/8")
+        .env_remove("AIRLOCK_MASTER_KEY")
+        .env_remove("AIRLOCK_MASTER_PASSPHRASE")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    // Read the URL, then keep draining stdout so the CLI can print its last line.
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let rest = tokio::task::spawn_blocking(move || {
+        let mut lines = std::io::BufReader::new(stdout).lines().map(Result::unwrap);
+        let url = lines
+            .find_map(|l| {
+                l.trim()
+                    .starts_with("http://")
+                    .then(|| l.trim().to_string())
+            })
+            .expect("the CLI prints the authorisation URL");
+        tx.send(url).unwrap();
+        lines.collect::<Vec<_>>().join("\n")
+    });
+    let url = rx.await.unwrap();
+    assert!(url.contains("code_challenge_method=S256"), "{url}");
+    let (status, page) = browse(&url).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed = rest.await.unwrap();
+    assert!(
+        printed.contains("connection work is authorised"),
+        "{printed}"
+    );
+    assert_eq!(
+        s.airlock.connection("work").unwrap().status,
+        ConnectionStatus::Active
+    );
+    assert!(secret(&s, "access-token").is_some());
+    call(&s).await.unwrap();
+}

@@ -216,6 +216,24 @@ fn blob_aad(aad_id: &str, field: &str, version: u32) -> Vec<u8> {
     crypto::aad(AAD_BLOB, &[aad_id.as_bytes(), field.as_bytes()], version)
 }
 
+/// Seal `plaintext` for another table's column under the data key of `version`.
+fn seal_blob_under(
+    key: &Key256,
+    version: u32,
+    aad_id: &str,
+    field: &str,
+    plaintext: &[u8],
+) -> Result<(u32, Vec<u8>), VaultError> {
+    let blob = crypto::seal(
+        key,
+        MAGIC_SEALED,
+        version,
+        &blob_aad(aad_id, field, version),
+        plaintext,
+    )?;
+    Ok((version, blob))
+}
+
 fn blob_what(aad_id: &str, field: &str) -> String {
     format!("sealed '{field}' of {aad_id}")
 }
@@ -548,14 +566,7 @@ impl Vault {
             })?;
             (ring.active, key)
         };
-        let blob = crypto::seal(
-            &key,
-            MAGIC_SEALED,
-            version,
-            &blob_aad(aad_id, field, version),
-            plaintext,
-        )?;
-        Ok((version, blob))
+        seal_blob_under(&key, version, aad_id, field, plaintext)
     }
 
     /// [`Vault::seal_blob`] under the active version as recorded in the
@@ -568,14 +579,7 @@ impl Vault {
         plaintext: &[u8],
     ) -> Result<(u32, Vec<u8>), VaultError> {
         let (version, key) = self.active_key(conn)?;
-        let blob = crypto::seal(
-            &key,
-            MAGIC_SEALED,
-            version,
-            &blob_aad(aad_id, field, version),
-            plaintext,
-        )?;
-        Ok((version, blob))
+        seal_blob_under(&key, version, aad_id, field, plaintext)
     }
 
     /// Open a blob from [`Vault::seal_blob`]; `key_version` is the row's

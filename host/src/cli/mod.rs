@@ -16,6 +16,7 @@ mod oauth;
 mod output;
 mod plugin;
 mod secrets;
+mod sync;
 
 use airlock::{Airlock, AirlockConfig};
 
@@ -56,6 +57,11 @@ enum Command {
     ///
     /// Example: airlock call sn tickets.get --input '{"id": "INC0010001"}'
     Call(call::CallArgs),
+    /// Sync a connection's records into the store (delta from the stored
+    /// cursor, or --full), or list its runs and records.
+    ///
+    /// Example: airlock sync sn; airlock sync sn --runs --json
+    Sync(sync::SyncArgs),
     /// Authorise OAuth2 connections and register OAuth apps.
     #[command(subcommand)]
     Oauth(oauth::OAuthCommand),
@@ -87,6 +93,7 @@ pub fn main() -> ExitCode {
         Command::Keys(cmd) => open(data_dir).and_then(|a| keys::run(&a, cmd)),
         Command::Audit(cmd) => open(data_dir).and_then(|a| audit::run(&a, cmd)),
         Command::Call(args) => open(data_dir).and_then(|a| call::run(&a, args)),
+        Command::Sync(args) => open(data_dir).and_then(|a| sync::run(&a, args)),
         Command::Oauth(cmd) => open(data_dir).and_then(|a| oauth::run(&a, cmd)),
     };
     match result {

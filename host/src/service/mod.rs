@@ -7,6 +7,7 @@ mod call;
 mod connections;
 mod plugins;
 pub mod settings;
+mod sync;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -14,6 +15,7 @@ use std::sync::{Arc, Mutex};
 
 pub use connections::{AuthInput, NewConnection};
 pub use plugins::InstallPlan;
+pub use sync::DEFAULT_PAGE_SIZE;
 
 use crate::audit::{
     AuditDurability, AuditEntry, AuditError, AuditFilter, SqliteAudit, VerifyReport,

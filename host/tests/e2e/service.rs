@@ -301,3 +301,140 @@ fn a_changed_plugin_file_needs_approval_and_shows_the_diff() {
     airlock.install(&plan, true).unwrap();
     assert_eq!(airlock.list_plugins().unwrap()[0].sha256, plan.sha256);
 }
+
+fn feed_page(records: &[&str], next: Option<&str>, more: bool) -> ResponseTemplate {
+    let records: Vec<serde_json::Value> = records
+        .iter()
+        .map(|id| serde_json::json!({"id": id, "updated_at": "2026-11-20T10:00:00Z", "title": format!("item {id}")}))
+        .collect();
+    ResponseTemplate::new(200).set_body_json(serde_json::json!({
+        "records": records, "next_cursor": next, "has_more": more
+    }))
+}
+
+#[tokio::test]
+async fn sync_commits_each_page_and_resumes_from_the_last_committed_cursor() {
+    use wiremock::matchers::query_param;
+    let dir = tempfile::tempdir().unwrap();
+    let airlock = open(dir.path());
+    install(&airlock, airlock_test_artifacts::PROBE);
+    let feed = MockServer::start().await;
+    let page = |cursor: &str, body: ResponseTemplate| {
+        Mock::given(path("/feed"))
+            .and(query_param("cursor", cursor))
+            .respond_with(body)
+    };
+    page("", feed_page(&["a", "b"], Some("c1"), true))
+        .mount(&feed)
+        .await;
+    page("c1", feed_page(&["c", "d"], Some("c2"), true))
+        .mount(&feed)
+        .await;
+    page("c2", feed_page(&["e"], Some("c3"), false))
+        .mount(&feed)
+        .await;
+    let mut s = settings(&feed.uri());
+    s.insert("action".into(), "ok".into());
+    s.insert("url".into(), format!("{}/feed", feed.uri()));
+    airlock
+        .add_connection(NewConnection {
+            name: "feed".into(),
+            plugin_id: "probe".into(),
+            settings: s,
+            auth: AuthInput::None,
+            scope: Scope::Global,
+        })
+        .unwrap();
+
+    let mut seen = Vec::new();
+    let run = airlock
+        .sync("feed", false, 2, |r| seen.push(r.pages))
+        .await
+        .unwrap();
+    assert_eq!(
+        (run.status.as_str(), run.pages, run.records),
+        ("succeeded", 3, 5)
+    );
+    assert!(run.full);
+    assert_eq!(seen, vec![1, 2, 3]);
+    assert_eq!(run.cursor.as_deref(), Some("c3"));
+    assert_eq!(airlock.synced_records("feed", 100, 0).unwrap().len(), 5);
+
+    // A delta: the first page commits, the second fails upstream.
+    page("c3", feed_page(&["f"], Some("c4"), true))
+        .mount(&feed)
+        .await;
+    page(
+        "c4",
+        ResponseTemplate::new(500).set_body_json(serde_json::json!({"message": "feed down"})),
+    )
+    .mount(&feed)
+    .await;
+    let err = airlock.sync("feed", false, 2, |_| {}).await.unwrap_err();
+    assert!(err.to_string().contains("feed down"), "{err}");
+    let runs = airlock.sync_runs("feed", 10).unwrap();
+    assert_eq!(runs[0].status, "failed");
+    assert!(!runs[0].full);
+    assert_eq!(
+        runs[0].cursor.as_deref(),
+        Some("c4"),
+        "the committed page's cursor is kept"
+    );
+    assert!(runs[0].error.as_deref().unwrap_or("").contains("feed down"));
+    assert_eq!(airlock.synced_records("feed", 100, 0).unwrap().len(), 6);
+
+    // Fixed upstream: the next sync resumes at c4, not from the start.
+    feed.reset().await;
+    page("c4", feed_page(&["g"], Some("c5"), false))
+        .mount(&feed)
+        .await;
+    let run = airlock.sync("feed", false, 2, |_| {}).await.unwrap();
+    assert_eq!((run.pages, run.records), (1, 1));
+    assert_eq!(airlock.synced_records("feed", 100, 0).unwrap().len(), 7);
+    let asked: Vec<String> = feed
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.url.query().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(asked, vec!["cursor=c4&size=2"]);
+
+    // --full starts over.
+    page("", feed_page(&["a"], Some("z"), false))
+        .mount(&feed)
+        .await;
+    let run = airlock.sync("feed", true, 2, |_| {}).await.unwrap();
+    assert!(run.full);
+    assert_eq!(run.cursor.as_deref(), Some("z"));
+}
+
+#[tokio::test]
+async fn a_plugin_that_never_advances_its_cursor_is_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let airlock = open(dir.path());
+    install(&airlock, airlock_test_artifacts::PROBE);
+    let feed = MockServer::start().await;
+    Mock::given(path("/feed"))
+        .respond_with(feed_page(&["a"], Some("same"), true))
+        .mount(&feed)
+        .await;
+    let mut s = settings(&feed.uri());
+    s.insert("action".into(), "ok".into());
+    s.insert("url".into(), format!("{}/feed", feed.uri()));
+    airlock
+        .add_connection(NewConnection {
+            name: "stuck".into(),
+            plugin_id: "probe".into(),
+            settings: s,
+            auth: AuthInput::None,
+            scope: Scope::Global,
+        })
+        .unwrap();
+    let err = airlock.sync("stuck", true, 10, |_| {}).await.unwrap_err();
+    assert!(
+        err.to_string().contains("without advancing its cursor"),
+        "{err}"
+    );
+    assert_eq!(airlock.sync_runs("stuck", 1).unwrap()[0].status, "failed");
+}

@@ -4,8 +4,8 @@
 //! `PluginError`). See tests/guests/README.md for the actions.
 
 use airlock_sdk::http::{Request, Response};
-use airlock_sdk::types::{ConnectionReport, PluginError};
-use airlock_sdk::{Connector, host, setting_required};
+use airlock_sdk::types::{ConnectionReport, PluginError, SyncPage, SyncRecord, SyncRequest};
+use airlock_sdk::{Connector, SyncSource, Tickets, host, setting_required};
 use serde_json::{Value, json};
 use std::hint::black_box;
 
@@ -245,4 +245,37 @@ fn echo() -> Result<Value, PluginError> {
     Ok(report)
 }
 
-airlock_sdk::export!(Probe, world = connector, manifest = "airlock.toml");
+/// No ticket operations: the defaults answer `unsupported`.
+impl Tickets for Probe {}
+
+/// A feed for testing the host's sync loop: GET `{url}?cursor=<cursor>`
+/// answers `{"records": [{"id", "updated_at", ...}], "next_cursor", "has_more"}`.
+impl SyncSource for Probe {
+    fn fetch_page(request: SyncRequest) -> Result<SyncPage, PluginError> {
+        let url = setting_required("url")?;
+        let cursor = request.cursor.unwrap_or_default();
+        let page: Value = Request::get(format!("{url}?cursor={cursor}&size={}", request.page_size))
+            .send_json()?;
+        let records = page["records"]
+            .as_array()
+            .ok_or_else(|| PluginError::Upstream(airlock_sdk::types::UpstreamFailure {
+                status: 200,
+                message: "feed answered without `records`".into(),
+            }))?
+            .iter()
+            .map(|r| SyncRecord {
+                id: r["id"].as_str().unwrap_or_default().to_string(),
+                kind: "item".into(),
+                updated_at: r["updated_at"].as_str().map(String::from),
+                data: r.to_string(),
+            })
+            .collect();
+        Ok(SyncPage {
+            records,
+            next_cursor: page["next_cursor"].as_str().map(String::from),
+            has_more: page["has_more"].as_bool().unwrap_or(false),
+        })
+    }
+}
+
+airlock_sdk::export!(Probe, world = tickets, manifest = "airlock.toml");

@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderName, Request, Response};
@@ -74,6 +74,8 @@ struct CallInner {
     limits: Limits,
     tracker: Arc<CallTracker>,
     forbidden: Vec<HeaderName>,
+    /// When the call's wall-clock deadline passes: a retry must fit before it.
+    deadline: Instant,
 }
 
 impl CallEgress {
@@ -93,6 +95,7 @@ impl CallEgress {
             http::header::PROXY_AUTHORIZATION,
         ]);
         forbidden.extend(connection.auth_header().cloned());
+        let limits_deadline = limits.wall_clock;
         Self {
             inner: Arc::new(CallInner {
                 shared,
@@ -103,6 +106,7 @@ impl CallEgress {
                 limits,
                 tracker,
                 forbidden,
+                deadline: Instant::now() + limits_deadline,
             }),
         }
     }
@@ -321,10 +325,12 @@ impl CallInner {
             .unwrap_or(self.limits.first_byte_timeout)
             .min(self.limits.first_byte_timeout);
         let request_sha256 = hex::encode(Sha256::digest(&body));
-        // At most two sends: the second only after the upstream refused the
-        // injected credential (401) and the source refreshed it. Each send
-        // is its own audit record.
+        // Resends: once after the upstream refused the injected credential
+        // (401) and the source refreshed it, and up to MAX_RATE_RETRIES times
+        // when a 429/503 carries a Retry-After that fits the deadline. Each
+        // send is its own audit record.
         let mut refreshed = false;
+        let mut rate_retries = 0u32;
         let (response, audit) =
             loop {
                 let mut record = self.record(&method, url.clone(), Decision::Allowed);
@@ -401,6 +407,7 @@ impl CallInner {
                             Ok(fresh) => {
                                 credential = Some(fresh);
                                 refreshed = true;
+                                continue;
                             }
                             Err(e) => {
                                 let reason = format!("{}: {e}", self.who());
@@ -409,8 +416,38 @@ impl CallInner {
                             }
                         }
                     }
-                    _ => break (response, audit),
+                    _ => {}
                 }
+                // 429/503 with Retry-After: resend idempotent requests once
+                // the upstream asks, if the wait fits in the call's deadline.
+                if let Some(wait) = self.retry_after(&method, &response, rate_retries) {
+                    audit.status = Some(response.status().as_u16());
+                    drop(response);
+                    audit.complete(
+                        0,
+                        Some(format!("upstream asked to retry after {}s", wait.as_secs())),
+                    );
+                    let attempt = self.tracker.sent.fetch_add(1, Ordering::Relaxed) + 1;
+                    if attempt > self.limits.outbound_requests {
+                        return Err(self
+                            .deny(
+                                &method,
+                                url,
+                                format!(
+                                    "{} exceeded its limit of {} outbound requests per call \
+                                     while retrying",
+                                    self.who(),
+                                    self.limits.outbound_requests
+                                ),
+                                HttpError::HttpRequestDenied,
+                            )
+                            .await);
+                    }
+                    rate_retries += 1;
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+                break (response, audit);
             };
 
         let (parts, incoming) = response.into_parts();
@@ -468,6 +505,37 @@ impl CallInner {
             }
         }
         Ok(buf.freeze())
+    }
+
+    /// How long to wait before resending, when the answer asks for a retry
+    /// that this request may take: idempotent method, 429 or 503 with a
+    /// `Retry-After`, retries left, and the wait fits before the deadline.
+    fn retry_after<B>(
+        &self,
+        method: &http::Method,
+        response: &Response<B>,
+        done: u32,
+    ) -> Option<Duration> {
+        let status = response.status();
+        if done >= MAX_RATE_RETRIES
+            || !(status == http::StatusCode::TOO_MANY_REQUESTS
+                || status == http::StatusCode::SERVICE_UNAVAILABLE)
+            || !is_idempotent(method)
+        {
+            return None;
+        }
+        let value = response
+            .headers()
+            .get(http::header::RETRY_AFTER)?
+            .to_str()
+            .ok()?;
+        let wait = parse_retry_after(value, SystemTime::now())?;
+        // Leave room for the retried request itself.
+        let room = self
+            .deadline
+            .saturating_duration_since(Instant::now())
+            .checked_sub(Duration::from_secs(1))?;
+        (wait <= room).then_some(wait)
     }
 
     fn map_client_error(&self, err: &hyper_util::client::legacy::Error) -> (HttpError, String) {
@@ -612,5 +680,53 @@ impl Body for CappedBody {
                 Poll::Ready(Some(Ok(frame)))
             }
         }
+    }
+}
+
+/// Most resends of one request on 429/503.
+const MAX_RATE_RETRIES: u32 = 2;
+
+fn is_idempotent(method: &http::Method) -> bool {
+    matches!(
+        *method,
+        http::Method::GET
+            | http::Method::HEAD
+            | http::Method::OPTIONS
+            | http::Method::PUT
+            | http::Method::DELETE
+    )
+}
+
+/// `Retry-After` as delta-seconds or an HTTP-date.
+fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when =
+        time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc2822).ok()?;
+    let when = SystemTime::from(when);
+    Some(when.duration_since(now).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_forms() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777);
+        assert_eq!(parse_retry_after("3", now), Some(Duration::from_secs(3)));
+        // Sun, 06 Nov 1994 08:49:37 GMT is 784111777 s after the epoch.
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:40 GMT", now),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:49:30 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert!(is_idempotent(&http::Method::GET) && !is_idempotent(&http::Method::POST));
     }
 }

@@ -351,3 +351,68 @@ async fn nothing_is_sent_when_the_audit_log_cannot_be_written() {
     assert!(err.to_string().contains("audit log write failed"), "{err}");
     assert_eq!(server.received_requests().await.unwrap().len(), 0);
 }
+
+#[tokio::test]
+async fn rate_limits_are_retried_for_idempotent_requests_within_the_deadline() {
+    let server = MockServer::start().await;
+    Mock::given(path("/limited"))
+        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "1"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(path("/limited"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("ok now"))
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    let host = host();
+    let probe = host.probe();
+    let url = format!("{}/limited", server.uri());
+    let out = host
+        .probe_call(&probe, &server.uri(), &[("action", "fetch"), ("url", &url)])
+        .await
+        .unwrap();
+    assert_eq!(out["status"], 200, "{out}");
+    assert_eq!(server.received_requests().await.unwrap().len(), 2);
+    let records = host.audit.records();
+    assert_eq!(records.len(), 2, "each send is its own audit record");
+    assert_eq!(records[0].1.as_ref().unwrap().status, Some(429));
+
+    // Not idempotent: the 429 reaches the plugin, which maps it.
+    server.reset().await;
+    Mock::given(path("/limited"))
+        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "1"))
+        .mount(&server)
+        .await;
+    let out = host
+        .probe_call(
+            &probe,
+            &server.uri(),
+            &[
+                ("action", "fetch"),
+                ("method", "POST"),
+                ("url", &url),
+                ("body-size", "3"),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(out["status"], 429, "{out}");
+    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+
+    // A wait longer than the call's deadline is not attempted.
+    server.reset().await;
+    Mock::given(path("/limited"))
+        .respond_with(ResponseTemplate::new(503).insert_header("retry-after", "3600"))
+        .mount(&server)
+        .await;
+    let started = std::time::Instant::now();
+    let out = host
+        .probe_call(&probe, &server.uri(), &[("action", "fetch"), ("url", &url)])
+        .await
+        .unwrap();
+    assert_eq!(out["status"], 503, "{out}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+}

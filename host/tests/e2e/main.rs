@@ -1,6 +1,7 @@
 //! End-to-end tests: real components built from tests/guests, run in the real
 //! host against real HTTP servers on loopback.
 
+mod azure_devops;
 mod cli;
 mod common;
 mod egress;

@@ -11,4 +11,5 @@ mod oauth;
 mod operate;
 mod secrets;
 mod service;
+mod servicenow;
 mod world;

@@ -4,6 +4,7 @@
 mod azure_devops;
 mod cli;
 mod common;
+mod confluence;
 mod egress;
 mod hostile;
 mod loading;

@@ -1403,3 +1403,34 @@ async fn sync_failures_are_typed() {
         .unwrap_err();
     assert_malformed(&err);
 }
+
+#[tokio::test]
+async fn get_page_from_a_slow_site_times_out() {
+    let server = MockServer::start().await;
+    api("GET", &format!("{CLOUD}/content/7"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(content("7", "Slow", "ENG", 1, "2026-11-20T10:15:00.000Z"))
+                .set_delay(std::time::Duration::from_secs(10)),
+        )
+        .mount(&server)
+        .await;
+    let host = host_with(
+        airlock::egress::AddressPolicy::parse_allow_list("127.0.0.0/8").unwrap(),
+        airlock::Limits {
+            first_byte_timeout: std::time::Duration::from_millis(800),
+            ..test_limits()
+        },
+    );
+    let started = std::time::Instant::now();
+    let err = host
+        .runtime
+        .get_page(&confluence(&host), &cloud(&server), "7".into())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(plugin_error(&err), PluginError::Timeout(_)),
+        "{err}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}

@@ -251,6 +251,24 @@ impl fmt::Display for Url {
     }
 }
 
+/// Percent-encode one URL component (a path segment or a query value):
+/// every byte of its UTF-8 form except the RFC 3986 unreserved characters
+/// `A-Z a-z 0-9 - . _ ~` becomes `%XX`, so `^`, `=`, `&`, `+`, spaces and
+/// non-ASCII text cannot change the meaning of the URL they are put in.
+pub fn encode_component(text: &str) -> String {
+    use fmt::Write as _;
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            // Writing to a String cannot fail.
+            let _ = write!(out, "%{byte:02X}");
+        }
+    }
+    out
+}
+
 /// `base` and `path` joined with exactly one `/` between them:
 /// `join_url("https://x/wiki/", "/rest/api")` is `https://x/wiki/rest/api`.
 pub fn join_url(base: &str, path: &str) -> String {
@@ -825,6 +843,16 @@ fn days_from_civil(year: u64, month: u64, day: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn encode_component_leaves_only_unreserved_characters() {
+        assert_eq!(encode_component("a-Z_0.9~"), "a-Z_0.9~");
+        assert_eq!(
+            encode_component("short_descriptionLIKEa^b=c&d+e f/g#h%"),
+            "short_descriptionLIKEa%5Eb%3Dc%26d%2Be%20f%2Fg%23h%25"
+        );
+        assert_eq!(encode_component("café 日本"), "caf%C3%A9%20%E6%97%A5%E6%9C%AC");
+    }
     use std::time::Duration;
 
     fn at(secs: u64) -> SystemTime {

@@ -93,20 +93,10 @@ impl Org {
     }
 }
 
-/// Percent-encode one path segment: UTF-8, only RFC 3986 unreserved
-/// characters (and `$`, which Azure DevOps uses as a type prefix, is not
-/// passed through here) left as they are. `User Story` → `User%20Story`.
-pub fn encode_segment(segment: &str) -> String {
-    let mut out = String::with_capacity(segment.len());
-    for byte in segment.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
-}
+/// Percent-encoding of one path segment or query value (the SDK's): UTF-8,
+/// only RFC 3986 unreserved characters left as they are. `User Story` →
+/// `User%20Story`.
+pub use airlock_sdk::http::encode_component as encode_segment;
 
 /// Percent-encode a query value; `,` stays (the `ids` list).
 fn encode_query(value: &str) -> String {

@@ -5,7 +5,6 @@ use airlock_sdk::types::{PluginError, UpstreamFailure};
 use airlock_sdk::{host, setting_required};
 use serde::Deserialize;
 use serde_json::Value;
-use std::fmt::Write as _;
 
 /// The Atlassian API gateway OAuth 2.0 (3LO) calls go through.
 pub const GATEWAY: &str = "https://api.atlassian.com";
@@ -144,19 +143,8 @@ pub fn site_root(base: &str, deployment: Deployment) -> String {
     }
 }
 
-/// Percent-encode one URL component: every byte of its UTF-8 form except
-/// `A-Z a-z 0-9 - . _ ~` becomes `%XX` (so a space is `%20`, `+` is `%2B`).
-pub fn component(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(byte));
-        } else {
-            let _ = write!(out, "%{byte:02X}");
-        }
-    }
-    out
-}
+/// Percent-encoding of one URL component (the SDK's, shared by every plugin).
+pub use airlock_sdk::http::encode_component as component;
 
 #[derive(Debug, Deserialize)]
 pub struct Resource {

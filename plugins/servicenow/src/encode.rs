@@ -15,20 +15,8 @@
 
 use std::fmt::{self, Write as _};
 
-/// Percent-encode `text` for use as one query-string component: every byte
-/// of its UTF-8 form except `A-Z a-z 0-9 - . _ ~` becomes `%XX`.
-pub fn component(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(byte));
-        } else {
-            // Writing to a String cannot fail.
-            let _ = write!(out, "%{byte:02X}");
-        }
-    }
-    out
-}
+/// Percent-encoding of one query component (the SDK's, shared by every plugin).
+pub use airlock_sdk::http::encode_component as component;
 
 /// A value for an encoded-query condition: `^` doubled so the instance reads
 /// it as a character of the value, not as the start of the next condition.

@@ -851,7 +851,10 @@ mod tests {
             encode_component("short_descriptionLIKEa^b=c&d+e f/g#h%"),
             "short_descriptionLIKEa%5Eb%3Dc%26d%2Be%20f%2Fg%23h%25"
         );
-        assert_eq!(encode_component("café 日本"), "caf%C3%A9%20%E6%97%A5%E6%9C%AC");
+        assert_eq!(
+            encode_component("café 日本"),
+            "caf%C3%A9%20%E6%97%A5%E6%9C%AC"
+        );
     }
     use std::time::Duration;
 

@@ -258,10 +258,12 @@ impl SyncSource for Probe {
             .send_json()?;
         let records = page["records"]
             .as_array()
-            .ok_or_else(|| PluginError::Upstream(airlock_sdk::types::UpstreamFailure {
-                status: 200,
-                message: "feed answered without `records`".into(),
-            }))?
+            .ok_or_else(|| {
+                PluginError::Upstream(airlock_sdk::types::UpstreamFailure {
+                    status: 200,
+                    message: "feed answered without `records`".into(),
+                })
+            })?
             .iter()
             .map(|r| SyncRecord {
                 id: r["id"].as_str().unwrap_or_default().to_string(),

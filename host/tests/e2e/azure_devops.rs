@@ -29,11 +29,7 @@ const PROJECT_ID: &str = "eb6e4656-77fc-42a1-9181-4c6d8e9da5d1";
 const CHANGED: &str = "2026-11-20T10:15:00.123Z";
 
 fn azure_devops(host: &Host) -> Arc<Plugin> {
-    let (_, path) = airlock_test_artifacts::PLUGINS
-        .iter()
-        .find(|(name, _)| *name == "azure-devops")
-        .expect("plugins/azure-devops is built by airlock-test-artifacts");
-    host.load(path)
+    host.plugin("azure-devops")
 }
 
 fn base(server: &MockServer) -> String {

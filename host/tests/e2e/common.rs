@@ -76,6 +76,15 @@ impl Host {
         self.load(airlock_test_artifacts::MINIMAL)
     }
 
+    /// A real plugin from plugins/, by crate name.
+    pub fn plugin(&self, name: &str) -> Arc<Plugin> {
+        let (_, path) = airlock_test_artifacts::PLUGINS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .unwrap_or_else(|| panic!("plugins/{name} is built by airlock-test-artifacts"));
+        self.load(path)
+    }
+
     pub fn probe(&self) -> Arc<Plugin> {
         self.load(airlock_test_artifacts::PROBE)
     }

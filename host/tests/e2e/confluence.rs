@@ -25,11 +25,7 @@ const CLOUD: &str = "/wiki/rest/api";
 const DC: &str = "/rest/api";
 
 fn confluence(host: &Host) -> Arc<Plugin> {
-    let (_, path) = airlock_test_artifacts::PLUGINS
-        .iter()
-        .find(|(name, _)| *name == "confluence")
-        .expect("plugins/confluence is built by airlock-test-artifacts");
-    host.load(path)
+    host.plugin("confluence")
 }
 
 /// Email + API token (the canary) as HTTP Basic.

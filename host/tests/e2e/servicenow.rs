@@ -29,11 +29,7 @@ const SYS_ID_2: &str = "e8caedcbc0a80164017df472f39eaed1";
 const SYS_ID_3: &str = "46f09e75a9fe198100f4ffd8d366d17b";
 
 fn servicenow(host: &Host) -> Arc<Plugin> {
-    let (_, path) = airlock_test_artifacts::PLUGINS
-        .iter()
-        .find(|(name, _)| *name == "servicenow")
-        .expect("plugins/servicenow is built by airlock-test-artifacts");
-    host.load(path)
+    host.plugin("servicenow")
 }
 
 /// A connection with a Basic credential whose password is the canary.

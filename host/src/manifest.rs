@@ -78,6 +78,25 @@ pub enum AuthKind {
     Oauth2,
 }
 
+impl AuthKind {
+    /// The manifest's (kebab-case) spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthKind::None => "none",
+            AuthKind::Basic => "basic",
+            AuthKind::ApiKey => "api-key",
+            AuthKind::Bearer => "bearer",
+            AuthKind::Oauth2 => "oauth2",
+        }
+    }
+}
+
+impl fmt::Display for AuthKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// OAuth endpoints a plugin declares; the host runs the flow.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -102,6 +121,38 @@ pub struct EgressSpec {
     pub methods: Vec<String>,
     #[serde(default)]
     pub reason: String,
+    /// Auth kinds whose credential the host also injects into requests to
+    /// this origin (e.g. `["oauth2"]` for an API gateway that takes the
+    /// OAuth token). Empty: the origin never receives a credential.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub credential: Vec<AuthKind>,
+}
+
+/// How the operator sees the entry when approving it.
+impl fmt::Display for EgressSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.url)?;
+        if !self.methods.is_empty() {
+            write!(f, " [{}]", self.methods.join(", "))?;
+        }
+        if !self.credential.is_empty() {
+            let kinds: Vec<&str> = self.credential.iter().map(|k| k.as_str()).collect();
+            write!(
+                f,
+                " (receives the connection's credential: {})",
+                kinds.join(", ")
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl EgressSpec {
+    /// Whether a connection authenticating with `kind` sends its credential
+    /// to this entry's origin.
+    pub fn carries_credential(&self, kind: AuthKind) -> bool {
+        kind != AuthKind::None && self.credential.contains(&kind)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -231,6 +282,27 @@ impl Manifest {
                     source,
                 }
             })?;
+            for kind in &rule.credential {
+                if *kind == AuthKind::None || !self.auth.kinds.contains(kind) {
+                    return Err(field(
+                        "egress.credential",
+                        format!(
+                            "`{}` lists auth kind `{kind}`, which is not one of the plugin's \
+                             [auth] kinds",
+                            rule.url
+                        ),
+                    ));
+                }
+            }
+            if !rule.credential.is_empty() && !rule.url.starts_with("https://") {
+                return Err(field(
+                    "egress.credential",
+                    format!(
+                        "`{}` would receive a credential, so it must be an https URL",
+                        rule.url
+                    ),
+                ));
+            }
         }
         let mut seen = std::collections::BTreeSet::new();
         for setting in &self.settings {
@@ -369,6 +441,34 @@ required = true
             let err = Manifest::parse(&GOOD.replace(from, to)).unwrap_err();
             assert!(err.to_string().contains(needle), "{to}: {err}");
         }
+    }
+
+    #[test]
+    fn credential_origins_are_declared_per_auth_kind_and_https_only() {
+        let with = |line: &str| GOOD.replace("reason = \"lookups\"", line);
+        let m = Manifest::parse(&with("credential = [\"oauth2\"]")).unwrap();
+        let entry = &m.egress[0];
+        assert!(entry.carries_credential(AuthKind::Oauth2));
+        assert!(!entry.carries_credential(AuthKind::Basic));
+        assert_eq!(
+            entry.to_string(),
+            "https://api.example.com/v1 [GET] (receives the connection's credential: oauth2)"
+        );
+        // Not offered by the plugin, `none`, or over plain http: refused.
+        for (line, needle) in [
+            ("credential = [\"bearer\"]", "`bearer`"),
+            ("credential = [\"none\"]", "`none`"),
+        ] {
+            let err = Manifest::parse(&with(line)).unwrap_err();
+            assert!(err.to_string().contains(needle), "{line}: {err}");
+        }
+        let http = with("credential = [\"basic\"]")
+            .replace("https://api.example.com/v1", "http://api.example.com/v1");
+        let err = Manifest::parse(&http).unwrap_err();
+        assert!(err.to_string().contains("must be an https URL"), "{err}");
+        // Entries without the field never carry one.
+        let plain = Manifest::parse(GOOD).unwrap();
+        assert!(!plain.egress[0].carries_credential(AuthKind::Oauth2));
     }
 
     #[test]

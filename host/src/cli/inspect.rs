@@ -74,14 +74,8 @@ pub fn run(wasm: &[u8], json: bool) -> anyhow::Result<()> {
         }
     );
     for e in &m.egress {
-        let methods = if e.methods.is_empty() {
-            "any method".to_string()
-        } else {
-            e.methods.join(", ")
-        };
         println!(
-            "    - {} ({methods}){}",
-            e.url,
+            "    - {e}{}",
             if e.reason.is_empty() {
                 String::new()
             } else {

@@ -71,15 +71,7 @@ pub fn run(airlock: &Airlock, cmd: PluginCommand) -> anyhow::Result<()> {
                 }
             );
             for e in &plan.grant {
-                println!(
-                    "    - {} {}",
-                    e.url,
-                    if e.methods.is_empty() {
-                        String::new()
-                    } else {
-                        format!("[{}]", e.methods.join(", "))
-                    }
-                );
+                println!("    - {e}");
             }
             println!("  changes:");
             for c in &plan.changes {

@@ -13,6 +13,7 @@ use secrecy::SecretString;
 
 use super::{Airlock, ServiceError};
 use crate::connection::{Connection, Credential, CredentialError, CredentialSource};
+use crate::egress::{Origin, RuleError};
 use crate::manifest::AuthKind;
 use crate::runtime::types::ConnectionReport;
 use crate::store::connections::{
@@ -92,14 +93,25 @@ pub struct NewConnection {
     pub scope: Scope,
 }
 
-fn auth_kind_name(kind: AuthKind) -> &'static str {
-    match kind {
-        AuthKind::None => "none",
-        AuthKind::Basic => "basic",
-        AuthKind::ApiKey => "api-key",
-        AuthKind::Bearer => "bearer",
-        AuthKind::Oauth2 => "oauth2",
+/// The origins a connection's credential is injected into: its `base-url`
+/// origin, and each approved egress origin that declares it takes this kind
+/// of credential (e.g. Atlassian's API gateway for OAuth tokens).
+fn credential_origins(
+    conn: &Connection,
+    approved: &[crate::manifest::EgressSpec],
+    kind: AuthKind,
+) -> Result<Vec<Origin>, RuleError> {
+    let mut origins: Vec<Origin> = conn.base_origin()?.into_iter().collect();
+    for spec in approved.iter().filter(|e| e.carries_credential(kind)) {
+        let origin = Origin::parse(&spec.url)?;
+        if !origins.contains(&origin) {
+            origins.push(origin);
+        }
     }
+    if origins.is_empty() {
+        return Err(RuleError::NoHost);
+    }
+    Ok(origins)
 }
 
 /// Headers a custom API-key header may not be: they route or frame the
@@ -134,11 +146,11 @@ impl Airlock {
         let kind = new.auth.kind();
         let offered = &plugin.manifest.auth.kinds;
         if kind != AuthKind::None && !offered.contains(&kind) {
-            let names: Vec<&str> = offered.iter().map(|k| auth_kind_name(*k)).collect();
+            let names: Vec<&str> = offered.iter().map(|k| k.as_str()).collect();
             return Err(ServiceError::Invalid(format!(
                 "plugin `{}` does not support auth kind `{}`; it supports: {}",
                 plugin.id,
-                auth_kind_name(kind),
+                kind.as_str(),
                 if names.is_empty() {
                     "none".into()
                 } else {
@@ -328,10 +340,10 @@ impl Airlock {
             }
             _ => http::header::AUTHORIZATION,
         };
+        let installed = self
+            .store
+            .read(|c| crate::store::plugins::get_plugin(c, &record.plugin_id))?;
         let source: Arc<dyn CredentialSource> = if record.auth_kind == AuthKind::Oauth2 {
-            let installed = self
-                .store
-                .read(|c| crate::store::plugins::get_plugin(c, &record.plugin_id))?;
             let spec =
                 installed.manifest.auth.oauth2.clone().ok_or_else(|| {
                     crate::oauth::OAuthError::NoEndpoints(record.plugin_id.clone())
@@ -340,7 +352,7 @@ impl Airlock {
                 self.oauth_context(),
                 record.clone(),
                 spec,
-                installed.version,
+                installed.version.clone(),
             ))
         } else {
             Arc::new(VaultCredential {
@@ -350,12 +362,14 @@ impl Airlock {
                 connection: record.name.clone(),
             })
         };
-        let conn = conn.with_credential(header, source).map_err(|e| {
-            ServiceError::Invalid(format!(
-                "connection `{}`: its base-url cannot carry a credential: {e}",
-                record.name
-            ))
-        })?;
+        let origins = credential_origins(&conn, &installed.approved_grant, record.auth_kind)
+            .map_err(|e| {
+                ServiceError::Invalid(format!(
+                    "connection `{}`: cannot bind its credential: {e}",
+                    record.name
+                ))
+            })?;
+        let conn = conn.with_credential_for(header, origins, source);
         Ok((plugin, conn))
     }
 
@@ -433,5 +447,47 @@ impl CredentialSource for VaultCredential {
                 _ => Credential::Bearer { token: secret },
             })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::EgressSpec;
+
+    fn spec(url: &str, credential: &[AuthKind]) -> EgressSpec {
+        EgressSpec {
+            url: url.into(),
+            methods: vec![],
+            reason: String::new(),
+            credential: credential.to_vec(),
+        }
+    }
+
+    fn hosts(origins: &[Origin]) -> Vec<&str> {
+        origins.iter().map(|o| o.host()).collect()
+    }
+
+    #[test]
+    fn credential_goes_to_base_url_and_declared_origins_for_that_kind_only() {
+        let conn = Connection::new("c1", "wiki").with_setting("base-url", "https://acme.example/");
+        let grant = [
+            spec("https://api.atlassian.com", &[AuthKind::Oauth2]),
+            spec("https://cdn.example.com/assets", &[]),
+            spec("https://acme.example/other", &[AuthKind::Oauth2]),
+        ];
+        let oauth = credential_origins(&conn, &grant, AuthKind::Oauth2).unwrap();
+        assert_eq!(hosts(&oauth), ["acme.example", "api.atlassian.com"]);
+        let basic = credential_origins(&conn, &grant, AuthKind::Basic).unwrap();
+        assert_eq!(hosts(&basic), ["acme.example"]);
+    }
+
+    #[test]
+    fn without_any_origin_the_credential_cannot_be_bound() {
+        let conn = Connection::new("c1", "wiki");
+        assert!(credential_origins(&conn, &[], AuthKind::Bearer).is_err());
+        let grant = [spec("https://api.atlassian.com", &[AuthKind::Oauth2])];
+        let oauth = credential_origins(&conn, &grant, AuthKind::Oauth2).unwrap();
+        assert_eq!(hosts(&oauth), ["api.atlassian.com"]);
     }
 }

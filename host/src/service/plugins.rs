@@ -36,21 +36,13 @@ impl InstallPlan {
     }
 }
 
-fn describe_egress(e: &EgressSpec) -> String {
-    if e.methods.is_empty() {
-        e.url.clone()
-    } else {
-        format!("{} [{}]", e.url, e.methods.join(", "))
-    }
-}
-
 /// Human-readable capability changes from `old` to `new`.
 fn capability_diff(old: Option<&PluginRecord>, new: &Manifest) -> Vec<String> {
     let mut changes = Vec::new();
     let Some(old) = old else {
         changes.push(format!("new plugin {} {}", new.id, new.version));
         for e in &new.egress {
-            changes.push(format!("+ egress {}", describe_egress(e)));
+            changes.push(format!("+ egress {e}"));
         }
         return changes;
     };
@@ -59,8 +51,12 @@ fn capability_diff(old: Option<&PluginRecord>, new: &Manifest) -> Vec<String> {
     } else {
         changes.push(format!("file changed (version still {})", new.version));
     }
-    let before: Vec<String> = old.approved_grant.iter().map(describe_egress).collect();
-    let after: Vec<String> = new.egress.iter().map(describe_egress).collect();
+    let before: Vec<String> = old
+        .approved_grant
+        .iter()
+        .map(EgressSpec::to_string)
+        .collect();
+    let after: Vec<String> = new.egress.iter().map(EgressSpec::to_string).collect();
     for e in after.iter().filter(|e| !before.contains(e)) {
         changes.push(format!("+ egress {e}"));
     }

@@ -205,7 +205,7 @@ pub fn insert_connection(
             record.name,
             record.plugin_id,
             to_json(&record.settings)?,
-            auth_kind_str(record.auth_kind),
+            record.auth_kind.as_str(),
             to_json(&record.auth_config)?,
             matches!(scope, Scope::Global),
             record.status.as_str(),
@@ -382,17 +382,6 @@ fn to_json<T: Serialize>(value: &T) -> Result<String, StoreError> {
         .map_err(|e| StoreError::Corrupt(format!("cannot encode connection data as JSON: {e}")))
 }
 
-/// The `auth_kind` column's spelling (the manifest's, kebab-case).
-fn auth_kind_str(kind: AuthKind) -> &'static str {
-    match kind {
-        AuthKind::None => "none",
-        AuthKind::Basic => "basic",
-        AuthKind::ApiKey => "api-key",
-        AuthKind::Bearer => "bearer",
-        AuthKind::Oauth2 => "oauth2",
-    }
-}
-
 fn parse_auth_kind(s: &str) -> Option<AuthKind> {
     [
         AuthKind::None,
@@ -402,7 +391,7 @@ fn parse_auth_kind(s: &str) -> Option<AuthKind> {
         AuthKind::Oauth2,
     ]
     .into_iter()
-    .find(|k| auth_kind_str(*k) == s)
+    .find(|k| k.as_str() == s)
 }
 
 /// A row as stored, before its JSON and enum columns are decoded.
@@ -528,8 +517,8 @@ mod tests {
             AuthKind::Bearer,
             AuthKind::Oauth2,
         ] {
-            assert_eq!(serde_json::to_value(k).unwrap(), auth_kind_str(k));
-            assert_eq!(parse_auth_kind(auth_kind_str(k)), Some(k));
+            assert_eq!(serde_json::to_value(k).unwrap(), k.as_str());
+            assert_eq!(parse_auth_kind(k.as_str()), Some(k));
         }
     }
 

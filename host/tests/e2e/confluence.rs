@@ -1430,3 +1430,206 @@ async fn get_page_from_a_slow_site_times_out() {
     );
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
 }
+
+// ---- Cloud over OAuth 2.0 (3LO) ----------------------------------------------------
+
+const CLOUD_ID: &str = "1324a887-45db-1bf4-1e99-ef0ff456d421";
+const ACCESS_TOKEN: &str = "atlassian-access-token-7f3c";
+
+/// A Confluence OAuth connection whose site, OAuth server and API gateway
+/// all stand in on `server`.
+fn oauth_connection(name: &str, server: &MockServer) -> airlock::service::NewConnection {
+    let uri = server.uri();
+    airlock::service::NewConnection {
+        name: name.into(),
+        plugin_id: "confluence".into(),
+        settings: [
+            ("base-url", uri.as_str()),
+            ("auth-mode", "oauth"),
+            ("oauth-server", uri.as_str()),
+            ("api-gateway", uri.as_str()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+        auth: airlock::service::AuthInput::OAuth2 {
+            client_id: Some("confluence-client".into()),
+            client_secret: Some(secrecy::SecretString::from("confluence-client-secret")),
+        },
+        scope: airlock::store::connections::Scope::Global,
+    }
+}
+
+/// Atlassian's token endpoint: an authorization-code exchange.
+async fn mount_token_endpoint(server: &MockServer) {
+    Mock::given(method("POST"))
+        .and(path("/oauth/token"))
+        .and(wiremock::matchers::body_string_contains(
+            "grant_type=authorization_code",
+        ))
+        .and(wiremock::matchers::body_string_contains("code=the-code"))
+        .and(wiremock::matchers::body_string_contains("code_verifier="))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "access_token": ACCESS_TOKEN,
+            "refresh_token": "atlassian-refresh-token",
+            "expires_in": 3600,
+            "token_type": "Bearer",
+            "scope": "read:confluence-space.summary offline_access"
+        })))
+        .expect(1)
+        .mount(server)
+        .await;
+}
+
+/// `GET /oauth/token/accessible-resources` answering with these sites.
+async fn mount_resources(server: &MockServer, sites: &[(&str, &str)], calls: u64) {
+    let resources: Vec<Value> = sites
+        .iter()
+        .map(|(id, url)| {
+            json!({
+                "id": id,
+                "url": url,
+                "name": "acme",
+                "scopes": ["read:confluence-space.summary"],
+                "avatarUrl": "https://site-admin-avatar-cdn.prod.public.atl-paas.net/avatars/240/rocket.png"
+            })
+        })
+        .collect();
+    Mock::given(method("GET"))
+        .and(path("/oauth/token/accessible-resources"))
+        .and(header(
+            "authorization",
+            format!("Bearer {ACCESS_TOKEN}").as_str(),
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(resources))
+        .expect(calls)
+        .mount(server)
+        .await;
+}
+
+/// Authorise `name`: start the flow, then deliver the provider's redirect.
+async fn authorise(airlock: &airlock::Airlock, name: &str) {
+    let start = airlock.oauth_start_on(name, 9).unwrap();
+    let url = url::Url::parse(&start.authorization_url).unwrap();
+    assert_eq!(url.path(), "/authorize");
+    let q: std::collections::HashMap<String, String> = url.query_pairs().into_owned().collect();
+    assert_eq!(q["audience"], "api.atlassian.com");
+    assert_eq!(q["client_id"], "confluence-client");
+    assert!(q["scope"].contains("offline_access"), "{q:?}");
+    airlock
+        .oauth_callback(&format!("code=the-code&state={}", start.state))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn cloud_over_oauth_discovers_the_cloud_id_once_and_calls_through_the_gateway() {
+    let server = MockServer::start().await;
+    mount_token_endpoint(&server).await;
+    mount_resources(
+        &server,
+        &[
+            (
+                "0f0f0f0f-0000-4000-8000-000000000000",
+                "https://other.atlassian.net",
+            ),
+            (CLOUD_ID, &server.uri()),
+        ],
+        1,
+    )
+    .await;
+    let gateway_api = format!("/ex/confluence/{CLOUD_ID}/wiki/rest/api");
+    Mock::given(method("GET"))
+        .and(path(format!("{gateway_api}/space")))
+        .and(header(
+            "authorization",
+            format!("Bearer {ACCESS_TOKEN}").as_str(),
+        ))
+        .respond_with(paged(
+            vec![
+                space("ENG", "Engineering", 1),
+                space("OPS", "Operations", 2),
+            ],
+            0,
+            25,
+            None,
+        ))
+        .expect(2)
+        .mount(&server)
+        .await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let airlock = crate::service::open(dir.path());
+    let wasm = airlock_test_artifacts::PLUGINS
+        .iter()
+        .find(|(name, _)| *name == "confluence")
+        .unwrap()
+        .1;
+    crate::service::install(&airlock, wasm);
+    airlock
+        .add_connection(oauth_connection("wiki", &server))
+        .unwrap();
+    authorise(&airlock, "wiki").await;
+
+    // Twice: the cloud id is discovered on the first call and then read
+    // from the connection's state (accessible-resources expects 1 call).
+    for _ in 0..2 {
+        let spaces = airlock
+            .call("wiki", "documents.list-spaces", json!({"limit": 10}), None)
+            .await
+            .unwrap();
+        let keys: Vec<&str> = spaces
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["key"].as_str().unwrap())
+            .collect();
+        assert_eq!(keys, ["ENG", "OPS"]);
+    }
+    // The plugin never set Authorization itself: every gateway request
+    // carried exactly the token the host obtained.
+    for request in requests(&server).await {
+        if request.url.path() != "/oauth/token" {
+            assert_eq!(
+                request.headers.get_all("authorization").iter().count(),
+                1,
+                "{}",
+                request.url
+            );
+        }
+    }
+    assert!(airlock.verify_audit().unwrap().is_ok());
+}
+
+#[tokio::test]
+async fn cloud_over_oauth_refuses_a_token_that_does_not_reach_the_site() {
+    let server = MockServer::start().await;
+    mount_token_endpoint(&server).await;
+    mount_resources(&server, &[(CLOUD_ID, "https://other.atlassian.net")], 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let airlock = crate::service::open(dir.path());
+    let wasm = airlock_test_artifacts::PLUGINS
+        .iter()
+        .find(|(name, _)| *name == "confluence")
+        .unwrap()
+        .1;
+    crate::service::install(&airlock, wasm);
+    airlock
+        .add_connection(oauth_connection("wiki", &server))
+        .unwrap();
+    authorise(&airlock, "wiki").await;
+    let err = airlock
+        .call("wiki", "documents.list-spaces", json!({"limit": 10}), None)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("does not grant access"), "{err}");
+    assert!(err.contains("https://other.atlassian.net"), "{err}");
+    // Nothing but the discovery reached the gateway.
+    let paths: Vec<String> = requests(&server)
+        .await
+        .iter()
+        .map(|r| r.url.path().to_string())
+        .collect();
+    assert_eq!(paths, ["/oauth/token", "/oauth/token/accessible-resources"]);
+}

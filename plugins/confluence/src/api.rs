@@ -8,6 +8,9 @@ use serde_json::Value;
 
 /// The Atlassian API gateway OAuth 2.0 (3LO) calls go through.
 pub const GATEWAY: &str = "https://api.atlassian.com";
+/// Setting that overrides [`GATEWAY`] (a proxy in front of it, or a test
+/// server); the host only lets calls through to granted origins.
+pub const GATEWAY_SETTING: &str = "api-gateway";
 /// State key of the cached cloud id.
 pub const CLOUD_ID_KEY: &str = "cloud-id";
 /// State key of the site the cached cloud id belongs to.
@@ -81,7 +84,11 @@ impl Site {
             (Deployment::DataCenter, AuthMode::Basic) => base.clone(),
             (Deployment::Cloud, AuthMode::Basic) => site_root(&base, deployment),
             (Deployment::Cloud, AuthMode::OAuth) => {
-                format!("{GATEWAY}/ex/confluence/{}/wiki", cloud_id(&base)?)
+                let gateway = gateway();
+                format!(
+                    "{gateway}/ex/confluence/{}/wiki",
+                    cloud_id(&gateway, &base)?
+                )
             }
         };
         Ok(Site {
@@ -161,8 +168,16 @@ pub fn match_resource<'a>(resources: &'a [Resource], base: &str) -> Option<&'a R
         .find(|r| r.url.trim_end_matches('/').to_ascii_lowercase() == want && !r.id.is_empty())
 }
 
+/// The Atlassian API gateway OAuth calls go through.
+fn gateway() -> String {
+    host::setting(GATEWAY_SETTING)
+        .map(|g| g.trim().trim_end_matches('/').to_string())
+        .filter(|g| !g.is_empty())
+        .unwrap_or_else(|| GATEWAY.to_string())
+}
+
 /// The cloud id of the site `base`, cached in the connection's state.
-fn cloud_id(base: &str) -> Result<String, PluginError> {
+fn cloud_id(gateway: &str, base: &str) -> Result<String, PluginError> {
     if let (Some(id), Some(site)) = (
         host::state_get(CLOUD_ID_KEY),
         host::state_get(CLOUD_SITE_KEY),
@@ -172,7 +187,7 @@ fn cloud_id(base: &str) -> Result<String, PluginError> {
         return Ok(id);
     }
     let resources: Vec<Resource> =
-        Request::get(format!("{GATEWAY}/oauth/token/accessible-resources"))
+        Request::get(format!("{gateway}/oauth/token/accessible-resources"))
             .header("accept", "application/json")
             .send_json()?;
     let Some(found) = match_resource(&resources, base) else {

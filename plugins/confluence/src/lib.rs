@@ -13,6 +13,8 @@
 //! | `base-url`   | —       | the site, e.g. `https://acme.atlassian.net`                     |
 //! | `deployment` | `cloud` | `cloud`: API at `{base-url}/wiki/rest/api`; `data-center`: `{base-url}/rest/api` |
 //! | `auth-mode`  | `basic` | `oauth` (Cloud): API at `https://api.atlassian.com/ex/confluence/{cloudId}/wiki/rest/api`, the cloud id found with `GET https://api.atlassian.com/oauth/token/accessible-resources` (the resource whose `url` is `base-url`) and cached in the connection's state (`cloud-id`) |
+//! | `oauth-server` | `https://auth.atlassian.com` | the OAuth 2.0 authorisation server (the manifest's authorize and token URLs hang off it) |
+//! | `api-gateway` | `https://api.atlassian.com` | the gateway `oauth` mode calls; the manifest's egress entry for it carries `credential = ["oauth2"]`, so the host injects the OAuth token there and nowhere else but `base-url` |
 //! | `spaces`     | empty   | space keys to sync, comma-separated; all visible spaces when empty |
 //!
 //! # Operations

@@ -1,40 +1,88 @@
-//! Runtime benchmark: prints each figure next to its baseline, measured in
-//! the same run on the same machine.
+//! The performance benchmark: every figure printed next to a native Rust
+//! baseline measured in the same run, against the same loopback server.
 //!
-//! Run with `cargo bench -p airlock --bench runtime` (add `-- --quick` for a
-//! shorter run).
+//! `cargo bench -p airlock --bench runtime` (about 4 minutes; `-- --quick`
+//! for a short run, `-- --only NAME` for one section: startup, instantiate,
+//! call, scaling, soak, audit).
+//!
+//! The plugin side is the full host path an application gets from
+//! [`airlock::Airlock`]: the connection read from SQLite, a fresh instance
+//! per call, the egress check, the bearer credential opened from the vault
+//! and injected, and an audit row committed (default durability) before the
+//! request leaves. The native side is the same GET through a pooled
+//! keep-alive hyper client, parsing the same JSON into the same struct.
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use airlock::audit::MemoryAudit;
+use airlock::audit::{
+    AuditDurability, AuditError, AuditSink, EgressOutcome, EgressRecord, RecordId, SqliteAudit,
+};
 use airlock::connection::{Credential, StaticCredential};
 use airlock::egress::AddressPolicy;
-use airlock::{Connection, Runtime, RuntimeConfig};
+use airlock::service::{AuthInput, NewConnection};
+use airlock::store::connections::Scope;
+use airlock::vault::KeySource;
+use airlock::{Airlock, AirlockConfig, Connection, Runtime, RuntimeConfig};
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use http_body_util::{BodyExt, Full};
+use serde::Deserialize;
 
-const BODY: &str = r#"{"name":"bench-user","id":42,"roles":["reader","writer"]}"#;
+const TOKEN: &str = "bench-token-0123456789";
+const SIZES: [(usize, &str); 3] = [(1 << 10, "1 KiB"), (64 << 10, "64 KiB"), (1 << 20, "1 MiB")];
+const CALLERS: [usize; 3] = [1, 8, 64];
 
-/// A minimal keep-alive HTTP/1.1 server on loopback answering every request
-/// with the same small JSON document, so both sides pay the same server cost.
+/// What both sides parse the answer into (the minimal plugin's `Me`).
+#[derive(Deserialize)]
+struct Me {
+    name: String,
+}
+
+/// A JSON document of exactly `size` bytes.
+fn document(size: usize) -> Bytes {
+    let head = r#"{"name":"bench-user","id":42,"pad":""#;
+    let tail = r#""}"#;
+    let pad = size.saturating_sub(head.len() + tail.len());
+    Bytes::from(format!("{head}{}{tail}", "x".repeat(pad)))
+}
+
+/// A keep-alive HTTP/1.1 server on loopback answering `/api/me?size=N`
+/// (and `/size/N/api/me`) with an N-byte JSON document.
 async fn serve() -> SocketAddr {
+    let bodies: Arc<BTreeMap<usize, Bytes>> =
+        Arc::new(SIZES.iter().map(|(n, _)| (*n, document(*n))).collect());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
             let (stream, _) = listener.accept().await.unwrap();
             let _ = stream.set_nodelay(true);
+            let bodies = bodies.clone();
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(|_req| async {
-                    Ok::<_, Infallible>(
-                        hyper::Response::builder()
-                            .header("content-type", "application/json")
-                            .body(Full::new(Bytes::from_static(BODY.as_bytes())))
-                            .unwrap(),
-                    )
+                let service = hyper::service::service_fn(move |req: hyper::Request<_>| {
+                    // `/size/<n>/api/me`: the size rides in the path so the
+                    // plugin's `{base-url}/api/me` selects it.
+                    let size = req
+                        .uri()
+                        .path()
+                        .strip_prefix("/size/")
+                        .and_then(|rest| rest.split('/').next())
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or(1 << 10);
+                    let body = bodies.get(&size).cloned().unwrap_or_default();
+                    async move {
+                        Ok::<_, Infallible>(
+                            hyper::Response::builder()
+                                .header("content-type", "application/json")
+                                .body(Full::new(body))
+                                .unwrap(),
+                        )
+                    }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
@@ -45,6 +93,102 @@ async fn serve() -> SocketAddr {
     addr
 }
 
+// ---- the two sides -----------------------------------------------------------
+
+type Client = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    Full<Bytes>,
+>;
+
+fn native_client() -> Client {
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_max_idle_per_host(256)
+        .build_http()
+}
+
+async fn native_get(client: &Client, url: &http::Uri) -> Result<(), String> {
+    let req = http::Request::get(url.clone())
+        .header("authorization", format!("Bearer {TOKEN}"))
+        .header("accept", "application/json")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = client.request(req).await.map_err(|e| e.to_string())?;
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    let me: Me = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+    if me.name != "bench-user" {
+        return Err(format!("unexpected name {}", me.name));
+    }
+    Ok(())
+}
+
+/// An embedded host on a fresh data directory with the minimal plugin
+/// installed and one bearer connection per response size.
+struct Host {
+    airlock: Arc<Airlock>,
+    _dir: tempfile::TempDir,
+}
+
+fn config(dir: &std::path::Path) -> AirlockConfig {
+    let mut config = AirlockConfig::new(dir).unwrap();
+    config.key_source = Some(KeySource::File(dir.join("master.key")));
+    config.address_policy = AddressPolicy::parse_allow_list("127.0.0.0/8").unwrap();
+    config.max_concurrent_calls = 128;
+    config
+}
+
+fn connection_name(size: usize) -> String {
+    format!("bench-{size}")
+}
+
+fn host(base: &str) -> Host {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    Host {
+        airlock: Arc::new(install(dir.path(), base)),
+        _dir: dir,
+    }
+}
+
+/// Open a host on `dir`, install the minimal plugin and add the connections.
+fn install(dir: &std::path::Path, base: &str) -> Airlock {
+    let airlock = Airlock::open(config(dir)).unwrap();
+    let wasm = std::fs::read(airlock_test_artifacts::MINIMAL).unwrap();
+    let plan = airlock.plan_install(wasm).unwrap();
+    airlock.install(&plan, true).unwrap();
+    for (size, _) in SIZES {
+        airlock
+            .add_connection(NewConnection {
+                name: connection_name(size),
+                plugin_id: "minimal".into(),
+                settings: BTreeMap::from([("base-url".to_string(), format!("{base}/size/{size}"))]),
+                auth: AuthInput::Bearer {
+                    token: TOKEN.to_string().into(),
+                },
+                scope: Scope::Global,
+            })
+            .unwrap();
+    }
+    airlock
+}
+
+async fn plugin_get(airlock: &Airlock, connection: &str) -> Result<(), String> {
+    let report = airlock
+        .test_connection(connection)
+        .await
+        .map_err(|e| e.to_string())?;
+    if report.account.as_deref() != Some("bench-user") {
+        return Err(format!("unexpected account {:?}", report.account));
+    }
+    Ok(())
+}
+
+// ---- measuring ----------------------------------------------------------------
+
+#[derive(Clone, Copy)]
 struct Stats {
     median: Duration,
     p99: Duration,
@@ -59,81 +203,163 @@ fn stats(mut samples: Vec<Duration>) -> Stats {
     }
 }
 
-fn runtime(cache: &std::path::Path, pooling: bool) -> Runtime {
-    Runtime::new(RuntimeConfig {
-        cache_dir: Some(cache.to_path_buf()),
-        address_policy: AddressPolicy::parse_allow_list("127.0.0.0/8").unwrap(),
-        pooling,
-        max_concurrent_calls: 64,
-        audit: Arc::new(MemoryAudit::new()),
-        ..RuntimeConfig::default()
-    })
-    .unwrap()
+fn us(d: Duration) -> String {
+    format!("{:.1} µs", d.as_secs_f64() * 1e6)
 }
 
-/// Calls per second with `callers` concurrent tasks for `secs`.
-async fn throughput(
-    rt: Arc<Runtime>,
-    plugin: Arc<airlock::Plugin>,
-    conn: Connection,
-    callers: usize,
-    secs: f64,
-) -> f64 {
+/// Calls per second and errors with `callers` tasks running `op` for `secs`.
+async fn throughput<F>(callers: usize, secs: f64, op: F) -> (f64, u64)
+where
+    F: Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync + 'static,
+{
+    let op = Arc::new(op);
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
-    let mut tasks = Vec::new();
-    for _ in 0..callers {
-        let (rt, plugin, conn) = (rt.clone(), plugin.clone(), conn.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut n = 0u64;
-            while Instant::now() < deadline {
-                rt.test_connection(&plugin, &conn).await.unwrap();
-                n += 1;
-            }
-            n
-        }));
-    }
+    let errors = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..callers)
+        .map(|_| {
+            let (op, errors) = (op.clone(), errors.clone());
+            tokio::spawn(async move {
+                let mut n = 0u64;
+                while Instant::now() < deadline {
+                    if let Err(e) = op().await {
+                        if errors.fetch_add(1, Ordering::Relaxed) == 0 {
+                            eprintln!("first error: {e}");
+                        }
+                    }
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
     let mut total = 0;
     for t in tasks {
         total += t.await.unwrap();
     }
-    total as f64 / secs
+    (
+        total as f64 / start.elapsed().as_secs_f64(),
+        errors.load(Ordering::Relaxed),
+    )
 }
 
-fn us(d: Duration) -> String {
-    format!("{:>9.1} µs", d.as_secs_f64() * 1e6)
+/// Resident set size of this process.
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
 }
 
-#[tokio::main(flavor = "multi_thread")]
-async fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
-    let n = if quick { 300 } else { 3000 };
-    let addr = serve().await;
-    let base = format!("http://{addr}");
-    let cache = tempfile::tempdir().unwrap();
-    let minimal_wasm = std::fs::read(airlock_test_artifacts::MINIMAL).unwrap();
-    let probe_wasm = std::fs::read(airlock_test_artifacts::PROBE).unwrap();
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
+}
 
-    // --- load: compile vs compiled cache -------------------------------
+/// An audit sink that records nothing: the "audit off" baseline.
+#[derive(Debug)]
+struct NoAudit(AtomicU64);
+
+impl AuditSink for NoAudit {
+    fn begin<'a>(
+        &'a self,
+        _record: &'a EgressRecord,
+    ) -> BoxFuture<'a, Result<RecordId, AuditError>> {
+        let id = RecordId(self.0.fetch_add(1, Ordering::Relaxed));
+        Box::pin(async move { Ok(id) })
+    }
+
+    fn finish(&self, _id: RecordId, _outcome: &EgressOutcome) {}
+}
+
+// ---- sections -------------------------------------------------------------------
+
+struct Options {
+    quick: bool,
+    only: Option<String>,
+}
+
+impl Options {
+    fn runs(&self, section: &str) -> bool {
+        self.only.as_deref().is_none_or(|o| o == section)
+    }
+}
+
+async fn startup(opts: &Options) {
+    let minimal = std::fs::read(airlock_test_artifacts::MINIMAL).unwrap();
+    let cache = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let runtime = || {
+        Runtime::new(RuntimeConfig {
+            cache_dir: Some(cache.path().to_path_buf()),
+            ..RuntimeConfig::default()
+        })
+        .unwrap()
+    };
     let t = Instant::now();
-    runtime(cache.path(), true).load(&minimal_wasm).unwrap();
+    runtime().load(&minimal).unwrap();
     let cold = t.elapsed();
     let mut cached = Vec::new();
-    for _ in 0..5 {
-        let rt = runtime(cache.path(), true);
+    for _ in 0..if opts.quick { 5 } else { 20 } {
+        let rt = runtime();
         let t = Instant::now();
-        let p = rt.load(&minimal_wasm).unwrap();
+        let p = rt.load(&minimal).unwrap();
         cached.push(t.elapsed());
         assert_eq!(p.cache_outcome(), airlock::runtime::CacheOutcome::Cached);
     }
     let cached = stats(cached).median;
 
-    // --- instantiate + call a no-op: pooled vs on-demand ----------------
-    let mut noop = Vec::new();
+    // A restarted host: install (compiles), close, reopen, first call.
+    let server = serve().await;
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    drop(install(dir.path(), &format!("http://{server}")));
+    let t = Instant::now();
+    let airlock = Airlock::open(config(dir.path())).unwrap();
+    let opened = t.elapsed();
+    let t = Instant::now();
+    plugin_get(&airlock, &connection_name(1 << 10))
+        .await
+        .unwrap();
+    let first_call = t.elapsed();
+    let outcome = airlock.loaded_plugin("minimal").unwrap().cache_outcome();
+
+    println!("## start-up\n");
+    println!("| measure | time | vs compile |");
+    println!("|---|---:|---:|");
+    println!(
+        "| load minimal.wasm: compile (cold) | {} | 100% |",
+        us(cold)
+    );
+    println!(
+        "| load minimal.wasm: from the compiled cache (median) | {} | {:.2}% |",
+        us(cached),
+        cached.as_secs_f64() / cold.as_secs_f64() * 100.0
+    );
+    println!("| restarted host: open data directory | {} | |", us(opened));
+    println!(
+        "| restarted host: first call (component {:?}) | {} | |",
+        outcome,
+        us(first_call)
+    );
+    assert_eq!(outcome, airlock::runtime::CacheOutcome::Cached);
+    println!();
+}
+
+async fn instantiate(opts: &Options) {
+    let n = if opts.quick { 500 } else { 5000 };
+    let probe_wasm = std::fs::read(airlock_test_artifacts::PROBE).unwrap();
+    let cache = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let mut rows = Vec::new();
     for pooling in [true, false] {
-        let rt = runtime(cache.path(), pooling);
+        let rt = Runtime::new(RuntimeConfig {
+            cache_dir: Some(cache.path().to_path_buf()),
+            pooling,
+            ..RuntimeConfig::default()
+        })
+        .unwrap();
         let probe = rt.load(&probe_wasm).unwrap();
         let conn = Connection::new("bench", "bench").with_setting("action", "ok");
-        for _ in 0..50 {
+        for _ in 0..100 {
             rt.test_connection(&probe, &conn).await.unwrap();
         }
         let mut samples = Vec::with_capacity(n);
@@ -142,72 +368,218 @@ async fn main() {
             rt.test_connection(&probe, &conn).await.unwrap();
             samples.push(t.elapsed());
         }
-        noop.push(stats(samples));
+        rows.push(stats(samples));
     }
+    println!("## instantiate + call a no-op export ({n} calls)\n");
+    println!("| allocation | median | p99 | vs pooled |");
+    println!("|---|---:|---:|---:|");
+    println!(
+        "| pooled | {} | {} | 1.00x |",
+        us(rows[0].median),
+        us(rows[0].p99)
+    );
+    println!(
+        "| on-demand | {} | {} | {:.2}x |",
+        us(rows[1].median),
+        us(rows[1].p99),
+        rows[1].median.as_secs_f64() / rows[0].median.as_secs_f64()
+    );
+    println!();
+}
 
-    // --- one loopback GET + JSON parse: plugin vs native ----------------
-    let rt = runtime(cache.path(), true);
-    let minimal = rt.load(&minimal_wasm).unwrap();
-    let conn = Connection::new("bench", "bench")
-        .with_setting("base-url", &base)
-        .with_credential(
-            http::header::AUTHORIZATION,
-            StaticCredential::new(Credential::Bearer {
-                token: "bench-token".to_string().into(),
-            }),
-        )
-        .unwrap();
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<Full<Bytes>>();
-    let url: http::Uri = format!("{base}/api/me").parse().unwrap();
-    let native_get = || async {
-        let req = http::Request::get(url.clone())
-            .header("authorization", "Bearer bench-token")
-            .header("accept", "application/json")
-            .body(Full::new(Bytes::new()))
-            .unwrap();
-        let resp = client.request(req).await.unwrap();
-        let body = resp.into_body().collect().await.unwrap().to_bytes();
-        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(v["name"], "bench-user");
+/// Sequential latency, interleaving the two sides so both see the same
+/// machine conditions.
+async fn latency(
+    opts: &Options,
+    airlock: &Airlock,
+    client: &Client,
+    base: &str,
+    size: usize,
+) -> (Stats, Stats) {
+    let n = match (opts.quick, size) {
+        (true, s) if s >= 1 << 20 => 50,
+        (true, _) => 300,
+        (false, s) if s >= 1 << 20 => 300,
+        (false, _) => 3000,
     };
-    for _ in 0..50 {
-        native_get().await;
-        rt.test_connection(&minimal, &conn).await.unwrap();
+    let url: http::Uri = format!("{base}/size/{size}/api/me").parse().unwrap();
+    let name = connection_name(size);
+    for _ in 0..20 {
+        native_get(client, &url).await.unwrap();
+        plugin_get(airlock, &name).await.unwrap();
     }
-    // Interleave so both sides see the same machine conditions.
     let (mut native, mut plugin) = (Vec::with_capacity(n), Vec::with_capacity(n));
     for _ in 0..n {
         let t = Instant::now();
-        native_get().await;
+        native_get(client, &url).await.unwrap();
         native.push(t.elapsed());
         let t = Instant::now();
-        let r = rt.test_connection(&minimal, &conn).await.unwrap();
+        plugin_get(airlock, &name).await.unwrap();
         plugin.push(t.elapsed());
-        assert_eq!(r.account.as_deref(), Some("bench-user"));
     }
-    let (native, plugin) = (stats(native), stats(plugin));
+    (stats(native), stats(plugin))
+}
 
-    // --- audit cost: 64 concurrent callers, the same GET -------------------
-    let secs = if quick { 3.0 } else { 10.0 };
-    let mut audit_rows = Vec::new();
+async fn call(opts: &Options, base: &str) {
+    let host = host(base);
+    let client = native_client();
+    let (native, plugin) = latency(opts, &host.airlock, &client, base, 1 << 10).await;
+    println!("## one call: GET 1 KiB of JSON from loopback and parse it\n");
+    println!("| side | median | p99 | ratio (median) |");
+    println!("|---|---:|---:|---:|");
+    println!(
+        "| native Rust (hyper, pooled keep-alive) | {} | {} | 1.00x |",
+        us(native.median),
+        us(native.p99)
+    );
+    println!(
+        "| plugin, full host path | {} | {} | {:.2}x |",
+        us(plugin.median),
+        us(plugin.p99),
+        plugin.median.as_secs_f64() / native.median.as_secs_f64()
+    );
+    println!();
+}
+
+async fn scaling(opts: &Options, base: &str) {
+    let secs = if opts.quick { 1.0 } else { 3.0 };
+    let host = host(base);
+    let client = native_client();
+    println!(
+        "## scaling: throughput by concurrent callers and response size ({secs} s per cell)\n"
+    );
+    println!(
+        "| response | callers | native calls/s | plugin calls/s | plugin/native | errors | native median | plugin median | latency ratio |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (size, label) in SIZES {
+        let (native_lat, plugin_lat) = latency(opts, &host.airlock, &client, base, size).await;
+        for callers in CALLERS {
+            let url: http::Uri = format!("{base}/size/{size}/api/me").parse().unwrap();
+            let c = client.clone();
+            let (native, native_errors) = throughput(callers, secs, move || {
+                let (c, url) = (c.clone(), url.clone());
+                Box::pin(async move { native_get(&c, &url).await })
+            })
+            .await;
+            let (airlock, name) = (host.airlock.clone(), connection_name(size));
+            let (plugin, plugin_errors) = throughput(callers, secs, move || {
+                let (airlock, name) = (airlock.clone(), name.clone());
+                Box::pin(async move { plugin_get(&airlock, &name).await })
+            })
+            .await;
+            let latency = if callers == 1 {
+                format!(
+                    "{} | {} | {:.2}x",
+                    us(native_lat.median),
+                    us(plugin_lat.median),
+                    plugin_lat.median.as_secs_f64() / native_lat.median.as_secs_f64()
+                )
+            } else {
+                " | | ".to_string()
+            };
+            println!(
+                "| {label} | {callers} | {native:.0} | {plugin:.0} | {:.2}x | {} | {latency} |",
+                plugin / native,
+                native_errors + plugin_errors
+            );
+        }
+    }
+    println!();
+}
+
+async fn soak(opts: &Options, base: &str) {
+    let secs = if opts.quick { 8.0 } else { 30.0 };
+    let host = host(base);
+    let client = native_client();
+    let url: http::Uri = format!("{base}/size/1024/api/me").parse().unwrap();
+    let (native, native_errors) = throughput(64, secs, move || {
+        let (c, url) = (client.clone(), url.clone());
+        Box::pin(async move { native_get(&c, &url).await })
+    })
+    .await;
+    // Sample resident memory every second while the plugin side runs.
+    let samples = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sampler = {
+        let samples = samples.clone();
+        tokio::spawn(async move {
+            let start = Instant::now();
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                samples
+                    .lock()
+                    .unwrap()
+                    .push((start.elapsed().as_secs_f64(), rss_bytes()));
+            }
+        })
+    };
+    let (airlock, name) = (host.airlock.clone(), connection_name(1 << 10));
+    let (plugin, plugin_errors) = throughput(64, secs, move || {
+        let (airlock, name) = (airlock.clone(), name.clone());
+        Box::pin(async move { plugin_get(&airlock, &name).await })
+    })
+    .await;
+    sampler.abort();
+    let samples = samples.lock().unwrap().clone();
+    let at_5s = samples
+        .iter()
+        .find(|(t, _)| *t >= 5.0)
+        .map_or(0, |(_, rss)| *rss);
+    let peak_after_5s = samples
+        .iter()
+        .filter(|(t, _)| *t >= 5.0)
+        .map(|(_, rss)| *rss)
+        .max()
+        .unwrap_or(0);
+    let last = samples.last().map_or(0, |(_, rss)| *rss);
+    println!("## soak: 64 concurrent callers, {secs} s each side, 1 KiB answers\n");
+    println!("| side | calls/s | vs native | errors |");
+    println!("|---|---:|---:|---:|");
+    println!("| native | {native:.0} | 1.00x | {native_errors} |");
+    println!(
+        "| plugin, full host path | {plugin:.0} | {:.2}x | {plugin_errors} |",
+        plugin / native
+    );
+    println!(
+        "\nresident memory while the plugin side ran: {} at 5 s, peak after 5 s {}, {} at the end ({:+.1}% from 5 s to the end)\n",
+        mib(at_5s),
+        mib(peak_after_5s),
+        mib(last),
+        (last as f64 - at_5s as f64) / at_5s.max(1) as f64 * 100.0
+    );
+}
+
+async fn audit(opts: &Options, base: &str) {
+    let secs = if opts.quick { 3.0 } else { 10.0 };
+    let minimal = std::fs::read(airlock_test_artifacts::MINIMAL).unwrap();
+    let cache = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let conn = Connection::new("bench", "bench")
+        .with_setting("base-url", format!("{base}/size/1024"))
+        .with_credential(
+            http::header::AUTHORIZATION,
+            StaticCredential::new(Credential::Bearer {
+                token: TOKEN.to_string().into(),
+            }),
+        )
+        .unwrap();
+    let mut rows = Vec::new();
     for (label, durability) in [
-        ("audit in memory", None),
+        ("audit off", None),
         (
-            "audit SQLite, process-crash durable (default)",
-            Some(airlock::audit::AuditDurability::ProcessCrash),
+            "audit on, crash-durable (default)",
+            Some(AuditDurability::ProcessCrash),
         ),
         (
-            "audit SQLite, power-loss durable",
-            Some(airlock::audit::AuditDurability::PowerLoss),
+            "audit on, power-loss durable",
+            Some(AuditDurability::PowerLoss),
         ),
     ] {
-        let dir = tempfile::tempdir().unwrap();
-        let audit: Arc<dyn airlock::audit::AuditSink> = match durability {
-            None => Arc::new(MemoryAudit::new()),
+        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let sink: Arc<dyn AuditSink> = match durability {
+            None => Arc::new(NoAudit(AtomicU64::new(0))),
             Some(d) => {
                 let store = airlock::store::Store::open(dir.path()).unwrap();
-                airlock::audit::SqliteAudit::open(store.path(), d).unwrap()
+                SqliteAudit::open(store.path(), d).unwrap()
             }
         };
         let rt = Arc::new(
@@ -215,69 +587,71 @@ async fn main() {
                 cache_dir: Some(cache.path().to_path_buf()),
                 address_policy: AddressPolicy::parse_allow_list("127.0.0.0/8").unwrap(),
                 max_concurrent_calls: 128,
-                audit,
+                audit: sink,
                 ..RuntimeConfig::default()
             })
             .unwrap(),
         );
-        let plugin = rt.load(&minimal_wasm).unwrap();
-        let per_sec = throughput(rt, plugin, conn.clone(), 64, secs).await;
-        audit_rows.push((label, per_sec));
+        let plugin = rt.load(&minimal).unwrap();
+        let conn = conn.clone();
+        let (per_sec, errors) = throughput(64, secs, move || {
+            let (rt, plugin, conn) = (rt.clone(), plugin.clone(), conn.clone());
+            Box::pin(async move {
+                rt.test_connection(&plugin, &conn)
+                    .await
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            })
+        })
+        .await;
+        rows.push((label, per_sec, errors));
     }
-
-    println!("airlock runtime benchmark ({n} iterations per row)\n");
-    println!(
-        "{:<44} {:>12} {:>12} {:>8}",
-        "measure", "median", "p99", "ratio"
-    );
-    println!(
-        "{:<44} {:>12} {:>12} {:>8}",
-        "load minimal.wasm: compile (cold)",
-        us(cold),
-        "",
-        ""
-    );
-    println!(
-        "{:<44} {:>12} {:>12} {:>7.2}%",
-        "load minimal.wasm: compiled cache",
-        us(cached),
-        "",
-        cached.as_secs_f64() / cold.as_secs_f64() * 100.0
-    );
-    println!(
-        "{:<44} {:>12} {:>12} {:>8}",
-        "instantiate + no-op call, pooling",
-        us(noop[0].median),
-        us(noop[0].p99),
-        ""
-    );
-    println!(
-        "{:<44} {:>12} {:>12} {:>7.2}x",
-        "instantiate + no-op call, on-demand",
-        us(noop[1].median),
-        us(noop[1].p99),
-        noop[1].median.as_secs_f64() / noop[0].median.as_secs_f64()
-    );
-    println!(
-        "{:<44} {:>12} {:>12} {:>8}",
-        "native GET + JSON (hyper, pooled)",
-        us(native.median),
-        us(native.p99),
-        ""
-    );
-    println!(
-        "{:<44} {:>12} {:>12} {:>7.2}x",
-        "plugin GET + JSON (full host path)",
-        us(plugin.median),
-        us(plugin.p99),
-        plugin.median.as_secs_f64() / native.median.as_secs_f64()
-    );
-    println!("\nplugin GET + JSON, 64 concurrent callers, {secs} s each:");
-    let base = audit_rows[0].1;
-    for (label, per_sec) in &audit_rows {
+    println!("## audit cost: 64 concurrent callers, {secs} s each, 1 KiB answers\n");
+    println!("| audit | calls/s | vs off | errors |");
+    println!("|---|---:|---:|---:|");
+    let off = rows[0].1;
+    for (label, per_sec, errors) in rows {
         println!(
-            "{label:<52} {per_sec:>9.0} calls/s {:>7.2}x",
-            per_sec / base
+            "| {label} | {per_sec:.0} | {:.2}x | {errors} |",
+            per_sec / off
         );
+    }
+    println!();
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let opts = Options {
+        quick: args.iter().any(|a| a == "--quick"),
+        only: args
+            .iter()
+            .position(|a| a == "--only")
+            .and_then(|i| args.get(i + 1).cloned()),
+    };
+    let server = serve().await;
+    let base = format!("http://{server}");
+    println!(
+        "# airlock benchmark ({} run, {} CPUs)\n",
+        if opts.quick { "quick" } else { "full" },
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    if opts.runs("startup") {
+        startup(&opts).await;
+    }
+    if opts.runs("instantiate") {
+        instantiate(&opts).await;
+    }
+    if opts.runs("call") {
+        call(&opts, &base).await;
+    }
+    if opts.runs("scaling") {
+        scaling(&opts, &base).await;
+    }
+    if opts.runs("soak") {
+        soak(&opts, &base).await;
+    }
+    if opts.runs("audit") {
+        audit(&opts, &base).await;
     }
 }

@@ -323,7 +323,7 @@ impl Airlock {
                 });
             }
         }
-        let plugin = self.loaded_plugin(&record.plugin_id)?;
+        let (installed, plugin) = self.installed_plugin(&record.plugin_id)?;
         let mut conn = Connection::new(record.id.clone(), record.name.clone());
         conn.settings = record.settings.clone();
         conn.project = project.map(String::from);
@@ -340,9 +340,6 @@ impl Airlock {
             }
             _ => http::header::AUTHORIZATION,
         };
-        let installed = self
-            .store
-            .read(|c| crate::store::plugins::get_plugin(c, &record.plugin_id))?;
         let source: Arc<dyn CredentialSource> = if record.auth_kind == AuthKind::Oauth2 {
             let spec =
                 installed.manifest.auth.oauth2.clone().ok_or_else(|| {

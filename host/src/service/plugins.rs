@@ -171,10 +171,19 @@ impl Airlock {
 
     /// The loaded plugin for an installed id: the pinned file, re-hashed, with
     /// the approved grant.
-    pub(crate) fn loaded_plugin(&self, id: &str) -> Result<Arc<Plugin>, ServiceError> {
+    pub fn loaded_plugin(&self, id: &str) -> Result<Arc<Plugin>, ServiceError> {
+        Ok(self.installed_plugin(id)?.1)
+    }
+
+    /// [`Airlock::loaded_plugin`] with its install record (approved grant,
+    /// manifest), from one read of the store.
+    pub(crate) fn installed_plugin(
+        &self,
+        id: &str,
+    ) -> Result<(PluginRecord, Arc<Plugin>), ServiceError> {
         let record = self.store.read(|c| repo::get_plugin(c, id))?;
         if let Some(p) = self.loaded.lock().unwrap().get(&record.sha256) {
-            return Ok(p.clone());
+            return Ok((record, p.clone()));
         }
         let path = self.plugin_path(&record.sha256);
         let wasm = std::fs::read(&path).map_err(|source| ServiceError::Io {
@@ -194,6 +203,6 @@ impl Airlock {
             .lock()
             .unwrap()
             .insert(record.sha256.clone(), plugin.clone());
-        Ok(plugin)
+        Ok((record, plugin))
     }
 }

@@ -236,15 +236,13 @@ pub fn insert_connection(
 
 /// The connection whose id, or else whose name, is `id_or_name`.
 pub fn get_connection(conn: &Connection, id_or_name: &str) -> Result<ConnectionRecord, StoreError> {
+    // Cached: this runs on every call.
     let raw = conn
-        .query_row(
-            &format!(
-                "SELECT {COLUMNS} FROM connections WHERE id = ?1 OR name = ?1
-                 ORDER BY id = ?1 DESC LIMIT 1"
-            ),
-            [id_or_name],
-            RawConnection::from_row,
-        )
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM connections WHERE id = ?1 OR name = ?1
+             ORDER BY id = ?1 DESC LIMIT 1"
+        ))?
+        .query_row([id_or_name], RawConnection::from_row)
         .optional()?
         .ok_or_else(|| StoreError::NotFound(format!("connection `{id_or_name}`")))?;
     raw.decode(conn)

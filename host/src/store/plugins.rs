@@ -65,14 +65,12 @@ pub fn upsert_plugin(
 
 /// The installed plugin `id`.
 pub fn get_plugin(conn: &Connection, id: &str) -> Result<PluginRecord, StoreError> {
-    conn.query_row(
-        &format!("SELECT {COLUMNS} FROM plugins WHERE id = ?1"),
-        [id],
-        RawPlugin::from_row,
-    )
-    .optional()?
-    .ok_or_else(|| StoreError::NotFound(format!("plugin `{id}`")))?
-    .decode()
+    // Cached: this runs on every call.
+    conn.prepare_cached(&format!("SELECT {COLUMNS} FROM plugins WHERE id = ?1"))?
+        .query_row([id], RawPlugin::from_row)
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound(format!("plugin `{id}`")))?
+        .decode()
 }
 
 /// Every installed plugin, ordered by id.

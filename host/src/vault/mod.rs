@@ -479,17 +479,17 @@ impl Vault {
         owner: &SecretOwner,
         field: &str,
     ) -> Result<Option<SecretString>, VaultError> {
+        // Cached: credentials are opened for every outbound request.
         let row: Option<(String, u32, Vec<u8>, Option<u32>)> = conn
-            .query_row(
-                &format!(
-                    "SELECT id, key_version, ciphertext,
-                            (SELECT version FROM key_versions WHERE active = 1)
-                     FROM secrets WHERE {} = ?1 AND field = ?2",
-                    owner.column()
-                ),
-                params![owner.id(), field],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-            )
+            .prepare_cached(&format!(
+                "SELECT id, key_version, ciphertext,
+                        (SELECT version FROM key_versions WHERE active = 1)
+                 FROM secrets WHERE {} = ?1 AND field = ?2",
+                owner.column()
+            ))?
+            .query_row(params![owner.id(), field], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
             .optional()?;
         let Some((id, version, ciphertext, active)) = row else {
             return Ok(None);

@@ -222,10 +222,10 @@ where
             tokio::spawn(async move {
                 let mut n = 0u64;
                 while Instant::now() < deadline {
-                    if let Err(e) = op().await {
-                        if errors.fetch_add(1, Ordering::Relaxed) == 0 {
-                            eprintln!("first error: {e}");
-                        }
+                    if let Err(e) = op().await
+                        && errors.fetch_add(1, Ordering::Relaxed) == 0
+                    {
+                        eprintln!("first error: {e}");
                     }
                     n += 1;
                 }

@@ -120,6 +120,7 @@
 
 pub mod host;
 pub mod http;
+pub mod sse;
 
 /// Generated bindings. Not part of the public API: use [`types`], [`host`],
 /// [`http`] and the traits instead.

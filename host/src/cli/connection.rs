@@ -40,7 +40,8 @@ pub enum ConnectionCommand {
         /// User or email (basic auth).
         #[arg(long)]
         username: Option<String>,
-        /// Header carrying the key (api-key auth), e.g. x-api-key.
+        /// Header carrying the key (api-key auth), e.g. x-api-key. Plugins
+        /// whose settings name the header (auth-header) default to those.
         #[arg(long)]
         header: Option<String>,
         /// Prefix before the key (api-key auth), e.g. "Bearer ".
@@ -149,8 +150,9 @@ pub fn run(airlock: &Airlock, cmd: ConnectionCommand) -> anyhow::Result<()> {
                     password: secret.read("password or API token")?,
                 },
                 AuthArg::ApiKey => AuthInput::ApiKey {
-                    header: header
-                        .ok_or_else(|| UsageError("api-key auth needs --header".into()))?,
+                    // Plugins that name their header settings (openai,
+                    // custom-rest) take it from there when absent.
+                    header: header.unwrap_or_default(),
                     prefix,
                     key: secret.read("API key")?,
                 },

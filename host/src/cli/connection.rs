@@ -83,6 +83,9 @@ pub enum ConnectionCommand {
     Resume { name: String },
     /// Delete a connection and destroy its secrets.
     Rm { name: String },
+    /// Show or set how chats through an AI provider connection are
+    /// prepared: PII redaction (on by default) and the domain system prompt.
+    ChatOptions(super::chat::ChatOptionsArgs),
 }
 
 fn scope_text(scope: &Scope) -> String {
@@ -239,6 +242,7 @@ pub fn run(airlock: &Airlock, cmd: ConnectionCommand) -> anyhow::Result<()> {
             println!("connection {} is {}", r.name, r.status.as_str());
             Ok(())
         }
+        ConnectionCommand::ChatOptions(args) => super::chat::run_options(airlock, args),
         ConnectionCommand::Rm { name } => {
             airlock.remove_connection(&name)?;
             println!("removed connection {name}; its secrets are destroyed");

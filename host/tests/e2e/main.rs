@@ -9,6 +9,7 @@ mod egress;
 mod hostile;
 mod loading;
 mod oauth;
+mod openai;
 mod operate;
 mod secrets;
 mod service;

@@ -5,6 +5,7 @@ mod azure_devops;
 mod cli;
 mod common;
 mod confluence;
+mod custom_rest;
 mod egress;
 mod hostile;
 mod loading;

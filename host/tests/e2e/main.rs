@@ -2,6 +2,7 @@
 //! host against real HTTP servers on loopback.
 
 mod azure_devops;
+mod chat;
 mod cli;
 mod common;
 mod confluence;

@@ -238,6 +238,41 @@ impl Airlock {
         })
     }
 
+    /// Redact a `chat.complete` input given to [`Airlock::call`] as the
+    /// connection's options say, so no AI send bypasses redaction; returns
+    /// the input to send and the audit detail to record.
+    pub(super) fn redact_call_input(
+        &self,
+        record: &ConnectionRecord,
+        input: serde_json::Value,
+    ) -> Result<(serde_json::Value, String), ServiceError> {
+        let options = self.store.read(|c| repo::chat_options(c, &record.id))?;
+        let mut request: ChatRequest = serde_json::from_value(input).map_err(|e| {
+            ServiceError::Call(crate::CallError::BadInput {
+                operation: "chat.complete".into(),
+                message: e.to_string(),
+            })
+        })?;
+        let mut redacted = BTreeMap::new();
+        if options.redaction {
+            let mut redactor = Redactor::new();
+            for m in &mut request.messages {
+                m.content = redactor.redact(&m.content);
+            }
+            redacted = redactor.counts();
+        }
+        let detail = serde_json::json!({
+            "chat": {
+                "conversation": request.conversation_id,
+                "redaction": if options.redaction { "on" } else { "off" },
+                "redacted": redacted,
+            }
+        })
+        .to_string();
+        let input = serde_json::to_value(&request).expect("WIT records serialize to JSON");
+        Ok((input, detail))
+    }
+
     /// The plugin and runtime connection for a turn, its audit detail set.
     fn chat_call(
         &self,

@@ -153,6 +153,41 @@ async fn every_pii_kind_reaches_the_server_as_placeholders_only() {
 }
 
 #[tokio::test]
+async fn airlock_call_of_chat_complete_is_redacted_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let airlock = service(dir.path(), "openai");
+    let server = completions_server("ok").await;
+    airlock
+        .add_connection(gpt(&format!("{}/v1", server.uri())))
+        .unwrap();
+    // The WIT record as JSON, as `airlock call` takes it.
+    let request = serde_json::to_value(airlock::runtime::types::ChatRequest {
+        model: None,
+        messages: vec![crate::openai::message(
+            airlock::runtime::types::Role::User,
+            "reach me at ada@example.com or 10.1.1.1",
+        )],
+        temperature: None,
+        max_tokens: None,
+        conversation_id: None,
+    })
+    .unwrap();
+    let out = airlock
+        .call("gpt", "chat.complete", request, None)
+        .await
+        .unwrap();
+    assert_eq!(out["content"], "ok");
+    let sent = sent_bodies(&server).await;
+    assert_eq!(
+        sent[0]["messages"][0]["content"],
+        "reach me at [EMAIL_1] or [IPV4_1]"
+    );
+    let entries = airlock.list_audit(&AuditFilter::default()).unwrap();
+    let detail: Value = serde_json::from_str(entries[0].detail.as_deref().unwrap()).unwrap();
+    assert_eq!(detail["chat"]["redacted"], json!({"email": 1, "ipv4": 1}));
+}
+
+#[tokio::test]
 async fn redaction_can_be_switched_off_per_connection() {
     let dir = tempfile::tempdir().unwrap();
     let airlock = service(dir.path(), "openai");

@@ -242,6 +242,27 @@ async fn gateway_failures_carry_the_gateways_message_and_store_nothing() {
 }
 
 #[tokio::test]
+async fn a_client_header_cannot_forge_the_credential_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let airlock = service(dir.path(), "custom-rest");
+    let server = gateway().await;
+    let mut forged = gateway_connection(&server);
+    forged
+        .settings
+        .insert("client-header".into(), "X-MSI-GenAI-API-Key: forged".into());
+    airlock.add_connection(forged).unwrap();
+    let err = airlock
+        .chat("genai", turn("hello", None))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(plugin_error(&err), PluginError::EgressDenied(m) if m.to_ascii_lowercase().contains("`x-msi-genai-api-key`")),
+        "{err}"
+    );
+    assert!(server.received_requests().await.unwrap().is_empty());
+}
+
+#[tokio::test]
 async fn another_format_works_through_a_mapping() {
     let dir = tempfile::tempdir().unwrap();
     let airlock = service(dir.path(), "custom-rest");

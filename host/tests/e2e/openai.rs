@@ -606,7 +606,6 @@ async fn azure_style_api_key_header_with_an_empty_prefix_and_api_version() {
                 ("auth-header", "api-key"),
                 ("auth-prefix", ""),
                 ("api-version", "2024-10-21"),
-                ("model", "gpt-4o"),
             ],
             "",
             "",
@@ -623,6 +622,9 @@ async fn azure_style_api_key_header_with_an_empty_prefix_and_api_version() {
     assert_eq!(sent.headers.get("api-key").unwrap(), CANARY, "no prefix");
     assert!(sent.headers.get("authorization").is_none());
     assert_eq!(sent.url.query(), Some("api-version=2024-10-21"));
+    // The deployment in the URL picks the model: none is sent.
+    let body: Value = serde_json::from_slice(&sent.body).unwrap();
+    assert!(body.get("model").is_none(), "{body}");
 }
 
 #[tokio::test]

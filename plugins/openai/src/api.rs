@@ -86,19 +86,21 @@ impl Endpoint {
         self.url(&self.models_path)
     }
 
-    /// The model a request uses: its own, else the connection's.
-    pub fn model_for(&self, requested: Option<&str>) -> Result<String, PluginError> {
-        requested
+    /// The model a request uses: its own, else the connection's. Azure
+    /// OpenAI (an `api-version` is set) picks the model by the deployment in
+    /// the URL, so there it may be absent; everywhere else it is required.
+    pub fn model_for(&self, requested: Option<&str>) -> Result<Option<String>, PluginError> {
+        let model = requested
             .map(str::trim)
             .filter(|m| !m.is_empty())
             .map(String::from)
-            .or_else(|| self.model.clone())
-            .ok_or_else(|| {
-                PluginError::InvalidInput(
-                    "no model: name one in the request or set the connection's `model` setting"
-                        .into(),
-                )
-            })
+            .or_else(|| self.model.clone());
+        if model.is_none() && self.api_version.is_none() {
+            return Err(PluginError::InvalidInput(
+                "no model: name one in the request or set the connection's `model` setting".into(),
+            ));
+        }
+        Ok(model)
     }
 }
 
@@ -147,9 +149,12 @@ mod tests {
     #[test]
     fn picks_the_model() {
         let e = Endpoint::new("https://h", None, None, None, Some("gpt-4o".into())).unwrap();
-        assert_eq!(e.model_for(None).unwrap(), "gpt-4o");
-        assert_eq!(e.model_for(Some(" o3 ")).unwrap(), "o3");
-        assert_eq!(e.model_for(Some("")).unwrap(), "gpt-4o");
+        assert_eq!(e.model_for(None).unwrap().as_deref(), Some("gpt-4o"));
+        assert_eq!(e.model_for(Some(" o3 ")).unwrap().as_deref(), Some("o3"));
+        assert_eq!(e.model_for(Some("")).unwrap().as_deref(), Some("gpt-4o"));
+        let azure =
+            Endpoint::new("https://h", None, None, Some("2024-10-21".into()), None).unwrap();
+        assert_eq!(azure.model_for(None).unwrap(), None);
         let none = Endpoint::new("https://h", None, None, None, None).unwrap();
         assert!(matches!(
             none.model_for(None),

@@ -14,7 +14,7 @@
 //! | `base-url`      | (required)          | API root, e.g. `https://api.openai.com/v1`           |
 //! | `endpoint-path` | `/chat/completions` | chat endpoint below `base-url` (empty: `base-url` itself) |
 //! | `models-path`   | `/models`           | model list below `base-url`                          |
-//! | `model`         |                     | model when a request names none                      |
+//! | `model`         |                     | model when a request names none (optional with `api-version`: Azure deployments pick it) |
 //! | `api-version`   |                     | `?api-version=` on every request (Azure)             |
 //! | `auth-header`   | `Authorization`     | read by the host, not the plugin                     |
 //! | `auth-prefix`   | `Bearer `           | read by the host, not the plugin                     |
@@ -26,7 +26,7 @@
 //! | `chat.complete`         | `POST {base}{endpoint-path}` with `model`, `messages`, `temperature`, `max_tokens` |
 //! | `chat.complete-stream`  | the same with `"stream": true`, read as server-sent events   |
 //! | `chat.list-models`      | `GET {base}{models-path}`                                    |
-//! | `test-connection`       | the model list; when the server has none (404), a one-token completion with the connection's model |
+//! | `test-connection`       | the model list; when the server has none (404), a one-token completion with the connection's model (or, with `api-version`, the deployment's) |
 //!
 //! Streaming: events are parsed incrementally (`data:` lines, multi-line
 //! events, comments, CR/LF line ends, pieces split anywhere, even inside a
@@ -95,7 +95,9 @@ impl Connector for OpenAi {
             }
             // No model list (Azure deployments, some gateways): one tiny
             // completion proves the endpoint and the key instead.
-            Err(PluginError::NotFound(_)) if endpoint.model.is_some() => {
+            Err(PluginError::NotFound(_))
+                if endpoint.model.is_some() || endpoint.api_version.is_some() =>
+            {
                 let request = ChatRequest {
                     model: None,
                     messages: vec![ChatMessage {
@@ -107,7 +109,10 @@ impl Connector for OpenAi {
                     conversation_id: None,
                 };
                 let answer = complete(&endpoint, &request)?;
-                let model = answer.model.or(endpoint.model).unwrap_or_default();
+                let model = answer
+                    .model
+                    .or(endpoint.model)
+                    .unwrap_or_else(|| "the deployment's model".into());
                 details.push(("model".to_string(), model.clone()));
                 Ok(ConnectionReport {
                     account: None,

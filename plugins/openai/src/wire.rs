@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Serialize, PartialEq)]
 pub struct Body<'a> {
-    pub model: String,
+    /// Absent only for Azure deployments, which pick the model themselves.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
     pub messages: Vec<Message<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub temperature: Option<f32>,
@@ -33,7 +35,11 @@ fn role(role: Role) -> &'static str {
 }
 
 /// The request body for `request`, refusing what no server would accept.
-pub fn body(request: &ChatRequest, model: String, stream: bool) -> Result<Body<'_>, PluginError> {
+pub fn body(
+    request: &ChatRequest,
+    model: Option<String>,
+    stream: bool,
+) -> Result<Body<'_>, PluginError> {
     if request.messages.is_empty() {
         return Err(PluginError::InvalidInput(
             "a chat request needs at least one message".into(),
@@ -243,7 +249,7 @@ mod tests {
     #[test]
     fn serializes_the_body() {
         let r = request();
-        let json = serde_json::to_value(body(&r, "gpt-4o".into(), true).unwrap()).unwrap();
+        let json = serde_json::to_value(body(&r, Some("gpt-4o".into()), true).unwrap()).unwrap();
         assert_eq!(
             json,
             serde_json::json!({
@@ -260,8 +266,9 @@ mod tests {
         let mut bare = request();
         bare.temperature = None;
         bare.max_tokens = None;
-        let json = serde_json::to_value(body(&bare, "m".into(), false).unwrap()).unwrap();
+        let json = serde_json::to_value(body(&bare, None, false).unwrap()).unwrap();
         assert!(json.get("stream").is_none() && json.get("temperature").is_none());
+        assert!(json.get("model").is_none());
     }
 
     #[test]
@@ -269,13 +276,13 @@ mod tests {
         let mut r = request();
         r.temperature = Some(3.0);
         assert!(matches!(
-            body(&r, "m".into(), false),
+            body(&r, None, false),
             Err(PluginError::InvalidInput(_))
         ));
         let mut r = request();
         r.messages.clear();
         assert!(matches!(
-            body(&r, "m".into(), false),
+            body(&r, None, false),
             Err(PluginError::InvalidInput(_))
         ));
     }

@@ -243,7 +243,11 @@ fn looks_like_phone(text: &str, start: usize, end: usize) -> bool {
         .filter(|g| !g.is_empty())
         .map(str::len)
         .collect();
-    let date_like = matches!(groups.as_slice(), [4, 2, 2] | [2, 2, 4] | [2, 2, 2]);
+    let date_like = matches!(groups.as_slice(), [4, 2, 2, ..] | [2, 2, 4, ..] | [2, 2, 2]);
+    // A time follows a date ("2026-11-22 03:28"), not a phone number.
+    if after(text, end) == Some(':') {
+        return false;
+    }
     grouped && !date_like && (10..=11).contains(&digits)
 }
 
@@ -378,6 +382,10 @@ mod tests {
             "PO-555-123-4567",
             "12:30:45",
             "port 8080",
+            "at 2026-11-22 03:28:12 UTC",
+            "22.11.2026 03:28",
+            "id 123e4567-e89b-12d3-a456-426614174000",
+            "mac 00:1A:2B:3C:4D:5E",
         ] {
             assert_eq!(redact(not_phone), not_phone);
         }

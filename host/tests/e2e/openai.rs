@@ -528,6 +528,33 @@ async fn a_stream_that_ends_without_done_is_an_error_after_its_deltas() {
 }
 
 #[tokio::test]
+async fn an_endless_stream_is_cut_at_the_response_body_limit() {
+    let host = host();
+    // 64 pieces of ~8 KiB of deltas: past the test limit of 256 KiB.
+    let piece = chunk(&"x".repeat(8000)).into_bytes();
+    let (base, _server) = trickle_server(SSE_HEAD, vec![piece; 64]).await;
+    let mut stream = host
+        .runtime
+        .chat_stream(&openai(&host), &connection(&base), request())
+        .await
+        .unwrap();
+    let mut received = 0;
+    let err = loop {
+        match stream.next().await {
+            Ok(Some(d)) => received += d.content.len(),
+            Ok(None) => panic!("the stream must not end cleanly"),
+            Err(e) => break e,
+        }
+    };
+    assert!(received < 256 << 10, "{received}");
+    assert!(
+        matches!(plugin_error(&err), PluginError::Upstream(u) if u.message.contains("body size exceeds limit")),
+        "{err}"
+    );
+    host.assert_still_serving().await;
+}
+
+#[tokio::test]
 async fn a_refused_stream_is_a_typed_error_at_open() {
     let host = host();
     let (base, _server) = trickle_server(

@@ -34,6 +34,7 @@ fn record() -> EgressRecord {
         request_sha256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855".into(),
         credential_used: true,
         decision: Decision::Allowed,
+        detail: None,
     }
 }
 

@@ -29,6 +29,10 @@ pub struct Connection {
     pub settings: BTreeMap<String, String>,
     /// How the credential is attached, if the connection has one.
     pub auth: AuthBinding,
+    /// A JSON object written to the audit record of every outbound request
+    /// made with this view of the connection (e.g. the redaction counts of
+    /// a chat call). Never a secret or a redacted value.
+    pub audit_detail: Option<String>,
 }
 
 /// How a connection authenticates, without the secret.
@@ -54,6 +58,7 @@ impl Connection {
             project: None,
             settings: BTreeMap::new(),
             auth: AuthBinding::None,
+            audit_detail: None,
         }
     }
 

@@ -31,6 +31,7 @@ pub mod egress;
 pub mod limits;
 pub mod manifest;
 pub mod oauth;
+pub mod redact;
 pub mod runtime;
 pub mod service;
 pub mod state;

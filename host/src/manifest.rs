@@ -66,6 +66,21 @@ pub struct AuthSpec {
     #[serde(default)]
     pub kinds: Vec<AuthKind>,
     pub oauth2: Option<OAuth2Spec>,
+    /// Which settings name the API-key header and prefix, for plugins whose
+    /// upstream takes the key in a configurable header (`Authorization:
+    /// Bearer`, Azure's `api-key`, a gateway's `x-...-api-key`).
+    pub api_key: Option<ApiKeySpec>,
+}
+
+/// Settings that say how the host sends an API key. The host reads them
+/// when the connection is saved; the plugin never sees the key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ApiKeySpec {
+    /// The setting holding the header name.
+    pub header_setting: String,
+    /// The setting holding the text sent before the key (may be empty).
+    pub prefix_setting: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -166,8 +181,12 @@ pub struct SettingSpec {
     #[serde(default)]
     pub description: String,
     pub default: Option<String>,
+    /// Allowed values of an `enum`; allowed entries of `json-pointers`.
     #[serde(default)]
     pub values: Vec<String>,
+    /// Entries a `json-pointers` value must have.
+    #[serde(default)]
+    pub required_keys: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -178,6 +197,9 @@ pub enum SettingKind {
     Integer,
     Boolean,
     Enum,
+    /// A JSON object mapping entry names (from `values`) to JSON pointers
+    /// (RFC 6901), e.g. where a gateway's request and answer fields are.
+    JsonPointers,
 }
 
 /// Why a manifest was refused. Each message names the fix.
@@ -318,11 +340,49 @@ impl Manifest {
                     format!("{:?} is declared twice", setting.name),
                 ));
             }
-            if setting.kind == SettingKind::Enum && setting.values.is_empty() {
+            if matches!(setting.kind, SettingKind::Enum | SettingKind::JsonPointers)
+                && setting.values.is_empty()
+            {
                 return Err(field(
                     "settings.values",
-                    format!("enum setting {:?} lists no values", setting.name),
+                    format!(
+                        "{:?} setting {:?} lists no values",
+                        setting.kind, setting.name
+                    ),
                 ));
+            }
+            if let Some(bad) = setting
+                .required_keys
+                .iter()
+                .find(|k| !setting.values.contains(k))
+            {
+                return Err(field(
+                    "settings.required-keys",
+                    format!(
+                        "{bad:?} of setting {:?} is not one of its values",
+                        setting.name
+                    ),
+                ));
+            }
+            if let Some(default) = &setting.default
+                && setting.kind == SettingKind::JsonPointers
+            {
+                crate::service::settings::check_json_pointers(setting, default).map_err(|why| {
+                    field(
+                        "settings.default",
+                        format!("default of setting {:?}: {why}", setting.name),
+                    )
+                })?;
+            }
+        }
+        if let Some(api_key) = &self.auth.api_key {
+            for name in std::iter::once(&api_key.header_setting).chain(&api_key.prefix_setting) {
+                if !self.settings.iter().any(|s| &s.name == name) {
+                    return Err(field(
+                        "auth.api-key",
+                        format!("names setting {name:?}, which the manifest does not declare"),
+                    ));
+                }
             }
         }
         Ok(())
@@ -477,6 +537,66 @@ required = true
             + "[[settings]]\nname = \"base-url\"\ntype = \"url\"\n";
         let err = Manifest::parse(&text).unwrap_err();
         assert!(err.to_string().contains("auth.oauth2"), "{err}");
+    }
+
+    #[test]
+    fn api_key_settings_and_json_pointers_are_checked() {
+        let base = r#"
+id = "gw"
+name = "Gateway"
+version = "0.1.0"
+api-version = "0.1"
+category = "ai-provider"
+[auth]
+kinds = ["api-key"]
+[auth.api-key]
+header-setting = "auth-header"
+prefix-setting = "auth-prefix"
+[[settings]]
+name = "auth-header"
+type = "string"
+default = "Authorization"
+[[settings]]
+name = "auth-prefix"
+type = "string"
+default = "Bearer "
+[[settings]]
+name = "map"
+type = "json-pointers"
+values = ["prompt", "model"]
+required-keys = ["prompt"]
+default = '{"prompt": "/prompt"}'
+"#;
+        let m = Manifest::parse(base).unwrap();
+        let spec = m.auth.api_key.as_ref().unwrap();
+        assert_eq!(spec.header_setting, "auth-header");
+        assert_eq!(m.settings[2].kind, SettingKind::JsonPointers);
+
+        for (from, to, needle) in [
+            (
+                "header-setting = \"auth-header\"",
+                "header-setting = \"nope\"",
+                "nope",
+            ),
+            (
+                "required-keys = [\"prompt\"]",
+                "required-keys = [\"answer\"]",
+                "answer",
+            ),
+            (
+                "'{\"prompt\": \"/prompt\"}'",
+                "'{\"prompt\": \"prompt\"}'",
+                "default",
+            ),
+            (
+                "'{\"prompt\": \"/prompt\"}'",
+                "'{\"model\": \"/m\"}'",
+                "prompt",
+            ),
+        ] {
+            let err = Manifest::parse(&base.replace(from, to)).unwrap_err();
+            assert!(err.to_string().contains(needle), "{to}: {err}");
+        }
     }
 
     #[test]

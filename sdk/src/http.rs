@@ -374,6 +374,43 @@ impl Request {
     /// (redirects are returned, not followed). `Err` means no usable answer:
     /// the host refused the request, it timed out, or the transport failed.
     pub fn send(self) -> Result<Response, PluginError> {
+        let (incoming, status, headers, what) = self.start()?;
+        let body = read_body(&incoming, &what)?;
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// Send the request and return as soon as the response headers arrive;
+    /// the body is read piece by piece with [`StreamingResponse::read_chunk`]
+    /// (server-sent events, long answers). Errors as for [`send`](Request::send).
+    pub fn send_streaming(self) -> Result<StreamingResponse, PluginError> {
+        let (incoming, status, headers, what) = self.start()?;
+        let body = incoming.consume().map_err(|()| {
+            PluginError::Internal(format!("the response body of {what} was already taken"))
+        })?;
+        let stream = body.stream().map_err(|()| {
+            PluginError::Internal(format!("the response body of {what} was already taken"))
+        })?;
+        Ok(StreamingResponse {
+            status,
+            headers,
+            reader: Some(BodyReader {
+                stream,
+                _body: body,
+                _response: incoming,
+            }),
+            what,
+        })
+    }
+
+    /// Send the request and wait for the response headers.
+    #[allow(clippy::type_complexity)]
+    fn start(
+        self,
+    ) -> Result<(wasi::IncomingResponse, u16, Vec<(String, String)>, String), PluginError> {
         if let Some(error) = self.error {
             return Err(error);
         }
@@ -460,12 +497,7 @@ impl Request {
             .into_iter()
             .map(|(name, value)| (name, String::from_utf8_lossy(&value).into_owned()))
             .collect();
-        let body = read_body(&incoming, &what)?;
-        Ok(Response {
-            status,
-            headers,
-            body,
-        })
+        Ok((incoming, status, headers, what))
     }
 
     /// [`send`](Request::send), then [`Response::error_for_status`], then
@@ -618,6 +650,130 @@ fn header_error(name: &str, error: wasi::HeaderError) -> PluginError {
         }
         wasi::HeaderError::Immutable => {
             PluginError::Internal(format!("cannot set header `{name}`: headers are immutable"))
+        }
+    }
+}
+
+/// An upstream answer whose body is still arriving; see
+/// [`Request::send_streaming`].
+pub struct StreamingResponse {
+    pub status: u16,
+    /// Names as the host delivered them (lower case), values decoded lossily
+    /// as UTF-8, in order.
+    pub headers: Vec<(String, String)>,
+    /// `None` once the body has ended.
+    reader: Option<BodyReader>,
+    what: String,
+}
+
+/// The wasi handles of a body being read. Fields drop in declaration order:
+/// the stream before the body it belongs to, the body before its response.
+struct BodyReader {
+    stream: crate::__bindings::base::wasi::io::streams::InputStream,
+    _body: wasi::IncomingBody,
+    _response: wasi::IncomingResponse,
+}
+
+impl fmt::Debug for StreamingResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StreamingResponse")
+            .field("status", &self.status)
+            .field("headers", &self.headers)
+            .field("ended", &self.reader.is_none())
+            .finish()
+    }
+}
+
+impl StreamingResponse {
+    /// The first value of a header, by case-insensitive name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// True for 2xx.
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// The next piece of the body as the host received it (pieces split
+    /// anywhere, even inside a UTF-8 character); `None` once the body has
+    /// ended. Blocks until data arrives, the body ends or the call's
+    /// deadline passes.
+    pub fn read_chunk(&mut self) -> Result<Option<Vec<u8>>, PluginError> {
+        loop {
+            let Some(reader) = &self.reader else {
+                return Ok(None);
+            };
+            match reader.stream.blocking_read(READ_CHUNK) {
+                // An empty read means "nothing yet" on some hosts: wait again.
+                Ok(chunk) if chunk.is_empty() => continue,
+                Ok(chunk) => return Ok(Some(chunk)),
+                Err(StreamError::Closed) => {
+                    self.finish();
+                    return Ok(None);
+                }
+                Err(StreamError::LastOperationFailed(e)) => {
+                    let error = match wasi::http_error_code(&e) {
+                        Some(code) => error_from_code(code, &self.what),
+                        None => PluginError::Upstream(UpstreamFailure {
+                            status: 0,
+                            message: format!(
+                                "{}: reading the response body failed: {}",
+                                self.what,
+                                e.to_debug_string()
+                            ),
+                        }),
+                    };
+                    self.reader = None;
+                    return Err(error);
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(reader) = self.reader.take() {
+            let BodyReader {
+                stream,
+                _body,
+                _response,
+            } = reader;
+            drop(stream);
+            // Trailers are not used; finishing releases the body.
+            drop(wasi::IncomingBody::finish(_body));
+        }
+    }
+
+    /// Read the rest of the body and return the whole answer (for error
+    /// messages, or servers that ignored a request to stream).
+    pub fn into_response(mut self) -> Result<Response, PluginError> {
+        let mut body = Vec::new();
+        while let Some(chunk) = self.read_chunk()? {
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Response {
+            status: self.status,
+            headers: std::mem::take(&mut self.headers),
+            body,
+        })
+    }
+
+    /// `Ok(self)` for 2xx; otherwise the body is read and the answer becomes
+    /// the matching [`PluginError`], as [`Response::error_for_status`] does.
+    pub fn error_for_status(self) -> Result<StreamingResponse, PluginError> {
+        if self.is_success() {
+            Ok(self)
+        } else {
+            let response = self.into_response()?;
+            Err(status_error(
+                response.status,
+                &response.headers,
+                &response.body,
+                SystemTime::now(),
+            ))
         }
     }
 }

@@ -54,6 +54,10 @@
 //! Build it with `cargo build --release --target wasm32-wasip2`; the
 //! component is `target/wasm32-wasip2/release/<crate>.wasm`.
 //!
+//! Streaming answers: [`http::Request::send_streaming`] returns once the
+//! response headers arrive and reads the body piece by piece; [`sse`] parses
+//! server-sent events from those pieces however they are split.
+//!
 //! # Worlds and traits
 //!
 //! [`export!`] takes the plugin type, the world it targets and its manifest:
@@ -96,6 +100,12 @@
 //! client-id-env = "EXAMPLE_CLIENT_ID"
 //! client-secret-env = "EXAMPLE_CLIENT_SECRET"
 //!
+//! # optional: the host sends an API key in the header these settings name
+//! # (e.g. Authorization + "Bearer ", or api-key + "")
+//! [auth.api-key]
+//! header-setting = "auth-header"
+//! prefix-setting = "auth-prefix"
+//!
 //! [[egress]]                        # beyond the connection's own base-url origin
 //! url = "https://api.example.com"   # origin, optionally with a path prefix
 //! methods = ["GET"]                 # optional
@@ -103,10 +113,11 @@
 //!
 //! [[settings]]
 //! name = "base-url"
-//! type = "url"                      # string | url | integer | boolean | enum
+//! type = "url"                      # string | url | integer | boolean | enum | json-pointers
 //! required = true
 //! description = "Site URL"
-//! # optional: default = "...", values = ["a", "b"] (for enum)
+//! # optional: default = "...", values = ["a", "b"] (enum values; json-pointers entries),
+//! # required-keys = ["a"] (json-pointers: entries that must be present)
 //! ```
 //!
 //! This crate also compiles for the host target so that its pure-Rust parts
@@ -120,6 +131,7 @@
 
 pub mod host;
 pub mod http;
+pub mod sse;
 
 /// Generated bindings. Not part of the public API: use [`types`], [`host`],
 /// [`http`] and the traits instead.

@@ -93,6 +93,7 @@ pub(crate) mod col {
     pub const RESPONSE_BYTES: usize = 17;
     pub const DURATION_MS: usize = 18;
     pub const ERROR: usize = 19;
+    pub const DETAIL: usize = 20;
 }
 
 /// The values of one row's [`CONTENT_COLUMNS`].

@@ -40,6 +40,10 @@ pub struct EgressRecord {
     pub request_sha256: String,
     pub credential_used: bool,
     pub decision: Decision,
+    /// What the call wants on record about this request, as a JSON object
+    /// (e.g. how many values of each kind redaction replaced); never a
+    /// secret or a redacted value.
+    pub detail: Option<String>,
 }
 
 /// How a recorded request ended.

@@ -93,6 +93,8 @@ pub struct AuditEntry {
     pub credential_used: bool,
     pub request_bytes: u64,
     pub request_sha256: String,
+    /// JSON the call recorded about the request (e.g. redaction counts).
+    pub detail: Option<String>,
     /// `None` while the request is in flight, or if the host stopped before
     /// recording how it ended.
     pub outcome: Option<AuditOutcome>,
@@ -140,7 +142,7 @@ pub fn list(conn: &Connection, filter: &AuditFilter) -> Result<Vec<AuditEntry>, 
     // Only the conditions given, so SQLite can use the (column, seq) indexes.
     let mut sql = String::from(
         "SELECT seq, time, plugin_id, plugin_version, connection_id, project, method, url, \
-         decision, reason, credential_used, request_bytes, request_sha256 \
+         decision, reason, credential_used, request_bytes, request_sha256, detail \
          FROM audit_log WHERE kind = 'request'",
     );
     let mut params: Vec<Value> = Vec::new();
@@ -203,6 +205,7 @@ pub fn list(conn: &Connection, filter: &AuditFilter) -> Result<Vec<AuditEntry>, 
             credential_used: r.get::<_, Option<i64>>(10).map_err(err)?.unwrap_or(0) != 0,
             request_bytes: to_u64(r.get(11).map_err(err)?),
             request_sha256: text(12)?,
+            detail: r.get(13).map_err(err)?,
             outcome: None,
         });
     }

@@ -117,6 +117,7 @@ fn request_content(record: &EgressRecord) -> Result<Content, AuditError> {
     c[col::CREDENTIAL_USED] = Value::Integer(record.credential_used.into());
     c[col::REQUEST_BYTES] = int(record.request_bytes);
     c[col::REQUEST_SHA256] = text(&record.request_sha256);
+    c[col::DETAIL] = record.detail.as_deref().map_or(Value::Null, text);
     Ok(c)
 }
 
@@ -550,6 +551,7 @@ pub(crate) mod test_support {
                 .into(),
             credential_used: true,
             decision: Decision::Allowed,
+            detail: None,
         }
     }
 

@@ -40,7 +40,8 @@ pub enum ConnectionCommand {
         /// User or email (basic auth).
         #[arg(long)]
         username: Option<String>,
-        /// Header carrying the key (api-key auth), e.g. x-api-key.
+        /// Header carrying the key (api-key auth), e.g. x-api-key. Plugins
+        /// whose settings name the header (auth-header) default to those.
         #[arg(long)]
         header: Option<String>,
         /// Prefix before the key (api-key auth), e.g. "Bearer ".
@@ -82,6 +83,9 @@ pub enum ConnectionCommand {
     Resume { name: String },
     /// Delete a connection and destroy its secrets.
     Rm { name: String },
+    /// Show or set how chats through an AI provider connection are
+    /// prepared: PII redaction (on by default) and the domain system prompt.
+    ChatOptions(super::chat::ChatOptionsArgs),
 }
 
 fn scope_text(scope: &Scope) -> String {
@@ -149,8 +153,9 @@ pub fn run(airlock: &Airlock, cmd: ConnectionCommand) -> anyhow::Result<()> {
                     password: secret.read("password or API token")?,
                 },
                 AuthArg::ApiKey => AuthInput::ApiKey {
-                    header: header
-                        .ok_or_else(|| UsageError("api-key auth needs --header".into()))?,
+                    // Plugins that name their header settings (openai,
+                    // custom-rest) take it from there when absent.
+                    header: header.unwrap_or_default(),
                     prefix,
                     key: secret.read("API key")?,
                 },
@@ -237,6 +242,7 @@ pub fn run(airlock: &Airlock, cmd: ConnectionCommand) -> anyhow::Result<()> {
             println!("connection {} is {}", r.name, r.status.as_str());
             Ok(())
         }
+        ConnectionCommand::ChatOptions(args) => super::chat::run_options(airlock, args),
         ConnectionCommand::Rm { name } => {
             airlock.remove_connection(&name)?;
             println!("removed connection {name}; its secrets are destroyed");

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 mod audit;
 mod call;
+mod chat;
 mod connection;
 mod inspect;
 mod keys;
@@ -65,6 +66,15 @@ enum Command {
     /// Authorise OAuth2 connections and register OAuth apps.
     #[command(subcommand)]
     Oauth(oauth::OAuthCommand),
+    /// Send a message through an AI provider connection and print the
+    /// answer; the conversation is kept (its id is printed on stderr).
+    ///
+    /// Example: airlock chat gpt "Summarise INC0010001" --stream;
+    ///   airlock chat gpt "And the cause?" --conversation ID
+    Chat(chat::ChatArgs),
+    /// List, show and delete chat conversations.
+    #[command(subcommand)]
+    Conversation(chat::ConversationCommand),
 }
 
 /// An error that should exit with status 2 (usage, missing approval).
@@ -95,6 +105,8 @@ pub fn main() -> ExitCode {
         Command::Call(args) => open(data_dir).and_then(|a| call::run(&a, args)),
         Command::Sync(args) => open(data_dir).and_then(|a| sync::run(&a, args)),
         Command::Oauth(cmd) => open(data_dir).and_then(|a| oauth::run(&a, cmd)),
+        Command::Chat(args) => open(data_dir).and_then(|a| chat::run(&a, args)),
+        Command::Conversation(cmd) => open(data_dir).and_then(|a| chat::run_conversation(&a, cmd)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

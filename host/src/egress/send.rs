@@ -159,6 +159,7 @@ impl CallInner {
             request_sha256: String::new(),
             credential_used: false,
             decision,
+            detail: self.connection.audit_detail.clone(),
         }
     }
 

@@ -116,6 +116,7 @@ pub(crate) async fn send_audited(
         request_sha256: hex::encode(Sha256::digest(&body)),
         credential_used: true,
         decision: Decision::Allowed,
+        detail: None,
     };
     let audit = &ctx.egress.audit;
     let id = audit

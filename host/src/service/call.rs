@@ -16,7 +16,15 @@ impl Airlock {
         project: Option<&str>,
     ) -> Result<Value, ServiceError> {
         let record = self.connection(connection)?;
-        let (plugin, conn) = self.prepare_call(&record, project)?;
+        let (plugin, mut conn) = self.prepare_call(&record, project)?;
+        // Chat sends are redacted here too, like `Airlock::chat`.
+        let input = if operation == "chat.complete" {
+            let (input, detail) = self.redact_call_input(&record, input)?;
+            conn.audit_detail = Some(detail);
+            input
+        } else {
+            input
+        };
         Ok(self
             .runtime
             .invoke_json(&plugin, &conn, operation, input)

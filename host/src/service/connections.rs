@@ -135,6 +135,39 @@ fn validate_name(name: &str) -> Result<(), ServiceError> {
     Ok(())
 }
 
+/// Reconcile the header and prefix an API-key [`AuthInput`] names with the
+/// plugin's settings for them: a header given with the credential is
+/// written into the settings (its prefix too), unless the settings already
+/// say something else. An empty header leaves the settings (and their
+/// defaults) to decide.
+fn api_key_settings(
+    settings: &mut BTreeMap<String, String>,
+    spec: &crate::manifest::ApiKeySpec,
+    header: &str,
+    prefix: &str,
+) -> Result<(), ServiceError> {
+    if header.trim().is_empty() {
+        return Ok(());
+    }
+    let mut put = |name: &str, value: &str, same: fn(&str, &str) -> bool| match settings.get(name) {
+        Some(existing) if !same(existing, value) => Err(ServiceError::Invalid(format!(
+            "the API key's header settings disagree: setting `{name}` is {existing:?} but \
+                 the credential names {value:?}; give one of them"
+        ))),
+        _ => {
+            settings.insert(name.to_string(), value.to_string());
+            Ok(())
+        }
+    };
+    put(&spec.header_setting, header.trim(), |a, b| {
+        a.trim().eq_ignore_ascii_case(b.trim())
+    })?;
+    if let Some(name) = &spec.prefix_setting {
+        put(name, prefix, |a, b| a == b)?;
+    }
+    Ok(())
+}
+
 impl Airlock {
     /// Create a connection: settings validated against the plugin's schema,
     /// secrets sealed, all in one transaction.
@@ -158,7 +191,13 @@ impl Airlock {
                 }
             )));
         }
-        let settings = super::settings::validate(&plugin.manifest, &new.settings)?;
+        let mut given = new.settings;
+        if let (AuthInput::ApiKey { header, prefix, .. }, Some(spec)) =
+            (&new.auth, &plugin.manifest.auth.api_key)
+        {
+            api_key_settings(&mut given, spec, header, prefix)?;
+        }
+        let settings = super::settings::validate(&plugin.manifest, &given)?;
         if kind != AuthKind::None && !settings.contains_key(crate::connection::BASE_URL_SETTING) {
             return Err(ServiceError::Invalid(format!(
                 "connection `{}` needs a `base-url` setting: its credential is bound to that origin",
@@ -185,6 +224,30 @@ impl Airlock {
                 prefix,
                 key,
             } => {
+                // A plugin that names its header and prefix settings gets
+                // them from there (defaults included), so the stored
+                // settings and the injected header always agree.
+                let (header, prefix) = match &plugin.manifest.auth.api_key {
+                    Some(spec) => (
+                        settings
+                            .get(&spec.header_setting)
+                            .cloned()
+                            .unwrap_or_default(),
+                        spec.prefix_setting
+                            .as_ref()
+                            .and_then(|p| settings.get(p))
+                            .cloned()
+                            .unwrap_or_default(),
+                    ),
+                    None => (header, prefix),
+                };
+                if header.trim().is_empty() {
+                    return Err(ServiceError::Invalid(format!(
+                        "api-key auth needs the name of the header carrying the key \
+                         (e.g. `--header x-api-key`); plugin `{}` does not name one in its settings",
+                        plugin.id
+                    )));
+                }
                 let name = HeaderName::from_bytes(header.as_bytes()).map_err(|_| {
                     ServiceError::Invalid(format!("{header:?} is not a valid HTTP header name"))
                 })?;

@@ -4,6 +4,7 @@
 //! manage connections, call plugins, rotate keys, read the audit trail.
 
 mod call;
+mod chat;
 mod connections;
 mod plugins;
 pub mod settings;
@@ -13,6 +14,10 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+pub use crate::store::conversations::{
+    ChatOptions, ConversationRecord, MessageRecord, MessageRole,
+};
+pub use chat::{ChatAnswer, ChatEvent, ChatEvents, ChatInput, MAX_MESSAGE_BYTES};
 pub use connections::{AuthInput, NewConnection};
 pub use plugins::InstallPlan;
 pub use sync::DEFAULT_PAGE_SIZE;

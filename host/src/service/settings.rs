@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::egress::Origin;
-use crate::manifest::{Manifest, SettingKind};
+use crate::manifest::{Manifest, SettingKind, SettingSpec};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SettingsError {
@@ -82,10 +82,71 @@ pub fn validate(
                     return Err(invalid(format!("one of {}", spec.values.join(", "))));
                 }
             }
+            SettingKind::JsonPointers => {
+                check_json_pointers(spec, &value).map_err(invalid)?;
+            }
         }
         out.insert(spec.name.clone(), value);
     }
     Ok(out)
+}
+
+/// Check a `json-pointers` value: a JSON object whose entries are among
+/// the setting's `values`, with every `required-keys` entry, each a JSON
+/// pointer (RFC 6901: empty is the whole document and is refused, otherwise
+/// `/`-separated tokens where `~` only escapes as `~0` or `~1`), and no
+/// pointer equal to or inside another (they address one document).
+pub fn check_json_pointers(spec: &SettingSpec, value: &str) -> Result<(), String> {
+    let doc: serde_json::Value =
+        serde_json::from_str(value).map_err(|e| format!("a JSON object of JSON pointers ({e})"))?;
+    let Some(object) = doc.as_object() else {
+        return Err("a JSON object of entry names to JSON pointers".into());
+    };
+    let mut pointers: Vec<(&str, Vec<&str>)> = Vec::new();
+    for (key, pointer) in object {
+        if !spec.values.contains(key) {
+            return Err(format!(
+                "a mapping with known entries: `{key}` is not one of {}",
+                spec.values.join(", ")
+            ));
+        }
+        let Some(pointer) = pointer.as_str() else {
+            return Err(format!(
+                "a mapping whose entry `{key}` is a JSON pointer string"
+            ));
+        };
+        let Some(rest) = pointer.strip_prefix('/') else {
+            return Err(format!(
+                "a mapping of JSON pointers: `{key}` = {pointer:?} must start with `/`"
+            ));
+        };
+        let tokens: Vec<&str> = rest.split('/').collect();
+        for token in &tokens {
+            let mut chars = token.chars();
+            while let Some(c) = chars.next() {
+                if c == '~' && !matches!(chars.next(), Some('0' | '1')) {
+                    return Err(format!(
+                        "a mapping of JSON pointers: in `{key}` = {pointer:?}, `~` must be \
+                         followed by 0 or 1"
+                    ));
+                }
+            }
+        }
+        pointers.push((key.as_str(), tokens));
+    }
+    if let Some(missing) = spec.required_keys.iter().find(|k| !object.contains_key(*k)) {
+        return Err(format!("a mapping with the required entry `{missing}`"));
+    }
+    for (a, pa) in &pointers {
+        for (b, pb) in &pointers {
+            if a != b && pb.len() >= pa.len() && pb.starts_with(pa) {
+                return Err(format!(
+                    "a mapping whose pointers do not overlap: `{a}` and `{b}` address the same place"
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -133,6 +194,45 @@ values = ["cloud", "server"]
         .unwrap();
         assert_eq!(out["limit"], "10");
         assert_eq!(out["mode"], "cloud");
+    }
+
+    #[test]
+    fn json_pointer_mappings_are_checked() {
+        let m = Manifest::parse(
+            r#"
+id = "t"
+name = "T"
+version = "1.0.0"
+api-version = "0.1"
+category = "ai-provider"
+[[settings]]
+name = "map"
+type = "json-pointers"
+values = ["prompt", "system", "model"]
+required-keys = ["prompt"]
+"#,
+        )
+        .unwrap();
+        let check = |v: &str| validate(&m, &map(&[("map", v)]));
+        check(r#"{"prompt": "/input/text", "system": "/input/sys", "model": "/a~1b~0"}"#).unwrap();
+        for (value, needle) in [
+            ("not json", "JSON object"),
+            ("[]", "JSON object"),
+            (r#"{"system": "/s"}"#, "required entry `prompt`"),
+            (
+                r#"{"prompt": "/p", "colour": "/c"}"#,
+                "`colour` is not one of",
+            ),
+            (r#"{"prompt": 1}"#, "pointer string"),
+            (r#"{"prompt": "p"}"#, "must start with `/`"),
+            (r#"{"prompt": ""}"#, "must start with `/`"),
+            (r#"{"prompt": "/a~2"}"#, "`~` must be"),
+            (r#"{"prompt": "/p", "system": "/p"}"#, "overlap"),
+            (r#"{"prompt": "/p", "system": "/p/q"}"#, "overlap"),
+        ] {
+            let err = check(value).unwrap_err().to_string();
+            assert!(err.contains(needle), "{value}: {err}");
+        }
     }
 
     #[test]

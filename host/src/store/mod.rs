@@ -10,6 +10,7 @@
 mod migrate;
 
 pub mod connections;
+pub mod conversations;
 pub mod oauth;
 pub mod plugins;
 pub mod state;

@@ -2,13 +2,16 @@
 //! host against real HTTP servers on loopback.
 
 mod azure_devops;
+mod chat;
 mod cli;
 mod common;
 mod confluence;
+mod custom_rest;
 mod egress;
 mod hostile;
 mod loading;
 mod oauth;
+mod openai;
 mod operate;
 mod secrets;
 mod service;

@@ -3,7 +3,7 @@
 //!
 //! `cargo bench -p airlock --bench runtime` (about 4 minutes; `-- --quick`
 //! for a short run, `-- --only NAME` for one section: startup, instantiate,
-//! call, scaling, soak, audit).
+//! call, breakdown, scaling, soak, audit).
 //!
 //! The plugin side is the full host path an application gets from
 //! [`airlock::Airlock`]: the connection read from SQLite, a fresh instance
@@ -441,6 +441,88 @@ async fn call(opts: &Options, base: &str) {
     println!();
 }
 
+/// Sequential latency of the plugin path with parts of the host taken away,
+/// so the table shows where the time of a call goes.
+async fn breakdown(opts: &Options, base: &str) {
+    let n = if opts.quick { 300 } else { 3000 };
+    let minimal = std::fs::read(airlock_test_artifacts::MINIMAL).unwrap();
+    let cache = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let conn = Connection::new("bench", "bench")
+        .with_setting("base-url", format!("{base}/size/1024"))
+        .with_credential(
+            http::header::AUTHORIZATION,
+            StaticCredential::new(Credential::Bearer {
+                token: TOKEN.to_string().into(),
+            }),
+        )
+        .unwrap();
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let store = airlock::store::Store::open(dir.path()).unwrap();
+    let sinks: [(&str, Arc<dyn AuditSink>); 2] = [
+        (
+            "runtime only: static credential, audit off",
+            Arc::new(NoAudit(AtomicU64::new(0))),
+        ),
+        (
+            "runtime only: static credential, SQLite audit",
+            SqliteAudit::open(store.path(), AuditDurability::ProcessCrash).unwrap(),
+        ),
+    ];
+    let mut runtimes = Vec::new();
+    for (label, sink) in sinks {
+        let rt = Runtime::new(RuntimeConfig {
+            cache_dir: Some(cache.path().to_path_buf()),
+            address_policy: AddressPolicy::parse_allow_list("127.0.0.0/8").unwrap(),
+            audit: sink,
+            ..RuntimeConfig::default()
+        })
+        .unwrap();
+        let plugin = rt.load(&minimal).unwrap();
+        runtimes.push((label, rt, plugin));
+    }
+    let host = host(base);
+    let client = native_client();
+    let url: http::Uri = format!("{base}/size/1024/api/me").parse().unwrap();
+    let name = connection_name(1 << 10);
+    let mut samples: Vec<Vec<Duration>> = vec![Vec::with_capacity(n); 2 + runtimes.len()];
+    for round in 0..n + 20 {
+        let t = Instant::now();
+        native_get(&client, &url).await.unwrap();
+        let native = t.elapsed();
+        let mut row = vec![native];
+        for (_, rt, plugin) in &runtimes {
+            let t = Instant::now();
+            rt.test_connection(plugin, &conn).await.unwrap();
+            row.push(t.elapsed());
+        }
+        let t = Instant::now();
+        plugin_get(&host.airlock, &name).await.unwrap();
+        row.push(t.elapsed());
+        if round >= 20 {
+            for (column, d) in samples.iter_mut().zip(row) {
+                column.push(d);
+            }
+        }
+    }
+    let stats: Vec<Stats> = samples.into_iter().map(stats).collect();
+    let native = stats[0].median.as_secs_f64();
+    println!("## where a call's time goes: sequential GET of 1 KiB ({n} rounds, interleaved)\n");
+    println!("| path | median | p99 | vs native |");
+    println!("|---|---:|---:|---:|");
+    let mut labels = vec!["native Rust (hyper, pooled keep-alive)"];
+    labels.extend(runtimes.iter().map(|(l, _, _)| *l));
+    labels.push("full host path (Airlock: SQLite connection, vault, audit)");
+    for (label, s) in labels.iter().zip(&stats) {
+        println!(
+            "| {label} | {} | {} | {:.2}x |",
+            us(s.median),
+            us(s.p99),
+            s.median.as_secs_f64() / native
+        );
+    }
+    println!();
+}
+
 async fn scaling(opts: &Options, base: &str) {
     let secs = if opts.quick { 1.0 } else { 3.0 };
     let host = host(base);
@@ -644,6 +726,9 @@ async fn main() {
     }
     if opts.runs("call") {
         call(&opts, &base).await;
+    }
+    if opts.runs("breakdown") {
+        breakdown(&opts, &base).await;
     }
     if opts.runs("scaling") {
         scaling(&opts, &base).await;

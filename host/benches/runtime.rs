@@ -657,12 +657,13 @@ async fn audit(opts: &Options, base: &str) {
         ),
     ] {
         let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-        let sink: Arc<dyn AuditSink> = match durability {
+        let sqlite = durability.map(|d| {
+            let store = airlock::store::Store::open(dir.path()).unwrap();
+            SqliteAudit::open(store.path(), d).unwrap()
+        });
+        let sink: Arc<dyn AuditSink> = match &sqlite {
             None => Arc::new(NoAudit(AtomicU64::new(0))),
-            Some(d) => {
-                let store = airlock::store::Store::open(dir.path()).unwrap();
-                SqliteAudit::open(store.path(), d).unwrap()
-            }
+            Some(s) => s.clone(),
         };
         let rt = Arc::new(
             Runtime::new(RuntimeConfig {
@@ -686,15 +687,18 @@ async fn audit(opts: &Options, base: &str) {
             })
         })
         .await;
-        rows.push((label, per_sec, errors));
+        let per_commit = sqlite.map_or(String::new(), |s| {
+            format!("{:.1}", s.rows_written() as f64 / s.commits().max(1) as f64)
+        });
+        rows.push((label, per_sec, errors, per_commit));
     }
     println!("## audit cost: 64 concurrent callers, {secs} s each, 1 KiB answers\n");
-    println!("| audit | calls/s | vs off | errors |");
-    println!("|---|---:|---:|---:|");
+    println!("| audit | calls/s | vs off | errors | rows per commit |");
+    println!("|---|---:|---:|---:|---:|");
     let off = rows[0].1;
-    for (label, per_sec, errors) in rows {
+    for (label, per_sec, errors, per_commit) in rows {
         println!(
-            "| {label} | {per_sec:.0} | {:.2}x | {errors} |",
+            "| {label} | {per_sec:.0} | {:.2}x | {errors} | {per_commit} |",
             per_sec / off
         );
     }

@@ -5,9 +5,11 @@
 //! takes the writer lock appends every row queued at that moment in one
 //! `BEGIN IMMEDIATE` transaction, commits (one fsync for the lot when
 //! durability asks for one) and answers every waiter; a caller that finds
-//! the lock taken waits for the holder, who looks at the queue again before
-//! it leaves. Concurrent requests so share a commit instead of queueing for
-//! one each, and a lone request commits on its own thread with no hand-off
+//! the lock taken waits: the holder looks at the queue again before it
+//! leaves and hands what it finds to a background committer thread (a task
+//! commits one batch at most, so no worker becomes everybody's committer).
+//! Concurrent requests so share a commit instead of queueing for one each,
+//! and a lone request commits on its own thread with no hand-off
 //! (the profile of a sequential call showed the two thread wake-ups of a
 //! dedicated writer thread costing more than the commit itself). If the
 //! transaction fails, it is rolled back whole and every `begin` in it
@@ -30,7 +32,7 @@
 //! chain stays linear.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
@@ -169,6 +171,10 @@ struct Shared {
     queued: Condvar,
     writer: Mutex<Writer>,
     counters: Counters,
+    /// Set when a task left rows behind for the background committer.
+    urgent: AtomicBool,
+    /// `begin` calls waiting for their commit.
+    waiting: AtomicUsize,
     stopping: AtomicBool,
     durability: AuditDurability,
 }
@@ -188,24 +194,46 @@ impl Shared {
         }
     }
 
-    /// Commit what is queued unless another thread is committing (it looks
-    /// at the queue again before it lets go of the writer).
-    fn commit_queued(&self) {
-        loop {
-            let mut writer = match self.writer.try_lock() {
-                Ok(w) => w,
-                Err(TryLockError::Poisoned(e)) => e.into_inner(),
-                Err(TryLockError::WouldBlock) => return,
-            };
-            let batch: Vec<Msg> = {
-                let mut queue = lock(&self.queue);
-                let n = queue.len().min(MAX_BATCH);
-                queue.drain(..n).collect()
-            };
-            if batch.is_empty() && writer.retry.is_empty() {
-                return;
-            }
+    /// Commit one batch of what is queued, unless another thread holds the
+    /// writer (it looks at the queue again before it lets go). Rows left
+    /// behind go to the background committer, so a task commits at most one
+    /// batch and never becomes the committer for everybody else.
+    fn commit_once(&self) {
+        let mut writer = match self.writer.try_lock() {
+            Ok(w) => w,
+            Err(TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(TryLockError::WouldBlock) => return,
+        };
+        self.write_one_batch(&mut writer);
+        drop(writer);
+        if !lock(&self.queue).is_empty() {
+            self.wake_committer();
+        }
+    }
+
+    /// Have the background committer commit what is queued now.
+    fn wake_committer(&self) {
+        self.urgent.store(true, Ordering::Relaxed);
+        self.queued.notify_one();
+    }
+
+    /// Take up to [`MAX_BATCH`] queued rows and append them.
+    fn write_one_batch(&self, writer: &mut Writer) {
+        let batch: Vec<Msg> = {
+            let mut queue = lock(&self.queue);
+            let n = queue.len().min(MAX_BATCH);
+            queue.drain(..n).collect()
+        };
+        if !batch.is_empty() || !writer.retry.is_empty() {
             writer.write_batch(batch, &self.counters);
+        }
+    }
+
+    /// Commit everything queued, waiting for the writer if need be.
+    fn commit_all(&self) {
+        loop {
+            let mut writer = lock(&self.writer);
+            self.write_one_batch(&mut writer);
             drop(writer);
             if lock(&self.queue).is_empty() {
                 return;
@@ -213,17 +241,17 @@ impl Shared {
         }
     }
 
-    /// [`Shared::commit_queued`] from async code: a commit that fsyncs may
+    /// [`Shared::commit_once`] from async code: a commit that fsyncs may
     /// take milliseconds, so on a multi-threaded runtime it moves the
     /// worker's other tasks elsewhere first.
-    fn commit_queued_from_task(&self) {
+    fn commit_from_task(&self) {
         let may_block = self.durability == AuditDurability::PowerLoss
             && tokio::runtime::Handle::try_current()
                 .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
         if may_block {
-            tokio::task::block_in_place(|| self.commit_queued());
+            tokio::task::block_in_place(|| self.commit_once());
         } else {
-            self.commit_queued();
+            self.commit_once();
         }
     }
 
@@ -252,10 +280,20 @@ impl Shared {
             if self.stopping.load(Ordering::Relaxed) {
                 break;
             }
-            if has_rows {
-                std::thread::sleep(OUTCOME_LINGER);
+            // Outcome rows alone wait a little for a request row to share
+            // a commit with; rows a task left behind are committed now.
+            if has_rows && !self.urgent.swap(false, Ordering::Relaxed) {
+                let queue = lock(&self.queue);
+                let _ = self
+                    .queued
+                    .wait_timeout_while(queue, OUTCOME_LINGER, |_| {
+                        !self.urgent.load(Ordering::Relaxed)
+                            && !self.stopping.load(Ordering::Relaxed)
+                    })
+                    .unwrap_or_else(|e| e.into_inner());
+                self.urgent.store(false, Ordering::Relaxed);
             }
-            self.commit_queued();
+            self.commit_all();
             let commits = self.counters.commits.load(Ordering::Relaxed);
             if commits != commits_at_checkpoint && last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
                 if let Err(e) = checkpoint.execute_batch("PRAGMA wal_checkpoint(PASSIVE)") {
@@ -322,6 +360,8 @@ impl SqliteAudit {
                 retry: Vec::new(),
             }),
             counters: Counters::default(),
+            urgent: AtomicBool::new(false),
+            waiting: AtomicUsize::new(0),
             stopping: AtomicBool::new(false),
             durability,
         });
@@ -363,8 +403,24 @@ impl SqliteAudit {
     pub async fn flush(&self) -> Result<(), AuditError> {
         let (reply, answer) = oneshot::channel();
         self.shared.push(Msg::Flush { reply });
-        self.shared.commit_queued_from_task();
+        self.shared.commit_from_task();
         answer.await.map_err(|_| stopped())?
+    }
+}
+
+/// Counts a `begin` as waiting while it lives (dropped futures included).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -380,8 +436,17 @@ impl AuditSink for SqliteAudit {
         Box::pin(async move {
             let content = Box::new(request_content(record)?);
             let (reply, answer) = oneshot::channel();
+            let _waiting = Waiting::new(&self.shared.waiting);
+            let alone = self.shared.waiting.load(Ordering::Relaxed) == 1;
             self.shared.push(Msg::Begin { content, reply });
-            self.shared.commit_queued_from_task();
+            if alone {
+                // Nobody to share a commit with: commit here, no hand-off.
+                self.shared.commit_from_task();
+            } else {
+                // Others are waiting too: one commit for all of them, by the
+                // background committer, which gathers rows while it writes.
+                self.shared.wake_committer();
+            }
             answer.await.map_err(|_| stopped())?
         })
     }
@@ -402,10 +467,10 @@ impl Drop for SqliteAudit {
         {
             tracing::error!(target: "airlock::audit", "the audit committer thread panicked");
         }
-        self.shared.commit_queued();
+        self.shared.commit_all();
         // One more pass for outcome rows of a failed last batch.
         if !lock(&self.shared.writer).retry.is_empty() {
-            self.shared.commit_queued();
+            self.shared.commit_all();
         }
     }
 }
@@ -795,7 +860,7 @@ mod tests {
     async fn concurrent_writers_leave_a_valid_chain() {
         let (_dir, path) = database();
         let audit = open(&path);
-        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let next = Arc::new(AtomicUsize::new(0));
         let tasks: Vec<_> = (0..32)
             .map(|_| {
                 let audit = audit.clone();

@@ -8,6 +8,7 @@ mod connections;
 mod plugins;
 pub mod settings;
 mod sync;
+mod tokens;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ use std::sync::{Arc, Mutex};
 pub use connections::{AuthInput, NewConnection};
 pub use plugins::InstallPlan;
 pub use sync::DEFAULT_PAGE_SIZE;
+pub use tokens::NewToken;
 
 use crate::audit::{
     AuditDurability, AuditEntry, AuditError, AuditFilter, SqliteAudit, VerifyReport,
@@ -139,6 +141,7 @@ pub struct Airlock {
     loaded: Mutex<HashMap<String, Arc<Plugin>>>,
     oauth: Arc<crate::oauth::OAuthContext>,
     oauth_port: u16,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl std::fmt::Debug for Airlock {
@@ -188,6 +191,7 @@ impl Airlock {
             loaded: Mutex::new(HashMap::new()),
             oauth,
             oauth_port: config.oauth_callback_port,
+            metrics: Arc::new(crate::metrics::Metrics::new()),
         })
     }
 
@@ -226,6 +230,11 @@ impl Airlock {
 
     pub fn audit(&self) -> &Arc<SqliteAudit> {
         &self.audit
+    }
+
+    /// Calls, errors, latency and egress denials of this host's plugins.
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.metrics
     }
 
     pub(crate) fn oauth_context(&self) -> Arc<crate::oauth::OAuthContext> {

@@ -17,11 +17,18 @@ pub struct Migration {
 }
 
 /// Every migration this build knows, in order.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sql: include_str!("../../../migrations/0001_initial.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sql: include_str!("../../../migrations/0001_initial.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "api_tokens",
+        sql: include_str!("../../../migrations/0003_api_tokens.sql"),
+    },
+];
 
 fn checksum(sql: &str) -> String {
     hex::encode(Sha256::digest(sql.as_bytes()))
@@ -129,19 +136,20 @@ mod tests {
         let mut conn = Connection::open(&path).unwrap();
         migrate(&mut conn, &path, MIGRATIONS).unwrap();
         let before = tables(&conn);
-        let broken = [
-            MIGRATIONS[0],
-            Migration {
-                version: 2,
-                name: "half",
-                // The first statement succeeds, the second fails.
-                sql: "CREATE TABLE half_done (x INTEGER); INSERT INTO no_such_table VALUES (1);",
-            },
-        ];
+        let last = MIGRATIONS.last().unwrap().version;
+        let mut broken = MIGRATIONS.to_vec();
+        broken.push(Migration {
+            version: last + 1,
+            name: "half",
+            // The first statement succeeds, the second fails.
+            sql: "CREATE TABLE half_done (x INTEGER); INSERT INTO no_such_table VALUES (1);",
+        });
         let err = migrate(&mut conn, &path, &broken).unwrap_err();
         assert!(
-            err.to_string()
-                .contains("migration 2 (half) failed and was rolled back"),
+            err.to_string().contains(&format!(
+                "migration {} (half) failed and was rolled back",
+                last + 1
+            )),
             "{err}"
         );
         assert_eq!(tables(&conn), before);
@@ -150,7 +158,7 @@ mod tests {
                 r.get(0)
             })
             .unwrap();
-        assert_eq!(max, 1);
+        assert_eq!(max, last);
     }
 
     #[test]

@@ -1,0 +1,248 @@
+//! The management HTTP API (`airlock serve`): a JSON API under `/api/v1`
+//! over the same [`Airlock`] calls the CLI makes, plus `/metrics`.
+//!
+//! Layout: [`openapi`] is the route registry (every route is added there
+//! with its documentation and required role), [`auth`] checks tokens and
+//! roles, [`hardening`] the `Host` header and body sizes, [`error`] the one
+//! error shape, and `routes/` has one file per route group.
+//!
+//! Adding a route group (e.g. chat): write `routes/<group>.rs` with a
+//! `pub fn routes(r: Routes) -> Routes` that calls [`Routes::add`] for each
+//! route, and chain it in [`build`]. It is then authenticated, documented in
+//! `/api/v1/openapi.json` and covered by the OpenAPI completeness test.
+
+pub mod auth;
+pub mod error;
+pub mod hardening;
+pub mod openapi;
+mod routes;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::Method;
+
+pub use auth::{Access, Principal};
+pub use error::ApiError;
+pub use openapi::{Operation, Routes};
+
+use crate::Airlock;
+use crate::service::InstallPlan;
+
+/// The default address of `airlock serve`.
+pub const DEFAULT_ADDR: &str = "127.0.0.1:7300";
+
+/// Template of the plugin upload route, whose body limit is the larger one.
+pub(crate) const UPLOAD_PATH: &str = "/api/v1/plugins";
+
+/// How the server behaves.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Largest accepted body of every route but the plugin upload.
+    pub max_body_bytes: usize,
+    /// Largest accepted plugin upload.
+    pub max_upload_bytes: usize,
+    /// The URL browsers reach this server at (for the OAuth redirect URI);
+    /// `http://<bound address>` when `None`.
+    pub public_url: Option<String>,
+    /// After SIGINT/SIGTERM, how long in-flight requests may take to finish
+    /// before the server stops anyway. Plugin calls end at their own
+    /// deadline well before this by default.
+    pub shutdown_grace: Duration,
+    /// Uploaded plugins waiting for approval, at most.
+    pub max_pending_uploads: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1 << 20,
+            max_upload_bytes: 64 << 20,
+            public_url: None,
+            shutdown_grace: Duration::from_secs(60),
+            max_pending_uploads: 8,
+        }
+    }
+}
+
+/// Shared state of the handlers.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    airlock: Arc<Airlock>,
+    config: ServerConfig,
+    loopback_only: bool,
+    public_url: String,
+    access: HashMap<(Method, &'static str), Access>,
+    openapi: serde_json::Value,
+    /// Uploaded plugins waiting for approval, by plugin id.
+    pending: Mutex<HashMap<String, InstallPlan>>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("public_url", &self.inner.public_url)
+            .field("loopback_only", &self.inner.loopback_only)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    pub fn airlock(&self) -> &Arc<Airlock> {
+        &self.inner.airlock
+    }
+
+    pub fn config(&self) -> &ServerConfig {
+        &self.inner.config
+    }
+
+    pub(crate) fn access(&self, method: &Method, path: &str) -> Option<Access> {
+        // HEAD is answered by GET routes.
+        let method = if method == Method::HEAD {
+            &Method::GET
+        } else {
+            method
+        };
+        self.inner
+            .access
+            .iter()
+            .find(|((m, p), _)| m == method && *p == path)
+            .map(|(_, a)| *a)
+    }
+
+    pub(crate) fn loopback_only(&self) -> bool {
+        self.inner.loopback_only
+    }
+
+    pub(crate) fn body_limit(&self, route: Option<&str>) -> usize {
+        if route == Some(UPLOAD_PATH) {
+            self.inner.config.max_upload_bytes
+        } else {
+            self.inner.config.max_body_bytes
+        }
+    }
+
+    /// The URL the OAuth provider sends the browser back to.
+    pub fn oauth_redirect_uri(&self) -> String {
+        format!(
+            "{}/api/v1/oauth/callback",
+            self.inner.public_url.trim_end_matches('/')
+        )
+    }
+
+    pub(crate) fn openapi(&self) -> &serde_json::Value {
+        &self.inner.openapi
+    }
+
+    pub(crate) fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, InstallPlan>> {
+        self.inner.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Every route of the API, documented.
+pub fn routes(config: &ServerConfig) -> Routes {
+    let r = Routes::new();
+    let r = routes::plugins::routes(r, config.max_upload_bytes);
+    let r = routes::connections::routes(r);
+    let r = routes::oauth::routes(r);
+    let r = routes::sync::routes(r);
+    let r = routes::audit::routes(r);
+    // Chat (`POST /api/v1/connections/{id}/chat`, JSON or SSE) joins here.
+    routes::meta::routes(r)
+}
+
+/// The complete application for a server bound at `addr`.
+pub fn build(airlock: Arc<Airlock>, config: ServerConfig, addr: SocketAddr) -> Router {
+    let (router, ops) = routes(&config).into_parts();
+    let public_url = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+    let state = AppState {
+        inner: Arc::new(Inner {
+            airlock,
+            loopback_only: addr.ip().is_loopback(),
+            public_url,
+            access: openapi::access_table(&ops),
+            openapi: openapi::document(&ops),
+            pending: Mutex::new(HashMap::new()),
+            config: config.clone(),
+        }),
+    };
+    use axum::middleware::from_fn_with_state;
+    // Layers run outermost last-added: log, then Host check, then the
+    // declared length, then the token.
+    router
+        .fallback(routes::meta::not_found)
+        .method_not_allowed_fallback(routes::meta::method_not_allowed)
+        .layer(from_fn_with_state(state.clone(), auth::authenticate))
+        .layer(axum::extract::DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(from_fn_with_state(state.clone(), hardening::check_length))
+        .layer(from_fn_with_state(state.clone(), hardening::check_host))
+        .layer(from_fn_with_state(state.clone(), hardening::access_log))
+        .with_state(state)
+}
+
+/// Serve on `listener` until `shutdown` resolves; then stop accepting, let
+/// in-flight requests finish (each plugin call ends at its own deadline) for
+/// at most [`ServerConfig::shutdown_grace`], and return.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    airlock: Arc<Airlock>,
+    config: ServerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let addr = listener.local_addr()?;
+    let grace = config.shutdown_grace;
+    let app = build(airlock, config, addr);
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("shutting down: no new connections, finishing in-flight requests");
+        let _ = stopping_tx.send(());
+    };
+    let server = axum::serve(listener, app).with_graceful_shutdown(signal);
+    tokio::select! {
+        result = server.into_future() => result,
+        () = async {
+            if stopping_rx.await.is_ok() {
+                tokio::time::sleep(grace).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        } => {
+            tracing::warn!(?grace, "requests still running after the shutdown grace period; stopping anyway");
+            Ok(())
+        }
+    }
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

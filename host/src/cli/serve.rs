@@ -46,6 +46,9 @@ pub fn run(airlock: Airlock, args: ServeArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("listening on {}", args.addr))?;
         let addr = listener.local_addr()?;
+        // Before anything is printed: a supervisor may signal as soon as it
+        // sees the address.
+        let shutdown = server::shutdown_signal().context("installing signal handlers")?;
         println!(
             "airlock {} listening on http://{addr}",
             env!("CARGO_PKG_VERSION")
@@ -65,7 +68,7 @@ pub fn run(airlock: Airlock, args: ServeArgs) -> anyhow::Result<()> {
         use std::io::Write as _;
         let _ = std::io::stdout().flush();
         tracing::info!(%addr, "serving");
-        server::serve(listener, airlock, config, server::shutdown_signal())
+        server::serve(listener, airlock, config, shutdown)
             .await
             .context("serving the API")?;
         println!("airlock stopped");

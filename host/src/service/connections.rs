@@ -407,7 +407,8 @@ impl Airlock {
         };
         if record.auth_kind != AuthKind::None && origin(&settings) != origin(&record.settings) {
             return Err(ServiceError::Invalid(format!(
-                "connection `{}` carries a credential bound to {}; its base-url cannot move to                  another origin. Remove the connection and add it again with its credential",
+                "connection `{}` carries a credential bound to {}; its base-url cannot move to another origin. \
+                 Remove the connection and add it again with its credential",
                 record.name,
                 origin(&record.settings).unwrap_or_else(|| "its origin".into())
             )));

@@ -905,3 +905,79 @@ async fn the_embedding_example_runs_against_a_servicenow_instance() {
     assert!(stdout.contains("audit: audit log OK: 4 rows"), "{stdout}");
     assert!(!stdout.contains(CANARY) && !stderr.contains(CANARY));
 }
+
+#[test]
+fn connection_set_changes_settings_and_keeps_the_credential_origin() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, _, err) = airlock_cli(
+        dir.path(),
+        &[
+            "plugin",
+            "install",
+            airlock_test_artifacts::MINIMAL,
+            "--approve",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let out = Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args([
+            "connection",
+            "add",
+            "c",
+            "--plugin",
+            "minimal",
+            "--global",
+            "--auth",
+            "bearer",
+            "--setting",
+            "base-url=https://api.example.com",
+            "--secret-env",
+            "TOKEN_FOR_TEST",
+        ])
+        .env("AIRLOCK_DATA_DIR", dir.path())
+        .env("TOKEN_FOR_TEST", CANARY)
+        .env_remove("AIRLOCK_MASTER_KEY")
+        .env_remove("AIRLOCK_MASTER_PASSPHRASE")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let (code, out, err) = airlock_cli(
+        dir.path(),
+        &[
+            "connection",
+            "set",
+            "c",
+            "--setting",
+            "base-url=https://api.example.com/v2",
+            "--json",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let record: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(record["settings"]["base-url"], "https://api.example.com/v2");
+    let (code, _, err) = airlock_cli(
+        dir.path(),
+        &[
+            "connection",
+            "set",
+            "c",
+            "--setting",
+            "base-url=https://evil.example",
+        ],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("cannot move to another origin"), "{err}");
+    let (code, _, _) = airlock_cli(dir.path(), &["connection", "set", "c"]);
+    assert_eq!(code, 2, "nothing to change is a usage error");
+    let (code, _, err) = airlock_cli(dir.path(), &["connection", "set", "c", "--setting", "nope"]);
+    assert_eq!(code, 2, "{err}");
+    let (_, out, _) = airlock_cli(dir.path(), &["connection", "show", "c", "--json"]);
+    let record: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(record["settings"]["base-url"], "https://api.example.com/v2");
+    assert!(!out.contains(CANARY));
+}

@@ -89,8 +89,18 @@ impl Api {
     }
 
     pub async fn start_with(server: ServerConfig) -> Self {
+        Self::start_custom(server, |_| {}).await
+    }
+
+    /// A server whose host configuration `adjust` changes first.
+    pub async fn start_custom(
+        server: ServerConfig,
+        adjust: impl FnOnce(&mut airlock::AirlockConfig),
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let airlock = Arc::new(Airlock::open(config(dir.path())).unwrap());
+        let mut host = config(dir.path());
+        adjust(&mut host);
+        let airlock = Arc::new(Airlock::open(host).unwrap());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -981,3 +981,73 @@ fn connection_set_changes_settings_and_keeps_the_credential_origin() {
     assert_eq!(record["settings"]["base-url"], "https://api.example.com/v2");
     assert!(!out.contains(CANARY));
 }
+
+#[tokio::test]
+async fn egress_denials_and_errors_are_counted_per_plugin_and_connection() {
+    // A host that, like a default deployment, allows public addresses only:
+    // the loopback upstream below is refused before any connection is made.
+    let api = Api::start_custom(ServerConfig::default(), |c| {
+        c.address_policy = airlock::egress::AddressPolicy::global_only();
+    })
+    .await;
+    let upstream = MockServer::start().await;
+    let plan = api.airlock.plan_install(servicenow_wasm()).unwrap();
+    api.airlock.install(&plan, true).unwrap();
+    let op = api.token("ops", Role::Operator, None);
+    let created = api
+        .send(
+            "POST",
+            "/api/v1/connections",
+            Some(&op),
+            Body::Json(json!({
+                "name": "internal", "plugin": "servicenow",
+                "settings": { "base-url": upstream.uri() },
+                "auth": { "kind": "basic", "username": USER, "password": CANARY }
+            })),
+        )
+        .await;
+    assert_eq!(created.status, 201);
+    let denied = api
+        .send(
+            "POST",
+            "/api/v1/connections/internal/test",
+            Some(&op),
+            Body::Empty,
+        )
+        .await;
+    denied.assert_error(403, "egress_denied");
+    assert!(upstream.received_requests().await.unwrap().is_empty());
+    let metrics = api
+        .send("GET", "/metrics", Some(&op), Body::Empty)
+        .await
+        .text();
+    let labels = "plugin=\"servicenow\",connection=\"internal\"";
+    assert!(
+        metrics.contains(&format!("airlock_calls_total{{{labels}}} 1")),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!("airlock_call_errors_total{{{labels}}} 1")),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!("airlock_egress_denials_total{{{labels}}} 1")),
+        "{metrics}"
+    );
+    let audit = api
+        .send("GET", "/api/v1/audit", Some(&op), Body::Empty)
+        .await
+        .json();
+    // The address is checked after the rule decision, at connect time: the
+    // entry ends with that error and no status.
+    let entries = audit.as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{audit}");
+    assert!(entries[0]["outcome"]["status"].is_null());
+    assert!(
+        entries[0]["outcome"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("loopback"),
+        "{audit}"
+    );
+}

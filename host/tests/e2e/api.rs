@@ -894,3 +894,33 @@ async fn unknown_plugins_and_a_second_delete_are_not_found() {
         .await
         .assert_error(404, "not_found");
 }
+
+#[tokio::test]
+async fn uploads_waiting_for_approval_are_bounded() {
+    let api = Api::start_with(ServerConfig {
+        max_pending_uploads: 1,
+        ..ServerConfig::default()
+    })
+    .await;
+    let admin = api.token("admin", Role::Admin, None);
+    let upload = |path: &'static str| {
+        let api = &api;
+        let admin = admin.clone();
+        async move {
+            api.send(
+                "POST",
+                "/api/v1/plugins",
+                Some(&admin),
+                Body::Raw("application/wasm", std::fs::read(path).unwrap()),
+            )
+            .await
+        }
+    };
+    assert_eq!(upload(airlock_test_artifacts::MINIMAL).await.status, 202);
+    upload(airlock_test_artifacts::PROBE)
+        .await
+        .assert_error(429, "too_many_pending");
+    // The same plugin id replaces its own pending upload.
+    assert_eq!(upload(airlock_test_artifacts::MINIMAL).await.status, 202);
+    assert!(api.airlock.list_plugins().unwrap().is_empty());
+}

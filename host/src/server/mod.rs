@@ -55,6 +55,11 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// Uploaded plugins waiting for approval, at most.
     pub max_pending_uploads: usize,
+    /// Open client connections, at most; more are closed on accept.
+    pub max_connections: usize,
+    /// How long a client may take to send a request's headers (slow
+    /// clients cannot hold connections open forever).
+    pub header_read_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -65,6 +70,8 @@ impl Default for ServerConfig {
             public_url: None,
             shutdown_grace: Duration::from_secs(60),
             max_pending_uploads: 8,
+            max_connections: 1024,
+            header_read_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -194,35 +201,69 @@ pub fn build(airlock: Arc<Airlock>, config: ServerConfig, addr: SocketAddr) -> R
 /// Serve on `listener` until `shutdown` resolves; then stop accepting, let
 /// in-flight requests finish (each plugin call ends at its own deadline) for
 /// at most [`ServerConfig::shutdown_grace`], and return.
+///
+/// Connections are bounded ([`ServerConfig::max_connections`]) and so is the
+/// time a client may take over its headers
+/// ([`ServerConfig::header_read_timeout`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     airlock: Arc<Airlock>,
     config: ServerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::service::TowerToHyperService;
+
     let addr = listener.local_addr()?;
     let grace = config.shutdown_grace;
+    let slots = Arc::new(tokio::sync::Semaphore::new(config.max_connections.max(1)));
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_read_timeout);
     let app = build(airlock, config, addr);
-    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-    let signal = async move {
-        shutdown.await;
-        tracing::info!("shutting down: no new connections, finishing in-flight requests");
-        let _ = stopping_tx.send(());
-    };
-    let server = axum::serve(listener, app).with_graceful_shutdown(signal);
-    tokio::select! {
-        result = server.into_future() => result,
-        () = async {
-            if stopping_rx.await.is_ok() {
-                tokio::time::sleep(grace).await;
-            } else {
-                std::future::pending::<()>().await;
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, go on.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "connection limit reached; closing a new connection");
+            continue;
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
-        } => {
+            drop(slot);
+        });
+    }
+    drop(listener);
+    tracing::info!("shutting down: no new connections, finishing in-flight requests");
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(grace) => {
             tracing::warn!(?grace, "requests still running after the shutdown grace period; stopping anyway");
-            Ok(())
         }
     }
+    Ok(())
 }
 
 /// A future that resolves on SIGINT (Ctrl-C) or SIGTERM. The handlers are

@@ -457,6 +457,7 @@ async fn every_route_refuses_missing_revoked_underprivileged_and_other_project_t
         )
         .await
         .unwrap();
+    api.airlock.audit().flush().await.unwrap();
     let sent_before = server.received_requests().await.unwrap().len();
     let before = api.airlock.connection(&conn).unwrap();
     let audit_before = api.airlock.list_audit(&Default::default()).unwrap();
@@ -528,6 +529,7 @@ async fn every_route_refuses_missing_revoked_underprivileged_and_other_project_t
         1
     );
     assert_eq!(api.airlock.list_plugins().unwrap().len(), 1);
+    api.airlock.audit().flush().await.unwrap();
     assert_eq!(server.received_requests().await.unwrap().len(), sent_before);
     assert_eq!(
         api.airlock.list_audit(&Default::default()).unwrap(),
@@ -923,4 +925,44 @@ async fn uploads_waiting_for_approval_are_bounded() {
     // The same plugin id replaces its own pending upload.
     assert_eq!(upload(airlock_test_artifacts::MINIMAL).await.status, 202);
     assert!(api.airlock.list_plugins().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn slow_clients_and_connection_floods_are_bounded() {
+    let api = Api::start_with(ServerConfig {
+        header_read_timeout: std::time::Duration::from_millis(500),
+        max_connections: 2,
+        ..ServerConfig::default()
+    })
+    .await;
+    let admin = api.token("admin", Role::Admin, None);
+    // Half a request line, then nothing: the server gives up on it.
+    let started = std::time::Instant::now();
+    let raw = api
+        .raw(b"GET /api/v1/plugins HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .await;
+    assert!(!raw.contains(" 200 "), "{raw}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+
+    // Two idle connections take both slots: a third is closed on accept.
+    let mut idle = Vec::new();
+    for _ in 0..2 {
+        idle.push(tokio::net::TcpStream::connect(api.addr).await.unwrap());
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let mut third = tokio::net::TcpStream::connect(api.addr).await.unwrap();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(2), third.read(&mut buf))
+        .await
+        .expect("closed at once, before any header timeout")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "the third connection is closed");
+    // Once they are gone (the header timeout closes them too), requests
+    // are served again.
+    drop(idle);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let resp = api
+        .send("GET", "/api/v1/plugins", Some(&admin), Body::Empty)
+        .await;
+    assert_eq!(resp.status, 200);
 }

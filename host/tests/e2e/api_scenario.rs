@@ -639,6 +639,7 @@ async fn shutdown_lets_an_in_flight_call_finish_and_then_stops() {
         "no longer listening"
     );
     // The call was recorded completely: request and outcome.
+    api.airlock.audit().flush().await.unwrap();
     let audit = api.airlock.list_audit(&Default::default()).unwrap();
     assert_eq!(audit.len(), 1);
     assert_eq!(audit[0].outcome.as_ref().unwrap().status, Some(200));

@@ -26,6 +26,9 @@ pub struct ServeArgs {
     /// Largest accepted plugin upload.
     #[arg(long, default_value_t = 64 << 20)]
     pub max_upload_bytes: usize,
+    /// Open client connections at most; more are closed on accept.
+    #[arg(long, default_value_t = 1024)]
+    pub max_connections: usize,
     /// Seconds in-flight requests get to finish after SIGINT/SIGTERM.
     #[arg(long, default_value_t = 60)]
     pub shutdown_grace_secs: u64,
@@ -39,6 +42,7 @@ pub fn run(airlock: Airlock, args: ServeArgs) -> anyhow::Result<()> {
         max_upload_bytes: args.max_upload_bytes,
         public_url: args.public_url,
         shutdown_grace: std::time::Duration::from_secs(args.shutdown_grace_secs),
+        max_connections: args.max_connections,
         ..ServerConfig::default()
     };
     block_on(async move {

@@ -242,7 +242,7 @@ async fn full_scenario_upload_approve_connect_test_create_audit_verify() {
             Some(&user),
             Body::Json(json!({
                 "title": "Printer on fire", "description": null, "kind": null,
-                "priority": null, "fields": null
+                "priority": "P2", "fields": null
             })),
         )
         .await,

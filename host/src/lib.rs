@@ -8,9 +8,57 @@
 //! by the host, after the egress check, and every send is recorded
 //! ([`audit`]).
 //!
+//! # Embedding
+//!
+//! [`Airlock`] is the whole host on a data directory, in-process: the same
+//! calls the `airlock` CLI and the management API ([`server`]) make. Open it,
+//! install a plugin, add a connection, call a typed operation (or any
+//! operation by name with JSON). `host/examples/embed.rs` is this, runnable.
+//!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
-//! use std::sync::Arc;
+//! use airlock::runtime::types::NewTicket;
+//! use airlock::service::{AuthInput, NewConnection};
+//! use airlock::store::Scope;
+//! use airlock::{Airlock, AirlockConfig};
+//!
+//! let airlock = Airlock::open(AirlockConfig::new("/var/lib/myapp/airlock")?)?;
+//! let plan = airlock.plan_install(std::fs::read("servicenow.wasm")?)?;
+//! // Show plan.grant and plan.changes to the operator, then approve:
+//! airlock.install(&plan, true)?;
+//! let record = airlock.add_connection(NewConnection {
+//!     name: "sn".into(),
+//!     plugin_id: "servicenow".into(),
+//!     settings: [("base-url".to_string(), "https://acme.service-now.com".to_string())].into(),
+//!     auth: AuthInput::Basic {
+//!         username: "integration".into(),
+//!         password: std::env::var("SN_PASSWORD")?.into(),
+//!     },
+//!     scope: Scope::Global,
+//! })?;
+//! // A typed operation: WIT records in and out.
+//! let (plugin, connection) = airlock.prepare_call(&record, None)?;
+//! let ticket = airlock
+//!     .runtime()
+//!     .create_ticket(&plugin, &connection, NewTicket {
+//!         title: "Printer on fire".into(),
+//!         description: None,
+//!         kind: None,
+//!         priority: None,
+//!         fields: None,
+//!     })
+//!     .await?;
+//! // Any operation by name, JSON in and out (what `airlock call` does).
+//! let same = airlock
+//!     .call("sn", "tickets.get", serde_json::json!({ "id": ticket.id }), None)
+//!     .await?;
+//! # let _ = same; Ok(()) }
+//! ```
+//!
+//! [`Runtime`] alone runs plugins with connections built by the caller:
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
 //! use airlock::{Connection, Runtime, RuntimeConfig};
 //! use airlock::connection::{Credential, StaticCredential};
 //!
@@ -30,9 +78,11 @@ pub mod connection;
 pub mod egress;
 pub mod limits;
 pub mod manifest;
+pub mod metrics;
 pub mod oauth;
 pub mod redact;
 pub mod runtime;
+pub mod server;
 pub mod service;
 pub mod state;
 pub mod store;

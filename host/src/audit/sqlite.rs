@@ -398,6 +398,12 @@ impl SqliteAudit {
         self.shared.counters.rows.load(Ordering::Relaxed)
     }
 
+    /// Commit everything queued now (outcome rows included), on this
+    /// thread; for synchronous readers of the log.
+    pub fn commit_pending(&self) {
+        self.shared.commit_all();
+    }
+
     /// Wait until everything queued before this call (outcome rows included)
     /// is committed, or its transaction failed.
     pub async fn flush(&self) -> Result<(), AuditError> {

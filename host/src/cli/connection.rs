@@ -75,6 +75,20 @@ pub enum ConnectionCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Change settings: --setting NAME=VALUE sets, --unset NAME removes (the
+    /// plugin's default applies). The base-url of a connection with a
+    /// credential cannot move to another origin.
+    ///
+    /// Example: airlock connection set sn --setting table=u_ticket
+    Set {
+        name: String,
+        #[arg(long = "setting", value_name = "NAME=VALUE")]
+        settings: Vec<String>,
+        #[arg(long, value_name = "NAME")]
+        unset: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Check the connection's settings and credential against the service.
     Test { name: String },
     /// Stop calls through a connection.
@@ -219,6 +233,34 @@ pub fn run(airlock: &Airlock, cmd: ConnectionCommand) -> anyhow::Result<()> {
                 return output::json(&r);
             }
             print_record(&r);
+            Ok(())
+        }
+        ConnectionCommand::Set {
+            name,
+            settings,
+            unset,
+            json,
+        } => {
+            if settings.is_empty() && unset.is_empty() {
+                bail!(UsageError(
+                    "nothing to change: give --setting NAME=VALUE or --unset NAME".into()
+                ));
+            }
+            let mut changes = BTreeMap::new();
+            for s in settings {
+                let (k, v) = s
+                    .split_once('=')
+                    .ok_or_else(|| UsageError(format!("--setting {s:?} must be NAME=VALUE")))?;
+                changes.insert(k.to_string(), Some(v.to_string()));
+            }
+            for k in unset {
+                changes.insert(k, None);
+            }
+            let record = airlock.update_connection_settings(&name, &changes)?;
+            if json {
+                return output::json(&record);
+            }
+            print_record(&record);
             Ok(())
         }
         ConnectionCommand::Test { name } => {

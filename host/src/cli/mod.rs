@@ -1,5 +1,6 @@
 //! `airlock` commands: a thin layer over the library. Exit codes: 0 success,
-//! 1 failure, 2 usage error or an approval that was not given.
+//! 1 failure, 2 usage error or an approval that was not given (clap's own
+//! usage errors exit with 2 too).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,7 +18,9 @@ mod oauth;
 mod output;
 mod plugin;
 mod secrets;
+mod serve;
 mod sync;
+mod token;
 
 use airlock::{Airlock, AirlockConfig};
 
@@ -26,7 +29,8 @@ use airlock::{Airlock, AirlockConfig};
     name = "airlock",
     version,
     about = "Run third-party connectors as sandboxed WebAssembly plugins",
-    after_help = "Examples:\n  airlock plugin install servicenow.wasm --approve\n  \
+    after_help = "Examples:\n  airlock serve\n  airlock token create ci --role operator --project web\n  \
+                  airlock plugin install servicenow.wasm --approve\n  \
                   AIRLOCK_SECRET=... airlock connection add sn --plugin servicenow \\\n    \
                   --setting base-url=https://x.service-now.com --auth basic --username admin \\\n    \
                   --secret-env AIRLOCK_SECRET --global\n  airlock connection test sn\n  \
@@ -42,6 +46,13 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Serve the management HTTP API (JSON under /api/v1, /metrics).
+    ///
+    /// Prints where it listens, the data directory and the key source, and on
+    /// the first start an admin token. Stops cleanly on Ctrl-C or SIGTERM.
+    ///
+    /// Example: airlock serve --addr 127.0.0.1:7300
+    Serve(serve::ServeArgs),
     /// Inspect, install and manage plugins.
     #[command(subcommand)]
     Plugin(plugin::PluginCommand),
@@ -75,6 +86,10 @@ enum Command {
     /// List, show and delete chat conversations.
     #[command(subcommand)]
     Conversation(chat::ConversationCommand),
+    /// Manage the management API's bearer tokens (roles admin, operator,
+    /// user; optionally restricted to one project).
+    #[command(subcommand)]
+    Token(token::TokenCommand),
 }
 
 /// An error that should exit with status 2 (usage, missing approval).
@@ -83,14 +98,19 @@ enum Command {
 pub struct UsageError(pub String);
 
 pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The server logs each request; one-shot commands only warnings.
+    let default_log = match cli.command {
+        Command::Serve(_) => "info",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("AIRLOCK_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_log)),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     let data_dir = cli.data_dir.unwrap_or_else(AirlockConfig::default_data_dir);
     let result = match cli.command {
         Command::Plugin(plugin::PluginCommand::Inspect { file, json }) => std::fs::read(&file)
@@ -107,6 +127,8 @@ pub fn main() -> ExitCode {
         Command::Oauth(cmd) => open(data_dir).and_then(|a| oauth::run(&a, cmd)),
         Command::Chat(args) => open(data_dir).and_then(|a| chat::run(&a, args)),
         Command::Conversation(cmd) => open(data_dir).and_then(|a| chat::run_conversation(&a, cmd)),
+        Command::Token(cmd) => open(data_dir).and_then(|a| token::run(&a, cmd)),
+        Command::Serve(args) => open_quiet(data_dir).and_then(|a| serve::run(a, args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -129,6 +151,13 @@ fn open(data_dir: PathBuf) -> anyhow::Result<Airlock> {
         eprintln!("{line}");
     }
     Ok(airlock)
+}
+
+/// Open without printing the summary (the server prints it with its
+/// address).
+fn open_quiet(data_dir: PathBuf) -> anyhow::Result<Airlock> {
+    let config = AirlockConfig::new(&data_dir)?;
+    Airlock::open(config).with_context(|| format!("opening data directory {}", data_dir.display()))
 }
 
 /// Run an async library call from a command.

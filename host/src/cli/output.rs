@@ -29,3 +29,40 @@ pub fn json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
+
+/// Run `f` showing `label` with a spinner and the elapsed time on stderr
+/// while it runs, when stderr is a terminal (a first compile of a plugin
+/// takes seconds). Scripts and pipes see nothing.
+pub fn with_progress<T>(label: &str, f: impl FnOnce() -> T) -> T {
+    use std::io::{IsTerminal, Write};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+    if !std::io::stderr().is_terminal() {
+        return f();
+    }
+    let done = AtomicBool::new(false);
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            const FRAMES: [char; 4] = ['|', '/', '-', '\\'];
+            let mut i = 0;
+            while !done.load(Ordering::Relaxed) {
+                eprint!(
+                    "\r{label} {} {:.1}s",
+                    FRAMES[i % FRAMES.len()],
+                    started.elapsed().as_secs_f64()
+                );
+                let _ = std::io::stderr().flush();
+                i += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            eprintln!(
+                "\r{label} done in {:.1}s  ",
+                started.elapsed().as_secs_f64()
+            );
+        });
+        let out = f();
+        done.store(true, Ordering::Relaxed);
+        out
+    })
+}

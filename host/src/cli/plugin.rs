@@ -46,9 +46,11 @@ pub fn run(airlock: &Airlock, cmd: PluginCommand) -> anyhow::Result<()> {
         PluginCommand::Install { file, approve } => {
             let wasm =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-            let plan = airlock
-                .plan_install(wasm)
-                .with_context(|| format!("checking {}", file.display()))?;
+            let plan = output::with_progress(
+                &format!("checking and compiling {}", file.display()),
+                || airlock.plan_install(wasm),
+            )
+            .with_context(|| format!("checking {}", file.display()))?;
             if plan.unchanged() {
                 println!(
                     "plugin {} {} is already installed from this file",

@@ -76,12 +76,23 @@ impl Airlock {
     /// the vault, bound to the state's hash) and a random single-use `state`
     /// that expires after [`STATE_LIFETIME`].
     pub fn oauth_start_on(&self, connection: &str, port: u16) -> Result<OAuthStart, ServiceError> {
+        self.oauth_start_redirect(connection, &redirect_uri(port))
+    }
+
+    /// Start authorising `connection` with the provider sending the user
+    /// back to `redirect` (the management API's own callback route, which
+    /// finishes the flow with [`Airlock::oauth_callback`]).
+    pub fn oauth_start_redirect(
+        &self,
+        connection: &str,
+        redirect: &str,
+    ) -> Result<OAuthStart, ServiceError> {
         let record = self.connection(connection)?;
         let (spec, _) = self.oauth_spec(&record)?;
         let ctx = self.oauth_context();
         let app = ctx.app_credentials(&record, &spec)?;
         let eps = endpoints(&record.plugin_id, &spec, &record.settings)?;
-        let redirect = redirect_uri(port);
+        let redirect = redirect.to_string();
         let client = exchange::client(&app, &eps, Some(&redirect)).map_err(|reason| {
             OAuthError::Endpoint {
                 plugin: record.plugin_id.clone(),

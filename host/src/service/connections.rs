@@ -439,8 +439,57 @@ impl Airlock {
         id_or_name: &str,
     ) -> Result<ConnectionReport, ServiceError> {
         let record = self.connection(id_or_name)?;
-        let (plugin, conn) = self.prepare_call(&record, None)?;
-        Ok(self.runtime.test_connection(&plugin, &conn).await?)
+        let started = std::time::Instant::now();
+        let result = async {
+            let (plugin, conn) = self.prepare_call(&record, None)?;
+            Ok::<_, ServiceError>(self.runtime.test_connection(&plugin, &conn).await?)
+        }
+        .await;
+        self.record_call(&record, started, &result);
+        result
+    }
+
+    /// Change a connection's settings: each `Some` sets a value, each `None`
+    /// removes it (the plugin's default applies again); the result is
+    /// validated against the plugin's schema.
+    ///
+    /// The origin of `base-url` cannot change while the connection carries a
+    /// credential: the credential is bound to that origin, and moving it
+    /// would send a secret somewhere its owner never chose. Such a
+    /// connection is re-created with its credential instead.
+    pub fn update_connection_settings(
+        &self,
+        id_or_name: &str,
+        changes: &BTreeMap<String, Option<String>>,
+    ) -> Result<ConnectionRecord, ServiceError> {
+        let record = self.connection(id_or_name)?;
+        let plugin = self
+            .store
+            .read(|c| crate::store::plugins::get_plugin(c, &record.plugin_id))?;
+        let mut given = record.settings.clone();
+        for (name, value) in changes {
+            match value {
+                Some(v) => given.insert(name.clone(), v.clone()),
+                None => given.remove(name),
+            };
+        }
+        let settings = super::settings::validate(&plugin.manifest, &given)?;
+        let origin = |s: &BTreeMap<String, String>| {
+            s.get(crate::connection::BASE_URL_SETTING)
+                .and_then(|u| url::Url::parse(u).ok())
+                .map(|u| u.origin().ascii_serialization())
+        };
+        if record.auth_kind != AuthKind::None && origin(&settings) != origin(&record.settings) {
+            return Err(ServiceError::Invalid(format!(
+                "connection `{}` carries a credential bound to {}; its base-url cannot move to another origin. \
+                 Remove the connection and add it again with its credential",
+                record.name,
+                origin(&record.settings).unwrap_or_else(|| "its origin".into())
+            )));
+        }
+        self.store
+            .write(|tx| repo::update_settings(tx, &record.id, &settings))?;
+        self.connection(&record.id)
     }
 }
 

@@ -9,6 +9,7 @@ mod connections;
 mod plugins;
 pub mod settings;
 mod sync;
+mod tokens;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -21,6 +22,7 @@ pub use chat::{ChatAnswer, ChatEvent, ChatEvents, ChatInput, MAX_MESSAGE_BYTES};
 pub use connections::{AuthInput, NewConnection};
 pub use plugins::InstallPlan;
 pub use sync::DEFAULT_PAGE_SIZE;
+pub use tokens::NewToken;
 
 use crate::audit::{
     AuditDurability, AuditEntry, AuditError, AuditFilter, SqliteAudit, VerifyReport,
@@ -144,6 +146,7 @@ pub struct Airlock {
     loaded: Mutex<HashMap<String, Arc<Plugin>>>,
     oauth: Arc<crate::oauth::OAuthContext>,
     oauth_port: u16,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl std::fmt::Debug for Airlock {
@@ -193,6 +196,7 @@ impl Airlock {
             loaded: Mutex::new(HashMap::new()),
             oauth,
             oauth_port: config.oauth_callback_port,
+            metrics: Arc::new(crate::metrics::Metrics::new()),
         })
     }
 
@@ -231,6 +235,11 @@ impl Airlock {
 
     pub fn audit(&self) -> &Arc<SqliteAudit> {
         &self.audit
+    }
+
+    /// Calls, errors, latency and egress denials of this host's plugins.
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.metrics
     }
 
     pub(crate) fn oauth_context(&self) -> Arc<crate::oauth::OAuthContext> {
@@ -277,6 +286,8 @@ impl Airlock {
 
     /// Check the audit log's hash chain.
     pub fn verify_audit(&self) -> Result<VerifyReport, ServiceError> {
+        // Outcome rows are committed lazily; a reader sees them all.
+        self.audit.commit_pending();
         let path = self.store.path().to_path_buf();
         let conn = crate::store::open_connection(&path)?;
         Ok(crate::audit::verify(&conn)?)
@@ -284,6 +295,7 @@ impl Airlock {
 
     /// Recorded requests matching `filter`, newest first.
     pub fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, ServiceError> {
+        self.audit.commit_pending();
         let conn = crate::store::open_connection(self.store.path())?;
         Ok(crate::audit::list(&conn, filter)?)
     }

@@ -28,6 +28,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "conversations",
         sql: include_str!("../../../migrations/0002_conversations.sql"),
     },
+    Migration {
+        version: 3,
+        name: "api_tokens",
+        sql: include_str!("../../../migrations/0003_api_tokens.sql"),
+    },
 ];
 
 fn checksum(sql: &str) -> String {
@@ -136,11 +141,10 @@ mod tests {
         let mut conn = Connection::open(&path).unwrap();
         migrate(&mut conn, &path, MIGRATIONS).unwrap();
         let before = tables(&conn);
-        // A broken migration after every real one.
-        let next = MIGRATIONS.len() as u32 + 1;
+        let last = MIGRATIONS.last().unwrap().version;
         let mut broken = MIGRATIONS.to_vec();
         broken.push(Migration {
-            version: next,
+            version: last + 1,
             name: "half",
             // The first statement succeeds, the second fails.
             sql: "CREATE TABLE half_done (x INTEGER); INSERT INTO no_such_table VALUES (1);",
@@ -148,7 +152,8 @@ mod tests {
         let err = migrate(&mut conn, &path, &broken).unwrap_err();
         assert!(
             err.to_string().contains(&format!(
-                "migration {next} (half) failed and was rolled back"
+                "migration {} (half) failed and was rolled back",
+                last + 1
             )),
             "{err}"
         );
@@ -158,7 +163,7 @@ mod tests {
                 r.get(0)
             })
             .unwrap();
-        assert_eq!(max, next - 1);
+        assert_eq!(max, last);
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod oauth;
 pub mod plugins;
 pub mod state;
 pub mod sync;
+pub mod tokens;
 
 pub use connections::{AuthConfig, ConnectionFilter, ConnectionRecord, ConnectionStatus, Scope};
 pub use oauth::{OAuthAppRecord, OAuthStateRecord};

@@ -1,6 +1,8 @@
 //! End-to-end tests: real components built from tests/guests, run in the real
 //! host against real HTTP servers on loopback.
 
+mod api;
+mod api_scenario;
 mod azure_devops;
 mod chat;
 mod cli;

@@ -1,0 +1,233 @@
+//! The API's one error shape, `{ "error": { "code", "message" } }`, the
+//! mapping from library errors to HTTP statuses, and extractors whose
+//! rejections (malformed JSON, oversized bodies, bad paths) use that shape
+//! instead of axum's plain-text defaults.
+
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+
+use crate::ServiceError;
+use crate::runtime::types::PluginError;
+use crate::store::StoreError;
+
+/// An error answer: an HTTP status, a stable machine-readable code and a
+/// message for people. Messages come from the library's errors, which
+/// never contain secrets.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({
+            "error": { "code": self.code, "message": self.message }
+        });
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
+    }
+}
+
+/// The status and code of a plugin's typed error: upstream trouble is a
+/// gateway problem (502/504), the caller's mistakes keep their meaning.
+fn plugin_status(error: &PluginError) -> (StatusCode, &'static str) {
+    match error {
+        PluginError::InvalidInput(_) => (StatusCode::BAD_REQUEST, "plugin_invalid_input"),
+        PluginError::Unauthorized(_) => (StatusCode::BAD_GATEWAY, "upstream_unauthorized"),
+        PluginError::Forbidden(_) => (StatusCode::BAD_GATEWAY, "upstream_forbidden"),
+        PluginError::NotFound(_) => (StatusCode::NOT_FOUND, "upstream_not_found"),
+        PluginError::Conflict(_) => (StatusCode::CONFLICT, "upstream_conflict"),
+        PluginError::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "upstream_rate_limited"),
+        PluginError::Upstream(_) => (StatusCode::BAD_GATEWAY, "upstream_error"),
+        PluginError::EgressDenied(_) => (StatusCode::FORBIDDEN, "egress_denied"),
+        PluginError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
+        PluginError::Unsupported(_) => (StatusCode::NOT_IMPLEMENTED, "unsupported"),
+        PluginError::Internal(_) => (StatusCode::BAD_GATEWAY, "plugin_internal"),
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        use crate::CallError;
+        let (status, code) = match &e {
+            ServiceError::Store(StoreError::NotFound(_) | StoreError::NoMatch(_)) => {
+                (StatusCode::NOT_FOUND, "not_found")
+            }
+            ServiceError::Store(StoreError::Conflict(_)) => (StatusCode::CONFLICT, "conflict"),
+            ServiceError::Invalid(_) | ServiceError::Settings(_) => {
+                (StatusCode::BAD_REQUEST, "invalid_request")
+            }
+            ServiceError::Load(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_plugin"),
+            ServiceError::NeedsApproval { .. } => (StatusCode::CONFLICT, "needs_approval"),
+            ServiceError::Paused { .. } => (StatusCode::CONFLICT, "connection_paused"),
+            ServiceError::NeedsReauth { .. } => (StatusCode::CONFLICT, "needs_reauth"),
+            ServiceError::Tampered { .. } => (StatusCode::CONFLICT, "plugin_tampered"),
+            ServiceError::OAuth(_) => (StatusCode::BAD_REQUEST, "oauth_error"),
+            ServiceError::Call(call) => match call {
+                CallError::Plugin { error, .. } => plugin_status(error),
+                CallError::NotExported { .. } | CallError::UnknownOperation { .. } => {
+                    (StatusCode::NOT_FOUND, "unknown_operation")
+                }
+                CallError::BadInput { .. } => (StatusCode::BAD_REQUEST, "invalid_input"),
+                CallError::Connection { .. } => (StatusCode::BAD_REQUEST, "connection_unusable"),
+                CallError::Limit { .. } => (StatusCode::BAD_GATEWAY, "plugin_limit_exceeded"),
+                CallError::Trap { .. } | CallError::Instantiate { .. } => {
+                    (StatusCode::BAD_GATEWAY, "plugin_crashed")
+                }
+            },
+            ServiceError::Store(_)
+            | ServiceError::Vault(_)
+            | ServiceError::Audit(_)
+            | ServiceError::Io { .. } => {
+                tracing::error!(error = %e, "internal error answering an API request");
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+            }
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+/// A rejection's status with the API's shape.
+fn rejection(status: StatusCode, text: String) -> ApiError {
+    let code = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        s if s.is_server_error() => "internal",
+        _ => "invalid_request",
+    };
+    ApiError::new(status, code, text)
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        let status = r.status();
+        let text = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "the request body is larger than this server accepts".to_string()
+        } else {
+            format!("malformed JSON body: {}", r.body_text())
+        };
+        rejection(status, text)
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(r: BytesRejection) -> Self {
+        let status = r.status();
+        let text = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "the request body is larger than this server accepts".to_string()
+        } else {
+            r.body_text()
+        };
+        rejection(status, text)
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> Self {
+        rejection(r.status(), r.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        rejection(r.status(), format!("bad query string: {}", r.body_text()))
+    }
+}
+
+/// `axum::Json` whose rejection is an [`ApiError`].
+#[derive(Debug)]
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        Ok(Self(axum::Json::<T>::from_request(req, state).await?.0))
+    }
+}
+
+/// `axum::extract::Path` whose rejection is an [`ApiError`].
+#[derive(Debug)]
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Ok(Self(
+            axum::extract::Path::<T>::from_request_parts(parts, state)
+                .await?
+                .0,
+        ))
+    }
+}
+
+/// `axum::extract::Query` whose rejection is an [`ApiError`].
+#[derive(Debug)]
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Ok(Self(
+            axum::extract::Query::<T>::from_request_parts(parts, state)
+                .await?
+                .0,
+        ))
+    }
+}
+
+/// The raw body (a plugin upload) whose rejection is an [`ApiError`].
+#[derive(Debug)]
+pub struct ApiBytes(pub bytes::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for ApiBytes {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        Ok(Self(bytes::Bytes::from_request(req, state).await?))
+    }
+}

@@ -1,5 +1,5 @@
-//! [`SqliteAudit`]: the audit log in the `audit_log` table, written by one
-//! thread with group commit.
+//! [`SqliteAudit`]: the audit log in the `audit_log` table, written with
+//! group commit by whoever holds the writer.
 //!
 //! `begin` queues its row and then tries to become the committer: whoever
 //! takes the writer lock appends every row queued at that moment in one

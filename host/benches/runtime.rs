@@ -441,13 +441,10 @@ async fn call(opts: &Options, base: &str) {
     println!();
 }
 
-/// Sequential latency of the plugin path with parts of the host taken away,
-/// so the table shows where the time of a call goes.
-async fn breakdown(opts: &Options, base: &str) {
-    let n = if opts.quick { 300 } else { 3000 };
-    let minimal = std::fs::read(airlock_test_artifacts::MINIMAL).unwrap();
-    let cache = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let conn = Connection::new("bench", "bench")
+/// A runtime-level connection to the 1 KiB document with a bearer
+/// credential held in memory (no vault).
+fn static_connection(base: &str) -> Connection {
+    Connection::new("bench", "bench")
         .with_setting("base-url", format!("{base}/size/1024"))
         .with_credential(
             http::header::AUTHORIZATION,
@@ -455,7 +452,16 @@ async fn breakdown(opts: &Options, base: &str) {
                 token: TOKEN.to_string().into(),
             }),
         )
-        .unwrap();
+        .unwrap()
+}
+
+/// Sequential latency of the plugin path with parts of the host taken away,
+/// so the table shows where the time of a call goes.
+async fn breakdown(opts: &Options, base: &str) {
+    let n = if opts.quick { 300 } else { 3000 };
+    let minimal = std::fs::read(airlock_test_artifacts::MINIMAL).unwrap();
+    let cache = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let conn = static_connection(base);
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let store = airlock::store::Store::open(dir.path()).unwrap();
     let sinks: [(&str, Arc<dyn AuditSink>); 2] = [
@@ -635,15 +641,7 @@ async fn audit(opts: &Options, base: &str) {
     let secs = if opts.quick { 3.0 } else { 10.0 };
     let minimal = std::fs::read(airlock_test_artifacts::MINIMAL).unwrap();
     let cache = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let conn = Connection::new("bench", "bench")
-        .with_setting("base-url", format!("{base}/size/1024"))
-        .with_credential(
-            http::header::AUTHORIZATION,
-            StaticCredential::new(Credential::Bearer {
-                token: TOKEN.to_string().into(),
-            }),
-        )
-        .unwrap();
+    let conn = static_connection(base);
     let mut rows = Vec::new();
     for (label, durability) in [
         ("audit off", None),

@@ -1522,6 +1522,18 @@ async fn authorise(airlock: &airlock::Airlock, name: &str) {
         .unwrap();
 }
 
+/// A service with the Confluence plugin and an authorised OAuth connection
+/// `wiki` to `server`.
+async fn authorised_service(dir: &std::path::Path, server: &MockServer) -> airlock::Airlock {
+    let airlock = crate::service::open(dir);
+    crate::service::install(&airlock, crate::openai::plugin_path("confluence"));
+    airlock
+        .add_connection(oauth_connection("wiki", server))
+        .unwrap();
+    authorise(&airlock, "wiki").await;
+    airlock
+}
+
 #[tokio::test]
 async fn cloud_over_oauth_discovers_the_cloud_id_once_and_calls_through_the_gateway() {
     let server = MockServer::start().await;
@@ -1559,17 +1571,7 @@ async fn cloud_over_oauth_discovers_the_cloud_id_once_and_calls_through_the_gate
         .await;
 
     let dir = tempfile::tempdir().unwrap();
-    let airlock = crate::service::open(dir.path());
-    let wasm = airlock_test_artifacts::PLUGINS
-        .iter()
-        .find(|(name, _)| *name == "confluence")
-        .unwrap()
-        .1;
-    crate::service::install(&airlock, wasm);
-    airlock
-        .add_connection(oauth_connection("wiki", &server))
-        .unwrap();
-    authorise(&airlock, "wiki").await;
+    let airlock = authorised_service(dir.path(), &server).await;
 
     // Twice: the cloud id is discovered on the first call and then read
     // from the connection's state (accessible-resources expects 1 call).
@@ -1607,17 +1609,7 @@ async fn cloud_over_oauth_refuses_a_token_that_does_not_reach_the_site() {
     mount_token_endpoint(&server).await;
     mount_resources(&server, &[(CLOUD_ID, "https://other.atlassian.net")], 1).await;
     let dir = tempfile::tempdir().unwrap();
-    let airlock = crate::service::open(dir.path());
-    let wasm = airlock_test_artifacts::PLUGINS
-        .iter()
-        .find(|(name, _)| *name == "confluence")
-        .unwrap()
-        .1;
-    crate::service::install(&airlock, wasm);
-    airlock
-        .add_connection(oauth_connection("wiki", &server))
-        .unwrap();
-    authorise(&airlock, "wiki").await;
+    let airlock = authorised_service(dir.path(), &server).await;
     let err = airlock
         .call("wiki", "documents.list-spaces", json!({"limit": 10}), None)
         .await

@@ -8,7 +8,13 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// Wall-clock deadline for the whole call, outbound requests included.
+    /// A streamed chat answer gets it to open; then [`Limits::stream_idle`]
+    /// and [`Limits::stream_total`] apply.
     pub wall_clock: Duration,
+    /// Longest wait for the next delta of a streamed answer.
+    pub stream_idle: Duration,
+    /// Longest a streamed answer may run, from when it opened.
+    pub stream_total: Duration,
     /// CPU time the guest may spend executing, measured in epoch ticks.
     pub cpu: Duration,
     /// Largest linear memory, in bytes.
@@ -43,6 +49,8 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             wall_clock: Duration::from_secs(30),
+            stream_idle: Duration::from_secs(30),
+            stream_total: Duration::from_secs(600),
             cpu: Duration::from_secs(5),
             memory_bytes: 64 << 20,
             table_elements: 20_000,

@@ -446,7 +446,8 @@ pub struct ChatStream {
     connection: Connection,
     call: Call,
     stream: Option<ResourceAny>,
-    deadline: Instant,
+    /// When the whole stream must be over ([`Limits::stream_total`]).
+    ends: Instant,
 }
 
 impl fmt::Debug for ChatStream {
@@ -500,7 +501,7 @@ impl Runtime {
             connection: connection.clone(),
             call,
             stream: Some(resource),
-            deadline,
+            ends: Instant::now() + self.limits.stream_total,
         })
     }
 
@@ -540,12 +541,29 @@ impl ChatStream {
                 .call_next(&mut self.call.store, resource)
                 .await
         };
-        let result = tokio::time::timeout_at(self.deadline.into(), step)
+        // A long answer may take minutes; what must not happen is a long
+        // silence, or an answer that never ends.
+        let limits = self.runtime.limits();
+        let idle = Instant::now() + limits.stream_idle;
+        let (deadline, detail) = if idle < self.ends {
+            (idle, format!("{:?} without a delta", limits.stream_idle))
+        } else {
+            (
+                self.ends,
+                format!("{:?} for the whole stream", limits.stream_total),
+            )
+        };
+        let result = tokio::time::timeout_at(deadline.into(), step)
             .await
             .map_err(|_| {
                 self.stream = None;
-                self.runtime
-                    .wall_clock_error(&self.plugin, &self.connection, OP)
+                CallError::Limit {
+                    plugin: plugin_label(&self.plugin),
+                    connection: self.connection.name.clone(),
+                    operation: OP,
+                    limit: LimitKind::WallClock,
+                    detail,
+                }
             })?;
         let out = self
             .runtime

@@ -732,3 +732,75 @@ async fn the_default_header_is_authorization_bearer_and_conflicts_are_refused() 
         ["default", "named"]
     );
 }
+
+/// A host whose plugin calls get `wall_clock` and whose streams get `idle`
+/// between deltas and `total` in all.
+fn stream_host(wall_clock: Duration, idle: Duration, total: Duration) -> Host {
+    crate::common::host_with(
+        airlock::egress::AddressPolicy::parse_allow_list("127.0.0.0/8").unwrap(),
+        airlock::Limits {
+            wall_clock,
+            stream_idle: idle,
+            stream_total: total,
+            ..crate::common::test_limits()
+        },
+    )
+}
+
+async fn collect(
+    stream: &mut airlock::runtime::ChatStream,
+) -> (String, Option<airlock::CallError>) {
+    let mut text = String::new();
+    loop {
+        match stream.next().await {
+            Ok(Some(delta)) => text.push_str(&delta.content),
+            Ok(None) => return (text, None),
+            Err(e) => return (text, Some(e)),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_stream_outlives_the_call_deadline_but_not_a_silence_or_its_total_limit() {
+    let secs = Duration::from_secs;
+    let ms = Duration::from_millis;
+    // Pieces come every 40 ms for about 300 ms: longer than the 150 ms call
+    // deadline, and that is fine for a stream that keeps talking.
+    let host = stream_host(ms(150), secs(2), secs(10));
+    let (base, _server) = trickle_server(SSE_HEAD, trickled_answer(true)).await;
+    let mut stream = host
+        .runtime
+        .chat_stream(&openai(&host), &connection(&base), request())
+        .await
+        .unwrap();
+    let (text, error) = collect(&mut stream).await;
+    assert!(error.is_none(), "{error:?}");
+    assert_eq!(text, "Grüße, 世界! 🎉");
+
+    // A silence longer than the idle limit ends it, naming the limit.
+    let host = stream_host(secs(5), ms(15), secs(10));
+    let (base, _server) = trickle_server(SSE_HEAD, trickled_answer(true)).await;
+    let mut stream = host
+        .runtime
+        .chat_stream(&openai(&host), &connection(&base), request())
+        .await
+        .unwrap();
+    let (_, error) = collect(&mut stream).await;
+    let error = error.expect("the idle limit ends the stream").to_string();
+    assert!(error.contains("without a delta"), "{error}");
+    assert!(error.contains("openai"), "{error}");
+    assert!(stream.next().await.unwrap().is_none(), "ended stays ended");
+
+    // So does the total limit, after the deltas that made it in time.
+    let host = stream_host(secs(5), secs(2), ms(100));
+    let (base, _server) = trickle_server(SSE_HEAD, trickled_answer(true)).await;
+    let mut stream = host
+        .runtime
+        .chat_stream(&openai(&host), &connection(&base), request())
+        .await
+        .unwrap();
+    let (text, error) = collect(&mut stream).await;
+    let error = error.expect("the total limit ends the stream").to_string();
+    assert!(error.contains("for the whole stream"), "{error}");
+    assert!(text.len() < "Grüße, 世界! 🎉".len(), "{text}");
+}

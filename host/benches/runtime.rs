@@ -620,6 +620,11 @@ async fn soak(opts: &Options, base: &str) {
         .max()
         .unwrap_or(0);
     let last = samples.last().map_or(0, |(_, rss)| *rss);
+    let trace: Vec<String> = samples
+        .iter()
+        .filter(|(t, _)| t.round() as u64 % 5 == 0)
+        .map(|(t, rss)| format!("{:.0} s: {}", t, mib(*rss)))
+        .collect();
     println!("## soak: 64 concurrent callers, {secs} s each side, 1 KiB answers\n");
     println!("| side | calls/s | vs native | errors |");
     println!("|---|---:|---:|---:|");
@@ -635,6 +640,7 @@ async fn soak(opts: &Options, base: &str) {
         mib(last),
         (last as f64 - at_5s as f64) / at_5s.max(1) as f64 * 100.0
     );
+    println!("resident memory every 5 s: {}\n", trace.join(", "));
 }
 
 async fn audit(opts: &Options, base: &str) {

@@ -622,7 +622,7 @@ async fn soak(opts: &Options, base: &str) {
     let last = samples.last().map_or(0, |(_, rss)| *rss);
     let trace: Vec<String> = samples
         .iter()
-        .filter(|(t, _)| t.round() as u64 % 5 == 0)
+        .filter(|(t, _)| (t.round() as u64).is_multiple_of(5))
         .map(|(t, rss)| format!("{:.0} s: {}", t, mib(*rss)))
         .collect();
     println!("## soak: 64 concurrent callers, {secs} s each side, 1 KiB answers\n");

@@ -14,7 +14,7 @@ use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::connections::usable;
+use super::connections::usable_for;
 use crate::server::AppState;
 use crate::server::auth::{Access, Principal};
 use crate::server::error::{ApiError, ApiJson, ApiPath};
@@ -79,16 +79,7 @@ async fn chat(
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<ChatBody>,
 ) -> Result<Response, ApiError> {
-    let record = usable(&state, &principal, &id)?;
-    let project = principal.project_for(body.project)?;
-    if let Some(p) = &project
-        && !record.scope.includes(p)
-    {
-        return Err(ApiError::forbidden(format!(
-            "connection `{}` ({}) does not serve project `{p}`",
-            record.name, record.scope
-        )));
-    }
+    let (record, project) = usable_for(&state, &principal, &id, body.project)?;
     let input = ChatInput {
         message: body.message,
         conversation: body.conversation,

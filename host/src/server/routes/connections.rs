@@ -288,6 +288,27 @@ pub(crate) fn usable(
     Ok(record)
 }
 
+/// [`usable`], and the project the call is made for (the token's own
+/// project by default), which the connection must serve.
+pub(crate) fn usable_for(
+    state: &AppState,
+    principal: &Principal,
+    id: &str,
+    requested: Option<String>,
+) -> Result<(ConnectionRecord, Option<String>), ApiError> {
+    let record = usable(state, principal, id)?;
+    let project = principal.project_for(requested)?;
+    if let Some(p) = &project
+        && !record.scope.includes(p)
+    {
+        return Err(ApiError::forbidden(format!(
+            "connection `{}` ({}) does not serve project `{p}`",
+            record.name, record.scope
+        )));
+    }
+    Ok((record, project))
+}
+
 /// The connection `id` (id or name), if the token may manage it.
 pub(crate) fn managed(
     state: &AppState,
@@ -412,16 +433,7 @@ async fn invoke(
     ApiQuery(q): ApiQuery<InvokeQuery>,
     ApiJson(input): ApiJson<Value>,
 ) -> Result<Json<Value>, ApiError> {
-    let record = usable(&state, &principal, &id)?;
-    let project = principal.project_for(q.project)?;
-    if let Some(p) = &project
-        && !record.scope.includes(p)
-    {
-        return Err(ApiError::forbidden(format!(
-            "connection `{}` ({}) does not serve project `{p}`",
-            record.name, record.scope
-        )));
-    }
+    let (record, project) = usable_for(&state, &principal, &id, q.project)?;
     let output = state
         .airlock()
         .call(

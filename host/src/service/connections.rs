@@ -307,7 +307,12 @@ impl Airlock {
     }
 
     pub fn connection(&self, id_or_name: &str) -> Result<ConnectionRecord, ServiceError> {
-        Ok(self.store.read(|c| repo::get_connection(c, id_or_name))?)
+        let record = self.store.read(|c| {
+            self.records
+                .connections
+                .get_or_read(c, id_or_name, |c| repo::get_connection(c, id_or_name))
+        })?;
+        Ok(record.as_ref().clone())
     }
 
     fn set_status(

@@ -31,7 +31,7 @@ use crate::egress::{AddressPolicy, AllowListError};
 use crate::limits::Limits;
 use crate::runtime::{CallError, LoadError, Plugin, Runtime, RuntimeConfig};
 use crate::store::state::SqliteState;
-use crate::store::{Store, StoreError};
+use crate::store::{ConnectionRecord, PluginRecord, RecordCache, Store, StoreError};
 use crate::vault::{KeySource, Vault, VaultError};
 
 /// Environment variable naming the data directory.
@@ -144,9 +144,17 @@ pub struct Airlock {
     audit: Arc<SqliteAudit>,
     runtime: Arc<Runtime>,
     loaded: Mutex<HashMap<String, Arc<Plugin>>>,
+    records: Records,
     oauth: Arc<crate::oauth::OAuthContext>,
     oauth_port: u16,
     metrics: Arc<crate::metrics::Metrics>,
+}
+
+/// The records every call reads, cached while the store says nothing changed.
+#[derive(Debug, Default)]
+struct Records {
+    connections: RecordCache<ConnectionRecord>,
+    plugins: RecordCache<PluginRecord>,
 }
 
 impl std::fmt::Debug for Airlock {
@@ -194,6 +202,7 @@ impl Airlock {
             audit,
             runtime: Arc::new(runtime),
             loaded: Mutex::new(HashMap::new()),
+            records: Records::default(),
             oauth,
             oauth_port: config.oauth_callback_port,
             metrics: Arc::new(crate::metrics::Metrics::new()),

@@ -180,8 +180,12 @@ impl Airlock {
     pub(crate) fn installed_plugin(
         &self,
         id: &str,
-    ) -> Result<(PluginRecord, Arc<Plugin>), ServiceError> {
-        let record = self.store.read(|c| repo::get_plugin(c, id))?;
+    ) -> Result<(Arc<PluginRecord>, Arc<Plugin>), ServiceError> {
+        let record = self.store.read(|c| {
+            self.records
+                .plugins
+                .get_or_read(c, id, |c| repo::get_plugin(c, id))
+        })?;
         if let Some(p) = self.loaded.lock().unwrap().get(&record.sha256) {
             return Ok((record, p.clone()));
         }

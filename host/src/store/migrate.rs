@@ -33,6 +33,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "api_tokens",
         sql: include_str!("../../../migrations/0003_api_tokens.sql"),
     },
+    Migration {
+        version: 4,
+        name: "config_version",
+        sql: include_str!("../../../migrations/0004_config_version.sql"),
+    },
 ];
 
 fn checksum(sql: &str) -> String {

@@ -7,6 +7,7 @@
 //! `secrets`, `vault_meta`), the audit log (`audit_log`), and the repositories
 //! in this module (everything else).
 
+mod cache;
 mod migrate;
 
 pub mod connections;
@@ -29,6 +30,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 
+pub use cache::RecordCache;
 pub use migrate::{MIGRATIONS, Migration, migrate};
 
 /// File name of the database inside the data directory.

@@ -60,7 +60,7 @@ use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use crate::store::{Store, StoreError, new_id, now};
+use crate::store::{RecordCache, Store, StoreError, new_id, now};
 use crypto::{Key256, MAGIC_CHECK, MAGIC_SEALED, MAGIC_WRAPPED};
 pub use error::VaultError;
 use key_source::{EnvLookup, META_KIND};
@@ -146,6 +146,8 @@ pub struct Vault {
     kek: Key256,
     ring: RwLock<KeyRing>,
     source_description: String,
+    /// Sealed secret rows by owner and field (see [`RecordCache`]).
+    sealed: RecordCache<Option<SealedRow>>,
 }
 
 impl fmt::Debug for Vault {
@@ -357,6 +359,7 @@ impl Vault {
             kek,
             ring: RwLock::new(KeyRing { keys, active }),
             source_description,
+            sealed: RecordCache::default(),
         })
     }
 
@@ -411,6 +414,7 @@ impl Vault {
                 active: 1,
             }),
             source_description: describe_opened(source, store.path(), init.created_file),
+            sealed: RecordCache::default(),
         }))
     }
 
@@ -468,7 +472,16 @@ impl Vault {
         owner: &SecretOwner,
         field: &str,
     ) -> Result<Option<SecretString>, VaultError> {
-        read_vault(&self.store, |conn| self.open_secret_in(conn, owner, field))
+        // Credentials are opened for every outbound request: the sealed row
+        // comes from the record cache while nothing changed, and is opened
+        // (decrypted, checked) every time.
+        let key = format!("{}\u{0}{}\u{0}{field}", owner.column(), owner.id());
+        read_vault(&self.store, |conn| {
+            let row = self
+                .sealed
+                .get_or_read(conn, &key, |c| sealed_row(c, owner, field))?;
+            self.open_row(conn, owner, field, row.as_ref().as_ref())
+        })
     }
 
     /// [`Vault::open_secret`] on a connection or transaction the caller
@@ -479,19 +492,24 @@ impl Vault {
         owner: &SecretOwner,
         field: &str,
     ) -> Result<Option<SecretString>, VaultError> {
-        // Cached: credentials are opened for every outbound request.
-        let row: Option<(String, u32, Vec<u8>, Option<u32>)> = conn
-            .prepare_cached(&format!(
-                "SELECT id, key_version, ciphertext,
-                        (SELECT version FROM key_versions WHERE active = 1)
-                 FROM secrets WHERE {} = ?1 AND field = ?2",
-                owner.column()
-            ))?
-            .query_row(params![owner.id(), field], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-            })
-            .optional()?;
-        let Some((id, version, ciphertext, active)) = row else {
+        let row = sealed_row(conn, owner, field)?;
+        self.open_row(conn, owner, field, row.as_ref())
+    }
+
+    fn open_row(
+        &self,
+        conn: &Connection,
+        owner: &SecretOwner,
+        field: &str,
+        row: Option<&SealedRow>,
+    ) -> Result<Option<SecretString>, VaultError> {
+        let Some(SealedRow {
+            id,
+            version,
+            ciphertext,
+            active,
+        }) = row
+        else {
             return Ok(None);
         };
         let active =
@@ -500,10 +518,10 @@ impl Vault {
         let plain = self.open_checked(
             conn,
             &what,
-            &secret_aad(&id, owner, field, version),
-            version,
+            &secret_aad(id, owner, field, *version),
+            *version,
             Expect::Exactly(active),
-            &ciphertext,
+            ciphertext,
         )?;
         let text = std::str::from_utf8(&plain)
             .map_err(|_| VaultError::Corrupt(format!("{} is not UTF-8 text", what())))?;
@@ -977,6 +995,39 @@ fn same_dir(a: &Path, b: &Path) -> bool {
         (Ok(a), Ok(b)) => a == b,
         _ => a == b,
     }
+}
+
+/// A secret's row as stored: still sealed.
+#[derive(Debug)]
+struct SealedRow {
+    id: String,
+    version: u32,
+    ciphertext: Vec<u8>,
+    /// The active key version when the row was read.
+    active: Option<u32>,
+}
+
+fn sealed_row(
+    conn: &Connection,
+    owner: &SecretOwner,
+    field: &str,
+) -> Result<Option<SealedRow>, VaultError> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT id, key_version, ciphertext,
+                    (SELECT version FROM key_versions WHERE active = 1)
+             FROM secrets WHERE {} = ?1 AND field = ?2",
+            owner.column()
+        ))?
+        .query_row(params![owner.id(), field], |r| {
+            Ok(SealedRow {
+                id: r.get(0)?,
+                version: r.get(1)?,
+                ciphertext: r.get(2)?,
+                active: r.get(3)?,
+            })
+        })
+        .optional()?)
 }
 
 /// [`Store::read`] with a closure that fails with a [`VaultError`].

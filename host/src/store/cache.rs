@@ -1,0 +1,162 @@
+//! In-memory copies of the records every plugin call reads (its connection,
+//! its plugin, its sealed credential), each kept next to the
+//! `config_version` counter it was read at.
+//!
+//! Triggers (migration 0004) bump the counter on every change to those
+//! tables, from any process, so one read of one row decides whether a copy
+//! is still current. That read replaces a query, a JSON decode and, because
+//! the audit log's commits invalidate this connection's page cache, several
+//! page reads per record: the profile of a call at 64 concurrent callers
+//! had these reads at a fifth of the process's CPU.
+//!
+//! Only reads outside a transaction are cached. Inside one, the counter can
+//! count changes that are later rolled back, so a copy made there could
+//! later be mistaken for current.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::Connection;
+
+/// Most records one cache holds; past it the cache starts over.
+const MAX_ENTRIES: usize = 4096;
+
+/// The counter the config-changing triggers bump.
+pub fn config_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.prepare_cached("SELECT n FROM config_version WHERE id = 1")?
+        .query_row([], |r| r.get(0))
+}
+
+/// Records of one kind by key, each with the counter it was read at.
+pub struct RecordCache<V> {
+    entries: Mutex<HashMap<String, (i64, Arc<V>)>>,
+}
+
+impl<V> Default for RecordCache<V> {
+    fn default() -> Self {
+        Self {
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<V> std::fmt::Debug for RecordCache<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.entries.lock().map_or(0, |e| e.len());
+        f.debug_struct("RecordCache").field("entries", &n).finish()
+    }
+}
+
+impl<V> RecordCache<V> {
+    /// The record under `key`: the cached copy when nothing changed since it
+    /// was read, otherwise `read`'s answer (cached when it succeeds).
+    pub fn get_or_read<E: From<rusqlite::Error>>(
+        &self,
+        conn: &Connection,
+        key: &str,
+        read: impl FnOnce(&Connection) -> Result<V, E>,
+    ) -> Result<Arc<V>, E> {
+        if !conn.is_autocommit() {
+            return read(conn).map(Arc::new);
+        }
+        let version = config_version(conn)?;
+        if let Some((at, value)) = self.entries.lock().unwrap().get(key)
+            && *at == version
+        {
+            return Ok(value.clone());
+        }
+        let value = Arc::new(read(conn)?);
+        let mut entries = self.entries.lock().unwrap();
+        if entries.len() >= MAX_ENTRIES {
+            entries.clear();
+        }
+        entries.insert(key.to_string(), (version, value.clone()));
+        Ok(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    fn count_reads(
+        store: &Store,
+        cache: &RecordCache<String>,
+        key: &str,
+        reads: &mut u32,
+    ) -> String {
+        store
+            .read(|c| {
+                cache.get_or_read(c, key, |c| {
+                    *reads += 1;
+                    let name: String =
+                        c.query_row("SELECT version FROM plugins WHERE id = ?1", [key], |r| {
+                            r.get(0)
+                        })?;
+                    Ok::<_, crate::store::StoreError>(name)
+                })
+            })
+            .unwrap()
+            .as_ref()
+            .clone()
+    }
+
+    fn insert_plugin(c: &Connection, id: &str, version: &str) {
+        c.execute(
+            "INSERT INTO plugins (id, version, sha256, manifest, approved_grant, installed_at, updated_at)
+             VALUES (?1, ?2, 'x', '{}', '[]', 'now', 'now')",
+            [id, version],
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn a_copy_is_served_until_any_process_changes_the_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .write(|tx| {
+                insert_plugin(tx, "p", "first");
+                Ok(())
+            })
+            .unwrap();
+        let cache = RecordCache::default();
+        let mut reads = 0;
+        assert_eq!(count_reads(&store, &cache, "p", &mut reads), "first");
+        assert_eq!(count_reads(&store, &cache, "p", &mut reads), "first");
+        assert_eq!(reads, 1, "the second lookup is served from memory");
+
+        // Another process (its own connection) changes it: the next lookup
+        // reads again and sees the change.
+        let other = crate::store::open_connection(store.path()).unwrap();
+        other
+            .execute("UPDATE plugins SET version = 'second' WHERE id = 'p'", [])
+            .unwrap();
+        assert_eq!(count_reads(&store, &cache, "p", &mut reads), "second");
+        assert_eq!(reads, 2);
+
+        // A change rolled back inside a transaction is never cached.
+        let _ = store.write(|tx| {
+            tx.execute(
+                "UPDATE plugins SET version = 'rolled-back' WHERE id = 'p'",
+                [],
+            )?;
+            let seen = cache
+                .get_or_read(tx, "p", |c| {
+                    c.query_row("SELECT version FROM plugins WHERE id = 'p'", [], |r| {
+                        r.get::<_, String>(0)
+                    })
+                })
+                .unwrap();
+            assert_eq!(seen.as_str(), "rolled-back");
+            Err::<(), _>(crate::store::StoreError::Conflict("roll back".into()))
+        });
+        other
+            .execute("UPDATE plugins SET version = 'third' WHERE id = 'p'", [])
+            .unwrap();
+        assert_eq!(count_reads(&store, &cache, "p", &mut reads), "third");
+        assert_eq!(count_reads(&store, &cache, "p", &mut reads), "third");
+        assert_eq!(reads, 3);
+    }
+}

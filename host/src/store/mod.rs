@@ -5,7 +5,9 @@
 //! `BEGIN IMMEDIATE` so a writer never fails half-way on a lock upgrade.
 //! Each concern owns the SQL of its tables: the vault (`key_versions`,
 //! `secrets`, `vault_meta`), the audit log (`audit_log`), and the repositories
-//! in this module (everything else).
+//! in this module (everything else). The records every plugin call reads
+//! are served from [`RecordCache`]s while the `config_version` counter
+//! says no process changed them.
 
 mod cache;
 mod migrate;

@@ -196,6 +196,68 @@ async fn paused_connections_refuse_calls_until_resumed() {
     airlock.test_connection("p").await.unwrap();
 }
 
+/// The server caches the records a call reads; a CLI (another process,
+/// its own database connection) changing them must still take effect on the
+/// very next call, and a tampered secret must never be served from memory.
+#[tokio::test]
+async fn changes_made_by_another_process_take_effect_on_the_next_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let server_side = open(dir.path());
+    install(&server_side, airlock_test_artifacts::MINIMAL);
+    let server = me_server("alice").await;
+    Mock::given(path("/api/me"))
+        .and(header("authorization", "Bearer second-token"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(serde_json::json!({ "name": "bob" })),
+        )
+        .mount(&server)
+        .await;
+    server_side
+        .add_connection(bearer("main", &server.uri(), Scope::Global))
+        .unwrap();
+    for _ in 0..2 {
+        let report = server_side.test_connection("main").await.unwrap();
+        assert_eq!(report.account.as_deref(), Some("alice"));
+    }
+
+    // The "CLI": its own Airlock on the same data directory.
+    let cli = open(dir.path());
+    cli.pause_connection("main").unwrap();
+    let err = server_side.test_connection("main").await.unwrap_err();
+    assert!(err.to_string().contains("resume it"), "{err}");
+    assert_eq!(server.received_requests().await.unwrap().len(), 2);
+
+    // Replaced with another credential under the same name.
+    cli.remove_connection("main").unwrap();
+    cli.add_connection(NewConnection {
+        auth: AuthInput::Bearer {
+            token: SecretString::from("second-token"),
+        },
+        ..bearer("main", &server.uri(), Scope::Global)
+    })
+    .unwrap();
+    let report = server_side.test_connection("main").await.unwrap();
+    assert_eq!(report.account.as_deref(), Some("bob"));
+
+    // A ciphertext changed behind the host's back fails to open; the copy
+    // read before is not used.
+    let raw = rusqlite::Connection::open(dir.path().join(airlock::store::DB_FILE)).unwrap();
+    raw.busy_timeout(Duration::from_secs(5)).unwrap();
+    raw.execute(
+        "UPDATE secrets SET ciphertext = zeroblob(length(ciphertext))",
+        [],
+    )
+    .unwrap();
+    let before = server.received_requests().await.unwrap().len();
+    let err = server_side.test_connection("main").await.unwrap_err();
+    assert!(!err.to_string().contains("second-token"), "{err}");
+    assert_eq!(
+        server.received_requests().await.unwrap().len(),
+        before,
+        "no request leaves without its credential: {err}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn removing_a_connection_mid_call_fails_cleanly_and_destroys_its_secrets() {
     let dir = tempfile::tempdir().unwrap();

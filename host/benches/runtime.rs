@@ -1,7 +1,7 @@
 //! The performance benchmark: every figure printed next to a native Rust
 //! baseline measured in the same run, against the same loopback server.
 //!
-//! `cargo bench -p airlock --bench runtime` (about 4 minutes; `-- --quick`
+//! `cargo bench -p airlock --bench runtime` (about 3 minutes; `-- --quick`
 //! for a short run, `-- --only NAME` for one section: startup, instantiate,
 //! call, breakdown, scaling, soak, audit).
 //!

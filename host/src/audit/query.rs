@@ -134,12 +134,10 @@ fn to_u64(n: Option<i64>) -> u64 {
     n.and_then(|n| u64::try_from(n).ok()).unwrap_or(0)
 }
 
-/// Requests matching `filter`, newest (highest seq) first, each with its
-/// outcome.
-pub fn list(conn: &Connection, filter: &AuditFilter) -> Result<Vec<AuditEntry>, AuditError> {
-    let err = |e: rusqlite::Error| AuditError(format!("reading the audit log: {e}"));
-
-    // Only the conditions given, so SQLite can use the (column, seq) indexes.
+/// The query for the request rows `filter` selects, and its parameters.
+/// Only the conditions given, and always `kind = 'request'`, so SQLite can
+/// use the partial `(column, seq)` and `time` indexes (migration 0005).
+fn request_query(filter: &AuditFilter) -> Result<(String, Vec<Value>), AuditError> {
     let mut sql = String::from(
         "SELECT seq, time, plugin_id, plugin_version, connection_id, project, method, url, \
          decision, reason, credential_used, request_bytes, request_sha256, detail \
@@ -173,6 +171,15 @@ pub fn list(conn: &Connection, filter: &AuditFilter) -> Result<Vec<AuditEntry>, 
     ));
     sql.push_str(&format!(" ORDER BY seq DESC LIMIT ?{}", params.len()));
 
+    Ok((sql, params))
+}
+
+/// Requests matching `filter`, newest (highest seq) first, each with its
+/// outcome.
+pub fn list(conn: &Connection, filter: &AuditFilter) -> Result<Vec<AuditEntry>, AuditError> {
+    let err = |e: rusqlite::Error| AuditError(format!("reading the audit log: {e}"));
+
+    let (sql, params) = request_query(filter)?;
     let mut stmt = conn.prepare(&sql).map_err(err)?;
     let mut rows = stmt
         .query(rusqlite::params_from_iter(params.iter()))
@@ -458,6 +465,58 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("invalid since time"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn each_filter_is_served_by_its_index() {
+        let (_dir, conn, _) = fixture().await;
+        let plan = |filter: AuditFilter| -> String {
+            let (sql, params) = request_query(&filter).unwrap();
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(params.iter()), |r| {
+                    r.get::<_, String>(3)
+                })
+                .unwrap();
+            rows.collect::<Result<Vec<_>, _>>().unwrap().join("; ")
+        };
+        for (filter, index) in [
+            (
+                AuditFilter {
+                    connection_id: Some("c1".into()),
+                    ..Default::default()
+                },
+                "audit_log_connection",
+            ),
+            (
+                AuditFilter {
+                    plugin_id: Some("p1".into()),
+                    ..Default::default()
+                },
+                "audit_log_plugin",
+            ),
+            (
+                AuditFilter {
+                    project: Some("alpha".into()),
+                    ..Default::default()
+                },
+                "audit_log_project",
+            ),
+            (
+                AuditFilter {
+                    since: Some("2024-05-01T02:00:00Z".into()),
+                    until: Some("2024-05-01T03:00:00Z".into()),
+                    ..Default::default()
+                },
+                "audit_log_time",
+            ),
+        ] {
+            let plan = plan(filter);
+            assert!(
+                plan.contains(&format!("USING INDEX {index}")),
+                "expected {index}: {plan}"
+            );
+        }
     }
 
     #[test]

@@ -176,6 +176,9 @@ struct Shared {
     counters: Counters,
     /// Set when a task left rows behind for the background committer.
     urgent: AtomicBool,
+    /// Set while the background committer lets outcome rows linger: it
+    /// commits them when the linger ends, so queuing one need not wake it.
+    lingering: AtomicBool,
     /// `begin` calls waiting for their commit.
     waiting: AtomicUsize,
     stopping: AtomicBool,
@@ -192,7 +195,10 @@ impl Shared {
         let outcome_into_empty = queue.is_empty() && matches!(msg, Msg::Finish { .. });
         queue.push(msg);
         drop(queue);
-        if outcome_into_empty {
+        // A sequential caller queues an outcome into an empty queue on every
+        // call (its next `begin` commits the queue); waking the lingering
+        // committer for each was a thread switch per call.
+        if outcome_into_empty && !self.lingering.load(Ordering::Relaxed) {
             self.queued.notify_one();
         }
     }
@@ -295,6 +301,7 @@ impl Shared {
                 self.urgent.store(false, Ordering::Relaxed);
             } else if has_rows {
                 let queue = lock(&self.queue);
+                self.lingering.store(true, Ordering::Relaxed);
                 let _ = self
                     .queued
                     .wait_timeout_while(queue, OUTCOME_LINGER, |_| {
@@ -302,6 +309,9 @@ impl Shared {
                             && !self.stopping.load(Ordering::Relaxed)
                     })
                     .unwrap_or_else(|e| e.into_inner());
+                // Cleared before the commit: a row queued from here on
+                // wakes the committer again.
+                self.lingering.store(false, Ordering::Relaxed);
                 self.urgent.store(false, Ordering::Relaxed);
             }
             self.commit_all();
@@ -372,6 +382,7 @@ impl SqliteAudit {
             }),
             counters: Counters::default(),
             urgent: AtomicBool::new(false),
+            lingering: AtomicBool::new(false),
             waiting: AtomicUsize::new(0),
             stopping: AtomicBool::new(false),
             durability,

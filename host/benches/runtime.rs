@@ -33,6 +33,10 @@ use futures::future::BoxFuture;
 use http_body_util::{BodyExt, Full};
 use serde::Deserialize;
 
+/// The allocator the `airlock` binary uses (see `src/main.rs`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const TOKEN: &str = "bench-token-0123456789";
 const SIZES: [(usize, &str); 3] = [(1 << 10, "1 KiB"), (64 << 10, "64 KiB"), (1 << 20, "1 MiB")];
 const CALLERS: [usize; 3] = [1, 8, 64];
@@ -207,8 +211,19 @@ fn us(d: Duration) -> String {
     format!("{:.1} µs", d.as_secs_f64() * 1e6)
 }
 
-/// Calls per second and errors with `callers` tasks running `op` for `secs`.
-async fn throughput<F>(callers: usize, secs: f64, op: F) -> (f64, u64)
+/// What a throughput run measured.
+struct Rate {
+    per_sec: f64,
+    errors: u64,
+    /// CPU time of the whole process (both sides of loopback, every thread)
+    /// per call: unlike calls/s, it does not move when the VM's neighbours
+    /// take cycles away.
+    cpu_per_call: Duration,
+}
+
+/// Calls per second, errors and CPU per call with `callers` tasks running
+/// `op` for `secs`.
+async fn throughput<F>(callers: usize, secs: f64, op: F) -> Rate
 where
     F: Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync + 'static,
 {
@@ -216,6 +231,7 @@ where
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
     let errors = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
+    let cpu_before = process_cpu();
     let tasks: Vec<_> = (0..callers)
         .map(|_| {
             let (op, errors) = (op.clone(), errors.clone());
@@ -237,10 +253,28 @@ where
     for t in tasks {
         total += t.await.unwrap();
     }
-    (
-        total as f64 / start.elapsed().as_secs_f64(),
-        errors.load(Ordering::Relaxed),
-    )
+    let cpu = process_cpu().saturating_sub(cpu_before);
+    Rate {
+        per_sec: total as f64 / start.elapsed().as_secs_f64(),
+        errors: errors.load(Ordering::Relaxed),
+        cpu_per_call: cpu / u32::try_from(total.max(1)).unwrap_or(u32::MAX),
+    }
+}
+
+/// User plus system CPU time of this process so far (Linux; zero elsewhere).
+fn process_cpu() -> Duration {
+    // utime and stime, fields 14 and 15, in USER_HZ (100 per second).
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+    match (ticks(11), ticks(12)) {
+        (Some(user), Some(system)) => Duration::from_millis((user + system) * 10),
+        _ => Duration::ZERO,
+    }
 }
 
 /// Resident set size of this process.
@@ -388,10 +422,12 @@ async fn instantiate(opts: &Options) {
 }
 
 /// Sequential latency, interleaving the two sides so both see the same
-/// machine conditions.
+/// machine conditions. The loop runs in a task on a runtime worker, where a
+/// server handles a request: on `main`'s own thread every wake-up would
+/// cross threads, which costs the native side four times its latency.
 async fn latency(
     opts: &Options,
-    airlock: &Airlock,
+    airlock: &Arc<Airlock>,
     client: &Client,
     base: &str,
     size: usize,
@@ -404,20 +440,29 @@ async fn latency(
     };
     let url: http::Uri = format!("{base}/size/{size}/api/me").parse().unwrap();
     let name = connection_name(size);
-    for _ in 0..20 {
-        native_get(client, &url).await.unwrap();
-        plugin_get(airlock, &name).await.unwrap();
-    }
-    let (mut native, mut plugin) = (Vec::with_capacity(n), Vec::with_capacity(n));
-    for _ in 0..n {
-        let t = Instant::now();
-        native_get(client, &url).await.unwrap();
-        native.push(t.elapsed());
-        let t = Instant::now();
-        plugin_get(airlock, &name).await.unwrap();
-        plugin.push(t.elapsed());
-    }
-    (stats(native), stats(plugin))
+    let (airlock, client) = (airlock.clone(), client.clone());
+    on_worker(async move {
+        for _ in 0..20 {
+            native_get(&client, &url).await.unwrap();
+            plugin_get(&airlock, &name).await.unwrap();
+        }
+        let (mut native, mut plugin) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        for _ in 0..n {
+            let t = Instant::now();
+            native_get(&client, &url).await.unwrap();
+            native.push(t.elapsed());
+            let t = Instant::now();
+            plugin_get(&airlock, &name).await.unwrap();
+            plugin.push(t.elapsed());
+        }
+        (stats(native), stats(plugin))
+    })
+    .await
+}
+
+/// Run `work` as a task on a runtime worker and wait for its answer.
+async fn on_worker<T: Send + 'static>(work: impl Future<Output = T> + Send + 'static) -> T {
+    tokio::spawn(work).await.unwrap()
 }
 
 async fn call(opts: &Options, base: &str) {
@@ -490,26 +535,31 @@ async fn breakdown(opts: &Options, base: &str) {
     let client = native_client();
     let url: http::Uri = format!("{base}/size/1024/api/me").parse().unwrap();
     let name = connection_name(1 << 10);
-    let mut samples: Vec<Vec<Duration>> = vec![Vec::with_capacity(n); 2 + runtimes.len()];
-    for round in 0..n + 20 {
-        let t = Instant::now();
-        native_get(&client, &url).await.unwrap();
-        let native = t.elapsed();
-        let mut row = vec![native];
-        for (_, rt, plugin) in &runtimes {
+    let airlock = host.airlock.clone();
+    let (runtimes, samples) = on_worker(async move {
+        let mut samples: Vec<Vec<Duration>> = vec![Vec::with_capacity(n); 2 + runtimes.len()];
+        for round in 0..n + 20 {
             let t = Instant::now();
-            rt.test_connection(plugin, &conn).await.unwrap();
+            native_get(&client, &url).await.unwrap();
+            let native = t.elapsed();
+            let mut row = vec![native];
+            for (_, rt, plugin) in &runtimes {
+                let t = Instant::now();
+                rt.test_connection(plugin, &conn).await.unwrap();
+                row.push(t.elapsed());
+            }
+            let t = Instant::now();
+            plugin_get(&airlock, &name).await.unwrap();
             row.push(t.elapsed());
-        }
-        let t = Instant::now();
-        plugin_get(&host.airlock, &name).await.unwrap();
-        row.push(t.elapsed());
-        if round >= 20 {
-            for (column, d) in samples.iter_mut().zip(row) {
-                column.push(d);
+            if round >= 20 {
+                for (column, d) in samples.iter_mut().zip(row) {
+                    column.push(d);
+                }
             }
         }
-    }
+        (runtimes, samples)
+    })
+    .await;
     let stats: Vec<Stats> = samples.into_iter().map(stats).collect();
     let native = stats[0].median.as_secs_f64();
     println!("## where a call's time goes: sequential GET of 1 KiB ({n} rounds, interleaved)\n");
@@ -537,21 +587,21 @@ async fn scaling(opts: &Options, base: &str) {
         "## scaling: throughput by concurrent callers and response size ({secs} s per cell)\n"
     );
     println!(
-        "| response | callers | native calls/s | plugin calls/s | plugin/native | errors | native median | plugin median | latency ratio |"
+        "| response | callers | native calls/s | plugin calls/s | plugin/native | errors | native CPU/call | plugin CPU/call | native median | plugin median | latency ratio |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (size, label) in SIZES {
         let (native_lat, plugin_lat) = latency(opts, &host.airlock, &client, base, size).await;
         for callers in CALLERS {
             let url: http::Uri = format!("{base}/size/{size}/api/me").parse().unwrap();
             let c = client.clone();
-            let (native, native_errors) = throughput(callers, secs, move || {
+            let native = throughput(callers, secs, move || {
                 let (c, url) = (c.clone(), url.clone());
                 Box::pin(async move { native_get(&c, &url).await })
             })
             .await;
             let (airlock, name) = (host.airlock.clone(), connection_name(size));
-            let (plugin, plugin_errors) = throughput(callers, secs, move || {
+            let plugin = throughput(callers, secs, move || {
                 let (airlock, name) = (airlock.clone(), name.clone());
                 Box::pin(async move { plugin_get(&airlock, &name).await })
             })
@@ -567,9 +617,13 @@ async fn scaling(opts: &Options, base: &str) {
                 " | | ".to_string()
             };
             println!(
-                "| {label} | {callers} | {native:.0} | {plugin:.0} | {:.2}x | {} | {latency} |",
-                plugin / native,
-                native_errors + plugin_errors
+                "| {label} | {callers} | {:.0} | {:.0} | {:.2}x | {} | {} | {} | {latency} |",
+                native.per_sec,
+                plugin.per_sec,
+                plugin.per_sec / native.per_sec,
+                native.errors + plugin.errors,
+                us(native.cpu_per_call),
+                us(plugin.cpu_per_call),
             );
         }
     }
@@ -581,7 +635,7 @@ async fn soak(opts: &Options, base: &str) {
     let host = host(base);
     let client = native_client();
     let url: http::Uri = format!("{base}/size/1024/api/me").parse().unwrap();
-    let (native, native_errors) = throughput(64, secs, move || {
+    let native = throughput(64, secs, move || {
         let (c, url) = (client.clone(), url.clone());
         Box::pin(async move { native_get(&c, &url).await })
     })
@@ -602,7 +656,7 @@ async fn soak(opts: &Options, base: &str) {
         })
     };
     let (airlock, name) = (host.airlock.clone(), connection_name(1 << 10));
-    let (plugin, plugin_errors) = throughput(64, secs, move || {
+    let plugin = throughput(64, secs, move || {
         let (airlock, name) = (airlock.clone(), name.clone());
         Box::pin(async move { plugin_get(&airlock, &name).await })
     })
@@ -626,12 +680,20 @@ async fn soak(opts: &Options, base: &str) {
         .map(|(t, rss)| format!("{:.0} s: {}", t, mib(*rss)))
         .collect();
     println!("## soak: 64 concurrent callers, {secs} s each side, 1 KiB answers\n");
-    println!("| side | calls/s | vs native | errors |");
-    println!("|---|---:|---:|---:|");
-    println!("| native | {native:.0} | 1.00x | {native_errors} |");
+    println!("| side | calls/s | vs native | errors | CPU per call |");
+    println!("|---|---:|---:|---:|---:|");
     println!(
-        "| plugin, full host path | {plugin:.0} | {:.2}x | {plugin_errors} |",
-        plugin / native
+        "| native | {:.0} | 1.00x | {} | {} |",
+        native.per_sec,
+        native.errors,
+        us(native.cpu_per_call)
+    );
+    println!(
+        "| plugin, full host path | {:.0} | {:.2}x | {} | {} |",
+        plugin.per_sec,
+        plugin.per_sec / native.per_sec,
+        plugin.errors,
+        us(plugin.cpu_per_call)
     );
     println!(
         "\nresident memory while the plugin side ran: {} at 5 s, peak after 5 s {}, {} at the end ({:+.1}% from 5 s to the end)\n",
@@ -681,7 +743,7 @@ async fn audit(opts: &Options, base: &str) {
         );
         let plugin = rt.load(&minimal).unwrap();
         let conn = conn.clone();
-        let (per_sec, errors) = throughput(64, secs, move || {
+        let rate = throughput(64, secs, move || {
             let (rt, plugin, conn) = (rt.clone(), plugin.clone(), conn.clone());
             Box::pin(async move {
                 rt.test_connection(&plugin, &conn)
@@ -694,16 +756,20 @@ async fn audit(opts: &Options, base: &str) {
         let per_commit = sqlite.map_or(String::new(), |s| {
             format!("{:.1}", s.rows_written() as f64 / s.commits().max(1) as f64)
         });
-        rows.push((label, per_sec, errors, per_commit));
+        rows.push((label, rate, per_commit));
     }
     println!("## audit cost: 64 concurrent callers, {secs} s each, 1 KiB answers\n");
-    println!("| audit | calls/s | vs off | errors | rows per commit |");
-    println!("|---|---:|---:|---:|---:|");
-    let off = rows[0].1;
-    for (label, per_sec, errors, per_commit) in rows {
+    println!("| audit | calls/s | vs off | errors | CPU per call | rows per commit |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    let (off, off_cpu) = (rows[0].1.per_sec, rows[0].1.cpu_per_call);
+    for (label, rate, per_commit) in rows {
         println!(
-            "| {label} | {per_sec:.0} | {:.2}x | {errors} | {per_commit} |",
-            per_sec / off
+            "| {label} | {:.0} | {:.2}x | {} | {} ({:+.0} µs) | {per_commit} |",
+            rate.per_sec,
+            rate.per_sec / off,
+            rate.errors,
+            us(rate.cpu_per_call),
+            (rate.cpu_per_call.as_secs_f64() - off_cpu.as_secs_f64()) * 1e6
         );
     }
     println!();

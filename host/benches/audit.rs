@@ -13,9 +13,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use airlock::audit::{
-    AuditDurability, AuditSink, Decision, EgressOutcome, EgressRecord, MemoryAudit, SqliteAudit,
+    AUDIT_FILE, AuditDurability, AuditSink, Decision, EgressOutcome, EgressRecord, MemoryAudit,
+    SqliteAudit,
 };
-use airlock::store::Store;
 
 const CONCURRENCY: [usize; 3] = [1, 8, 64];
 /// The in-memory sink keeps every record: stop it here to bound memory.
@@ -65,8 +65,7 @@ async fn measure(kind: Kind, tasks: usize, duration: Duration, dir: &std::path::
     let (sink, sqlite): (Arc<dyn AuditSink>, Option<Arc<SqliteAudit>>) = match kind {
         Kind::Memory => (Arc::new(MemoryAudit::new()), None),
         Kind::Sqlite(durability) => {
-            let store = Store::open(data.path()).unwrap();
-            let audit = SqliteAudit::open(store.path(), durability).unwrap();
+            let audit = SqliteAudit::open(&data.path().join(AUDIT_FILE), durability).unwrap();
             (audit.clone(), Some(audit))
         }
     };

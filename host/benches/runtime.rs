@@ -20,7 +20,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use airlock::audit::{
-    AuditDurability, AuditError, AuditSink, EgressOutcome, EgressRecord, RecordId, SqliteAudit,
+    AUDIT_FILE, AuditDurability, AuditError, AuditSink, EgressOutcome, EgressRecord, RecordId,
+    SqliteAudit,
 };
 use airlock::connection::{Credential, StaticCredential};
 use airlock::egress::AddressPolicy;
@@ -508,7 +509,6 @@ async fn breakdown(opts: &Options, base: &str) {
     let cache = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let conn = static_connection(base);
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let store = airlock::store::Store::open(dir.path()).unwrap();
     let sinks: [(&str, Arc<dyn AuditSink>); 2] = [
         (
             "runtime only: static credential, audit off",
@@ -516,7 +516,7 @@ async fn breakdown(opts: &Options, base: &str) {
         ),
         (
             "runtime only: static credential, SQLite audit",
-            SqliteAudit::open(store.path(), AuditDurability::ProcessCrash).unwrap(),
+            SqliteAudit::open(&dir.path().join(AUDIT_FILE), AuditDurability::ProcessCrash).unwrap(),
         ),
     ];
     let mut runtimes = Vec::new();
@@ -723,10 +723,8 @@ async fn audit(opts: &Options, base: &str) {
         ),
     ] {
         let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-        let sqlite = durability.map(|d| {
-            let store = airlock::store::Store::open(dir.path()).unwrap();
-            SqliteAudit::open(store.path(), d).unwrap()
-        });
+        let sqlite =
+            durability.map(|d| SqliteAudit::open(&dir.path().join(AUDIT_FILE), d).unwrap());
         let sink: Arc<dyn AuditSink> = match &sqlite {
             None => Arc::new(NoAudit(AtomicU64::new(0))),
             Some(s) => s.clone(),

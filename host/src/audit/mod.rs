@@ -5,10 +5,12 @@
 //! keeps records in memory for tests and embedders that ship them elsewhere.
 
 pub mod chain;
+pub mod file;
 pub mod query;
 pub mod sqlite;
 
 pub use chain::{Anchor, ChainProblem, GENESIS_HASH, VerifyReport, verify, verify_anchored};
+pub use file::AUDIT_FILE;
 pub use query::{AuditEntry, AuditFilter, AuditOutcome, DecisionKind, list};
 pub use sqlite::{AuditDurability, SqliteAudit};
 

@@ -346,29 +346,20 @@ impl std::fmt::Debug for SqliteAudit {
 }
 
 impl SqliteAudit {
-    /// Open the audit log in the (already migrated) database at `db_path`
-    /// with connections of its own, and start its background committer.
+    /// Open (creating and migrating if needed) the audit file at `db_path`
+    /// (`<data dir>/audit.db`, see [`super::file`]) with connections of its
+    /// own, and start its background committer.
     pub fn open(db_path: &Path, durability: AuditDurability) -> Result<Arc<Self>, AuditError> {
         let fail = |e: &dyn std::fmt::Display| {
             AuditError(format!("cannot open audit log {}: {e}", db_path.display()))
         };
-        let conn = crate::store::open_connection(db_path).map_err(|e| fail(&e))?;
+        let conn = super::file::open_file(db_path)?;
         conn.pragma_update(None, "synchronous", durability.synchronous())
             .map_err(|e| fail(&e))?;
         // Checkpoints run in the background thread, not inside a commit a
         // request is waiting for.
         conn.pragma_update(None, "wal_autocheckpoint", 0)
             .map_err(|e| fail(&e))?;
-        let has_table: bool = conn
-            .query_row(
-                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit_log')",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(|e| fail(&e))?;
-        if !has_table {
-            return Err(fail(&"the database has no audit_log table (not migrated)"));
-        }
         let head = read_head(&conn).map_err(|e| fail(&e))?;
         let checkpoint = crate::store::open_connection(db_path).map_err(|e| fail(&e))?;
 
@@ -684,13 +675,12 @@ pub(crate) mod test_support {
 
     use super::{AuditDurability, SqliteAudit};
     use crate::audit::{AuditSink, Decision, EgressOutcome, EgressRecord};
-    use crate::store::Store;
 
-    /// A migrated database in a temporary directory.
+    /// A migrated audit file in a temporary directory.
     pub(crate) fn database() -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let path = store.path().to_path_buf();
+        let path = dir.path().join(crate::audit::file::AUDIT_FILE);
+        crate::audit::file::open_file(&path).unwrap();
         (dir, path)
     }
 
@@ -1064,11 +1054,21 @@ mod tests {
         assert_eq!(count(&connection(&path)), 2);
     }
 
-    #[test]
-    fn open_requires_a_migrated_database() {
+    #[tokio::test]
+    async fn open_creates_the_file_and_refuses_one_from_a_newer_airlock() {
         let dir = tempfile::tempdir().unwrap();
-        let err = SqliteAudit::open(&dir.path().join("empty.db"), AuditDurability::PowerLoss)
-            .unwrap_err();
-        assert!(err.to_string().contains("no audit_log table"), "{err}");
+        let path = dir.path().join("audit.db");
+        let audit = SqliteAudit::open(&path, AuditDurability::PowerLoss).unwrap();
+        assert_eq!(audit.begin(&record(0)).await.unwrap(), RecordId(1));
+        drop(audit);
+        connection(&path)
+            .execute(
+                "INSERT INTO schema_migrations VALUES (42, 'future', 'x', '2030-01-01T00:00:00Z')",
+                [],
+            )
+            .unwrap();
+        let err = SqliteAudit::open(&path, AuditDurability::PowerLoss).unwrap_err();
+        assert!(err.to_string().contains("newer airlock"), "{err}");
+        assert_eq!(count(&connection(&path)), 1, "the log is left as it was");
     }
 }

@@ -177,7 +177,9 @@ impl Airlock {
             None => KeySource::from_env(&config.data_dir)?,
         };
         let vault = Arc::new(Vault::open(store.clone(), &source)?);
-        let audit = SqliteAudit::open(store.path(), config.audit_durability)?;
+        let audit_path = config.data_dir.join(crate::audit::AUDIT_FILE);
+        crate::audit::file::move_from_store(store.path(), &audit_path)?;
+        let audit = SqliteAudit::open(&audit_path, config.audit_durability)?;
         let runtime = Runtime::new(RuntimeConfig {
             limits: config.limits,
             cache_dir: Some(config.data_dir.join("cache")),
@@ -297,15 +299,14 @@ impl Airlock {
     pub fn verify_audit(&self) -> Result<VerifyReport, ServiceError> {
         // Outcome rows are committed lazily; a reader sees them all.
         self.audit.commit_pending();
-        let path = self.store.path().to_path_buf();
-        let conn = crate::store::open_connection(&path)?;
+        let conn = crate::store::open_connection(self.audit.path())?;
         Ok(crate::audit::verify(&conn)?)
     }
 
     /// Recorded requests matching `filter`, newest first.
     pub fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, ServiceError> {
         self.audit.commit_pending();
-        let conn = crate::store::open_connection(self.store.path())?;
+        let conn = crate::store::open_connection(self.audit.path())?;
         Ok(crate::audit::list(&conn, filter)?)
     }
 }

@@ -4,10 +4,11 @@
 //!
 //! Triggers (migration 0004) bump the counter on every change to those
 //! tables, from any process, so one read of one row decides whether a copy
-//! is still current. That read replaces a query, a JSON decode and, because
-//! the audit log's commits invalidate this connection's page cache, several
+//! is still current. That read replaces a query, a JSON decode and several
 //! page reads per record: the profile of a call at 64 concurrent callers
-//! had these reads at a fifth of the process's CPU.
+//! had these reads at a fifth of the process's CPU (then with the audit
+//! log's commits in the same file invalidating this connection's page cache
+//! after every request; the log has its own file now).
 //!
 //! Only reads outside a transaction are cached. Inside one, the counter can
 //! count changes that are later rolled back, so a copy made there could

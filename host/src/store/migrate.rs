@@ -38,11 +38,6 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "config_version",
         sql: include_str!("../../../migrations/0004_config_version.sql"),
     },
-    Migration {
-        version: 5,
-        name: "audit_request_indexes",
-        sql: include_str!("../../../migrations/0005_audit_request_indexes.sql"),
-    },
 ];
 
 fn checksum(sql: &str) -> String {

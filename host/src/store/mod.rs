@@ -4,8 +4,10 @@
 //! Writes go through [`Store::write`], which opens the transaction with
 //! `BEGIN IMMEDIATE` so a writer never fails half-way on a lock upgrade.
 //! Each concern owns the SQL of its tables: the vault (`key_versions`,
-//! `secrets`, `vault_meta`), the audit log (`audit_log`), and the repositories
-//! in this module (everything else). The records every plugin call reads
+//! `secrets`, `vault_meta`) and the repositories in this module (everything
+//! else). The audit log has a file of its own (`crate::audit::file`); the
+//! `audit_log` table migration 0001 creates here held it in older versions
+//! and is moved out and dropped at start-up. The records every plugin call reads
 //! are served from [`RecordCache`]s while the `config_version` counter
 //! says no process changed them.
 

@@ -331,7 +331,7 @@ async fn audit_verify_reports_a_tampered_row() {
         cli.ok(&["connection", "test", "t"]).await;
     }
     cli.ok(&["audit", "verify"]).await;
-    let db = rusqlite::Connection::open(cli.dir.path().join("airlock.db")).unwrap();
+    let db = rusqlite::Connection::open(cli.dir.path().join(airlock::audit::AUDIT_FILE)).unwrap();
     db.execute(
         "UPDATE audit_log SET url = 'http://elsewhere.example/' WHERE seq = 3",
         [],

@@ -95,6 +95,73 @@ async fn a_connection_calls_through_the_vault_and_is_audited() {
 }
 
 #[tokio::test]
+async fn a_log_kept_in_the_store_by_an_older_airlock_moves_to_its_own_file_on_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let airlock = open(dir.path());
+    install(&airlock, airlock_test_artifacts::MINIMAL);
+    let server = me_server("alice").await;
+    airlock
+        .add_connection(bearer("main", &server.uri(), Scope::Global))
+        .unwrap();
+    for _ in 0..3 {
+        airlock.test_connection("main").await.unwrap();
+    }
+    let before = airlock
+        .list_audit(&airlock::audit::AuditFilter::default())
+        .unwrap();
+    assert_eq!(before.len(), 3);
+    drop(airlock);
+
+    // Put the data directory back in the layout of an airlock from before
+    // audit.db: the log's rows in airlock.db's own audit_log table.
+    let store = dir.path().join(airlock::store::DB_FILE);
+    let audit = dir.path().join(airlock::audit::AUDIT_FILE);
+    let ddl: String = rusqlite::Connection::open(&audit)
+        .unwrap()
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE name = 'audit_log'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let raw = rusqlite::Connection::open(&store).unwrap();
+    raw.execute_batch(&ddl).unwrap();
+    raw.execute("ATTACH DATABASE ?1 AS old", [audit.to_string_lossy()])
+        .unwrap();
+    raw.execute_batch("INSERT INTO main.audit_log SELECT * FROM old.audit_log; DETACH old;")
+        .unwrap();
+    drop(raw);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", audit.display()));
+    }
+
+    // The next start moves the rows; the log lists and verifies as before,
+    // and the next call continues its chain.
+    let airlock = open(dir.path());
+    let after = airlock
+        .list_audit(&airlock::audit::AuditFilter::default())
+        .unwrap();
+    let key = |entries: &[airlock::audit::AuditEntry]| -> Vec<(i64, String)> {
+        entries.iter().map(|e| (e.seq, e.url.clone())).collect()
+    };
+    assert_eq!(key(&after), key(&before));
+    assert!(after.iter().all(|e| e.outcome.is_some()));
+    airlock.test_connection("main").await.unwrap();
+    let report = airlock.verify_audit().unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!(report.rows, 8);
+    let left: bool = rusqlite::Connection::open(&store)
+        .unwrap()
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'audit_log')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(!left, "airlock.db keeps no audit_log table");
+}
+
+#[tokio::test]
 async fn project_scoped_connections_win_and_misses_name_what_exists() {
     let dir = tempfile::tempdir().unwrap();
     let airlock = open(dir.path());

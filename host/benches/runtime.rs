@@ -34,10 +34,6 @@ use futures::future::BoxFuture;
 use http_body_util::{BodyExt, Full};
 use serde::Deserialize;
 
-/// The allocator the `airlock` binary uses (see `src/main.rs`).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 const TOKEN: &str = "bench-token-0123456789";
 const SIZES: [(usize, &str); 3] = [(1 << 10, "1 KiB"), (64 << 10, "64 KiB"), (1 << 20, "1 MiB")];
 const CALLERS: [usize; 3] = [1, 8, 64];

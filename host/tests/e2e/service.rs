@@ -58,8 +58,9 @@ async fn me_server(name: &str) -> MockServer {
     server
 }
 
-#[tokio::test]
-async fn a_connection_calls_through_the_vault_and_is_audited() {
+/// A host in a fresh data directory with the minimal plugin and one global
+/// bearer connection, `main`, to a server answering as alice.
+async fn one_connection() -> (tempfile::TempDir, Airlock, MockServer) {
     let dir = tempfile::tempdir().unwrap();
     let airlock = open(dir.path());
     install(&airlock, airlock_test_artifacts::MINIMAL);
@@ -67,6 +68,12 @@ async fn a_connection_calls_through_the_vault_and_is_audited() {
     airlock
         .add_connection(bearer("main", &server.uri(), Scope::Global))
         .unwrap();
+    (dir, airlock, server)
+}
+
+#[tokio::test]
+async fn a_connection_calls_through_the_vault_and_is_audited() {
+    let (dir, airlock, _server) = one_connection().await;
     let report = airlock.test_connection("main").await.unwrap();
     assert_eq!(report.account.as_deref(), Some("alice"));
 
@@ -96,13 +103,7 @@ async fn a_connection_calls_through_the_vault_and_is_audited() {
 
 #[tokio::test]
 async fn a_log_kept_in_the_store_by_an_older_airlock_moves_to_its_own_file_on_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let airlock = open(dir.path());
-    install(&airlock, airlock_test_artifacts::MINIMAL);
-    let server = me_server("alice").await;
-    airlock
-        .add_connection(bearer("main", &server.uri(), Scope::Global))
-        .unwrap();
+    let (dir, airlock, _server) = one_connection().await;
     for _ in 0..3 {
         airlock.test_connection("main").await.unwrap();
     }

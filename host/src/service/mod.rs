@@ -169,7 +169,8 @@ impl std::fmt::Debug for Airlock {
 impl Airlock {
     /// Open (or create) the data directory: migrate the database, unlock the
     /// vault (a wrong master key fails here, before anything is written),
-    /// open the audit log and start the runtime.
+    /// open the audit log in `audit.db` (moving there a log an older airlock
+    /// kept in `airlock.db`) and start the runtime.
     pub fn open(config: AirlockConfig) -> Result<Self, ServiceError> {
         let store = Arc::new(Store::open(&config.data_dir)?);
         let source = match config.key_source {

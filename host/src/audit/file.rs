@@ -37,6 +37,15 @@ pub fn open_file(path: &Path) -> Result<Connection, AuditError> {
     Ok(conn)
 }
 
+/// Whether `conn`'s database has an `audit_log` table.
+fn has_log_table(conn: &Connection) -> rusqlite::Result<bool> {
+    conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit_log')",
+        [],
+        |r| r.get(0),
+    )
+}
+
 /// Move the rows of `store_db`'s `audit_log` table (the log of an airlock
 /// from before `audit.db`) into `audit_db`, unchanged, and drop the table
 /// there; how many rows were moved. Nothing to move is not an error.
@@ -56,14 +65,7 @@ pub fn move_from_store(store_db: &Path, audit_db: &Path) -> Result<u64, AuditErr
         ))
     };
     let store = open_connection(store_db).map_err(|e| fail(&e))?;
-    let has_table: bool = store
-        .query_row(
-            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit_log')",
-            [],
-            |r| r.get(0),
-        )
-        .map_err(|e| fail(&e))?;
-    if !has_table {
+    if !has_log_table(&store).map_err(|e| fail(&e))? {
         return Ok(0);
     }
     let mut audit = open_file(audit_db)?;
@@ -162,15 +164,11 @@ mod tests {
             .unwrap();
         assert_eq!(after, before);
         assert!(verify(&conn).unwrap().is_ok());
-        let left: bool = open_connection(store.path())
-            .unwrap()
-            .query_row(
-                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'audit_log')",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
-        assert!(!left, "the store keeps no audit_log table");
+        let store_conn = open_connection(store.path()).unwrap();
+        assert!(
+            !has_log_table(&store_conn).unwrap(),
+            "the store keeps no audit_log table"
+        );
 
         // The writer continues the moved chain; moving again finds nothing.
         let audit = open(&audit_db);

@@ -747,6 +747,27 @@ fn stream_host(wall_clock: Duration, idle: Duration, total: Duration) -> Host {
     )
 }
 
+/// The trickled answer streamed by a host with these limits; the host and
+/// the server are returned to live as long as the stream.
+async fn trickled_stream(
+    wall_clock: Duration,
+    idle: Duration,
+    total: Duration,
+) -> (
+    airlock::runtime::ChatStream,
+    Host,
+    tokio::task::JoinHandle<String>,
+) {
+    let host = stream_host(wall_clock, idle, total);
+    let (base, server) = trickle_server(SSE_HEAD, trickled_answer(true)).await;
+    let stream = host
+        .runtime
+        .chat_stream(&openai(&host), &connection(&base), request())
+        .await
+        .unwrap();
+    (stream, host, server)
+}
+
 async fn collect(
     stream: &mut airlock::runtime::ChatStream,
 ) -> (String, Option<airlock::CallError>) {
@@ -766,25 +787,13 @@ async fn a_stream_outlives_the_call_deadline_but_not_a_silence_or_its_total_limi
     let ms = Duration::from_millis;
     // Pieces come every 40 ms for about 300 ms: longer than the 150 ms call
     // deadline, and that is fine for a stream that keeps talking.
-    let host = stream_host(ms(150), secs(2), secs(10));
-    let (base, _server) = trickle_server(SSE_HEAD, trickled_answer(true)).await;
-    let mut stream = host
-        .runtime
-        .chat_stream(&openai(&host), &connection(&base), request())
-        .await
-        .unwrap();
+    let (mut stream, _host, _server) = trickled_stream(ms(150), secs(2), secs(10)).await;
     let (text, error) = collect(&mut stream).await;
     assert!(error.is_none(), "{error:?}");
     assert_eq!(text, "Grüße, 世界! 🎉");
 
     // A silence longer than the idle limit ends it, naming the limit.
-    let host = stream_host(secs(5), ms(15), secs(10));
-    let (base, _server) = trickle_server(SSE_HEAD, trickled_answer(true)).await;
-    let mut stream = host
-        .runtime
-        .chat_stream(&openai(&host), &connection(&base), request())
-        .await
-        .unwrap();
+    let (mut stream, _host, _server) = trickled_stream(secs(5), ms(15), secs(10)).await;
     let (_, error) = collect(&mut stream).await;
     let error = error.expect("the idle limit ends the stream").to_string();
     assert!(error.contains("without a delta"), "{error}");
@@ -792,13 +801,7 @@ async fn a_stream_outlives_the_call_deadline_but_not_a_silence_or_its_total_limi
     assert!(stream.next().await.unwrap().is_none(), "ended stays ended");
 
     // So does the total limit, after the deltas that made it in time.
-    let host = stream_host(secs(5), secs(2), ms(100));
-    let (base, _server) = trickle_server(SSE_HEAD, trickled_answer(true)).await;
-    let mut stream = host
-        .runtime
-        .chat_stream(&openai(&host), &connection(&base), request())
-        .await
-        .unwrap();
+    let (mut stream, _host, _server) = trickled_stream(secs(5), secs(2), ms(100)).await;
     let (text, error) = collect(&mut stream).await;
     let error = error.expect("the total limit ends the stream").to_string();
     assert!(error.contains("for the whole stream"), "{error}");

@@ -19,12 +19,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use airlock::AddressPolicy;
 use airlock::audit::{
     AUDIT_FILE, AuditDurability, AuditError, AuditSink, EgressOutcome, EgressRecord, RecordId,
     SqliteAudit,
 };
-use airlock::connection::{Credential, StaticCredential};
-use airlock::egress::AddressPolicy;
+use airlock::credential::{Credential, StaticCredential};
 use airlock::service::{AuthInput, NewConnection};
 use airlock::store::connections::Scope;
 use airlock::vault::KeySource;

@@ -60,7 +60,7 @@
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
 //! use airlock::{Connection, Runtime, RuntimeConfig};
-//! use airlock::connection::{Credential, StaticCredential};
+//! use airlock::credential::{Credential, StaticCredential};
 //!
 //! let runtime = Runtime::new(RuntimeConfig::default())?;
 //! let plugin = runtime.load_file("target/wasm/wasm32-wasip2/release/minimal.wasm")?;
@@ -73,38 +73,28 @@
 //! # Ok(()) }
 //! ```
 
+// The floors, bottom up: each module imports only from the ones above it in
+// this list (the call path, reversed).
 pub mod audit;
 pub mod connection;
+pub mod credential;
+mod dirs;
 pub mod egress;
 pub mod limits;
 pub mod manifest;
 pub mod metrics;
-pub mod oauth;
+pub mod net;
+pub mod plugin_state;
 pub mod redact;
 pub mod runtime;
 pub mod server;
 pub mod service;
-pub mod state;
 pub mod store;
 pub mod vault;
 
 pub use connection::Connection;
 pub use limits::Limits;
 pub use manifest::Manifest;
+pub use net::{AddressPolicy, AllowListError};
 pub use runtime::{CallError, Interface, LoadError, Plugin, Runtime, RuntimeConfig, types};
-pub use service::{Airlock, AirlockConfig, ServiceError};
-
-/// Create `dir` (and parents) readable only by this user: it holds
-/// compiled code the host trusts, or secrets' ciphertext.
-pub(crate) fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-    }
-    #[cfg(not(unix))]
-    std::fs::create_dir_all(dir)
-}
+pub use service::{Airlock, AirlockConfig, ServiceError, oauth};

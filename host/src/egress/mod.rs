@@ -1,18 +1,16 @@
-//! Capability-gated outbound HTTP: the host's own `send_request`.
+//! Capability-gated outbound HTTP for one plugin call: the host's own
+//! `send_request`, the [`WasiHttpHooks`](wasmtime_wasi_http::WasiHttpHooks)
+//! implementation stored in each call's wasmtime data.
 //!
-//! The data path for every request a plugin makes:
-//! parse once ([`Target`]) → request budget → forbidden headers → grant check
-//! → body cap → credential (only for the connection's bound origins) → audit
-//! record → pooled client, whose connector resolves, filters addresses and
-//! connects to the address it checked → response caps. Redirects are returned
-//! to the guest, never followed.
+//! The stages every request a plugin makes goes through, each a function of
+//! [`send`] with unit tests of its own:
+//! request budget → parse once ([`Target`](crate::net::Target)) → forbidden
+//! headers and header size → grant check → body cap → credential (only for
+//! the connection's bound origins) → audit record → send with retries
+//! (pooled [`crate::net`] client, which resolves, filters addresses and
+//! connects to the address it checked) → response caps. Redirects are
+//! returned to the guest, never followed.
 
-mod addr;
-mod client;
-mod rules;
 mod send;
 
-pub use addr::{ALLOW_PRIVATE_ENV, AddressDenied, AddressPolicy, AllowListError};
-pub use client::{ConnectError, HttpClient, build_client};
-pub use rules::{EgressRule, Origin, RuleError, Scheme, Target};
 pub use send::{CallEgress, CallTracker, EgressShared};

@@ -17,11 +17,11 @@ use wasmtime_wasi_http::{
     DEFAULT_FORBIDDEN_HEADERS, ForbiddenHeaderFilter, RequestOptions, WasiBody, WasiHttpHooks,
 };
 
-use super::client::{ConnectError, HttpClient};
-use super::rules::{EgressRule, Target};
 use crate::audit::{AuditSink, Decision, EgressOutcome, EgressRecord, RecordId};
 use crate::connection::{AuthBinding, Connection};
 use crate::limits::Limits;
+use crate::net::{ConnectError, HttpClient};
+use crate::net::{EgressRule, Target};
 
 type HttpError = wasmtime_wasi_http::Error;
 type IoFuture = Box<dyn Future<Output = Result<(), HttpError>> + Send>;

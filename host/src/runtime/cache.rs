@@ -75,7 +75,7 @@ impl ComponentCache {
 fn store(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     static WRITES: AtomicU64 = AtomicU64::new(0);
     let dir = path.parent().expect("cache path has a parent");
-    crate::create_private_dir(dir)?;
+    crate::dirs::create_private_dir(dir)?;
     let tmp = dir.join(format!(
         ".{}.{}.{}.tmp",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("c"),

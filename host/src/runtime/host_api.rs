@@ -3,7 +3,7 @@
 
 use super::bindings::airlock::plugin::host::{self, CallContext, LogLevel};
 use super::bindings::types::PluginError;
-use super::store::HostCtx;
+use super::call_data::HostCtx;
 
 /// Longest state key.
 const MAX_STATE_KEY: usize = 256;
@@ -58,13 +58,13 @@ impl host::Host for HostCtx {
     }
 
     async fn setting(&mut self, name: String) -> wasmtime::Result<Option<String>> {
-        Ok(self.connection.settings.get(&name).cloned())
+        Ok(self.connection.settings().get(&name).cloned())
     }
 
     async fn settings(&mut self) -> wasmtime::Result<Vec<(String, String)>> {
         Ok(self
             .connection
-            .settings
+            .settings()
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect())

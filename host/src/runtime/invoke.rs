@@ -13,10 +13,11 @@ use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::Runtime;
 use super::bindings::types::*;
+use super::call_data::{CallState, HostCtx, LimitExceeded, LimitHit};
 use super::plugin::{Interface, Plugin};
-use super::store::{CallState, HostCtx, LimitExceeded, LimitHit};
 use crate::connection::Connection;
-use crate::egress::{CallEgress, CallTracker, EgressRule};
+use crate::egress::{CallEgress, CallTracker};
+use crate::net::EgressRule;
 
 /// Which limit stopped a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,7 +180,7 @@ impl Runtime {
     ) -> Result<Vec<EgressRule>, CallError> {
         let mut grants = plugin.granted().to_vec();
         match connection.base_origin() {
-            Ok(Some(origin)) => grants.push(EgressRule::origin(origin)),
+            Ok(Some(origin)) => grants.push(EgressRule::origin(origin.clone())),
             Ok(None) => {}
             Err(e) => {
                 return Err(CallError::Connection {

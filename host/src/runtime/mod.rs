@@ -8,12 +8,12 @@
 
 mod bindings;
 mod cache;
+mod call_data;
 mod dispatch;
 mod host_api;
 mod invoke;
 mod plugin;
 mod stdio;
-mod store;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -29,11 +29,12 @@ pub use invoke::{CallError, ChatStream, LimitKind};
 pub use plugin::{Interface, LoadError, Plugin, precheck};
 
 use crate::audit::{AuditSink, MemoryAudit};
-use crate::egress::{AddressPolicy, EgressRule, EgressShared, build_client};
+use crate::egress::EgressShared;
 use crate::limits::{EPOCH_TICK, Limits};
-use crate::manifest::{EgressSpec, ManifestError};
-use crate::state::{MemoryState, StateStore};
-use store::{CallState, HostApi};
+use crate::manifest::EgressSpec;
+use crate::net::{AddressPolicy, build_client};
+use crate::plugin_state::{MemoryPluginState, PluginState};
+use call_data::{CallState, HostApi};
 
 /// How to build a [`Runtime`].
 #[derive(Debug, Clone)]
@@ -49,7 +50,7 @@ pub struct RuntimeConfig {
     /// Most calls in flight at once (pool size).
     pub max_concurrent_calls: u32,
     pub audit: Arc<dyn AuditSink>,
-    pub state: Arc<dyn StateStore>,
+    pub state: Arc<dyn PluginState>,
 }
 
 impl Default for RuntimeConfig {
@@ -61,7 +62,7 @@ impl Default for RuntimeConfig {
             pooling: true,
             max_concurrent_calls: 256,
             audit: Arc::new(MemoryAudit::new()),
-            state: Arc::new(MemoryState::new()),
+            state: Arc::new(MemoryPluginState::new()),
         }
     }
 }
@@ -74,7 +75,7 @@ pub struct Runtime {
     cache: cache::ComponentCache,
     limits: Limits,
     egress: EgressShared,
-    state: Arc<dyn StateStore>,
+    state: Arc<dyn PluginState>,
     address_policy: Arc<AddressPolicy>,
     _ticker: EpochTicker,
 }
@@ -174,12 +175,6 @@ impl Runtime {
         &self.address_policy
     }
 
-    /// The pooled client and audit sink every outbound send goes through
-    /// (the OAuth token requests use them too).
-    pub(crate) fn egress_shared(&self) -> &EgressShared {
-        &self.egress
-    }
-
     /// Validate, compile (or load from cache) and link a plugin, granting it
     /// the egress its manifest declares. Hosts that record an operator's
     /// approval use [`Runtime::load_granted`].
@@ -198,17 +193,7 @@ impl Runtime {
         let (manifest, sha256) = precheck(wasm)?;
         let granted = match approved {
             None => manifest.egress_rules(),
-            Some(specs) => specs
-                .iter()
-                .map(|e| {
-                    EgressRule::parse(&e.url, &e.methods).map_err(|source| {
-                        LoadError::Manifest(ManifestError::Egress {
-                            url: e.url.clone(),
-                            source,
-                        })
-                    })
-                })
-                .collect::<Result<_, _>>()?,
+            Some(specs) => specs.iter().map(|e| e.rule().clone()).collect(),
         };
         let (component, outcome) =
             self.cache

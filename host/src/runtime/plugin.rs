@@ -10,9 +10,9 @@ use wasmtime::component::{Component, InstancePre};
 
 use super::bindings::{chat, connector, documents, sync, tickets};
 use super::cache::CacheOutcome;
-use super::store::CallState;
-use crate::egress::EgressRule;
+use super::call_data::CallState;
 use crate::manifest::{Manifest, ManifestError};
+use crate::net::EgressRule;
 
 /// The interfaces a plugin can export.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]

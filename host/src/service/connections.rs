@@ -7,28 +7,19 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use futures::future::BoxFuture;
 use http::HeaderName;
 use secrecy::SecretString;
 
-use super::{Airlock, ServiceError};
-use crate::connection::{Connection, Credential, CredentialError, CredentialSource};
-use crate::egress::{Origin, RuleError};
+use super::{Airlock, ServiceError, oauth};
+use crate::connection::{BASE_URL_SETTING, Connection};
+use crate::credential::{self, CredentialSource, VaultCredential, field};
 use crate::manifest::AuthKind;
+use crate::net::Origin;
 use crate::runtime::types::ConnectionReport;
 use crate::store::connections::{
     self as repo, AuthConfig, ConnectionFilter, ConnectionRecord, ConnectionStatus, Scope,
 };
-use crate::vault::{SecretOwner, Vault};
-
-/// Vault field names of connection secrets.
-pub(crate) mod field {
-    pub const PASSWORD: &str = "password";
-    pub const API_KEY: &str = "api-key";
-    pub const TOKEN: &str = "token";
-    pub const ACCESS_TOKEN: &str = "access-token";
-    pub const CLIENT_SECRET: &str = "client-secret";
-}
+use crate::vault::SecretOwner;
 
 /// How a new connection authenticates, secrets included. Secrets are sealed
 /// into the vault and dropped; nothing keeps them in plaintext.
@@ -91,27 +82,6 @@ pub struct NewConnection {
     pub settings: BTreeMap<String, String>,
     pub auth: AuthInput,
     pub scope: Scope,
-}
-
-/// The origins a connection's credential is injected into: its `base-url`
-/// origin, and each approved egress origin that declares it takes this kind
-/// of credential (e.g. Atlassian's API gateway for OAuth tokens).
-fn credential_origins(
-    conn: &Connection,
-    approved: &[crate::manifest::EgressSpec],
-    kind: AuthKind,
-) -> Result<Vec<Origin>, RuleError> {
-    let mut origins: Vec<Origin> = conn.base_origin()?.into_iter().collect();
-    for spec in approved.iter().filter(|e| e.carries_credential(kind)) {
-        let origin = Origin::parse(&spec.url)?;
-        if !origins.contains(&origin) {
-            origins.push(origin);
-        }
-    }
-    if origins.is_empty() {
-        return Err(RuleError::NoHost);
-    }
-    Ok(origins)
 }
 
 /// Headers a custom API-key header may not be: they route or frame the
@@ -197,8 +167,8 @@ impl Airlock {
         {
             api_key_settings(&mut given, spec, header, prefix)?;
         }
-        let settings = super::settings::validate(&plugin.manifest, &given)?;
-        if kind != AuthKind::None && !settings.contains_key(crate::connection::BASE_URL_SETTING) {
+        let settings = crate::manifest::settings::validate(&plugin.manifest, &given)?;
+        if kind != AuthKind::None && !settings.contains_key(BASE_URL_SETTING) {
             return Err(ServiceError::Invalid(format!(
                 "connection `{}` needs a `base-url` setting: its credential is bound to that origin",
                 new.name
@@ -392,8 +362,8 @@ impl Airlock {
             }
         }
         let (installed, plugin) = self.installed_plugin(&record.plugin_id)?;
-        let mut conn = Connection::new(record.id.clone(), record.name.clone());
-        conn.settings = record.settings.clone();
+        let mut conn = Connection::new(record.id.clone(), record.name.clone())
+            .with_settings(record.settings.clone());
         conn.project = project.map(String::from);
         let header = match record.auth_kind {
             AuthKind::None => return Ok((plugin, conn)),
@@ -409,11 +379,13 @@ impl Airlock {
             _ => http::header::AUTHORIZATION,
         };
         let source: Arc<dyn CredentialSource> = if record.auth_kind == AuthKind::Oauth2 {
-            let spec =
-                installed.manifest.auth.oauth2.clone().ok_or_else(|| {
-                    crate::oauth::OAuthError::NoEndpoints(record.plugin_id.clone())
-                })?;
-            Arc::new(crate::oauth::OAuthCredential::new(
+            let spec = installed
+                .manifest
+                .auth
+                .oauth2
+                .clone()
+                .ok_or_else(|| oauth::OAuthError::NoEndpoints(record.plugin_id.clone()))?;
+            Arc::new(credential::oauth::OAuthCredential::new(
                 self.oauth_context(),
                 record.clone(),
                 spec,
@@ -427,7 +399,11 @@ impl Airlock {
                 connection: record.name.clone(),
             })
         };
-        let origins = credential_origins(&conn, &installed.approved_grant, record.auth_kind)
+        let origins = conn
+            .base_origin()
+            .and_then(|base| {
+                credential::bound_origins(base, &installed.approved_grant, record.auth_kind)
+            })
             .map_err(|e| {
                 ServiceError::Invalid(format!(
                     "connection `{}`: cannot bind its credential: {e}",
@@ -478,130 +454,26 @@ impl Airlock {
                 None => given.remove(name),
             };
         }
-        let settings = super::settings::validate(&plugin.manifest, &given)?;
-        let origin = |s: &BTreeMap<String, String>| {
-            s.get(crate::connection::BASE_URL_SETTING)
-                .and_then(|u| url::Url::parse(u).ok())
-                .map(|u| u.origin().ascii_serialization())
-        };
-        if record.auth_kind != AuthKind::None && origin(&settings) != origin(&record.settings) {
+        let settings = crate::manifest::settings::validate(&plugin.manifest, &given)?;
+        // Compared as parsed origins (the crate's one normaliser); a value
+        // that does not parse was refused by the schema check above, and a
+        // stored one that does not is no origin a credential can follow.
+        let origin =
+            |s: &BTreeMap<String, String>| s.get(BASE_URL_SETTING).map(|u| Origin::parse(u));
+        let (before, after) = (origin(&record.settings), origin(&settings));
+        if record.auth_kind != AuthKind::None && before != after {
             return Err(ServiceError::Invalid(format!(
                 "connection `{}` carries a credential bound to {}; its base-url cannot move to another origin. \
                  Remove the connection and add it again with its credential",
                 record.name,
-                origin(&record.settings).unwrap_or_else(|| "its origin".into())
+                match before {
+                    Some(Ok(origin)) => origin.to_string(),
+                    _ => "its origin".into(),
+                }
             )));
         }
         self.store
             .write(|tx| repo::update_settings(tx, &record.id, &settings))?;
         self.connection(&record.id)
-    }
-}
-
-/// Reads a connection's credential from the vault for each request.
-struct VaultCredential {
-    vault: Arc<Vault>,
-    kind: AuthKind,
-    config: AuthConfig,
-    connection: String,
-}
-
-impl fmt::Debug for VaultCredential {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("VaultCredential")
-            .field("connection", &self.connection)
-            .field("kind", &self.kind)
-            .finish()
-    }
-}
-
-impl CredentialSource for VaultCredential {
-    fn credential<'a>(
-        &'a self,
-        connection_id: &'a str,
-    ) -> BoxFuture<'a, Result<Credential, CredentialError>> {
-        Box::pin(async move {
-            let owner = SecretOwner::Connection(connection_id.to_string());
-            let field = match self.kind {
-                AuthKind::Basic => field::PASSWORD,
-                AuthKind::ApiKey => field::API_KEY,
-                AuthKind::Bearer => field::TOKEN,
-                AuthKind::Oauth2 => field::ACCESS_TOKEN,
-                AuthKind::None => {
-                    return Err(CredentialError::Missing {
-                        connection: self.connection.clone(),
-                    });
-                }
-            };
-            let secret = self
-                .vault
-                .open_secret(&owner, field)
-                .map_err(|e| CredentialError::Unavailable {
-                    connection: self.connection.clone(),
-                    reason: e.to_string(),
-                })?
-                .ok_or_else(|| CredentialError::Missing {
-                    connection: self.connection.clone(),
-                })?;
-            Ok(match self.kind {
-                AuthKind::Basic => Credential::Basic {
-                    username: self.config.username.clone().unwrap_or_default(),
-                    password: secret,
-                },
-                AuthKind::ApiKey => Credential::ApiKey {
-                    header: HeaderName::from_bytes(
-                        self.config.header.as_deref().unwrap_or_default().as_bytes(),
-                    )
-                    .map_err(|_| CredentialError::InvalidHeader {
-                        connection: self.connection.clone(),
-                    })?,
-                    prefix: self.config.prefix.clone().unwrap_or_default(),
-                    key: secret,
-                },
-                _ => Credential::Bearer { token: secret },
-            })
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::manifest::EgressSpec;
-
-    fn spec(url: &str, credential: &[AuthKind]) -> EgressSpec {
-        EgressSpec {
-            url: url.into(),
-            methods: vec![],
-            reason: String::new(),
-            credential: credential.to_vec(),
-        }
-    }
-
-    fn hosts(origins: &[Origin]) -> Vec<&str> {
-        origins.iter().map(|o| o.host()).collect()
-    }
-
-    #[test]
-    fn credential_goes_to_base_url_and_declared_origins_for_that_kind_only() {
-        let conn = Connection::new("c1", "wiki").with_setting("base-url", "https://acme.example/");
-        let grant = [
-            spec("https://api.atlassian.com", &[AuthKind::Oauth2]),
-            spec("https://cdn.example.com/assets", &[]),
-            spec("https://acme.example/other", &[AuthKind::Oauth2]),
-        ];
-        let oauth = credential_origins(&conn, &grant, AuthKind::Oauth2).unwrap();
-        assert_eq!(hosts(&oauth), ["acme.example", "api.atlassian.com"]);
-        let basic = credential_origins(&conn, &grant, AuthKind::Basic).unwrap();
-        assert_eq!(hosts(&basic), ["acme.example"]);
-    }
-
-    #[test]
-    fn without_any_origin_the_credential_cannot_be_bound() {
-        let conn = Connection::new("c1", "wiki");
-        assert!(credential_origins(&conn, &[], AuthKind::Bearer).is_err());
-        let grant = [spec("https://api.atlassian.com", &[AuthKind::Oauth2])];
-        let oauth = credential_origins(&conn, &grant, AuthKind::Oauth2).unwrap();
-        assert_eq!(hosts(&oauth), ["api.atlassian.com"]);
     }
 }

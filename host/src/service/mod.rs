@@ -6,8 +6,8 @@
 mod call;
 mod chat;
 mod connections;
+pub mod oauth;
 mod plugins;
-pub mod settings;
 mod sync;
 mod tokens;
 
@@ -27,10 +27,11 @@ pub use tokens::NewToken;
 use crate::audit::{
     AuditDurability, AuditEntry, AuditError, AuditFilter, SqliteAudit, VerifyReport,
 };
-use crate::egress::{AddressPolicy, AllowListError};
+use crate::credential::oauth::OAuthContext;
 use crate::limits::Limits;
+use crate::net::{AddressPolicy, AllowListError};
 use crate::runtime::{CallError, LoadError, Plugin, Runtime, RuntimeConfig};
-use crate::store::state::SqliteState;
+use crate::store::SqlitePluginState;
 use crate::store::{ConnectionRecord, PluginRecord, RecordCache, Store, StoreError};
 use crate::vault::{KeySource, Vault, VaultError};
 
@@ -73,7 +74,7 @@ impl AirlockConfig {
             oauth_callback_port: std::env::var(OAUTH_PORT_ENV)
                 .ok()
                 .and_then(|p| p.parse().ok())
-                .unwrap_or(crate::oauth::DEFAULT_CALLBACK_PORT),
+                .unwrap_or(oauth::DEFAULT_CALLBACK_PORT),
         })
     }
 
@@ -104,11 +105,11 @@ pub enum ServiceError {
     #[error(transparent)]
     Load(#[from] LoadError),
     #[error(transparent)]
-    Settings(#[from] settings::SettingsError),
+    Settings(#[from] crate::manifest::settings::SettingsError),
     #[error(transparent)]
     Call(#[from] CallError),
     #[error(transparent)]
-    OAuth(#[from] crate::oauth::OAuthError),
+    OAuth(#[from] oauth::OAuthError),
     #[error("{0}")]
     Invalid(String),
     #[error(
@@ -145,7 +146,7 @@ pub struct Airlock {
     runtime: Arc<Runtime>,
     loaded: Mutex<HashMap<String, Arc<Plugin>>>,
     records: Records,
-    oauth: Arc<crate::oauth::OAuthContext>,
+    oauth: Arc<OAuthContext>,
     oauth_port: u16,
     metrics: Arc<crate::metrics::Metrics>,
 }
@@ -181,6 +182,18 @@ impl Airlock {
         let audit_path = config.data_dir.join(crate::audit::AUDIT_FILE);
         crate::audit::file::move_from_store(store.path(), &audit_path)?;
         let audit = SqliteAudit::open(&audit_path, config.audit_durability)?;
+        // Token requests go through a filtering client of their own, under
+        // the same address policy and audited to the same log as plugins'.
+        let oauth = Arc::new(OAuthContext::new(
+            store.clone(),
+            vault.clone(),
+            crate::net::build_client(
+                Arc::new(config.address_policy.clone()),
+                config.limits.connect_timeout,
+            ),
+            audit.clone(),
+            config.limits.clone(),
+        ));
         let runtime = Runtime::new(RuntimeConfig {
             limits: config.limits,
             cache_dir: Some(config.data_dir.join("cache")),
@@ -188,15 +201,9 @@ impl Airlock {
             pooling: config.pooling,
             max_concurrent_calls: config.max_concurrent_calls,
             audit: audit.clone(),
-            state: Arc::new(SqliteState::new(store.clone())),
+            state: Arc::new(SqlitePluginState::new(store.clone())),
         })
         .map_err(|e| ServiceError::Invalid(format!("cannot start the runtime: {e:#}")))?;
-        let oauth = Arc::new(crate::oauth::OAuthContext::new(
-            store.clone(),
-            vault.clone(),
-            runtime.egress_shared().clone(),
-            runtime.limits().clone(),
-        ));
         Ok(Self {
             data_dir: config.data_dir,
             key_source: vault.describe_source().to_string(),
@@ -223,7 +230,7 @@ impl Airlock {
         if !policy.allowed().is_empty() {
             lines.push(format!(
                 "WARNING: plugins may reach non-public addresses: {policy} ({})",
-                crate::egress::ALLOW_PRIVATE_ENV
+                crate::net::ALLOW_PRIVATE_ENV
             ));
         }
         lines
@@ -254,7 +261,7 @@ impl Airlock {
         &self.metrics
     }
 
-    pub(crate) fn oauth_context(&self) -> Arc<crate::oauth::OAuthContext> {
+    pub(crate) fn oauth_context(&self) -> Arc<OAuthContext> {
         self.oauth.clone()
     }
 
@@ -279,13 +286,18 @@ impl Airlock {
             let id = crate::store::oauth::upsert_oauth_app(tx, plugin_id, client_id)?;
             let owner = crate::vault::SecretOwner::OAuthApp(id);
             match client_secret {
-                Some(s) => {
-                    self.vault
-                        .seal_secret(tx, &owner, crate::oauth::field::CLIENT_SECRET, s)?
-                }
+                Some(s) => self.vault.seal_secret(
+                    tx,
+                    &owner,
+                    crate::credential::field::CLIENT_SECRET,
+                    s,
+                )?,
                 None => {
-                    self.vault
-                        .delete_secret(tx, &owner, crate::oauth::field::CLIENT_SECRET)?;
+                    self.vault.delete_secret(
+                        tx,
+                        &owner,
+                        crate::credential::field::CLIENT_SECRET,
+                    )?;
                 }
             }
             Ok::<_, ServiceError>(())

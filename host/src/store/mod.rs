@@ -17,15 +17,15 @@ mod migrate;
 pub mod connections;
 pub mod conversations;
 pub mod oauth;
+pub mod plugin_state;
 pub mod plugins;
-pub mod state;
 pub mod sync;
 pub mod tokens;
 
 pub use connections::{AuthConfig, ConnectionFilter, ConnectionRecord, ConnectionStatus, Scope};
 pub use oauth::{OAuthAppRecord, OAuthStateRecord};
+pub use plugin_state::SqlitePluginState;
 pub use plugins::PluginRecord;
-pub use state::SqliteState;
 pub use sync::{SyncRecordRow, SyncRun};
 
 use std::path::{Path, PathBuf};
@@ -102,7 +102,7 @@ pub struct Store {
 impl Store {
     /// Open (creating if needed) `<data_dir>/airlock.db` and migrate it.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
-        crate::create_private_dir(data_dir).map_err(|source| StoreError::DataDir {
+        crate::dirs::create_private_dir(data_dir).map_err(|source| StoreError::DataDir {
             path: data_dir.to_path_buf(),
             source,
         })?;

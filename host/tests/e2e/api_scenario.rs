@@ -988,7 +988,7 @@ async fn egress_denials_and_errors_are_counted_per_plugin_and_connection() {
     // A host that, like a default deployment, allows public addresses only:
     // the loopback upstream below is refused before any connection is made.
     let api = Api::start_custom(ServerConfig::default(), |c| {
-        c.address_policy = airlock::egress::AddressPolicy::global_only();
+        c.address_policy = airlock::AddressPolicy::global_only();
     })
     .await;
     let upstream = MockServer::start().await;

@@ -4,9 +4,9 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use airlock::AddressPolicy;
 use airlock::audit::MemoryAudit;
-use airlock::connection::{Credential, StaticCredential};
-use airlock::egress::AddressPolicy;
+use airlock::credential::{Credential, StaticCredential};
 use airlock::runtime::types::PluginError;
 use airlock::{CallError, Connection, Limits, Plugin, Runtime, RuntimeConfig};
 use serde_json::Value;

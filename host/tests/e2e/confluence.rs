@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use airlock::connection::{Credential, StaticCredential};
+use airlock::credential::{Credential, StaticCredential};
 use airlock::runtime::types::{
     BodyFormat, NewPage, PageBody, PageQuery, PageUpdate, PluginError, RateLimit, SyncRequest,
     UpstreamFailure,
@@ -1412,7 +1412,7 @@ async fn get_page_from_a_slow_site_times_out() {
         .mount(&server)
         .await;
     let host = host_with(
-        airlock::egress::AddressPolicy::parse_allow_list("127.0.0.0/8").unwrap(),
+        airlock::AddressPolicy::parse_allow_list("127.0.0.0/8").unwrap(),
         airlock::Limits {
             first_byte_timeout: std::time::Duration::from_millis(800),
             ..test_limits()

@@ -1,8 +1,8 @@
 //! What a plugin may send, and where: grants, address filtering, forbidden
 //! headers, redirects, body caps, request budgets, audit records.
 
+use airlock::AddressPolicy;
 use airlock::audit::Decision;
-use airlock::egress::AddressPolicy;
 use airlock::runtime::types::PluginError;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -164,7 +164,7 @@ async fn guest_cannot_set_credential_or_routing_headers() {
 
 #[tokio::test]
 async fn a_custom_auth_header_is_forbidden_to_the_guest_and_injected_by_the_host() {
-    use airlock::connection::{Credential, StaticCredential};
+    use airlock::credential::{Credential, StaticCredential};
     let server = MockServer::start().await;
     Mock::given(path("/data"))
         .and(wiremock::matchers::header("x-api-key", CANARY))

@@ -150,7 +150,7 @@ async fn a_slow_upstream_hits_the_wall_clock_deadline() {
         .mount(&server)
         .await;
     let host = host_with(
-        airlock::egress::AddressPolicy::parse_allow_list("127.0.0.0/8").unwrap(),
+        airlock::AddressPolicy::parse_allow_list("127.0.0.0/8").unwrap(),
         airlock::Limits {
             wall_clock: Duration::from_millis(700),
             ..test_limits()

@@ -737,7 +737,7 @@ async fn the_default_header_is_authorization_bearer_and_conflicts_are_refused() 
 /// between deltas and `total` in all.
 fn stream_host(wall_clock: Duration, idle: Duration, total: Duration) -> Host {
     crate::common::host_with(
-        airlock::egress::AddressPolicy::parse_allow_list("127.0.0.0/8").unwrap(),
+        airlock::AddressPolicy::parse_allow_list("127.0.0.0/8").unwrap(),
         airlock::Limits {
             wall_clock,
             stream_idle: idle,

@@ -112,7 +112,7 @@ async fn credentials_go_only_to_the_bound_origin() {
         .with_setting("url", format!("{}/x", other.uri()))
         .with_credential(
             http::header::AUTHORIZATION,
-            airlock::connection::StaticCredential::new(airlock::connection::Credential::Bearer {
+            airlock::credential::StaticCredential::new(airlock::credential::Credential::Bearer {
                 token: CANARY.to_string().into(),
             }),
         )

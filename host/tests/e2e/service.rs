@@ -17,7 +17,7 @@ use crate::common::{CANARY, test_limits};
 pub fn config(dir: &std::path::Path) -> AirlockConfig {
     let mut c = AirlockConfig::new(dir).unwrap();
     c.key_source = Some(KeySource::File(dir.join("master.key")));
-    c.address_policy = airlock::egress::AddressPolicy::parse_allow_list("127.0.0.0/8").unwrap();
+    c.address_policy = airlock::AddressPolicy::parse_allow_list("127.0.0.0/8").unwrap();
     c.limits = test_limits();
     c.max_concurrent_calls = 8;
     c

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use airlock::connection::{Credential, StaticCredential};
-use airlock::egress::AddressPolicy;
+use airlock::AddressPolicy;
+use airlock::credential::{Credential, StaticCredential};
 use airlock::runtime::types::{
     NewTicket, PluginError, Priority, RateLimit, SyncRequest, TicketQuery, TicketUpdate,
     UpstreamFailure,

@@ -92,6 +92,6 @@ async fn callback(
             Err(e) => ApiError::from(e).into_response(),
         };
     }
-    let (status, page) = crate::oauth::callback_page(&result);
+    let (status, page) = crate::service::oauth::callback_page(&result);
     (status, Html(page)).into_response()
 }

@@ -11,8 +11,8 @@ use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 
 use super::exchange::{self, AuditMeta, ExchangeError};
-use super::{OAuthContext, REFRESH_MARGIN_SECS, endpoints, field, unix_now};
-use crate::connection::{Credential, CredentialError, CredentialSource};
+use super::{OAuthContext, REFRESH_MARGIN_SECS, endpoints, unix_now};
+use crate::credential::{Credential, CredentialError, CredentialSource, field};
 use crate::manifest::OAuth2Spec;
 use crate::store::connections::{self as repo, ConnectionRecord, ConnectionStatus};
 use crate::vault::SecretOwner;
@@ -175,7 +175,7 @@ impl OAuthCredential {
             .store
             .transact(|tx| {
                 exchange::store_tokens(&self.ctx, tx, &self.record.id, &tokens, true)?;
-                Ok::<_, crate::ServiceError>(())
+                Ok::<_, super::OAuthError>(())
             })
             .map_err(|e| self.unavailable(e))?;
         tracing::info!(connection = %self.record.name, "OAuth access token refreshed");

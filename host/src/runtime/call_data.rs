@@ -11,7 +11,7 @@ use super::stdio::LogWriter;
 use crate::connection::Connection;
 use crate::egress::CallEgress;
 use crate::limits::Limits;
-use crate::state::StateStore;
+use crate::plugin_state::PluginState;
 
 /// Everything one invocation owns. Built fresh per call and dropped with it,
 /// so nothing leaks between calls, connections or projects.
@@ -37,7 +37,7 @@ impl std::fmt::Debug for CallState {
 pub struct HostCtx {
     pub plugin_id: String,
     pub connection: Arc<Connection>,
-    pub state: Arc<dyn StateStore>,
+    pub state: Arc<dyn PluginState>,
     pub limits: Limits,
 }
 

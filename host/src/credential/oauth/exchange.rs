@@ -16,8 +16,9 @@ use rusqlite::Transaction;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
-use super::{AppCredentials, Endpoints, OAuthContext, field, sanitize, unix_now};
+use super::{AppCredentials, Endpoints, OAuthContext, sanitize, unix_now};
 use crate::audit::{Decision, EgressOutcome, EgressRecord};
+use crate::credential::field;
 use crate::vault::SecretOwner;
 
 /// Token responses larger than this are refused.
@@ -118,7 +119,7 @@ pub(crate) async fn send_audited(
         decision: Decision::Allowed,
         detail: None,
     };
-    let audit = &ctx.egress.audit;
+    let audit = &ctx.audit;
     let id = audit
         .begin(&record)
         .await
@@ -138,7 +139,7 @@ pub(crate) async fn send_audited(
 
     let request = http::Request::from_parts(parts, Full::new(Bytes::from(body)));
     let deadline = ctx.limits.first_byte_timeout;
-    let response = match tokio::time::timeout(deadline, ctx.egress.client.request(request)).await {
+    let response = match tokio::time::timeout(deadline, ctx.client.request(request)).await {
         Err(_) => {
             let reason = "timed out waiting for the token endpoint".to_string();
             finish(None, 0, Some(reason.clone()));
@@ -307,8 +308,8 @@ mod tests {
 
     use super::*;
     use crate::audit::MemoryAudit;
-    use crate::egress::{AddressPolicy, EgressShared, build_client};
     use crate::limits::Limits;
+    use crate::net::{AddressPolicy, build_client};
     use crate::store::Store;
     use crate::vault::{KeySource, Vault};
 
@@ -339,11 +340,8 @@ mod tests {
             Arc::new(Vault::open(store.clone(), &KeySource::File(dir.path().join("key"))).unwrap());
         let policy = Arc::new(AddressPolicy::parse_allow_list("127.0.0.0/8").unwrap());
         let limits = Limits::default();
-        let egress = EgressShared {
-            client: build_client(policy, limits.connect_timeout),
-            audit,
-        };
-        (dir, OAuthContext::new(store, vault, egress, limits))
+        let client = build_client(policy, limits.connect_timeout);
+        (dir, OAuthContext::new(store, vault, client, audit, limits))
     }
 
     fn meta() -> AuditMeta {

@@ -2,14 +2,20 @@
 //! custom section of its `.wasm`, read without instantiating anything.
 //!
 //! Parsing is strict (unknown fields are refused) and happens once; everything
-//! downstream works with the validated [`Manifest`].
+//! downstream works with the validated [`Manifest`]. Its egress entries carry
+//! their parsed [`EgressRule`]s, so no later stage parses a URL again.
+//!
+//! [`settings`] checks a connection's settings against the manifest's
+//! settings schema.
+
+pub mod settings;
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::egress::{EgressRule, RuleError};
+use crate::net::{EgressRule, RuleError, Scheme};
 
 /// Name of the custom section the SDK's `export!` macro writes the manifest to.
 pub const MANIFEST_SECTION: &str = "airlock-manifest";
@@ -128,19 +134,78 @@ pub struct OAuth2Spec {
 
 /// One outbound destination the plugin asks for, beyond its connection's own
 /// `base-url` origin. The operator approves these at install.
+///
+/// The URL and methods are parsed into an [`EgressRule`] when the entry is
+/// read (from the manifest or from the stored approval), so an entry that
+/// exists is one that parses.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(try_from = "RawEgressSpec", into = "RawEgressSpec")]
 pub struct EgressSpec {
+    /// The URL as the plugin wrote it (shown to the operator).
     pub url: String,
-    #[serde(default)]
+    /// Methods the plugin may use there; empty means any.
     pub methods: Vec<String>,
-    #[serde(default)]
+    /// Why the plugin needs it, shown at approval.
     pub reason: String,
     /// Auth kinds whose credential the host also injects into requests to
     /// this origin (e.g. `["oauth2"]` for an API gateway that takes the
     /// OAuth token). Empty: the origin never receives a credential.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub credential: Vec<AuthKind>,
+    rule: EgressRule,
+}
+
+/// An egress entry as written, before its URL is parsed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct RawEgressSpec {
+    url: String,
+    #[serde(default)]
+    methods: Vec<String>,
+    #[serde(default)]
+    reason: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    credential: Vec<AuthKind>,
+}
+
+impl TryFrom<RawEgressSpec> for EgressSpec {
+    type Error = EgressEntryError;
+
+    fn try_from(raw: RawEgressSpec) -> Result<Self, Self::Error> {
+        let rule =
+            EgressRule::parse(&raw.url, &raw.methods).map_err(|source| EgressEntryError {
+                url: raw.url.clone(),
+                source,
+            })?;
+        Ok(Self {
+            url: raw.url,
+            methods: raw.methods,
+            reason: raw.reason,
+            credential: raw.credential,
+            rule,
+        })
+    }
+}
+
+impl From<EgressSpec> for RawEgressSpec {
+    fn from(spec: EgressSpec) -> Self {
+        Self {
+            url: spec.url,
+            methods: spec.methods,
+            reason: spec.reason,
+            credential: spec.credential,
+        }
+    }
+}
+
+/// An egress entry whose URL or methods do not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid egress entry `{url}` in the manifest: {source}")]
+pub struct EgressEntryError {
+    /// The entry's URL as written.
+    pub url: String,
+    /// Why it was refused.
+    #[source]
+    pub source: RuleError,
 }
 
 /// How the operator sees the entry when approving it.
@@ -163,6 +228,27 @@ impl fmt::Display for EgressSpec {
 }
 
 impl EgressSpec {
+    /// Parse an entry (what the manifest's `[[egress]]` table holds).
+    pub fn new(
+        url: impl Into<String>,
+        methods: Vec<String>,
+        reason: impl Into<String>,
+        credential: Vec<AuthKind>,
+    ) -> Result<Self, EgressEntryError> {
+        RawEgressSpec {
+            url: url.into(),
+            methods,
+            reason: reason.into(),
+            credential,
+        }
+        .try_into()
+    }
+
+    /// The parsed rule: origin, optional path prefix and methods.
+    pub fn rule(&self) -> &EgressRule {
+        &self.rule
+    }
+
     /// Whether a connection authenticating with `kind` sends its credential
     /// to this entry's origin.
     pub fn carries_credential(&self, kind: AuthKind) -> bool {
@@ -226,12 +312,8 @@ pub enum ManifestError {
     UnsupportedApi { found: String },
     #[error("invalid manifest field `{field}`: {reason}")]
     Field { field: String, reason: String },
-    #[error("invalid egress entry `{url}` in the manifest: {source}")]
-    Egress {
-        url: String,
-        #[source]
-        source: RuleError,
-    },
+    #[error(transparent)]
+    Egress(#[from] EgressEntryError),
 }
 
 impl Manifest {
@@ -298,12 +380,6 @@ impl Manifest {
             ));
         }
         for rule in &self.egress {
-            EgressRule::parse(&rule.url, &rule.methods).map_err(|source| {
-                ManifestError::Egress {
-                    url: rule.url.clone(),
-                    source,
-                }
-            })?;
             for kind in &rule.credential {
                 if *kind == AuthKind::None || !self.auth.kinds.contains(kind) {
                     return Err(field(
@@ -316,7 +392,7 @@ impl Manifest {
                     ));
                 }
             }
-            if !rule.credential.is_empty() && !rule.url.starts_with("https://") {
+            if !rule.credential.is_empty() && rule.rule.origin.scheme() != Scheme::Https {
                 return Err(field(
                     "egress.credential",
                     format!(
@@ -367,7 +443,7 @@ impl Manifest {
             if let Some(default) = &setting.default
                 && setting.kind == SettingKind::JsonPointers
             {
-                crate::service::settings::check_json_pointers(setting, default).map_err(|why| {
+                settings::check_json_pointers(setting, default).map_err(|why| {
                     field(
                         "settings.default",
                         format!("default of setting {:?}: {why}", setting.name),
@@ -390,11 +466,7 @@ impl Manifest {
 
     /// The manifest's egress requests as parsed rules.
     pub fn egress_rules(&self) -> Vec<EgressRule> {
-        // Validated in `parse`, so every entry parses.
-        self.egress
-            .iter()
-            .filter_map(|e| EgressRule::parse(&e.url, &e.methods).ok())
-            .collect()
+        self.egress.iter().map(|e| e.rule.clone()).collect()
     }
 }
 

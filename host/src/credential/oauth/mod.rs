@@ -1,20 +1,20 @@
-//! OAuth2 for connections: authorisation code + PKCE (S256) with a loopback
-//! callback, token storage in the vault, and single-flight refresh.
+//! The OAuth2 token life-cycle of a connection: app credentials, endpoints,
+//! token requests (exchange and refresh), token storage in the vault, and the
+//! credential source that refreshes single-flight. The operator's side of
+//! the flow (start, callback, listener) is `impl Airlock` in
+//! `service::oauth`, built on this.
 //!
 //! Built on the `oauth2` crate, whose HTTP client here is airlock's own
-//! pooled client ([`crate::egress::HttpClient`]): it never follows redirects
+//! filtering client ([`crate::net::HttpClient`]): it never follows redirects
 //! and applies the address filter. Every token exchange and refresh is
 //! written to the audit log before it leaves, exactly like a plugin's send.
 //!
-//! Storage (vault fields of the connection): `access-token`,
-//! `refresh-token`, and `access-token-expires-at` (Unix seconds). The expiry
-//! is not secret, but sealing it next to the token means both are written in
-//! one transaction and can never disagree; the connection's `auth_config`
+//! Storage (vault fields of the connection, named in
+//! [`crate::credential::field`]): `access-token`, `refresh-token`, and
+//! `access-token-expires-at` (Unix seconds). The connection's `auth_config`
 //! keeps only the connection's own client id.
 
-mod callback;
-mod exchange;
-mod flow;
+pub(crate) mod exchange;
 mod refresh;
 
 use std::collections::{BTreeMap, HashMap};
@@ -22,31 +22,19 @@ use std::sync::{Arc, Mutex};
 
 use secrecy::SecretString;
 
-pub use callback::{CallbackListener, DEFAULT_CALLBACK_PORT, callback_page};
-pub use flow::{CallbackOutcome, OAuthStart};
 pub(crate) use refresh::OAuthCredential;
 
-use crate::egress::EgressShared;
+use super::field;
+use crate::audit::AuditSink;
 use crate::limits::Limits;
 use crate::manifest::OAuth2Spec;
-use crate::store::Store;
+use crate::net::HttpClient;
 use crate::store::connections::ConnectionRecord;
-use crate::vault::{SecretOwner, Vault};
-
-/// Vault field names of OAuth secrets.
-pub mod field {
-    pub const ACCESS_TOKEN: &str = "access-token";
-    pub const REFRESH_TOKEN: &str = "refresh-token";
-    /// Unix seconds; absent when the provider gave no `expires_in`.
-    pub const EXPIRES_AT: &str = "access-token-expires-at";
-    pub const CLIENT_SECRET: &str = "client-secret";
-}
+use crate::store::{Store, StoreError};
+use crate::vault::{SecretOwner, Vault, VaultError};
 
 /// Refresh this long before the access token expires.
 pub const REFRESH_MARGIN_SECS: i64 = 60;
-
-/// How long a started authorisation stays usable.
-pub const STATE_LIFETIME: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Why an OAuth operation failed. Messages never carry a token or secret.
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +72,12 @@ pub enum OAuthError {
     NeedsReauth { connection: String, reason: String },
     #[error("OAuth callback listener: {0}")]
     Listener(String),
+    /// Reading the app or writing the tokens failed in the store.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Opening or sealing a secret failed.
+    #[error(transparent)]
+    Vault(#[from] VaultError),
 }
 
 /// App (client) credentials for one connection.
@@ -93,12 +87,13 @@ pub(crate) struct AppCredentials {
 }
 
 /// Shared by the flow, the callback and every [`OAuthCredential`]: storage,
-/// the pooled client with the audit sink, and the per-connection refresh
-/// locks.
+/// the filtering client and the audit sink token requests go through, and
+/// the per-connection refresh locks.
 pub(crate) struct OAuthContext {
     pub store: Arc<Store>,
     pub vault: Arc<Vault>,
-    pub egress: EgressShared,
+    pub client: HttpClient,
+    pub audit: Arc<dyn AuditSink>,
     pub limits: Limits,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -110,11 +105,18 @@ impl std::fmt::Debug for OAuthContext {
 }
 
 impl OAuthContext {
-    pub fn new(store: Arc<Store>, vault: Arc<Vault>, egress: EgressShared, limits: Limits) -> Self {
+    pub fn new(
+        store: Arc<Store>,
+        vault: Arc<Vault>,
+        client: HttpClient,
+        audit: Arc<dyn AuditSink>,
+        limits: Limits,
+    ) -> Self {
         Self {
             store,
             vault,
-            egress,
+            client,
+            audit,
             limits,
             locks: Mutex::new(HashMap::new()),
         }
@@ -136,7 +138,7 @@ impl OAuthContext {
         &self,
         record: &ConnectionRecord,
         spec: &OAuth2Spec,
-    ) -> Result<AppCredentials, crate::ServiceError> {
+    ) -> Result<AppCredentials, OAuthError> {
         if let Some(client_id) = record
             .auth_config
             .username
@@ -188,8 +190,7 @@ impl OAuthContext {
             } else {
                 names.join(", ")
             },
-        }
-        .into())
+        })
     }
 }
 

@@ -13,7 +13,7 @@ pub enum StateError {
 }
 
 /// Where plugin state lives: SQLite in a full host, memory in tests.
-pub trait StateStore: Send + Sync + std::fmt::Debug {
+pub trait PluginState: Send + Sync + std::fmt::Debug {
     fn get(&self, connection_id: &str, key: &str) -> Result<Option<String>, StateError>;
     /// Set a key; refuses a new key when the connection already has `max_keys`.
     fn set(
@@ -27,17 +27,17 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
 }
 
 #[derive(Debug, Default)]
-pub struct MemoryState {
+pub struct MemoryPluginState {
     map: Mutex<HashMap<String, BTreeMap<String, String>>>,
 }
 
-impl MemoryState {
+impl MemoryPluginState {
     pub fn new() -> Self {
         Self::default()
     }
 }
 
-impl StateStore for MemoryState {
+impl PluginState for MemoryPluginState {
     fn get(&self, connection_id: &str, key: &str) -> Result<Option<String>, StateError> {
         Ok(self
             .map

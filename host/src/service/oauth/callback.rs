@@ -14,8 +14,8 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
-use super::OAuthError;
 use super::flow::{CallbackOutcome, OAuthStart};
+use crate::credential::oauth::OAuthError;
 use crate::service::{Airlock, ServiceError};
 
 /// Port of the callback listener unless configured otherwise.

@@ -1,19 +1,19 @@
-//! [`StateStore`] backed by the `plugin_state` table.
+//! [`PluginState`] backed by the `plugin_state` table.
 
 use std::sync::Arc;
 
 use rusqlite::{OptionalExtension, params};
 
 use super::{Store, StoreError, now};
-use crate::state::{StateError, StateStore};
+use crate::plugin_state::{PluginState, StateError};
 
 /// Plugin state kept in SQLite. Removed with its connection.
 #[derive(Debug, Clone)]
-pub struct SqliteState {
+pub struct SqlitePluginState {
     store: Arc<Store>,
 }
 
-impl SqliteState {
+impl SqlitePluginState {
     pub fn new(store: Arc<Store>) -> Self {
         Self { store }
     }
@@ -23,7 +23,7 @@ fn store_error(e: StoreError) -> StateError {
     StateError::Store(e.to_string())
 }
 
-impl StateStore for SqliteState {
+impl PluginState for SqlitePluginState {
     fn get(&self, connection_id: &str, key: &str) -> Result<Option<String>, StateError> {
         self.store
             .read(|conn| {
@@ -117,13 +117,13 @@ mod tests {
     use crate::store::connections::{ConnectionRecord, delete_connection, insert_connection};
     use crate::store::plugins::testing::{install, open_store};
 
-    fn setup() -> (tempfile::TempDir, Arc<Store>, SqliteState, String) {
+    fn setup() -> (tempfile::TempDir, Arc<Store>, SqlitePluginState, String) {
         let (dir, store) = open_store();
         install(&store, "jira");
         let c = ConnectionRecord::new("work", "jira", AuthKind::Bearer);
         store.write(|tx| insert_connection(tx, &c)).unwrap();
         let store = Arc::new(store);
-        let state = SqliteState::new(store.clone());
+        let state = SqlitePluginState::new(store.clone());
         (dir, store, state, c.id)
     }
 

@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::egress::Origin;
-use crate::manifest::{Manifest, SettingKind, SettingSpec};
+use super::{Manifest, SettingKind, SettingSpec};
+use crate::net::Origin;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SettingsError {

@@ -8,8 +8,9 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use super::exchange::{self, AuditMeta};
-use super::{OAuthContext, OAuthError, STATE_LIFETIME, endpoints, sanitize};
+use super::STATE_LIFETIME;
+use crate::credential::oauth::exchange::{self, AuditMeta};
+use crate::credential::oauth::{OAuthContext, OAuthError, endpoints, sanitize};
 use crate::manifest::{AuthKind, OAuth2Spec};
 use crate::service::{Airlock, ServiceError};
 use crate::store::connections::{self as repo, ConnectionRecord, ConnectionStatus};
@@ -117,8 +118,8 @@ impl Airlock {
         let hash = state_hash(&state);
         let now = time::OffsetDateTime::now_utc();
         let expires_at = rfc3339(now + STATE_LIFETIME);
-        self.store().transact(|tx| {
-            let (key_version, sealed) = self.vault().seal_blob_in(
+        self.store.transact(|tx| {
+            let (key_version, sealed) = self.vault.seal_blob_in(
                 tx,
                 &hash,
                 PKCE_VERIFIER_FIELD,
@@ -177,7 +178,7 @@ impl Airlock {
                 if !bool::from(record.state_hash.as_bytes().ct_eq(hash.as_bytes())) {
                     return Ok(None);
                 }
-                let verifier = self.vault().open_blob_in(
+                let verifier = self.vault.open_blob_in(
                     tx,
                     &record.state_hash,
                     PKCE_VERIFIER_FIELD,
@@ -254,7 +255,7 @@ fn store_and_activate(
     conn: &ConnectionRecord,
     tokens: &oauth2::basic::BasicTokenResponse,
 ) -> Result<(), ServiceError> {
-    airlock.store().transact(|tx| {
+    airlock.store.transact(|tx| {
         exchange::store_tokens(ctx, tx, &conn.id, tokens, false)?;
         if conn.status == ConnectionStatus::NeedsReauth {
             repo::set_status(tx, &conn.id, ConnectionStatus::Active)?;

@@ -3,7 +3,7 @@
 //! requests the host refused, per plugin and connection; and the management
 //! API's requests per route and status.
 //!
-//! Recorded at the service layer ([`crate::Airlock`]), so a call counts the
+//! Recorded at the service layer ([`crate::service::Airlock`]), so a call counts the
 //! same whether it came from the API, the CLI or an embedding application.
 //! Label sets are bounded: plugins and connections are what the store holds,
 //! routes are the router's templates (never raw paths).

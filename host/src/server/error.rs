@@ -10,7 +10,8 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 
-use crate::ServiceError;
+use crate::service::ServiceError;
+use crate::service::oauth::OAuthError;
 use crate::runtime::types::PluginError;
 use crate::store::StoreError;
 
@@ -88,9 +89,15 @@ fn plugin_status(error: &PluginError) -> (StatusCode, &'static str) {
     }
 }
 
+/// A failure inside the host: logged here, answered 500 `internal`.
+fn internal(e: &ServiceError) -> (StatusCode, &'static str) {
+    tracing::error!(error = %e, "internal error answering an API request");
+    (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+}
+
 impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
-        use crate::CallError;
+        use crate::runtime::CallError;
         let (status, code) = match &e {
             ServiceError::Store(StoreError::NotFound(_) | StoreError::NoMatch(_)) => {
                 (StatusCode::NOT_FOUND, "not_found")
@@ -104,6 +111,8 @@ impl From<ServiceError> for ApiError {
             ServiceError::Paused { .. } => (StatusCode::CONFLICT, "connection_paused"),
             ServiceError::NeedsReauth { .. } => (StatusCode::CONFLICT, "needs_reauth"),
             ServiceError::Tampered { .. } => (StatusCode::CONFLICT, "plugin_tampered"),
+            ServiceError::SyncStalled { .. } => (StatusCode::BAD_GATEWAY, "sync_stalled"),
+            ServiceError::OAuth(OAuthError::Store(_) | OAuthError::Vault(_)) => internal(&e),
             ServiceError::OAuth(_) => (StatusCode::BAD_REQUEST, "oauth_error"),
             ServiceError::Call(call) => match call {
                 CallError::Plugin { error, .. } => plugin_status(error),
@@ -120,10 +129,8 @@ impl From<ServiceError> for ApiError {
             ServiceError::Store(_)
             | ServiceError::Vault(_)
             | ServiceError::Audit(_)
-            | ServiceError::Io { .. } => {
-                tracing::error!(error = %e, "internal error answering an API request");
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
-            }
+            | ServiceError::Internal(_)
+            | ServiceError::Io { .. } => internal(&e),
         };
         ApiError::new(status, code, e.to_string())
     }
@@ -229,5 +236,49 @@ impl<S: Send + Sync> FromRequest<S> for ApiBytes {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         Ok(Self(bytes::Bytes::from_request(req, state).await?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mapped(e: ServiceError) -> (StatusCode, &'static str) {
+        let api = ApiError::from(e);
+        (api.status, api.code)
+    }
+
+    #[test]
+    fn internal_failures_are_500_and_caller_mistakes_400() {
+        assert_eq!(
+            mapped(ServiceError::Internal("stored header is corrupt".into())),
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+        );
+        assert_eq!(
+            mapped(ServiceError::Invalid("name is empty".into())),
+            (StatusCode::BAD_REQUEST, "invalid_request")
+        );
+        let store = StoreError::NotFound("connection `x`".into());
+        assert_eq!(
+            mapped(ServiceError::OAuth(OAuthError::Store(StoreError::Conflict(
+                "x".into()
+            )))),
+            (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+        );
+        assert_eq!(
+            mapped(ServiceError::Store(store)),
+            (StatusCode::NOT_FOUND, "not_found")
+        );
+        assert_eq!(
+            mapped(ServiceError::OAuth(OAuthError::Callback("no state".into()))),
+            (StatusCode::BAD_REQUEST, "oauth_error")
+        );
+        let stalled = ServiceError::SyncStalled {
+            plugin: "p".into(),
+            connection: "c".into(),
+            pages: 3,
+        };
+        assert!(stalled.to_string().contains("after 3 pages"), "{stalled}");
+        assert_eq!(mapped(stalled), (StatusCode::BAD_GATEWAY, "sync_stalled"));
     }
 }

@@ -30,7 +30,7 @@ pub use auth::{Access, Principal};
 pub use error::ApiError;
 pub use openapi::{Operation, Routes};
 
-use crate::Airlock;
+use crate::service::Airlock;
 use crate::service::InstallPlan;
 
 /// The default address of `airlock serve`.

@@ -52,7 +52,7 @@ impl Airlock {
     ) {
         let outcome = match result {
             Ok(_) => CallOutcome::Ok,
-            Err(ServiceError::Call(crate::CallError::Plugin { denials, .. })) => {
+            Err(ServiceError::Call(crate::runtime::CallError::Plugin { denials, .. })) => {
                 CallOutcome::Error {
                     egress_denials: denials.len(),
                 }

@@ -248,7 +248,7 @@ impl Airlock {
     ) -> Result<(serde_json::Value, String), ServiceError> {
         let options = self.store.read(|c| repo::chat_options(c, &record.id))?;
         let mut request: ChatRequest = serde_json::from_value(input).map_err(|e| {
-            ServiceError::Call(crate::CallError::BadInput {
+            ServiceError::Call(crate::runtime::CallError::BadInput {
                 operation: "chat.complete".into(),
                 message: e.to_string(),
             })
@@ -279,7 +279,7 @@ impl Airlock {
         record: &ConnectionRecord,
         turn: &Turn,
         project: Option<&str>,
-    ) -> Result<(Arc<crate::Plugin>, crate::Connection), ServiceError> {
+    ) -> Result<(Arc<crate::runtime::Plugin>, crate::connection::Connection), ServiceError> {
         let (plugin, mut conn) = self.prepare_call(record, project)?;
         conn.audit_detail = Some(
             serde_json::json!({

@@ -347,7 +347,7 @@ impl Airlock {
         &self,
         record: &ConnectionRecord,
         project: Option<&str>,
-    ) -> Result<(Arc<crate::Plugin>, Connection), ServiceError> {
+    ) -> Result<(Arc<crate::runtime::Plugin>, Connection), ServiceError> {
         match record.status {
             ConnectionStatus::Active => {}
             ConnectionStatus::Paused => {
@@ -370,8 +370,8 @@ impl Airlock {
             AuthKind::ApiKey => {
                 let h = record.auth_config.header.as_deref().unwrap_or_default();
                 HeaderName::from_bytes(h.as_bytes()).map_err(|_| {
-                    ServiceError::Invalid(format!(
-                        "connection `{}` has an invalid API-key header {h:?}",
+                    ServiceError::Internal(format!(
+                        "connection `{}` has an invalid API-key header {h:?} stored",
                         record.name
                     ))
                 })?
@@ -405,7 +405,7 @@ impl Airlock {
                 credential::bound_origins(base, &installed.approved_grant, record.auth_kind)
             })
             .map_err(|e| {
-                ServiceError::Invalid(format!(
+                ServiceError::Internal(format!(
                     "connection `{}`: cannot bind its credential: {e}",
                     record.name
                 ))

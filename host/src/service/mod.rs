@@ -110,8 +110,25 @@ pub enum ServiceError {
     Call(#[from] CallError),
     #[error(transparent)]
     OAuth(#[from] oauth::OAuthError),
+    /// The caller's request is not acceptable as given (a name, a value, a
+    /// combination); the message says what to change.
     #[error("{0}")]
     Invalid(String),
+    /// A failure inside the host, not the caller's mistake: a stored record
+    /// that no longer makes sense, a runtime that cannot start. The message
+    /// names what and where; the API answers 500 `internal`.
+    #[error("{0}")]
+    Internal(String),
+    /// A plugin's sync never advanced its cursor while saying there was more.
+    #[error(
+        "plugin `{plugin}` keeps answering has-more without advancing its cursor; \
+         the sync of `{connection}` was stopped after {pages} pages"
+    )]
+    SyncStalled {
+        plugin: String,
+        connection: String,
+        pages: u32,
+    },
     #[error(
         "plugin `{id}` is not installed with this file: approve its capabilities first \
          (changes: {})", .changes.join("; ")
@@ -203,7 +220,7 @@ impl Airlock {
             audit: audit.clone(),
             state: Arc::new(SqlitePluginState::new(store.clone())),
         })
-        .map_err(|e| ServiceError::Invalid(format!("cannot start the runtime: {e:#}")))?;
+        .map_err(|e| ServiceError::Internal(format!("cannot start the runtime: {e:#}")))?;
         Ok(Self {
             data_dir: config.data_dir,
             key_source: vault.describe_source().to_string(),

@@ -68,11 +68,11 @@ impl Airlock {
                 break Ok(());
             }
             if stalled || run.pages >= MAX_PAGES {
-                break Err(ServiceError::Invalid(format!(
-                    "plugin `{}` keeps answering has-more without advancing its cursor; \
-                     the sync of `{}` was stopped after {} pages",
-                    record.plugin_id, record.name, run.pages
-                )));
+                break Err(ServiceError::SyncStalled {
+                    plugin: record.plugin_id.clone(),
+                    connection: record.name.clone(),
+                    pages: run.pages,
+                });
             }
         };
         let error = outcome.as_ref().err().map(ToString::to_string);

@@ -192,7 +192,7 @@ async fn get(
     {
         Ok(p) => Some(p),
         Err(crate::store::StoreError::NotFound(_)) if pending.is_some() => None,
-        Err(e) => return Err(crate::ServiceError::from(e).into()),
+        Err(e) => return Err(crate::service::ServiceError::from(e).into()),
     };
     Ok(Json(json!({ "installed": installed, "pending": pending })))
 }

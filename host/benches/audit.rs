@@ -112,7 +112,7 @@ async fn measure(kind: Kind, tasks: usize, duration: Duration, dir: &std::path::
             2 * n,
             "every request and outcome row written"
         );
-        let conn = airlock::store::open_connection(s.path()).unwrap();
+        let conn = rusqlite::Connection::open(s.path()).unwrap();
         let report = airlock::audit::verify(&conn).unwrap();
         assert!(report.is_ok(), "{:?}", report.problem);
     }

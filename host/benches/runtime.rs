@@ -26,8 +26,8 @@ use airlock::audit::{
 };
 use airlock::credential::{Credential, StaticCredential};
 use airlock::service::{AuthInput, NewConnection};
-use airlock::store::connections::Scope;
-use airlock::vault::KeySource;
+use airlock::service::Scope;
+use airlock::KeySource;
 use airlock::{Airlock, AirlockConfig, Connection, Runtime, RuntimeConfig};
 use bytes::Bytes;
 use futures::future::BoxFuture;

@@ -18,7 +18,7 @@ use secrecy::SecretString;
 
 use airlock::runtime::types::NewTicket;
 use airlock::service::{AuthInput, NewConnection};
-use airlock::store::connections::Scope;
+use airlock::service::Scope;
 use airlock::{Airlock, AirlockConfig};
 
 #[tokio::main]

@@ -73,28 +73,57 @@
 //! # Ok(()) }
 //! ```
 
+#![warn(missing_docs)]
+
 // The floors, bottom up: each module imports only from the ones above it in
-// this list (the call path, reversed).
-pub mod audit;
-pub mod connection;
-pub mod credential;
+// this list (the call path, reversed). Modules that are not `pub` are the
+// host's internals; what an embedder needs of them is re-exported below.
 mod dirs;
-pub mod egress;
-pub mod limits;
+mod limits;
+mod net;
+mod plugin_state;
 pub mod manifest;
-pub mod metrics;
-pub mod net;
-pub mod plugin_state;
-pub mod redact;
+mod store;
+pub mod audit;
+mod vault;
+pub mod credential;
+pub mod connection;
+mod egress;
 pub mod runtime;
-pub mod server;
+mod redact;
+pub mod metrics;
 pub mod service;
-pub mod store;
-pub mod vault;
+pub mod server;
 
 pub use connection::Connection;
 pub use limits::Limits;
 pub use manifest::Manifest;
-pub use net::{AddressPolicy, AllowListError};
+pub use net::{ALLOW_PRIVATE_ENV, AddressPolicy, AllowListError, EgressRule, Origin, RuleError};
+pub use plugin_state::{MemoryPluginState, PluginState, StateError};
 pub use runtime::{CallError, Interface, LoadError, Plugin, Runtime, RuntimeConfig, types};
 pub use service::{Airlock, AirlockConfig, ServiceError, oauth};
+pub use store::{DB_FILE, StoreError};
+pub use vault::{KeySource, KeyVersionInfo, VaultError};
+
+#[doc(hidden)]
+pub mod __test_support {
+    //! Not part of the API: lets this crate's own integration tests look at
+    //! what the host sealed, which no embedder should be able to do.
+
+    use secrecy::SecretString;
+
+    /// Open a connection's sealed secret `field`.
+    pub fn open_connection_secret(
+        airlock: &crate::Airlock,
+        connection_id: &str,
+        field: &str,
+    ) -> Option<SecretString> {
+        airlock
+            .vault()
+            .open_secret(
+                &crate::vault::SecretOwner::Connection(connection_id.to_string()),
+                field,
+            )
+            .unwrap()
+    }
+}

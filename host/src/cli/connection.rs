@@ -9,7 +9,7 @@ use super::secrets::SecretArgs;
 use super::{UsageError, block_on, output};
 use airlock::Airlock;
 use airlock::service::{AuthInput, NewConnection};
-use airlock::store::connections::{ConnectionFilter, ConnectionRecord, Scope};
+use airlock::service::{ConnectionFilter, ConnectionRecord, Scope};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum AuthArg {

@@ -21,18 +21,18 @@ pub enum KeysCommand {
 pub fn run(airlock: &Airlock, cmd: KeysCommand) -> anyhow::Result<()> {
     match cmd {
         KeysCommand::Rotate => {
-            let v = airlock.vault().rotate()?;
+            let v = airlock.rotate_keys()?;
             println!("key version {v} is now active; every secret was re-encrypted");
             println!("retire the old version with `airlock keys retire <version>`");
             Ok(())
         }
         KeysCommand::Retire { version } => {
-            airlock.vault().retire(version)?;
+            airlock.retire_key(version)?;
             println!("key version {version} retired");
             Ok(())
         }
         KeysCommand::List { json } => {
-            let versions = airlock.vault().versions()?;
+            let versions = airlock.key_versions()?;
             if json {
                 return output::json(&versions);
             }

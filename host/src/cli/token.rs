@@ -5,7 +5,7 @@ use secrecy::ExposeSecret as _;
 
 use super::output;
 use airlock::Airlock;
-use airlock::store::tokens::Role;
+use airlock::service::Role;
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum RoleArg {

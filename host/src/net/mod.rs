@@ -17,6 +17,6 @@ mod addr;
 mod client;
 mod rules;
 
-pub use addr::{ALLOW_PRIVATE_ENV, AddressDenied, AddressPolicy, AllowListError};
+pub use addr::{ALLOW_PRIVATE_ENV, AddressPolicy, AllowListError};
 pub use client::{ConnectError, HttpClient, build_client};
 pub use rules::{EgressRule, Origin, RuleError, Scheme, Target};

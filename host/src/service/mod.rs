@@ -15,6 +15,13 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+pub use crate::store::connections::{
+    AuthConfig, ConnectionFilter, ConnectionRecord, ConnectionStatus, Scope,
+};
+pub use crate::store::oauth::OAuthAppRecord;
+pub use crate::store::plugins::PluginRecord;
+pub use crate::store::sync::{SyncRecordRow, SyncRun};
+pub use crate::store::tokens::{Role, TokenRecord};
 pub use crate::store::conversations::{
     ChatOptions, ConversationRecord, MessageRecord, MessageRole,
 };
@@ -32,7 +39,7 @@ use crate::limits::Limits;
 use crate::net::{AddressPolicy, AllowListError};
 use crate::runtime::{CallError, LoadError, Plugin, Runtime, RuntimeConfig};
 use crate::store::SqlitePluginState;
-use crate::store::{ConnectionRecord, PluginRecord, RecordCache, Store, StoreError};
+use crate::store::{RecordCache, Store, StoreError};
 use crate::vault::{KeySource, Vault, VaultError};
 
 /// Environment variable naming the data directory.
@@ -257,12 +264,28 @@ impl Airlock {
         &self.data_dir
     }
 
-    pub fn store(&self) -> &Arc<Store> {
+    pub(crate) fn store(&self) -> &Arc<Store> {
         &self.store
     }
 
-    pub fn vault(&self) -> &Arc<Vault> {
+    pub(crate) fn vault(&self) -> &Arc<Vault> {
         &self.vault
+    }
+
+    /// Re-encrypt every secret under a new key version, in one transaction;
+    /// returns the new version.
+    pub fn rotate_keys(&self) -> Result<u32, ServiceError> {
+        Ok(self.vault.rotate()?)
+    }
+
+    /// Destroy key version `version`, which must be neither active nor used.
+    pub fn retire_key(&self, version: u32) -> Result<(), ServiceError> {
+        Ok(self.vault.retire(version)?)
+    }
+
+    /// Every key version, with what it seals.
+    pub fn key_versions(&self) -> Result<Vec<crate::vault::KeyVersionInfo>, ServiceError> {
+        Ok(self.vault.versions()?)
     }
 
     pub fn runtime(&self) -> &Arc<Runtime> {
@@ -294,7 +317,7 @@ impl Airlock {
         plugin_id: &str,
         client_id: &str,
         client_secret: Option<&secrecy::SecretString>,
-    ) -> Result<crate::store::oauth::OAuthAppRecord, ServiceError> {
+    ) -> Result<OAuthAppRecord, ServiceError> {
         if client_id.trim().is_empty() {
             return Err(ServiceError::Invalid("the OAuth client id is empty".into()));
         }

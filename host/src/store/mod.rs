@@ -22,11 +22,7 @@ pub mod plugins;
 pub mod sync;
 pub mod tokens;
 
-pub use connections::{AuthConfig, ConnectionFilter, ConnectionRecord, ConnectionStatus, Scope};
-pub use oauth::{OAuthAppRecord, OAuthStateRecord};
 pub use plugin_state::SqlitePluginState;
-pub use plugins::PluginRecord;
-pub use sync::{SyncRecordRow, SyncRun};
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;

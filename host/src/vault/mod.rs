@@ -64,7 +64,7 @@ use crate::store::{RecordCache, Store, StoreError, new_id, now};
 use crypto::{Key256, MAGIC_CHECK, MAGIC_SEALED, MAGIC_WRAPPED};
 pub use error::VaultError;
 use key_source::{EnvLookup, META_KIND};
-pub use key_source::{KEY_FILE, KeySource, MASTER_KEY_VAR, MASTER_PASSPHRASE_VAR};
+pub use key_source::{KeySource, MASTER_KEY_VAR, MASTER_PASSPHRASE_VAR};
 
 /// Field name of the PKCE verifier sealed in `oauth_states.verifier`.
 pub const PKCE_VERIFIER_FIELD: &str = "pkce-verifier";
@@ -263,6 +263,10 @@ enum Expect {
     Exactly(u32),
     /// The row must not be older than this (the active version as this
     /// process last saw it; a newer one means a rotation just committed).
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "only the out-of-transaction blob reader, used by tests, expects it")
+    )]
     AtLeast(u32),
 }
 
@@ -425,11 +429,6 @@ impl Vault {
         &self.source_description
     }
 
-    /// The store this vault keeps its tables in.
-    pub fn store(&self) -> &Arc<Store> {
-        &self.store
-    }
-
     // ----- secrets ---------------------------------------------------------
 
     /// Seal `plaintext` as `owner`'s `field`, replacing any previous value,
@@ -571,6 +570,7 @@ impl Vault {
     /// rotation committed between sealing and inserting would otherwise
     /// leave the row under the previous version, which [`Vault::open_blob`]
     /// then refuses as stale.
+    #[cfg(test)]
     pub fn seal_blob(
         &self,
         aad_id: &str,
@@ -605,6 +605,7 @@ impl Vault {
     /// one (as this process knows it) is refused as stale; so is a row read
     /// just before a rotation committed and opened just after it. Use
     /// [`Vault::open_blob_in`] with the reading transaction to avoid that.
+    #[cfg(test)]
     pub fn open_blob(
         &self,
         aad_id: &str,

@@ -10,6 +10,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tempfile::TempDir;
 
 use super::*;
+use super::key_source::KEY_FILE;
 use crate::store::{DB_FILE, Store};
 
 // ----- helpers ---------------------------------------------------------------

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use airlock::server::ServerConfig;
-use airlock::store::tokens::Role;
+use airlock::service::Role;
 use base64::Engine as _;
 use serde_json::{Value, json};
 use wiremock::matchers::{body_string_contains, header, method, path, query_param};
@@ -604,7 +604,7 @@ async fn shutdown_lets_an_in_flight_call_finish_and_then_stops() {
             plugin_id: "minimal".into(),
             settings: [("base-url".to_string(), slow.uri())].into(),
             auth: airlock::service::AuthInput::None,
-            scope: airlock::store::connections::Scope::Global,
+            scope: airlock::service::Scope::Global,
         })
         .unwrap();
     let user = api.token("app", Role::User, None);

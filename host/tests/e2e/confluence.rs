@@ -1456,7 +1456,7 @@ fn oauth_connection(name: &str, server: &MockServer) -> airlock::service::NewCon
             client_id: Some("confluence-client".into()),
             client_secret: Some(secrecy::SecretString::from("confluence-client-secret")),
         },
-        scope: airlock::store::connections::Scope::Global,
+        scope: airlock::service::Scope::Global,
     }
 }
 

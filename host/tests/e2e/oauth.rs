@@ -10,8 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use airlock::oauth::{CallbackListener, callback_page};
 use airlock::service::{AuthInput, NewConnection};
-use airlock::store::connections::{ConnectionStatus, Scope};
-use airlock::vault::SecretOwner;
+use airlock::service::{ConnectionStatus, Scope};
 use airlock::{Airlock, ServiceError};
 use base64::Engine as _;
 use bytes::Bytes;
@@ -387,10 +386,7 @@ async fn connect(s: &Setup, name: &str) -> Result<(), ServiceError> {
 
 fn secret(s: &Setup, field: &str) -> Option<String> {
     let id = s.airlock.connection("work").unwrap().id;
-    s.airlock
-        .vault()
-        .open_secret(&SecretOwner::Connection(id), field)
-        .unwrap()
+    airlock::__test_support::open_connection_secret(&s.airlock, &id, field)
         .map(|v| v.expose_secret().to_string())
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use airlock::runtime::types::{ChatMessage, ChatRequest, PluginError, Role};
 use airlock::service::{AuthInput, NewConnection};
-use airlock::store::connections::Scope;
+use airlock::service::Scope;
 use airlock::{Connection, Plugin, ServiceError};
 use secrecy::SecretString;
 use serde_json::{Value, json};

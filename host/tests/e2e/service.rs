@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use airlock::service::{AuthInput, NewConnection};
-use airlock::store::connections::{ConnectionFilter, ConnectionStatus, Scope};
-use airlock::vault::KeySource;
+use airlock::service::{ConnectionFilter, ConnectionStatus, Scope};
+use airlock::KeySource;
 use airlock::{Airlock, AirlockConfig, ServiceError};
 use secrecy::SecretString;
 use wiremock::matchers::{header, path};
@@ -115,7 +115,7 @@ async fn a_log_kept_in_the_store_by_an_older_airlock_moves_to_its_own_file_on_st
 
     // Put the data directory back in the layout of an airlock from before
     // audit.db: the log's rows in airlock.db's own audit_log table.
-    let store = dir.path().join(airlock::store::DB_FILE);
+    let store = dir.path().join(airlock::DB_FILE);
     let audit = dir.path().join(airlock::audit::AUDIT_FILE);
     let ddl: String = rusqlite::Connection::open(&audit)
         .unwrap()
@@ -237,9 +237,9 @@ async fn bad_connections_are_refused_and_nothing_is_stored() {
     // Only the first connection exists, with exactly one secret.
     let all = airlock.connections(&ConnectionFilter::default()).unwrap();
     assert_eq!(all.len(), 1);
-    let secrets: i64 = airlock
-        .store()
-        .read(|c| Ok(c.query_row("SELECT COUNT(*) FROM secrets", [], |r| r.get(0))?))
+    let secrets: i64 = rusqlite::Connection::open(dir.path().join(airlock::DB_FILE))
+        .unwrap()
+        .query_row("SELECT COUNT(*) FROM secrets", [], |r| r.get(0))
         .unwrap();
     assert_eq!(secrets, 1);
 }
@@ -309,7 +309,7 @@ async fn changes_made_by_another_process_take_effect_on_the_next_call() {
 
     // A ciphertext changed behind the host's back fails to open; the copy
     // read before is not used.
-    let raw = rusqlite::Connection::open(dir.path().join(airlock::store::DB_FILE)).unwrap();
+    let raw = rusqlite::Connection::open(dir.path().join(airlock::DB_FILE)).unwrap();
     raw.busy_timeout(Duration::from_secs(5)).unwrap();
     raw.execute(
         "UPDATE secrets SET ciphertext = zeroblob(length(ciphertext))",
@@ -376,9 +376,9 @@ async fn removing_a_connection_mid_call_fails_cleanly_and_destroys_its_secrets()
         out.message
     );
     assert_eq!(server.received_requests().await.unwrap().len(), 1);
-    let secrets: i64 = airlock
-        .store()
-        .read(|c| Ok(c.query_row("SELECT COUNT(*) FROM secrets", [], |r| r.get(0))?))
+    let secrets: i64 = rusqlite::Connection::open(dir.path().join(airlock::DB_FILE))
+        .unwrap()
+        .query_row("SELECT COUNT(*) FROM secrets", [], |r| r.get(0))
         .unwrap();
     assert_eq!(secrets, 0);
     assert!(airlock.connection("doomed").is_err());

@@ -19,7 +19,7 @@
 //! # async fn demo() -> anyhow::Result<()> {
 //! use airlock::runtime::types::NewTicket;
 //! use airlock::service::{AuthInput, NewConnection};
-//! use airlock::store::Scope;
+//! use airlock::service::Scope;
 //! use airlock::{Airlock, AirlockConfig};
 //!
 //! let airlock = Airlock::open(AirlockConfig::new("/var/lib/myapp/airlock")?)?;
@@ -78,22 +78,22 @@
 // The floors, bottom up: each module imports only from the ones above it in
 // this list (the call path, reversed). Modules that are not `pub` are the
 // host's internals; what an embedder needs of them is re-exported below.
+pub mod audit;
+pub mod connection;
+pub mod credential;
 mod dirs;
+mod egress;
 mod limits;
+pub mod manifest;
+pub mod metrics;
 mod net;
 mod plugin_state;
-pub mod manifest;
-mod store;
-pub mod audit;
-mod vault;
-pub mod credential;
-pub mod connection;
-mod egress;
-pub mod runtime;
 mod redact;
-pub mod metrics;
-pub mod service;
+pub mod runtime;
 pub mod server;
+pub mod service;
+mod store;
+mod vault;
 
 pub use connection::Connection;
 pub use limits::Limits;

@@ -10,6 +10,7 @@ mod common;
 mod confluence;
 mod custom_rest;
 mod egress;
+mod floors;
 mod hostile;
 mod loading;
 mod oauth;

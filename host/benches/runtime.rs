@@ -20,14 +20,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use airlock::AddressPolicy;
+use airlock::KeySource;
 use airlock::audit::{
     AUDIT_FILE, AuditDurability, AuditError, AuditSink, EgressOutcome, EgressRecord, RecordId,
     SqliteAudit,
 };
 use airlock::credential::{Credential, StaticCredential};
-use airlock::service::{AuthInput, NewConnection};
 use airlock::service::Scope;
-use airlock::KeySource;
+use airlock::service::{AuthInput, NewConnection};
 use airlock::{Airlock, AirlockConfig, Connection, Runtime, RuntimeConfig};
 use bytes::Bytes;
 use futures::future::BoxFuture;

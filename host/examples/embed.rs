@@ -17,8 +17,8 @@ use anyhow::Context as _;
 use secrecy::SecretString;
 
 use airlock::runtime::types::NewTicket;
-use airlock::service::{AuthInput, NewConnection};
 use airlock::service::Scope;
+use airlock::service::{AuthInput, NewConnection};
 use airlock::{Airlock, AirlockConfig};
 
 #[tokio::main]

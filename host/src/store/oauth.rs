@@ -78,7 +78,10 @@ pub fn get_oauth_app(
 /// Remove the OAuth app of `plugin_id` (its client secret goes with it).
 #[cfg_attr(
     not(test),
-    expect(dead_code, reason = "no command removes an OAuth app or purges expired states yet")
+    expect(
+        dead_code,
+        reason = "no command removes an OAuth app or purges expired states yet"
+    )
 )]
 pub fn delete_oauth_app(tx: &Transaction<'_>, plugin_id: &str) -> Result<(), StoreError> {
     let n = tx.execute("DELETE FROM oauth_apps WHERE plugin_id = ?1", [plugin_id])?;
@@ -161,7 +164,10 @@ pub fn take_oauth_state(
 /// Returns how many were deleted.
 #[cfg_attr(
     not(test),
-    expect(dead_code, reason = "no command removes an OAuth app or purges expired states yet")
+    expect(
+        dead_code,
+        reason = "no command removes an OAuth app or purges expired states yet"
+    )
 )]
 pub fn purge_expired_states(tx: &Transaction<'_>, now: &str) -> Result<usize, StoreError> {
     time::OffsetDateTime::parse(now, &time::format_description::well_known::Rfc3339)

@@ -10,9 +10,9 @@ use std::sync::Arc;
 
 use airlock::Airlock;
 use airlock::server::ServerConfig;
-use airlock::service::{AuthInput, NewConnection};
-use airlock::service::Scope;
 use airlock::service::Role;
+use airlock::service::Scope;
+use airlock::service::{AuthInput, NewConnection};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use secrecy::{ExposeSecret, SecretString};

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use airlock::runtime::types::{ChatMessage, ChatRequest, PluginError, Role};
-use airlock::service::{AuthInput, NewConnection};
 use airlock::service::Scope;
+use airlock::service::{AuthInput, NewConnection};
 use airlock::{Connection, Plugin, ServiceError};
 use secrecy::SecretString;
 use serde_json::{Value, json};

@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use airlock::KeySource;
 use airlock::service::{AuthInput, NewConnection};
 use airlock::service::{ConnectionFilter, ConnectionStatus, Scope};
-use airlock::KeySource;
 use airlock::{Airlock, AirlockConfig, ServiceError};
 use secrecy::SecretString;
 use wiremock::matchers::{header, path};

@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 use super::{AppCredentials, Endpoints, OAuthContext, sanitize, unix_now};
 use crate::audit::{Decision, EgressOutcome, EgressRecord};
 use crate::credential::field;
+use crate::net::Target;
 use crate::vault::SecretOwner;
 
 /// Token responses larger than this are refused.
@@ -87,24 +88,11 @@ pub(crate) async fn send_audited(
     request: HttpRequest,
 ) -> Result<HttpResponse, TokenHttpError> {
     let (parts, body) = request.into_parts();
-    let url = {
-        let mut s = format!(
-            "{}://{}{}",
-            parts.uri.scheme_str().unwrap_or("https"),
-            parts.uri.authority().map(|a| a.as_str()).unwrap_or(""),
-            parts.uri.path()
-        );
-        if let Some(q) = parts.uri.query() {
-            let keys: Vec<&str> = q
-                .split('&')
-                .map(|p| p.split('=').next().unwrap_or(""))
-                .collect();
-            s.push('?');
-            s.push_str(&keys.join("=&"));
-            s.push('=');
-        }
-        s
-    };
+    // The same parse and redaction a plugin's request gets: query values
+    // (codes, verifiers) never reach the audit log.
+    let url = Target::parse(&parts.uri.to_string())
+        .map_err(|e| TokenHttpError(format!("the token endpoint URL is refused: {e}")))?
+        .redacted();
     let record = EgressRecord {
         time: SystemTime::now(),
         plugin_id: meta.plugin_id.clone(),

@@ -346,12 +346,16 @@ impl Manifest {
     }
 
     fn validate(&self) -> Result<(), ManifestError> {
-        let field = |field: &str, reason: String| ManifestError::Field {
-            field: field.to_string(),
-            reason,
-        };
+        self.validate_identity()?;
+        self.validate_egress()?;
+        self.validate_settings()?;
+        self.validate_api_key()
+    }
+
+    /// Id, name, version, API version and the OAuth endpoints' presence.
+    fn validate_identity(&self) -> Result<(), ManifestError> {
         if !is_identifier(&self.id) {
-            return Err(field(
+            return Err(field_error(
                 "id",
                 format!(
                     "{:?} must be 1-64 characters of a-z, 0-9 and '-', starting with a letter",
@@ -360,10 +364,10 @@ impl Manifest {
             ));
         }
         if self.name.trim().is_empty() {
-            return Err(field("name", "must not be empty".into()));
+            return Err(field_error("name", "must not be empty".into()));
         }
         if !is_semver(&self.version) {
-            return Err(field(
+            return Err(field_error(
                 "version",
                 format!("{:?} is not a semantic version like 1.2.3", self.version),
             ));
@@ -374,15 +378,21 @@ impl Manifest {
             });
         }
         if self.auth.kinds.contains(&AuthKind::Oauth2) && self.auth.oauth2.is_none() {
-            return Err(field(
+            return Err(field_error(
                 "auth.oauth2",
                 "auth kind `oauth2` is listed but no [auth.oauth2] endpoints are declared".into(),
             ));
         }
+        Ok(())
+    }
+
+    /// Egress entries that receive a credential: only for the plugin's own
+    /// auth kinds, and only over https.
+    fn validate_egress(&self) -> Result<(), ManifestError> {
         for rule in &self.egress {
             for kind in &rule.credential {
                 if *kind == AuthKind::None || !self.auth.kinds.contains(kind) {
-                    return Err(field(
+                    return Err(field_error(
                         "egress.credential",
                         format!(
                             "`{}` lists auth kind `{kind}`, which is not one of the plugin's \
@@ -393,7 +403,7 @@ impl Manifest {
                 }
             }
             if !rule.credential.is_empty() && rule.rule.origin.scheme() != Scheme::Https {
-                return Err(field(
+                return Err(field_error(
                     "egress.credential",
                     format!(
                         "`{}` would receive a credential, so it must be an https URL",
@@ -402,16 +412,21 @@ impl Manifest {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// Setting names, enum values, required keys and json-pointer defaults.
+    fn validate_settings(&self) -> Result<(), ManifestError> {
         let mut seen = std::collections::BTreeSet::new();
         for setting in &self.settings {
             if !is_identifier(&setting.name) {
-                return Err(field(
+                return Err(field_error(
                     "settings.name",
                     format!("{:?} must be kebab-case (a-z, 0-9, '-')", setting.name),
                 ));
             }
             if !seen.insert(setting.name.as_str()) {
-                return Err(field(
+                return Err(field_error(
                     "settings.name",
                     format!("{:?} is declared twice", setting.name),
                 ));
@@ -419,7 +434,7 @@ impl Manifest {
             if matches!(setting.kind, SettingKind::Enum | SettingKind::JsonPointers)
                 && setting.values.is_empty()
             {
-                return Err(field(
+                return Err(field_error(
                     "settings.values",
                     format!(
                         "{:?} setting {:?} lists no values",
@@ -432,7 +447,7 @@ impl Manifest {
                 .iter()
                 .find(|k| !setting.values.contains(k))
             {
-                return Err(field(
+                return Err(field_error(
                     "settings.required-keys",
                     format!(
                         "{bad:?} of setting {:?} is not one of its values",
@@ -444,17 +459,22 @@ impl Manifest {
                 && setting.kind == SettingKind::JsonPointers
             {
                 settings::check_json_pointers(setting, default).map_err(|why| {
-                    field(
+                    field_error(
                         "settings.default",
                         format!("default of setting {:?}: {why}", setting.name),
                     )
                 })?;
             }
         }
+        Ok(())
+    }
+
+    /// The settings `[auth.api-key]` names exist.
+    fn validate_api_key(&self) -> Result<(), ManifestError> {
         if let Some(api_key) = &self.auth.api_key {
             for name in std::iter::once(&api_key.header_setting).chain(&api_key.prefix_setting) {
                 if !self.settings.iter().any(|s| &s.name == name) {
-                    return Err(field(
+                    return Err(field_error(
                         "auth.api-key",
                         format!("names setting {name:?}, which the manifest does not declare"),
                     ));
@@ -467,6 +487,13 @@ impl Manifest {
     /// The manifest's egress requests as parsed rules.
     pub fn egress_rules(&self) -> Vec<EgressRule> {
         self.egress.iter().map(|e| e.rule.clone()).collect()
+    }
+}
+
+fn field_error(field: &str, reason: String) -> ManifestError {
+    ManifestError::Field {
+        field: field.to_string(),
+        reason,
     }
 }
 

@@ -19,6 +19,7 @@ use crate::runtime::types::ConnectionReport;
 use crate::store::connections::{
     self as repo, AuthConfig, ConnectionFilter, ConnectionRecord, ConnectionStatus, Scope,
 };
+use crate::store::plugins::PluginRecord;
 use crate::vault::SecretOwner;
 
 /// How a new connection authenticates, secrets included. Secrets are sealed
@@ -138,6 +139,139 @@ fn api_key_settings(
     Ok(())
 }
 
+/// Refuse an auth kind the plugin does not offer.
+fn check_auth_kind(plugin: &PluginRecord, kind: AuthKind) -> Result<(), ServiceError> {
+    let offered = &plugin.manifest.auth.kinds;
+    if kind == AuthKind::None || offered.contains(&kind) {
+        return Ok(());
+    }
+    let names: Vec<&str> = offered.iter().map(|k| k.as_str()).collect();
+    Err(ServiceError::Invalid(format!(
+        "plugin `{}` does not support auth kind `{}`; it supports: {}",
+        plugin.id,
+        kind.as_str(),
+        if names.is_empty() {
+            "none".into()
+        } else {
+            names.join(", ")
+        }
+    )))
+}
+
+/// The settings a new connection stores: the API key's header settings
+/// reconciled, checked against the plugin's schema with defaults applied,
+/// and a `base-url` wherever a credential must be bound to an origin.
+fn connection_settings(
+    plugin: &PluginRecord,
+    name: &str,
+    auth: &AuthInput,
+    mut given: BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, ServiceError> {
+    if let (AuthInput::ApiKey { header, prefix, .. }, Some(spec)) =
+        (auth, &plugin.manifest.auth.api_key)
+    {
+        api_key_settings(&mut given, spec, header, prefix)?;
+    }
+    let settings = crate::manifest::settings::validate(&plugin.manifest, &given)?;
+    if auth.kind() != AuthKind::None && !settings.contains_key(BASE_URL_SETTING) {
+        return Err(ServiceError::Invalid(format!(
+            "connection `{name}` needs a `base-url` setting: its credential is bound to that origin"
+        )));
+    }
+    Ok(settings)
+}
+
+fn check_scope(scope: &Scope) -> Result<(), ServiceError> {
+    if let Scope::Projects(projects) = scope
+        && (projects.is_empty() || projects.iter().any(|p| p.trim().is_empty()))
+    {
+        return Err(ServiceError::Invalid(
+            "a project-scoped connection needs at least one non-empty project name".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// What a connection's auth input becomes: the non-secret part stored with
+/// the record, and the secrets to seal under their vault field names.
+fn seal_parts(
+    auth: AuthInput,
+    plugin: &PluginRecord,
+    settings: &BTreeMap<String, String>,
+) -> Result<(AuthConfig, Vec<(&'static str, SecretString)>), ServiceError> {
+    let mut config = AuthConfig::default();
+    let mut secrets = Vec::new();
+    match auth {
+        AuthInput::None => {}
+        AuthInput::Basic { username, password } => {
+            config.username = Some(username);
+            secrets.push((field::PASSWORD, password));
+        }
+        AuthInput::ApiKey {
+            header,
+            prefix,
+            key,
+        } => {
+            let (name, prefix) = api_key_header(plugin, settings, header, prefix)?;
+            config.header = Some(name.as_str().to_string());
+            config.prefix = Some(prefix);
+            secrets.push((field::API_KEY, key));
+        }
+        AuthInput::Bearer { token } => secrets.push((field::TOKEN, token)),
+        AuthInput::OAuth2 {
+            client_id,
+            client_secret,
+        } => {
+            config.username = client_id;
+            if let Some(s) = client_secret {
+                secrets.push((field::CLIENT_SECRET, s));
+            }
+        }
+    }
+    Ok((config, secrets))
+}
+
+/// The header and prefix an API key is sent with. A plugin that names its
+/// header and prefix settings gets them from there (defaults included), so
+/// the stored settings and the injected header always agree.
+fn api_key_header(
+    plugin: &PluginRecord,
+    settings: &BTreeMap<String, String>,
+    header: String,
+    prefix: String,
+) -> Result<(HeaderName, String), ServiceError> {
+    let (header, prefix) = match &plugin.manifest.auth.api_key {
+        Some(spec) => (
+            settings
+                .get(&spec.header_setting)
+                .cloned()
+                .unwrap_or_default(),
+            spec.prefix_setting
+                .as_ref()
+                .and_then(|p| settings.get(p))
+                .cloned()
+                .unwrap_or_default(),
+        ),
+        None => (header, prefix),
+    };
+    if header.trim().is_empty() {
+        return Err(ServiceError::Invalid(format!(
+            "api-key auth needs the name of the header carrying the key \
+             (e.g. `--header x-api-key`); plugin `{}` does not name one in its settings",
+            plugin.id
+        )));
+    }
+    let name = HeaderName::from_bytes(header.as_bytes()).map_err(|_| {
+        ServiceError::Invalid(format!("{header:?} is not a valid HTTP header name"))
+    })?;
+    if RESERVED_HEADERS.contains(&name.as_str()) {
+        return Err(ServiceError::Invalid(format!(
+            "`{name}` cannot carry an API key"
+        )));
+    }
+    Ok((name, prefix))
+}
+
 impl Airlock {
     /// Create a connection: settings validated against the plugin's schema,
     /// secrets sealed, all in one transaction.
@@ -147,100 +281,10 @@ impl Airlock {
             .store
             .read(|c| crate::store::plugins::get_plugin(c, &new.plugin_id))?;
         let kind = new.auth.kind();
-        let offered = &plugin.manifest.auth.kinds;
-        if kind != AuthKind::None && !offered.contains(&kind) {
-            let names: Vec<&str> = offered.iter().map(|k| k.as_str()).collect();
-            return Err(ServiceError::Invalid(format!(
-                "plugin `{}` does not support auth kind `{}`; it supports: {}",
-                plugin.id,
-                kind.as_str(),
-                if names.is_empty() {
-                    "none".into()
-                } else {
-                    names.join(", ")
-                }
-            )));
-        }
-        let mut given = new.settings;
-        if let (AuthInput::ApiKey { header, prefix, .. }, Some(spec)) =
-            (&new.auth, &plugin.manifest.auth.api_key)
-        {
-            api_key_settings(&mut given, spec, header, prefix)?;
-        }
-        let settings = crate::manifest::settings::validate(&plugin.manifest, &given)?;
-        if kind != AuthKind::None && !settings.contains_key(BASE_URL_SETTING) {
-            return Err(ServiceError::Invalid(format!(
-                "connection `{}` needs a `base-url` setting: its credential is bound to that origin",
-                new.name
-            )));
-        }
-        if let Scope::Projects(projects) = &new.scope
-            && (projects.is_empty() || projects.iter().any(|p| p.trim().is_empty()))
-        {
-            return Err(ServiceError::Invalid(
-                "a project-scoped connection needs at least one non-empty project name".into(),
-            ));
-        }
-        let mut auth_config = AuthConfig::default();
-        let mut secrets: Vec<(&str, SecretString)> = Vec::new();
-        match new.auth {
-            AuthInput::None => {}
-            AuthInput::Basic { username, password } => {
-                auth_config.username = Some(username);
-                secrets.push((field::PASSWORD, password));
-            }
-            AuthInput::ApiKey {
-                header,
-                prefix,
-                key,
-            } => {
-                // A plugin that names its header and prefix settings gets
-                // them from there (defaults included), so the stored
-                // settings and the injected header always agree.
-                let (header, prefix) = match &plugin.manifest.auth.api_key {
-                    Some(spec) => (
-                        settings
-                            .get(&spec.header_setting)
-                            .cloned()
-                            .unwrap_or_default(),
-                        spec.prefix_setting
-                            .as_ref()
-                            .and_then(|p| settings.get(p))
-                            .cloned()
-                            .unwrap_or_default(),
-                    ),
-                    None => (header, prefix),
-                };
-                if header.trim().is_empty() {
-                    return Err(ServiceError::Invalid(format!(
-                        "api-key auth needs the name of the header carrying the key \
-                         (e.g. `--header x-api-key`); plugin `{}` does not name one in its settings",
-                        plugin.id
-                    )));
-                }
-                let name = HeaderName::from_bytes(header.as_bytes()).map_err(|_| {
-                    ServiceError::Invalid(format!("{header:?} is not a valid HTTP header name"))
-                })?;
-                if RESERVED_HEADERS.contains(&name.as_str()) {
-                    return Err(ServiceError::Invalid(format!(
-                        "`{name}` cannot carry an API key"
-                    )));
-                }
-                auth_config.header = Some(name.as_str().to_string());
-                auth_config.prefix = Some(prefix);
-                secrets.push((field::API_KEY, key));
-            }
-            AuthInput::Bearer { token } => secrets.push((field::TOKEN, token)),
-            AuthInput::OAuth2 {
-                client_id,
-                client_secret,
-            } => {
-                auth_config.username = client_id;
-                if let Some(s) = client_secret {
-                    secrets.push((field::CLIENT_SECRET, s));
-                }
-            }
-        }
+        check_auth_kind(&plugin, kind)?;
+        let settings = connection_settings(&plugin, &new.name, &new.auth, new.settings)?;
+        check_scope(&new.scope)?;
+        let (auth_config, secrets) = seal_parts(new.auth, &plugin, &settings)?;
         let now = crate::store::now();
         let record = ConnectionRecord {
             id: crate::store::new_id(),

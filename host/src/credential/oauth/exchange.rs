@@ -88,12 +88,64 @@ pub(crate) async fn send_audited(
     request: HttpRequest,
 ) -> Result<HttpResponse, TokenHttpError> {
     let (parts, body) = request.into_parts();
-    // The same parse and redaction a plugin's request gets: query values
-    // (codes, verifiers) never reach the audit log.
+    let record = token_record(meta, &parts, &body)?;
+    let id = ctx
+        .audit
+        .begin(&record)
+        .await
+        .map_err(|e| TokenHttpError(format!("{e}; the token request was not sent")))?;
+    let started = Instant::now();
+    let finish = |status: Option<u16>, bytes: u64, error: Option<&str>| {
+        ctx.audit.finish(
+            id,
+            &EgressOutcome {
+                status,
+                response_bytes: bytes,
+                duration: started.elapsed(),
+                error: error.map(String::from),
+            },
+        );
+    };
+    let request = http::Request::from_parts(parts, Full::new(Bytes::from(body)));
+    let (parts, body) = match exchange_once(ctx, request).await {
+        Ok(answer) => answer,
+        Err((status, reason)) => {
+            finish(status.map(|s| s.as_u16()), 0, Some(&reason));
+            return Err(TokenHttpError(reason));
+        }
+    };
+    let (status, bytes) = (parts.status, body.len() as u64);
+    let refused = if status.is_redirection() {
+        Some(format!(
+            "the token endpoint answered {status} (a redirect); redirects are never followed"
+        ))
+    } else if status.is_server_error() || status.is_informational() {
+        Some(format!("the token endpoint answered {status}"))
+    } else {
+        None
+    };
+    finish(Some(status.as_u16()), bytes, refused.as_deref());
+    if let Some(reason) = refused {
+        return Err(TokenHttpError(reason));
+    }
+    let mut out = http::Response::new(body.to_vec());
+    *out.status_mut() = status;
+    *out.headers_mut() = parts.headers;
+    Ok(out)
+}
+
+/// The audit record of a token request. The URL gets the same parse and
+/// redaction a plugin's request gets: query values (codes, verifiers) never
+/// reach the audit log.
+fn token_record(
+    meta: &AuditMeta,
+    parts: &http::request::Parts,
+    body: &[u8],
+) -> Result<EgressRecord, TokenHttpError> {
     let url = Target::parse(&parts.uri.to_string())
         .map_err(|e| TokenHttpError(format!("the token endpoint URL is refused: {e}")))?
         .redacted();
-    let record = EgressRecord {
+    Ok(EgressRecord {
         time: SystemTime::now(),
         plugin_id: meta.plugin_id.clone(),
         plugin_version: meta.plugin_version.clone(),
@@ -102,37 +154,23 @@ pub(crate) async fn send_audited(
         method: parts.method.to_string(),
         url,
         request_bytes: body.len() as u64,
-        request_sha256: hex::encode(Sha256::digest(&body)),
+        request_sha256: hex::encode(Sha256::digest(body)),
         credential_used: true,
         decision: Decision::Allowed,
         detail: None,
-    };
-    let audit = &ctx.audit;
-    let id = audit
-        .begin(&record)
-        .await
-        .map_err(|e| TokenHttpError(format!("{e}; the token request was not sent")))?;
-    let started = Instant::now();
-    let finish = |status: Option<u16>, bytes: u64, error: Option<String>| {
-        audit.finish(
-            id,
-            &EgressOutcome {
-                status,
-                response_bytes: bytes,
-                duration: started.elapsed(),
-                error,
-            },
-        );
-    };
+    })
+}
 
-    let request = http::Request::from_parts(parts, Full::new(Bytes::from(body)));
+/// Send one token request and read its capped answer, each within the
+/// first-byte timeout. A failure carries the status (if one arrived) and
+/// why, for the audit record and the caller.
+async fn exchange_once(
+    ctx: &OAuthContext,
+    request: http::Request<Full<Bytes>>,
+) -> Result<(http::response::Parts, Bytes), (Option<http::StatusCode>, String)> {
     let deadline = ctx.limits.first_byte_timeout;
     let response = match tokio::time::timeout(deadline, ctx.client.request(request)).await {
-        Err(_) => {
-            let reason = "timed out waiting for the token endpoint".to_string();
-            finish(None, 0, Some(reason.clone()));
-            return Err(TokenHttpError(reason));
-        }
+        Err(_) => return Err((None, "timed out waiting for the token endpoint".into())),
         Ok(Err(e)) => {
             let mut reason = format!("the token endpoint could not be reached: {e}");
             let mut source = std::error::Error::source(&e);
@@ -140,47 +178,26 @@ pub(crate) async fn send_audited(
                 reason.push_str(&format!(": {s}"));
                 source = s.source();
             }
-            finish(None, 0, Some(reason.clone()));
-            return Err(TokenHttpError(reason));
+            return Err((None, reason));
         }
         Ok(Ok(r)) => r,
     };
     let (parts, incoming) = response.into_parts();
-    let status = parts.status;
-    let body = match tokio::time::timeout(
+    match tokio::time::timeout(
         deadline,
         Limited::new(incoming, MAX_TOKEN_RESPONSE).collect(),
     )
     .await
     {
-        Ok(Ok(b)) => b.to_bytes(),
-        Ok(Err(_)) | Err(_) => {
-            let reason = format!(
+        Ok(Ok(b)) => Ok((parts, b.to_bytes())),
+        Ok(Err(_)) | Err(_) => Err((
+            Some(parts.status),
+            format!(
                 "the token endpoint's answer could not be read (over {MAX_TOKEN_RESPONSE} bytes, \
                  cut off, or too slow)"
-            );
-            finish(Some(status.as_u16()), 0, Some(reason.clone()));
-            return Err(TokenHttpError(reason));
-        }
-    };
-    let bytes = body.len() as u64;
-    if status.is_redirection() {
-        let reason = format!(
-            "the token endpoint answered {status} (a redirect); redirects are never followed"
-        );
-        finish(Some(status.as_u16()), bytes, Some(reason.clone()));
-        return Err(TokenHttpError(reason));
+            ),
+        )),
     }
-    if status.is_server_error() || status.is_informational() {
-        let reason = format!("the token endpoint answered {status}");
-        finish(Some(status.as_u16()), bytes, Some(reason.clone()));
-        return Err(TokenHttpError(reason));
-    }
-    finish(Some(status.as_u16()), bytes, None);
-    let mut out = http::Response::new(body.to_vec());
-    *out.status_mut() = status;
-    *out.headers_mut() = parts.headers;
-    Ok(out)
 }
 
 /// How a token request failed.

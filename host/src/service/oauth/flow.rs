@@ -157,49 +157,7 @@ impl Airlock {
             .into_owned()
             .collect();
         let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-        let state = get("state").filter(|s| !s.is_empty()).ok_or_else(|| {
-            OAuthError::Callback(
-                "the callback carries no `state`; start again with `airlock oauth connect`".into(),
-            )
-        })?;
-        let hash = state_hash(state);
-        let unknown = || {
-            OAuthError::Callback(
-                "unknown or already used `state`; start again with `airlock oauth connect`".into(),
-            )
-        };
-        // Look up by hash, consume, then compare in constant time.
-        let (record, verifier) = self
-            .store()
-            .transact(|tx| {
-                let Some(record) = take_oauth_state(tx, &hash)? else {
-                    return Ok::<_, ServiceError>(None);
-                };
-                if !bool::from(record.state_hash.as_bytes().ct_eq(hash.as_bytes())) {
-                    return Ok(None);
-                }
-                let verifier = self.vault.open_blob_in(
-                    tx,
-                    &record.state_hash,
-                    PKCE_VERIFIER_FIELD,
-                    record.key_version,
-                    &record.verifier,
-                );
-                Ok(Some((record, verifier)))
-            })?
-            .ok_or_else(unknown)?;
-        let expires = time::OffsetDateTime::parse(
-            &record.expires_at,
-            &time::format_description::well_known::Rfc3339,
-        )
-        .map_err(|_| unknown())?;
-        if expires <= time::OffsetDateTime::now_utc() {
-            return Err(OAuthError::Callback(
-                "this authorisation expired; start again with `airlock oauth connect`".into(),
-            )
-            .into());
-        }
-        let verifier = verifier?;
+        let (record, verifier) = self.take_state(get("state"))?;
         if let Some(error) = get("error") {
             return Err(OAuthError::Denied {
                 error: sanitize(error),
@@ -246,6 +204,57 @@ impl Airlock {
         Ok(CallbackOutcome {
             connection: self.connection(&conn.id)?,
         })
+    }
+
+    /// Consume the started authorisation a callback's `state` names (looked
+    /// up by hash, then compared in constant time) and open its PKCE
+    /// verifier. Unknown, used and expired states are refused alike.
+    fn take_state(
+        &self,
+        state: Option<&str>,
+    ) -> Result<(OAuthStateRecord, Zeroizing<Vec<u8>>), ServiceError> {
+        let state = state.filter(|s| !s.is_empty()).ok_or_else(|| {
+            OAuthError::Callback(
+                "the callback carries no `state`; start again with `airlock oauth connect`".into(),
+            )
+        })?;
+        let hash = state_hash(state);
+        let unknown = || {
+            OAuthError::Callback(
+                "unknown or already used `state`; start again with `airlock oauth connect`".into(),
+            )
+        };
+        let (record, verifier) = self
+            .store
+            .transact(|tx| {
+                let Some(record) = take_oauth_state(tx, &hash)? else {
+                    return Ok::<_, ServiceError>(None);
+                };
+                if !bool::from(record.state_hash.as_bytes().ct_eq(hash.as_bytes())) {
+                    return Ok(None);
+                }
+                let verifier = self.vault.open_blob_in(
+                    tx,
+                    &record.state_hash,
+                    PKCE_VERIFIER_FIELD,
+                    record.key_version,
+                    &record.verifier,
+                );
+                Ok(Some((record, verifier)))
+            })?
+            .ok_or_else(unknown)?;
+        let expires = time::OffsetDateTime::parse(
+            &record.expires_at,
+            &time::format_description::well_known::Rfc3339,
+        )
+        .map_err(|_| unknown())?;
+        if expires <= time::OffsetDateTime::now_utc() {
+            return Err(OAuthError::Callback(
+                "this authorisation expired; start again with `airlock oauth connect`".into(),
+            )
+            .into());
+        }
+        Ok((record, verifier?))
     }
 }
 

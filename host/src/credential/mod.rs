@@ -6,9 +6,10 @@
 //! - [`CredentialSource`]: asked once per outbound request that is bound to
 //!   receive a credential. [`StaticCredential`] holds one in memory (tests,
 //!   embedders that keep secrets themselves); the vault source reads the
-//!   connection's sealed secret per request; [`oauth`] runs the OAuth2 token
-//!   life-cycle (stored token, refresh before expiry and after a 401,
-//!   single-flight per connection).
+//!   connection's sealed secret per request; the internal `oauth` module
+//!   runs the OAuth2 token life-cycle (stored token, refresh before expiry
+//!   and after a 401, single-flight per connection), whose operator side is
+//!   [`crate::service::oauth`].
 //! - [`field`]: the one list of vault field names connection secrets use.
 //! - Which origins receive a credential: the connection's `base-url` origin
 //!   and the approved egress entries that declare the auth kind.
@@ -35,16 +36,25 @@ pub enum Credential {
     /// `Authorization: Basic base64(user:password)`; an empty user is allowed
     /// (Azure DevOps PATs).
     Basic {
+        /// The user (or email) half of the pair; may be empty.
         username: String,
+        /// The password or API token half.
         password: SecretString,
     },
     /// `Authorization: Bearer <token>` (PATs, OAuth access tokens).
-    Bearer { token: SecretString },
+    Bearer {
+        /// The token, sent after `Bearer `.
+        token: SecretString,
+    },
     /// A custom header with an optional prefix, e.g. `x-api-key: <key>` or
     /// `Authorization: Bearer <key>`.
     ApiKey {
+        /// The header the key is sent in.
         header: HeaderName,
+        /// Text put before the key in the header value (`""` for none,
+        /// `"Bearer "` with a trailing space for a bearer-style key).
         prefix: String,
+        /// The key itself.
         key: SecretString,
     },
 }
@@ -67,25 +77,57 @@ impl fmt::Debug for Credential {
     }
 }
 
-/// Why a credential could not be produced.
+/// Why a credential could not be produced. The request that needed it is
+/// not sent: it is audited as denied and the plugin gets an error carrying
+/// this message. `connection` is always the connection's name.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CredentialError {
+    /// The vault holds no secret for the connection (an OAuth2 connection
+    /// not yet authorised, a secret deleted, or auth kind `none`). Add the
+    /// credential (or authorise) before calling.
     #[error("connection {connection} has no stored credential; add one before calling it")]
-    Missing { connection: String },
+    Missing {
+        /// The connection's name.
+        connection: String,
+    },
+    /// The secret exists but could not be read or opened (store or vault
+    /// failure, e.g. a retired key). A host problem, not the caller's.
     #[error("credential for connection {connection} cannot be read: {reason}")]
-    Unavailable { connection: String, reason: String },
+    Unavailable {
+        /// The connection's name.
+        connection: String,
+        /// What failed, without any secret.
+        reason: String,
+    },
+    /// The connection's stored API-key header is not a valid HTTP header
+    /// name. Re-create the connection with a valid header.
     #[error("credential for connection {connection} does not form a valid HTTP header")]
-    InvalidHeader { connection: String },
+    InvalidHeader {
+        /// The connection's name.
+        connection: String,
+    },
     /// The provider refused the connection's grant (`invalid_grant`, or no
-    /// refresh token left): only a new authorisation helps.
+    /// refresh token left): only a new authorisation helps. The connection
+    /// is marked `needs-reauth`.
     #[error(
         "connection `{connection}` needs re-authorisation ({reason}); reconnect it with \
          `airlock oauth connect {connection}`"
     )]
-    NeedsReauth { connection: String, reason: String },
-    /// Refreshing the credential failed for a reason that may pass.
+    NeedsReauth {
+        /// The connection's name.
+        connection: String,
+        /// The provider's answer, sanitised.
+        reason: String,
+    },
+    /// Refreshing the credential failed for a reason that may pass (network,
+    /// provider outage); a later call may succeed.
     #[error("refreshing the credential of connection `{connection}` failed: {reason}")]
-    RefreshFailed { connection: String, reason: String },
+    RefreshFailed {
+        /// The connection's name.
+        connection: String,
+        /// Why the refresh failed, without any secret.
+        reason: String,
+    },
 }
 
 impl Credential {
@@ -121,6 +163,8 @@ impl Credential {
 /// Where credentials come from: the vault in production, memory in tests.
 /// Asked once per outbound request that is bound to receive one.
 pub trait CredentialSource: Send + Sync + fmt::Debug {
+    /// The credential to put on the next request of `connection_id` (the
+    /// connection's id, as in [`crate::Connection::id`]).
     fn credential<'a>(
         &'a self,
         connection_id: &'a str,
@@ -158,6 +202,8 @@ pub trait CredentialSource: Send + Sync + fmt::Debug {
 pub struct StaticCredential(Credential);
 
 impl StaticCredential {
+    /// A source that answers `credential` for every connection, ready to
+    /// pass to [`crate::Connection::with_credential`].
     pub fn new(credential: Credential) -> Arc<Self> {
         Arc::new(Self(credential))
     }

@@ -36,6 +36,7 @@ pub enum Access {
 /// The authenticated caller of a request.
 #[derive(Debug, Clone)]
 pub struct Principal {
+    /// The live token the request carried (role, project restriction).
     pub token: TokenRecord,
 }
 

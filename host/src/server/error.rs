@@ -10,9 +10,9 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 
+use crate::runtime::types::PluginError;
 use crate::service::ServiceError;
 use crate::service::oauth::OAuthError;
-use crate::runtime::types::PluginError;
 use crate::store::StoreError;
 
 /// An error answer: an HTTP status, a stable machine-readable code and a
@@ -20,12 +20,16 @@ use crate::store::StoreError;
 /// never contain secrets.
 #[derive(Debug, Clone)]
 pub struct ApiError {
+    /// The HTTP status answered.
     pub status: StatusCode,
+    /// The stable code clients match on (`not_found`, `needs_reauth`, ...).
     pub code: &'static str,
+    /// What went wrong and what to do next, for people.
     pub message: String,
 }
 
 impl ApiError {
+    /// An error with any status and code.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
@@ -34,22 +38,29 @@ impl ApiError {
         }
     }
 
+    /// 401 `unauthorized`: no, malformed, unknown or revoked token. The
+    /// answer carries `WWW-Authenticate: Bearer`.
     pub fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
     }
 
+    /// 403 `forbidden`: the token's role or project restriction does not
+    /// allow this.
     pub fn forbidden(message: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, "forbidden", message)
     }
 
+    /// 404 `not_found`.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 
+    /// 400 `invalid_request`: the request itself is wrong.
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
     }
 
+    /// 500 `internal`: a failure inside the host.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
     }
@@ -260,9 +271,9 @@ mod tests {
         );
         let store = StoreError::NotFound("connection `x`".into());
         assert_eq!(
-            mapped(ServiceError::OAuth(OAuthError::Store(StoreError::Conflict(
-                "x".into()
-            )))),
+            mapped(ServiceError::OAuth(OAuthError::Store(
+                StoreError::Conflict("x".into())
+            ))),
             (StatusCode::INTERNAL_SERVER_ERROR, "internal")
         );
         assert_eq!(

@@ -8,7 +8,7 @@
 //!
 //! Adding a route group: write `routes/<group>.rs` with a
 //! `pub fn routes(r: Routes) -> Routes` that calls [`Routes::add`] for each
-//! route, and chain it in [`build`]. It is then authenticated, documented in
+//! route, and chain it in [`routes()`]. It is then authenticated, documented in
 //! `/api/v1/openapi.json` and covered by the OpenAPI completeness test.
 
 pub mod auth;
@@ -103,10 +103,12 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
+    /// The host the handlers act on.
     pub fn airlock(&self) -> &Arc<Airlock> {
         &self.inner.airlock
     }
 
+    /// The configuration the server was built with.
     pub fn config(&self) -> &ServerConfig {
         &self.inner.config
     }

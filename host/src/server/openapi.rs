@@ -18,6 +18,7 @@ use super::auth::Access;
 /// What a route takes as its body.
 #[derive(Debug, Clone, Copy)]
 pub enum RequestBody {
+    /// No body.
     None,
     /// A JSON body; the value is its schema.
     Json(fn() -> Value),
@@ -28,12 +29,17 @@ pub enum RequestBody {
 /// The documentation of one route.
 #[derive(Debug, Clone)]
 pub struct Operation {
+    /// GET, POST, PUT, PATCH or DELETE (anything else panics when added).
     pub method: Method,
     /// axum's template (`/api/v1/connections/{id}`), which is also OpenAPI's.
     pub path: &'static str,
+    /// The OpenAPI tag grouping it (`connections`, `oauth`, ...).
     pub tag: &'static str,
+    /// One line saying what the route does.
     pub summary: &'static str,
+    /// Who may call it; enforced by [`auth::authenticate`](super::auth::authenticate).
     pub access: Access,
+    /// What it takes as its body.
     pub body: RequestBody,
     /// Success status and what it returns.
     pub success: (u16, &'static str),
@@ -66,6 +72,7 @@ fn filter(method: &Method) -> MethodFilter {
 }
 
 impl Routes {
+    /// No routes yet.
     pub fn new() -> Self {
         Self {
             router: Router::new(),
@@ -99,10 +106,13 @@ impl Routes {
         self
     }
 
+    /// The documentation of every route added so far.
     pub fn operations(&self) -> &[Operation] {
         &self.ops
     }
 
+    /// The router and the route documentation, for [`access_table`] and
+    /// [`document`].
     pub fn into_parts(self) -> (Router<AppState>, Vec<Operation>) {
         (self.router, self.ops)
     }

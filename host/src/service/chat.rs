@@ -62,13 +62,18 @@ pub struct ChatInput {
     pub system: Option<String>,
     /// The model; the connection's configured one when absent.
     pub model: Option<String>,
+    /// Sampling temperature passed to the provider; its default when absent.
     pub temperature: Option<f32>,
+    /// Most tokens the answer may use; the provider's default when absent.
     pub max_tokens: Option<u32>,
-    /// Resolve and audit the call for this project.
+    /// The project the call is made for, recorded in the audit of its
+    /// requests. It does not pick the connection: that is the one named.
     pub project: Option<String>,
 }
 
 impl ChatInput {
+    /// A turn with `message` in a new conversation, everything else
+    /// defaulted.
     pub fn new(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
@@ -80,10 +85,17 @@ impl ChatInput {
 /// A complete answer.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ChatAnswer {
+    /// The conversation the turn was stored in; pass it as
+    /// [`ChatInput::conversation`] to continue.
     pub conversation_id: String,
+    /// The assistant's whole answer.
     pub content: String,
+    /// The model that answered, as the provider reported it, else the one
+    /// asked for; `None` when neither is known.
     pub model: Option<String>,
+    /// Why the provider stopped (e.g. `stop`, `length`), when it said.
     pub finish_reason: Option<String>,
+    /// Token counts, when the provider reported them.
     pub usage: Option<TokenUsage>,
     /// How many values of each kind redaction replaced in what was sent.
     pub redacted: BTreeMap<String, u32>,
@@ -93,7 +105,9 @@ pub struct ChatAnswer {
 /// (already stored) as the last event.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ChatEvent {
+    /// The next piece of the answer's text (never empty).
     Delta(String),
+    /// The whole answer, stored in the conversation; always the last event.
     Done(ChatAnswer),
 }
 

@@ -25,28 +25,45 @@ use crate::vault::SecretOwner;
 /// How a new connection authenticates, secrets included. Secrets are sealed
 /// into the vault and dropped; nothing keeps them in plaintext.
 pub enum AuthInput {
+    /// No credential: nothing is added to the plugin's requests, and no
+    /// `base-url` is required.
     None,
     /// User + password, or email + API token; an empty user is allowed
     /// (Azure DevOps PATs).
     Basic {
+        /// The user or email; stored in plain with the connection.
         username: String,
+        /// The password or API token; sealed.
         password: SecretString,
     },
     /// A custom header with a prefix, e.g. `x-api-key` with `""` or
     /// `Authorization` with `"Bearer "`.
     ApiKey {
+        /// The header name. For a plugin that names a header setting it is
+        /// written into that setting (and must agree with a value given
+        /// there); empty leaves the setting and its default to decide.
         header: String,
+        /// Text before the key in the header value, trailing space
+        /// included; written into the plugin's prefix setting when it names
+        /// one.
         prefix: String,
+        /// The API key; sealed.
         key: SecretString,
     },
     /// `Authorization: Bearer <token>` (PATs).
     Bearer {
+        /// The token; sealed.
         token: SecretString,
     },
     /// OAuth2; tokens arrive through the authorisation flow. The connection
     /// may carry its own app credentials.
     OAuth2 {
+        /// This connection's own OAuth app client id; `None` uses the
+        /// plugin's app ([`Airlock::set_oauth_app`]) or the environment
+        /// variables the manifest names.
         client_id: Option<String>,
+        /// The client secret of that app, sealed; `None` for public
+        /// clients. Used only with `client_id`.
         client_secret: Option<SecretString>,
     },
 }
@@ -78,10 +95,17 @@ impl AuthInput {
 /// Everything needed to create a connection.
 #[derive(Debug)]
 pub struct NewConnection {
+    /// Unique name the operator calls it by: 1-128 printable characters.
     pub name: String,
+    /// The installed plugin it runs.
     pub plugin_id: String,
+    /// Setting values by name, checked against the plugin's schema
+    /// (defaults fill the rest). A `base-url` is required unless `auth` is
+    /// [`AuthInput::None`]: the credential is bound to its origin.
     pub settings: BTreeMap<String, String>,
+    /// The credential; its kind must be one the plugin offers.
     pub auth: AuthInput,
+    /// Which projects it serves: global, or one or more named projects.
     pub scope: Scope,
 }
 
@@ -313,6 +337,7 @@ impl Airlock {
         Ok(record)
     }
 
+    /// Connections matching `filter`, ordered by name.
     pub fn connections(
         &self,
         filter: &ConnectionFilter,
@@ -320,6 +345,8 @@ impl Airlock {
         Ok(self.store.read(|c| repo::list_connections(c, filter))?)
     }
 
+    /// The connection whose id, or else whose name, is `id_or_name`;
+    /// [`StoreError::NotFound`](crate::StoreError::NotFound) when none.
     pub fn connection(&self, id_or_name: &str) -> Result<ConnectionRecord, ServiceError> {
         let record = self.store.read(|c| {
             self.records
@@ -341,10 +368,14 @@ impl Airlock {
         Ok(record)
     }
 
+    /// Pause a connection: calls through it are refused with
+    /// [`ServiceError::Paused`] until it is resumed. Its secrets are kept.
     pub fn pause_connection(&self, id_or_name: &str) -> Result<ConnectionRecord, ServiceError> {
         self.set_status(id_or_name, ConnectionStatus::Paused)
     }
 
+    /// Resume a connection. An OAuth2 connection without an access token
+    /// becomes `needs-reauth` instead of `active`.
     pub fn resume_connection(&self, id_or_name: &str) -> Result<ConnectionRecord, ServiceError> {
         let record = self.connection(id_or_name)?;
         if record.auth_kind == AuthKind::Oauth2

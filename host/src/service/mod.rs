@@ -1,7 +1,8 @@
 //! `Airlock`: the library API an application embeds. Opens a data directory
 //! (SQLite store, vault, audit log, compiled-component cache) and offers the
 //! operations the CLI and the management API are built on: install plugins,
-//! manage connections, call plugins, rotate keys, read the audit trail.
+//! manage connections, call plugins, chat, sync, run OAuth2 flows ([`oauth`]),
+//! manage API tokens, rotate keys, read the audit trail.
 
 mod call;
 mod chat;
@@ -18,13 +19,13 @@ use std::sync::{Arc, Mutex};
 pub use crate::store::connections::{
     AuthConfig, ConnectionFilter, ConnectionRecord, ConnectionStatus, Scope,
 };
+pub use crate::store::conversations::{
+    ChatOptions, ConversationRecord, MessageRecord, MessageRole,
+};
 pub use crate::store::oauth::OAuthAppRecord;
 pub use crate::store::plugins::PluginRecord;
 pub use crate::store::sync::{SyncRecordRow, SyncRun};
 pub use crate::store::tokens::{Role, TokenRecord};
-pub use crate::store::conversations::{
-    ChatOptions, ConversationRecord, MessageRecord, MessageRole,
-};
 pub use chat::{ChatAnswer, ChatEvent, ChatEvents, ChatInput, MAX_MESSAGE_BYTES};
 pub use connections::{AuthInput, NewConnection};
 pub use plugins::InstallPlan;
@@ -51,15 +52,28 @@ pub const OAUTH_PORT_ENV: &str = "AIRLOCK_OAUTH_PORT";
 /// How to open an [`Airlock`].
 #[derive(Debug)]
 pub struct AirlockConfig {
+    /// The data directory: database, audit log, key file, installed
+    /// plugins and compiled-component cache. Created when missing.
     pub data_dir: PathBuf,
     /// Where the master key comes from; `None` reads the environment
     /// (`AIRLOCK_MASTER_KEY`, `AIRLOCK_MASTER_PASSPHRASE`) or uses the key
     /// file next to the data.
     pub key_source: Option<KeySource>,
+    /// Bounds on every plugin call (time, memory, sizes); also the connect
+    /// timeout and limits of OAuth token requests. Default: [`Limits::default`].
     pub limits: Limits,
+    /// Which addresses outbound requests (plugins' and token requests) may
+    /// reach after DNS. Default: public addresses only, plus what
+    /// `AIRLOCK_EGRESS_ALLOW_PRIVATE` allows.
     pub address_policy: AddressPolicy,
+    /// What a committed audit row survives (process crash by default, or
+    /// power loss at the cost of an fsync per commit).
     pub audit_durability: AuditDurability,
+    /// Pre-reserve instance slots for fast instantiation instead of
+    /// allocating per call. Default `true`.
     pub pooling: bool,
+    /// Most plugin calls in flight at once (the instance pool's size).
+    /// Default 256.
     pub max_concurrent_calls: u32,
     /// Loopback port of the OAuth callback listener
     /// (`http://127.0.0.1:<port>/callback`); `AIRLOCK_OAUTH_PORT`, else 8765.
@@ -103,18 +117,34 @@ impl AirlockConfig {
 /// Why an operation failed. Messages name the thing and what to do next.
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
+    /// The database: [`StoreError::NotFound`] / [`StoreError::NoMatch`] for
+    /// an unknown id or name (API 404), [`StoreError::Conflict`] for a name
+    /// already taken, a plugin still in use or an ambiguous project
+    /// resolution (409); anything else is a host failure (500).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The vault: the master key is missing or wrong (when opening),
+    /// sealing or opening a secret failed, or a key version cannot be
+    /// retired (active, still in use, unknown). The message says which.
     #[error(transparent)]
     Vault(#[from] VaultError),
+    /// The audit log could not be opened, read or verified: a host
+    /// failure.
     #[error(transparent)]
     Audit(#[from] AuditError),
+    /// A plugin file was refused when installed or loaded (not a
+    /// component, bad manifest, missing exports). Fix or replace the file.
     #[error(transparent)]
     Load(#[from] LoadError),
+    /// Connection settings do not fit the plugin's schema (unknown,
+    /// missing or invalid setting); the message names it.
     #[error(transparent)]
     Settings(#[from] crate::manifest::settings::SettingsError),
+    /// A plugin call failed: the plugin's own typed error, an unknown
+    /// operation, bad input, a limit hit or a crash.
     #[error(transparent)]
     Call(#[from] CallError),
+    /// An OAuth2 flow step failed; see [`oauth::OAuthError`].
     #[error(transparent)]
     OAuth(#[from] oauth::OAuthError),
     /// The caller's request is not acceptable as given (a name, a value, a
@@ -126,35 +156,68 @@ pub enum ServiceError {
     /// names what and where; the API answers 500 `internal`.
     #[error("{0}")]
     Internal(String),
-    /// A plugin's sync never advanced its cursor while saying there was more.
+    /// A plugin's sync never advanced its cursor while saying there was more,
+    /// or ran past the page cap of one run. The pages committed so far are
+    /// kept; a plugin bug, not the caller's.
     #[error(
         "plugin `{plugin}` keeps answering has-more without advancing its cursor; \
          the sync of `{connection}` was stopped after {pages} pages"
     )]
     SyncStalled {
+        /// The plugin's id.
         plugin: String,
+        /// The connection's name.
         connection: String,
+        /// Pages fetched (and committed) before the run was stopped.
         pages: u32,
     },
+    /// [`Airlock::install`] without approval of a new or changed file: show
+    /// `changes` to the operator and install again with approval.
     #[error(
         "plugin `{id}` is not installed with this file: approve its capabilities first \
          (changes: {})", .changes.join("; ")
     )]
-    NeedsApproval { id: String, changes: Vec<String> },
+    NeedsApproval {
+        /// The plugin's id.
+        id: String,
+        /// What the file changes, one line each (as in
+        /// [`InstallPlan::changes`]).
+        changes: Vec<String>,
+    },
+    /// The connection is paused; resume it before calling it.
     #[error("connection `{name}` is paused; resume it with `airlock connection resume {name}`")]
-    Paused { name: String },
+    Paused {
+        /// The connection's name.
+        name: String,
+    },
+    /// The OAuth2 connection has no usable grant (never authorised, or the
+    /// provider refused its refresh token): run the OAuth flow again.
     #[error(
         "connection `{name}` needs re-authorisation; reconnect it with `airlock oauth connect {name}`"
     )]
-    NeedsReauth { name: String },
+    NeedsReauth {
+        /// The connection's name.
+        name: String,
+    },
+    /// The installed `.wasm` on disk no longer hashes to the SHA-256 pinned
+    /// at install: it was changed or corrupted. Nothing of it is run.
     #[error(
         "the installed file of plugin `{id}` ({path}) no longer matches its pinned SHA-256; \
          reinstall the plugin and approve it again"
     )]
-    Tampered { id: String, path: PathBuf },
+    Tampered {
+        /// The plugin's id.
+        id: String,
+        /// The installed file that no longer matches.
+        path: PathBuf,
+    },
+    /// A file of the data directory could not be read or written (an
+    /// installed plugin file). A host failure.
     #[error("{what}: {source}")]
     Io {
+        /// What was being done, naming the file.
         what: String,
+        /// The operating system's error.
         #[source]
         source: std::io::Error,
     },
@@ -260,6 +323,7 @@ impl Airlock {
         lines
     }
 
+    /// The data directory this was opened on.
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
     }
@@ -288,10 +352,13 @@ impl Airlock {
         Ok(self.vault.versions()?)
     }
 
+    /// The plugin runtime, for typed operations on a [`Airlock::prepare_call`]
+    /// result (see the crate's embedding example).
     pub fn runtime(&self) -> &Arc<Runtime> {
         &self.runtime
     }
 
+    /// The audit log every outbound request is recorded in.
     pub fn audit(&self) -> &Arc<SqliteAudit> {
         &self.audit
     }

@@ -15,8 +15,13 @@ use crate::store::plugins::{self as repo, PluginRecord};
 /// What installing a file would do, for the operator to approve.
 #[derive(Debug, Clone)]
 pub struct InstallPlan {
+    /// The manifest the file carries (id, version, auth, settings, egress).
     pub manifest: Manifest,
+    /// The file's SHA-256, lowercase hex: pinned at install and checked on
+    /// every load.
     pub sha256: String,
+    /// The interfaces the component exports (`connector`, `tickets`,
+    /// `documents`, `sync`, `chat`).
     pub interfaces: Vec<String>,
     /// The egress to approve (beyond each connection's own origin).
     pub grant: Vec<EgressSpec>,
@@ -157,6 +162,7 @@ impl Airlock {
         Ok(record)
     }
 
+    /// Every installed plugin, ordered by id.
     pub fn list_plugins(&self) -> Result<Vec<PluginRecord>, ServiceError> {
         Ok(self.store.read(repo::list_plugins)?)
     }

@@ -8,7 +8,9 @@ use crate::store::tokens::{self as repo, Role, TokenRecord};
 /// here (the store keeps its hash).
 #[derive(Debug)]
 pub struct NewToken {
+    /// What is stored about the token (name, role, project restriction).
     pub record: TokenRecord,
+    /// The bearer token to hand to its user; it cannot be shown again.
     pub token: secrecy::SecretString,
 }
 

@@ -33,16 +33,25 @@ use crate::store::connections::ConnectionRecord;
 use crate::store::{Store, StoreError};
 use crate::vault::{SecretOwner, Vault, VaultError};
 
-/// Refresh this long before the access token expires.
+/// Refresh this long before the access token expires, in seconds.
 pub const REFRESH_MARGIN_SECS: i64 = 60;
 
 /// Why an OAuth operation failed. Messages never carry a token or secret.
+/// The management API answers `400 oauth_error`, except [`OAuthError::Store`]
+/// and [`OAuthError::Vault`], which are `500 internal`.
 #[derive(Debug, thiserror::Error)]
 pub enum OAuthError {
+    /// An OAuth flow was started for a connection (named here) whose auth
+    /// kind is not `oauth2`.
     #[error("connection `{0}` does not use OAuth2")]
     NotOAuth(String),
+    /// The plugin (id here) has no `[auth.oauth2]` section in its manifest,
+    /// so there is nowhere to authorise; the plugin cannot do OAuth2.
     #[error("plugin `{0}` declares no [auth.oauth2] endpoints")]
     NoEndpoints(String),
+    /// No client id was found for the connection: neither on the
+    /// connection, nor as the plugin's app, nor in the environment variables
+    /// the manifest names. Set one in any of those places.
     #[error(
         "no OAuth app credentials for connection `{connection}` (plugin `{plugin}`): set them on \
          the connection (`airlock connection add ... --auth oauth2 --client-id ID --secret-env VAR`), \
@@ -50,26 +59,63 @@ pub enum OAuthError {
          the environment ({env})"
     )]
     MissingApp {
+        /// The connection's name.
         connection: String,
+        /// The plugin's id.
         plugin: String,
+        /// The environment variables that were looked at (`$NAME, ...`), or
+        /// a note that the manifest names none.
         env: String,
     },
+    /// The manifest's authorize or token URL is unusable for this
+    /// connection: a `{setting}` placeholder whose setting is not set (set
+    /// it on the connection), not a URL, or not `https` (plain `http` is
+    /// allowed only to loopback).
     #[error("OAuth endpoint of plugin `{plugin}`: {reason}")]
-    Endpoint { plugin: String, reason: String },
+    Endpoint {
+        /// The plugin's id.
+        plugin: String,
+        /// Which URL and what is wrong with it.
+        reason: String,
+    },
+    /// A callback cannot finish an authorisation: no, unknown, already used
+    /// or expired `state`, no `code`, or a corrupt stored verifier. The
+    /// message says what; start the authorisation again.
     #[error("OAuth callback refused: {0}")]
     Callback(String),
+    /// The provider sent the user back with an `error` (e.g. the user
+    /// declined consent). Start again if that was a mistake.
     #[error("the provider refused the authorisation: {error}{}", .description.as_ref().map(|d| format!(" ({d})")).unwrap_or_default())]
     Denied {
+        /// The provider's `error` code (e.g. `access_denied`), sanitised.
         error: String,
+        /// The provider's `error_description`, sanitised, if it sent one.
         description: Option<String>,
     },
+    /// Exchanging the authorisation code for tokens failed (network, or the
+    /// provider refused the code, client credentials or verifier).
     #[error("token request for connection `{connection}` failed: {reason}")]
-    Token { connection: String, reason: String },
+    Token {
+        /// The connection's name.
+        connection: String,
+        /// What the token endpoint answered or why it could not be reached.
+        reason: String,
+    },
+    /// The connection's grant is no longer valid; only a new authorisation
+    /// (`airlock oauth connect`) helps.
     #[error(
         "connection `{connection}` needs re-authorisation ({reason}); reconnect it with \
          `airlock oauth connect {connection}`"
     )]
-    NeedsReauth { connection: String, reason: String },
+    NeedsReauth {
+        /// The connection's name.
+        connection: String,
+        /// The provider's answer, sanitised.
+        reason: String,
+    },
+    /// The loopback callback listener could not start or serve: usually
+    /// the port is taken (another `airlock oauth connect` running); pick
+    /// another port.
     #[error("OAuth callback listener: {0}")]
     Listener(String),
     /// Reading the app or writing the tokens failed in the store.

@@ -50,6 +50,7 @@ impl CallbackListener {
         self.addr
     }
 
+    /// The port actually bound (the free one chosen when bound with `0`).
     pub fn port(&self) -> u16 {
         self.addr.port()
     }

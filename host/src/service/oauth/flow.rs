@@ -20,10 +20,15 @@ use crate::vault::PKCE_VERIFIER_FIELD;
 /// A started authorisation: send the user to `authorization_url`.
 #[derive(Debug, Clone)]
 pub struct OAuthStart {
+    /// The connection's name.
     pub connection: String,
+    /// The provider's authorize URL with client id, scopes, PKCE challenge
+    /// and `state`: open it in the user's browser.
     pub authorization_url: String,
     /// The `state` value (also in the URL); only its SHA-256 is stored.
     pub state: String,
+    /// Where the provider sends the browser back; the callback must arrive
+    /// there (the token request repeats it).
     pub redirect_uri: String,
     /// RFC 3339; the callback is refused after this.
     pub expires_at: String,
@@ -32,6 +37,8 @@ pub struct OAuthStart {
 /// What a successful callback did.
 #[derive(Debug, Clone)]
 pub struct CallbackOutcome {
+    /// The authorised connection as stored now: `active`, unless it was
+    /// paused (a paused connection stays paused).
     pub connection: ConnectionRecord,
 }
 

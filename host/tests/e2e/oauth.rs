@@ -820,3 +820,47 @@ async fn the_cli_connects_through_the_loopback_callback() {
     assert!(secret(&s, "access-token").is_some());
     call(&s).await.unwrap();
 }
+
+/// A connection setting pasted into an endpoint stays inside its path
+/// segment: `x/../../evil` as the Entra tenant cannot move the authorize or
+/// token request to another path of the identity provider, and `..` is refused.
+#[test]
+fn placeholder_values_cannot_escape_their_place_in_an_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let airlock = crate::service::open(dir.path());
+    let (_, wasm) = airlock_test_artifacts::PLUGINS
+        .iter()
+        .find(|(n, _)| *n == "azure-devops")
+        .unwrap();
+    crate::service::install(&airlock, wasm);
+    let add = |name: &str, tenant: &str| {
+        airlock
+            .add_connection(NewConnection {
+                name: name.into(),
+                plugin_id: "azure-devops".into(),
+                settings: [
+                    ("base-url", "https://dev.azure.com/acme"),
+                    ("project", "Web"),
+                    ("tenant", tenant),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+                auth: AuthInput::OAuth2 {
+                    client_id: Some("client-1".into()),
+                    client_secret: None,
+                },
+                scope: Scope::Global,
+            })
+            .unwrap()
+    };
+    add("escape", "x/../../evil");
+    let start = airlock.oauth_start_on("escape", 1).unwrap();
+    let url = url::Url::parse(&start.authorization_url).unwrap();
+    assert_eq!(url.host_str(), Some("login.microsoftonline.com"));
+    assert_eq!(url.path(), "/x%2F..%2F..%2Fevil/oauth2/v2.0/authorize");
+
+    add("dots", "..");
+    let err = airlock.oauth_start_on("dots", 1).unwrap_err().to_string();
+    assert!(err.contains("`tenant`") && err.contains("`..`"), "{err}");
+}

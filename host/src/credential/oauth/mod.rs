@@ -28,10 +28,11 @@ use super::field;
 use crate::audit::AuditSink;
 use crate::limits::Limits;
 use crate::manifest::OAuth2Spec;
-use crate::net::HttpClient;
+use crate::net::{HttpClient, Target};
 use crate::store::connections::ConnectionRecord;
 use crate::store::{Store, StoreError};
 use crate::vault::{SecretOwner, Vault, VaultError};
+use percent_encoding::utf8_percent_encode;
 
 /// Refresh this long before the access token expires, in seconds.
 pub const REFRESH_MARGIN_SECS: i64 = 60;
@@ -260,10 +261,14 @@ pub(crate) fn endpoints(
             plugin: plugin.to_string(),
             reason,
         };
-        let text = substitute(template, settings).map_err(|name| {
-            err(format!(
+        let text = substitute(template, settings).map_err(|why| match why {
+            Placeholder::Unset(name) => err(format!(
                 "{what} `{template}` needs the connection setting `{name}`, which is not set"
-            ))
+            )),
+            Placeholder::Invalid { name, reason } => err(format!(
+                "{what} `{template}`: the connection setting `{name}` cannot be used there: \
+                 {reason}; correct the setting"
+            )),
         })?;
         let url = url::Url::parse(&text)
             .map_err(|e| err(format!("{what} `{text}` is not a valid URL: {e}")))?;
@@ -290,9 +295,49 @@ pub(crate) fn endpoints(
     })
 }
 
-/// `template` with each `{name}` replaced by the setting; `Err(name)` for a
-/// setting that is not set.
-fn substitute(template: &str, settings: &BTreeMap<String, String>) -> Result<String, String> {
+/// Why a placeholder could not be filled.
+#[derive(Debug, PartialEq, Eq)]
+enum Placeholder {
+    /// The setting is not set.
+    Unset(String),
+    /// The value cannot stand where the placeholder is.
+    Invalid { name: String, reason: String },
+}
+
+/// Where in an endpoint URL a placeholder stands, which decides how its
+/// value is checked and encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Position {
+    /// At the very start: the value is a base URL (`{base-url}/oauth/token`).
+    Base,
+    /// Inside the host: not supported, a value could move the request to
+    /// another host.
+    Authority,
+    /// Inside the path: the value is one path segment.
+    Path,
+    /// Inside the query: the value is one query component.
+    Query,
+}
+
+fn position(before: &str) -> Position {
+    if before.is_empty() {
+        return Position::Base;
+    }
+    if before.contains('?') {
+        return Position::Query;
+    }
+    match before.split_once("://") {
+        Some((_, after_scheme)) if after_scheme.contains('/') => Position::Path,
+        _ => Position::Authority,
+    }
+}
+
+/// `template` with each `{name}` replaced by its setting, checked and
+/// percent-encoded for its position: a base URL is parsed like any
+/// destination (http(s), no credentials, query or fragment; dot segments
+/// resolved), a path value stays one segment (`/`, `?`, `#`, `%` encoded;
+/// `.` and `..` refused), a query value one component.
+fn substitute(template: &str, settings: &BTreeMap<String, String>) -> Result<String, Placeholder> {
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
     while let Some(open) = rest.find('{') {
@@ -303,13 +348,49 @@ fn substitute(template: &str, settings: &BTreeMap<String, String>) -> Result<Str
             return Ok(out);
         };
         let name = &after[..close];
-        let value = settings.get(name).ok_or_else(|| name.to_string())?;
-        out.push_str(value.trim_end_matches('/'));
+        let value = settings
+            .get(name)
+            .ok_or_else(|| Placeholder::Unset(name.to_string()))?;
+        let invalid = |reason: &str| Placeholder::Invalid {
+            name: name.to_string(),
+            reason: reason.to_string(),
+        };
+        match position(&out) {
+            Position::Base => {
+                let target = Target::parse(value).map_err(|e| invalid(&e.to_string()))?;
+                if value.contains(['?', '#']) {
+                    return Err(invalid("a base URL may not carry a query or fragment"));
+                }
+                out.push_str(target.uri().trim_end_matches('/'));
+            }
+            Position::Authority => {
+                return Err(invalid(
+                    "a placeholder may not stand in the host of an endpoint",
+                ));
+            }
+            Position::Path => {
+                if value.is_empty() || value == "." || value == ".." {
+                    return Err(invalid("a path segment may not be empty, `.` or `..`"));
+                }
+                out.extend(utf8_percent_encode(value, SEGMENT));
+            }
+            Position::Query => {
+                out.extend(url::form_urlencoded::byte_serialize(value.as_bytes()));
+            }
+        }
         rest = &after[close + 1..];
     }
     out.push_str(rest);
     Ok(out)
 }
+
+/// Everything but RFC 3986's unreserved characters is encoded in a path
+/// segment, so a value can never end its segment or start a query.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 /// Current Unix time in seconds.
 pub(crate) fn unix_now() -> i64 {
@@ -344,6 +425,53 @@ mod tests {
         );
         let err = endpoints("ado", &spec, &BTreeMap::new()).unwrap_err();
         assert!(err.to_string().contains("`tenant`"), "{err}");
+    }
+
+    #[test]
+    fn placeholder_values_are_checked_and_encoded_for_their_position() {
+        let settings = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let fill = |template: &str, pairs: &[(&str, &str)]| substitute(template, &settings(pairs));
+        let t = "https://login.example.com/{tenant}/oauth2/token?x={q}";
+        assert_eq!(
+            fill(t, &[("tenant", "x/../../evil"), ("q", "a&b=c")]).unwrap(),
+            "https://login.example.com/x%2F..%2F..%2Fevil/oauth2/token?x=a%26b%3Dc"
+        );
+        assert_eq!(
+            fill(t, &[("tenant", "contoso.onmicrosoft.com"), ("q", "1")]).unwrap(),
+            "https://login.example.com/contoso.onmicrosoft.com/oauth2/token?x=1"
+        );
+        for bad in ["..", ".", ""] {
+            let err = fill(t, &[("tenant", bad), ("q", "1")]).unwrap_err();
+            assert!(
+                matches!(err, Placeholder::Invalid { .. }),
+                "{bad:?}: {err:?}"
+            );
+        }
+        let base = "{base-url}/oauth/token";
+        assert_eq!(
+            fill(base, &[("base-url", "HTTPS://Acme.Example/")]).unwrap(),
+            "https://acme.example/oauth/token"
+        );
+        for bad in [
+            "https://acme.example/?next=evil",
+            "ftp://acme.example",
+            "https://u@acme.example",
+        ] {
+            assert!(fill(base, &[("base-url", bad)]).is_err(), "{bad}");
+        }
+        assert!(matches!(
+            fill("https://{org}.example.com/token", &[("org", "evil.com/x")]),
+            Err(Placeholder::Invalid { .. })
+        ));
+        assert_eq!(
+            fill(base, &[]).unwrap_err(),
+            Placeholder::Unset("base-url".into())
+        );
     }
 
     #[test]

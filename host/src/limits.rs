@@ -23,8 +23,9 @@ pub struct Limits {
     pub table_elements: usize,
     /// Most core instances one component may create.
     pub instances: usize,
-    /// Most tables and memories one component may create.
+    /// Most tables one component may create.
     pub tables: usize,
+    /// Most linear memories one component may create.
     pub memories: usize,
     /// Largest string or list a host function accepts or returns (log lines,
     /// state values, operation results).

@@ -31,9 +31,12 @@ struct CallSeries {
 /// How a recorded call ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CallOutcome {
+    /// The call returned a result.
     Ok,
     /// Failed; `egress_denials` outbound requests were refused by the host.
     Error {
+        /// Outbound requests the host refused during the call (0 when the
+        /// call failed before or outside the plugin).
         egress_denials: usize,
     },
 }
@@ -46,11 +49,13 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// No series yet: each appears with its first recorded call or request.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Record one plugin call of `plugin` through `connection`.
+    /// Record one plugin call of `plugin` through `connection` (the
+    /// connection's name, used as the label value).
     pub fn record_call(
         &self,
         plugin: &str,

@@ -144,17 +144,31 @@ pub fn row_hash(prev_hash: &Value, content: &[Value]) -> String {
 pub enum ChainProblem {
     /// The row's content no longer matches its `hash`: it was edited (or
     /// another row's content was swapped into it).
-    Altered { seq: i64 },
+    Altered {
+        /// The altered row.
+        seq: i64,
+    },
     /// Rows `expected_seq..seq` are missing: removed from the middle.
-    Missing { seq: i64, expected_seq: i64 },
+    Missing {
+        /// The row found where `expected_seq` should have been.
+        seq: i64,
+        /// The first missing row.
+        expected_seq: i64,
+    },
     /// The row's `prev_hash` is not the previous row's `hash`: a row before
     /// it was removed, replaced or moved (or edited and re-hashed).
-    BrokenLink { seq: i64 },
+    BrokenLink {
+        /// The row whose `prev_hash` does not link.
+        seq: i64,
+    },
     /// The anchor given to [`verify_anchored`] does not match: the log was
     /// truncated (`found_hash` is `None`) or rewritten up to that row.
     AnchorMismatch {
+        /// The anchored row.
         seq: i64,
+        /// The hash the anchor recorded for it.
         expected_hash: String,
+        /// The row's hash now, or `None` when the row is gone.
         found_hash: Option<String>,
     },
 }
@@ -251,6 +265,7 @@ pub struct VerifyReport {
 }
 
 impl VerifyReport {
+    /// Whether the chain (and the anchor, when one was given) checked out.
     pub fn is_ok(&self) -> bool {
         self.problem.is_none()
     }
@@ -259,7 +274,9 @@ impl VerifyReport {
 /// A head recorded earlier from a [`VerifyReport`], kept outside the database.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Anchor {
+    /// The anchored row: a report's `last_seq`.
     pub seq: i64,
+    /// That row's hash: the report's `last_hash`.
     pub hash: String,
 }
 

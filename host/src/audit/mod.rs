@@ -22,25 +22,37 @@ use std::time::{Duration, SystemTime};
 /// What the host decided about an outbound request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
+    /// The request passed every check and is sent.
     Allowed,
+    /// The host refused the request and nothing was sent; the text says why
+    /// (stored as the row's `reason`).
     Denied(String),
 }
 
 /// One outbound request as recorded before it leaves.
 #[derive(Debug, Clone)]
 pub struct EgressRecord {
+    /// When the request was decided (stored as RFC 3339 UTC, microseconds).
     pub time: SystemTime,
+    /// The plugin that made the request (its manifest `id`).
     pub plugin_id: String,
+    /// The plugin's version (manifest `version`) at the time.
     pub plugin_version: String,
+    /// The connection the call ran on: its stable id, not its name.
     pub connection_id: String,
+    /// The project the call was resolved for, if any.
     pub project: Option<String>,
+    /// The HTTP method as sent (`GET`, `POST`, ...).
     pub method: String,
     /// URL with query values removed.
     pub url: String,
+    /// Size of the request body as sent, in bytes; 0 for a denied request.
     pub request_bytes: u64,
-    /// Hex SHA-256 of the request body.
+    /// Hex SHA-256 of the request body; empty for a denied request.
     pub request_sha256: String,
+    /// Whether the host added the connection's credential to the request.
     pub credential_used: bool,
+    /// Whether the request is sent or was refused (and why).
     pub decision: Decision,
     /// What the call wants on record about this request, as a JSON object
     /// (e.g. how many values of each kind redaction replaced); never a
@@ -51,9 +63,17 @@ pub struct EgressRecord {
 /// How a recorded request ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EgressOutcome {
+    /// HTTP status of the answer; `None` when none came (refused, connect
+    /// failure, timeout).
     pub status: Option<u16>,
+    /// Response body bytes the plugin read; 0 when the body was not read to
+    /// the end.
     pub response_bytes: u64,
+    /// From the commit of the request's record until its answer ended
+    /// (read, failed or dropped); zero for a denied request.
     pub duration: Duration,
+    /// Why the request failed, was refused or was cut short; `None` when it
+    /// completed.
     pub error: Option<String>,
 }
 
@@ -61,6 +81,9 @@ pub struct EgressOutcome {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct RecordId(pub u64);
 
+/// The audit log could not be written or read, or a filter value did not
+/// parse; the text says why. When [`AuditSink::begin`] fails this way the
+/// request is not sent.
 #[derive(Debug, thiserror::Error)]
 #[error("audit log write failed: {0}")]
 pub struct AuditError(pub String);
@@ -84,6 +107,7 @@ pub struct MemoryAudit {
 }
 
 impl MemoryAudit {
+    /// An empty log whose writes succeed.
     pub fn new() -> Self {
         Self::default()
     }

@@ -16,11 +16,14 @@ pub const DEFAULT_LIMIT: usize = 100;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DecisionKind {
+    /// The request was sent.
     Allowed,
+    /// The host refused the request; nothing was sent.
     Denied,
 }
 
 impl DecisionKind {
+    /// The stored spelling, `allowed` or `denied` (what `parse` accepts).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Allowed => "allowed",
@@ -47,16 +50,20 @@ impl std::str::FromStr for DecisionKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct AuditFilter {
+    /// Only requests made through this connection (its id).
     pub connection_id: Option<String>,
+    /// Only requests made by this plugin.
     pub plugin_id: Option<String>,
+    /// Only requests of calls resolved for this project.
     pub project: Option<String>,
+    /// Only allowed, or only denied, requests.
     pub decision: Option<DecisionKind>,
     /// Requests at or after this time: RFC 3339 (any offset) or `YYYY-MM-DD`
     /// (midnight UTC).
     pub since: Option<String>,
     /// Requests before this time (exclusive), same formats as `since`.
     pub until: Option<String>,
-    /// At most this many entries (the newest).
+    /// At most this many entries (the newest); [`DEFAULT_LIMIT`] unless set.
     pub limit: usize,
 }
 
@@ -77,21 +84,32 @@ impl Default for AuditFilter {
 /// One outbound request with how it ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AuditEntry {
+    /// The request row's `seq`: its position in the log (entries come
+    /// highest first).
     pub seq: i64,
     /// When the request was decided (RFC 3339 UTC).
     pub time: String,
+    /// The plugin that made the request.
     pub plugin_id: String,
+    /// The plugin's version at the time.
     pub plugin_version: String,
+    /// The connection's id (not its name).
     pub connection_id: String,
+    /// The project the call was resolved for, if any.
     pub project: Option<String>,
+    /// The HTTP method.
     pub method: String,
     /// URL with query values removed.
     pub url: String,
+    /// Whether the request was sent.
     pub decision: DecisionKind,
     /// Why the request was denied.
     pub reason: Option<String>,
+    /// Whether the host added the connection's credential.
     pub credential_used: bool,
+    /// Request body size in bytes; 0 when denied.
     pub request_bytes: u64,
+    /// Hex SHA-256 of the request body; empty when denied.
     pub request_sha256: String,
     /// JSON the call recorded about the request (e.g. redaction counts).
     pub detail: Option<String>,
@@ -103,11 +121,18 @@ pub struct AuditEntry {
 /// The outcome row of an [`AuditEntry`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AuditOutcome {
+    /// The outcome row's own `seq` (later than its request's).
     pub seq: i64,
+    /// When the outcome was recorded (RFC 3339 UTC).
     pub time: String,
+    /// HTTP status of the answer; `None` when none came.
     pub status: Option<u16>,
+    /// Response body bytes the plugin read.
     pub response_bytes: u64,
+    /// Milliseconds from the request's record to the end of its answer.
     pub duration_ms: u64,
+    /// Why the request failed, was refused or was cut short; `None` when it
+    /// completed.
     pub error: Option<String>,
 }
 

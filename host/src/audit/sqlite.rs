@@ -397,6 +397,7 @@ impl SqliteAudit {
         &self.path
     }
 
+    /// What a committed row survives, as chosen when the log was opened.
     pub fn durability(&self) -> AuditDurability {
         self.shared.durability
     }

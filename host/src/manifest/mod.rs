@@ -31,27 +31,47 @@ const MAX_MANIFEST_BYTES: usize = 64 * 1024;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct Manifest {
+    /// Stable identifier connections and installs refer to: 1-64 characters
+    /// of `a-z`, `0-9` and `-`, starting with a letter.
     pub id: String,
+    /// Display name; must not be blank.
     pub name: String,
+    /// The plugin's own semantic version (`1.2.3`, optionally with a
+    /// pre-release or build suffix).
     pub version: String,
+    /// The plugin API series it was built against (`major.minor`); must be
+    /// one of [`SUPPORTED_API_VERSIONS`].
     pub api_version: String,
+    /// What kind of connector it is, for listings.
     pub category: Category,
+    /// One-line summary shown by `inspect`; may be empty.
     #[serde(default)]
     pub description: String,
+    /// Which credentials a connection may carry (`[auth]`); absent means
+    /// none.
     #[serde(default)]
     pub auth: AuthSpec,
+    /// Destinations beyond the connection's `base-url` origin
+    /// (`[[egress]]`), approved by the operator at install.
     #[serde(default)]
     pub egress: Vec<EgressSpec>,
+    /// The connection settings schema (`[[settings]]`).
     #[serde(default)]
     pub settings: Vec<SettingSpec>,
 }
 
+/// What kind of connector a plugin is, for listings. Informational: what a
+/// plugin can do is decided by the interfaces its component exports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Category {
+    /// A general-purpose connector.
     Connector,
+    /// A document store (Confluence and the like).
     Documents,
+    /// A ticket system (ServiceNow incidents, Azure DevOps work items).
     Tickets,
+    /// An AI model provider (chat).
     AiProvider,
 }
 
@@ -66,11 +86,16 @@ impl fmt::Display for Category {
     }
 }
 
+/// The manifest's `[auth]` table: which credentials a connection of the
+/// plugin may carry and how the host obtains or sends them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct AuthSpec {
+    /// Credential kinds a connection may use. A connection without a
+    /// credential ([`AuthKind::None`]) is always allowed.
     #[serde(default)]
     pub kinds: Vec<AuthKind>,
+    /// The OAuth endpoints; required when `kinds` lists `oauth2`.
     pub oauth2: Option<OAuth2Spec>,
     /// Which settings name the API-key header and prefix, for plugins whose
     /// upstream takes the key in a configurable header (`Authorization:
@@ -89,13 +114,23 @@ pub struct ApiKeySpec {
     pub prefix_setting: Option<String>,
 }
 
+/// How a connection authenticates; spelled kebab-case in manifests
+/// (`api-key`). The host attaches the credential; the plugin never sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum AuthKind {
+    /// No credential: requests go out as the plugin wrote them.
     None,
+    /// A username and password, sent as `Authorization: Basic`.
     Basic,
+    /// A key sent in a header the connection names (see [`ApiKeySpec`]),
+    /// after an optional prefix.
     ApiKey,
+    /// A token sent as `Authorization: Bearer` (personal access tokens and
+    /// the like).
     Bearer,
+    /// An access token the host obtains and refreshes with the flow of
+    /// [`OAuth2Spec`], sent as `Authorization: Bearer`.
     Oauth2,
 }
 
@@ -122,13 +157,23 @@ impl fmt::Display for AuthKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct OAuth2Spec {
+    /// The authorisation endpoint the user is sent to; `{setting-name}`
+    /// placeholders are filled from the connection's settings.
     pub authorize_url: String,
+    /// The token endpoint (code exchange and refresh); placeholders as in
+    /// `authorize_url`.
     pub token_url: String,
+    /// Scopes requested at authorisation.
     #[serde(default)]
     pub scopes: Vec<String>,
+    /// Extra query parameters added to the authorisation URL.
     #[serde(default)]
     pub extra_params: BTreeMap<String, String>,
+    /// Environment variable holding the OAuth client id, used when neither
+    /// the connection nor the plugin has an OAuth app registered.
     pub client_id_env: Option<String>,
+    /// Environment variable holding the matching client secret; unset for a
+    /// public client.
     pub client_secret_env: Option<String>,
 }
 
@@ -256,16 +301,24 @@ impl EgressSpec {
     }
 }
 
+/// One connection setting the plugin declares (`[[settings]]`). Settings
+/// are non-secret: the plugin reads them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct SettingSpec {
+    /// The setting's name: kebab-case, unique in the manifest (`base-url`).
     pub name: String,
+    /// The type values are checked against (`type` in TOML).
     #[serde(rename = "type")]
     pub kind: SettingKind,
+    /// Whether a connection must have a value (given or defaulted).
     #[serde(default)]
     pub required: bool,
+    /// Help text shown by `inspect`; may be empty.
     #[serde(default)]
     pub description: String,
+    /// The value used when a connection gives none; checked like a given
+    /// value.
     pub default: Option<String>,
     /// Allowed values of an `enum`; allowed entries of `json-pointers`.
     #[serde(default)]
@@ -275,13 +328,19 @@ pub struct SettingSpec {
     pub required_keys: Vec<String>,
 }
 
+/// The type of a setting's value (values are stored as text).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SettingKind {
+    /// Any text.
     String,
+    /// An absolute http(s) URL without user info.
     Url,
+    /// A decimal integer that fits an `i64`.
     Integer,
+    /// Exactly `true` or `false`.
     Boolean,
+    /// One of the setting's `values`.
     Enum,
     /// A JSON object mapping entry names (from `values`) to JSON pointers
     /// (RFC 6901), e.g. where a gateway's request and answer fields are.
@@ -291,27 +350,50 @@ pub enum SettingKind {
 /// Why a manifest was refused. Each message names the fix.
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
+    /// The component has no [`MANIFEST_SECTION`] custom section: it was not
+    /// built with the SDK's `export!` and a manifest.
     #[error(
         "the component carries no `{MANIFEST_SECTION}` custom section: build the plugin with \
          `airlock_sdk::export!(.., manifest = \"airlock.toml\")`"
     )]
     Missing,
+    /// The component carries this many manifest sections (in it and its
+    /// nested modules); exactly one is allowed.
     #[error("the component carries {0} `{MANIFEST_SECTION}` sections; exactly one is allowed")]
     Duplicate(usize),
+    /// The manifest is this many bytes, over the 64 KiB limit.
     #[error("the manifest is {0} bytes; at most {MAX_MANIFEST_BYTES} are allowed")]
     TooLarge(usize),
+    /// The manifest section is not UTF-8.
     #[error("the manifest is not UTF-8 text")]
     NotUtf8,
+    /// The text is not TOML or does not fit the schema (unknown field,
+    /// wrong type, missing field); the parser's message.
     #[error("invalid manifest: {0}")]
     Syntax(String),
+    /// `api-version` is not one of [`SUPPORTED_API_VERSIONS`]: the plugin
+    /// must be rebuilt against a supported SDK.
     #[error(
         "the plugin targets airlock plugin API {found}, but this host implements {}; \
          rebuild the plugin against a supported airlock-sdk",
         SUPPORTED_API_VERSIONS.join(", ")
     )]
-    UnsupportedApi { found: String },
+    UnsupportedApi {
+        /// The `api-version` the manifest names.
+        found: String,
+    },
+    /// A field parses but fails validation (an id, version or setting name
+    /// of the wrong form, a credential on a plain-http or foreign-kind
+    /// egress entry, an `[auth.api-key]` naming an undeclared setting, ...).
     #[error("invalid manifest field `{field}`: {reason}")]
-    Field { field: String, reason: String },
+    Field {
+        /// The field, as a TOML path (`id`, `settings.name`,
+        /// `egress.credential`).
+        field: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An `[[egress]]` entry's URL or methods do not parse.
     #[error(transparent)]
     Egress(#[from] EgressEntryError),
 }

@@ -7,20 +7,36 @@ use std::collections::BTreeMap;
 use super::{Manifest, SettingKind, SettingSpec};
 use crate::net::Origin;
 
+/// Why a connection's settings do not fit the plugin's schema.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SettingsError {
+    /// A setting the manifest does not declare was given.
     #[error("plugin `{plugin}` has no setting `{name}`; its settings are: {known}")]
     Unknown {
+        /// The plugin's id.
         plugin: String,
+        /// The undeclared name.
         name: String,
+        /// The declared names, comma-separated (`(none)` when there are
+        /// none).
         known: String,
     },
+    /// A required setting has neither a value nor a default.
     #[error("setting `{name}` is required by plugin `{plugin}`")]
-    Missing { plugin: String, name: String },
+    Missing {
+        /// The plugin's id.
+        plugin: String,
+        /// The missing setting.
+        name: String,
+    },
+    /// A value (given or the default) is not of the setting's type.
     #[error("setting `{name}` = {value:?} is not {expected}")]
     Invalid {
+        /// The setting.
         name: String,
+        /// The offending value.
         value: String,
+        /// What was expected (`an integer`, `one of cloud, server`, ...).
         expected: String,
     },
 }

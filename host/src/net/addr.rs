@@ -3,7 +3,8 @@
 //!
 //! IPv6 forms that embed an IPv4 address (mapped, compatible, NAT64, 6to4) are
 //! judged by the address they embed, so `::ffff:169.254.169.254` is refused
-//! like `169.254.169.254`.
+//! like `169.254.169.254`; a 6to4 address is refused even when the address it
+//! embeds is public (it is routed through a relay), unless allowed.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -27,13 +28,17 @@ pub struct AddressPolicy {
     "address {ip} is {class}, which plugins may not reach (allow it explicitly with {ALLOW_PRIVATE_ENV})"
 )]
 pub struct AddressDenied {
+    /// The refused address, as resolved.
     pub ip: IpAddr,
+    /// What kind of address it is (`loopback`, `private (10.0.0.0/8)`, ...).
     pub class: &'static str,
 }
 
+/// An [`ALLOW_PRIVATE_ENV`] entry that is neither a CIDR nor an IP address.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid {ALLOW_PRIVATE_ENV} entry {entry:?}: expected a CIDR like 127.0.0.0/8 or ::1/128")]
 pub struct AllowListError {
+    /// The entry as written (trimmed).
     pub entry: String,
 }
 
@@ -77,6 +82,9 @@ impl AddressPolicy {
         &self.allowed
     }
 
+    /// Whether `ip` may be reached: an allowed range admits it (matching the
+    /// address or the IPv4 address it embeds); otherwise it must be globally
+    /// routable.
     pub fn check(&self, ip: IpAddr) -> Result<(), AddressDenied> {
         let effective = embedded_v4(ip).map(IpAddr::V4).unwrap_or(ip);
         if self

@@ -19,13 +19,17 @@ pub struct Origin {
     port: u16,
 }
 
+/// The schemes plugins may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Scheme {
+    /// `http`, default port 80.
     Http,
+    /// `https`, default port 443.
     Https,
 }
 
 impl Scheme {
+    /// The scheme as written in URLs.
     pub fn as_str(self) -> &'static str {
         match self {
             Scheme::Http => "http",
@@ -37,16 +41,24 @@ impl Scheme {
 /// Why a URL or rule was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RuleError {
+    /// The text (first field) is not an absolute URL; the parser's message.
     #[error("{0:?} is not an absolute URL: {1}")]
     Parse(String, String),
+    /// The scheme (given) is neither `http` nor `https`.
     #[error("scheme `{0}` is not allowed: only http and https")]
     Scheme(String),
+    /// The URL has no host, or an empty one (`http://./`).
     #[error("URL has no host")]
     NoHost,
+    /// The URL carries `user:password@`; credentials come from the vault,
+    /// never from a URL.
     #[error("credentials in the URL (`user@host`) are not allowed")]
     UserInfo,
+    /// An egress rule's URL has a query or fragment; rules match origin,
+    /// path and method only.
     #[error("a rule may not carry a query or fragment")]
     QueryOrFragment,
+    /// A rule's method (given) is not a valid HTTP method token.
     #[error("unknown HTTP method `{0}`")]
     Method(String),
 }
@@ -57,6 +69,7 @@ impl Origin {
         Ok(Target::parse(url)?.origin)
     }
 
+    /// `http` or `https`.
     pub fn scheme(&self) -> Scheme {
         self.scheme
     }
@@ -66,6 +79,7 @@ impl Origin {
         &self.host
     }
 
+    /// The port: explicit, or the scheme's default.
     pub fn port(&self) -> u16 {
         self.port
     }
@@ -182,8 +196,13 @@ impl Target {
 /// path prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EgressRule {
+    /// The granted origin; a request's must be equal (scheme, host, port).
     pub origin: Origin,
+    /// A path the request's must equal or lie under (`/v1` admits `/v1` and
+    /// `/v1/x`, not `/v10`), without a trailing slash; `None` admits every
+    /// path.
     pub path_prefix: Option<String>,
+    /// Methods allowed; empty allows every method.
     pub methods: Vec<http::Method>,
 }
 
@@ -219,6 +238,7 @@ impl EgressRule {
         }
     }
 
+    /// Whether a `method` request to `target` falls under this rule.
     pub fn allows(&self, method: &http::Method, target: &Target) -> bool {
         if self.origin != target.origin {
             return false;

@@ -94,7 +94,8 @@ impl KeySource {
     }
 
     /// Where the key comes from, for the start-up line. Never the key.
-    /// [`super::Vault::describe_source`] adds whether a key file was created.
+    /// The opened vault's description (`Vault::describe_source`) adds
+    /// whether a key file was created and whether it sits next to the data.
     pub fn describe(&self) -> String {
         match self {
             Self::Env => format!("environment variable {MASTER_KEY_VAR}"),

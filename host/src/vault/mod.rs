@@ -21,7 +21,7 @@
 //!
 //! The associated data binds a ciphertext to where it lives: for `secrets`
 //! the row id, the owner (connection or OAuth app and its id), the field and
-//! the key version; for [`Vault::seal_blob`] the caller's id (for
+//! the key version; for [`Vault::seal_blob_in`] the caller's id (for
 //! `oauth_states` the `state_hash`), the field (`pkce-verifier`) and the key
 //! version. A ciphertext copied to another row, owner or field does not
 //! decrypt. Every write of a secret gets a fresh row id, so even an older
@@ -120,11 +120,16 @@ impl SecretOwner {
     }
 }
 
-/// One key version, as [`Vault::versions`] reports it.
+/// One key version, as [`crate::Airlock::key_versions`] reports it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct KeyVersionInfo {
+    /// The version number: 1 for the vault's first key, one more for each
+    /// rotation.
     pub version: u32,
+    /// When it was created (RFC 3339 UTC).
     pub created_at: String,
+    /// Whether it is the active version, the one every secret is sealed
+    /// under; exactly one is.
     pub active: bool,
     /// Rows of `secrets` under this version.
     pub secrets: usize,
@@ -265,7 +270,10 @@ enum Expect {
     /// process last saw it; a newer one means a rotation just committed).
     #[cfg_attr(
         not(test),
-        expect(dead_code, reason = "only the out-of-transaction blob reader, used by tests, expects it")
+        expect(
+            dead_code,
+            reason = "only the out-of-transaction blob reader, used by tests, expects it"
+        )
     )]
     AtLeast(u32),
 }
@@ -587,8 +595,12 @@ impl Vault {
         seal_blob_under(&key, version, aad_id, field, plaintext)
     }
 
-    /// [`Vault::seal_blob`] under the active version as recorded in the
-    /// database `conn` sees (use the transaction that inserts the row).
+    /// Seal `plaintext` for a row of another table, bound to `aad_id` (for
+    /// `oauth_states` the `state_hash`) and `field` (for `oauth_states`
+    /// [`PKCE_VERIFIER_FIELD`]), under the active version as recorded in the
+    /// database `conn` sees: use the transaction that inserts the row. Store
+    /// the returned key version in the row's `key_version` column next to
+    /// the blob.
     pub fn seal_blob_in(
         &self,
         conn: &Connection,
@@ -626,9 +638,11 @@ impl Vault {
             .map_err(|_| VaultError::Decrypt { what: what() })
     }
 
-    /// [`Vault::open_blob`] checked against the active version as recorded
-    /// in the database `conn` sees: call it with the transaction that read
-    /// the row. It also finds a key version another process created.
+    /// Open a blob from [`Vault::seal_blob_in`]; `key_version` is the row's
+    /// `key_version` column. It is checked against the active version as
+    /// recorded in the database `conn` sees (call it with the transaction
+    /// that read the row), so a blob under an older version is refused as
+    /// stale. It also finds a key version another process created.
     pub fn open_blob_in(
         &self,
         conn: &Connection,

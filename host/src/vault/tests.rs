@@ -9,8 +9,8 @@ use rusqlite::params;
 use secrecy::{ExposeSecret, SecretString};
 use tempfile::TempDir;
 
-use super::*;
 use super::key_source::KEY_FILE;
+use super::*;
 use crate::store::{DB_FILE, Store};
 
 // ----- helpers ---------------------------------------------------------------

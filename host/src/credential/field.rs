@@ -16,6 +16,11 @@ pub const REFRESH_TOKEN: &str = "refresh-token";
 /// no `expires_in`. Not secret, but sealed next to the token so both are
 /// written in one transaction and can never disagree.
 pub const EXPIRES_AT: &str = "access-token-expires-at";
+/// Unix milliseconds from when the access token is due for a refresh: its
+/// expiry less the refresh margin, or less half its lifetime when it lives
+/// shorter than twice the margin (so a just-issued token is never due).
+/// Sealed in the same transaction as the token.
+pub const REFRESH_AT: &str = "access-token-refresh-at";
 /// An OAuth app's client secret (the connection's own or the plugin's
 /// organisation-level app).
 pub const CLIENT_SECRET: &str = "client-secret";

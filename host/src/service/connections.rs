@@ -216,13 +216,16 @@ fn check_scope(scope: &Scope) -> Result<(), ServiceError> {
     Ok(())
 }
 
+/// A new connection's stored auth settings and its secrets by vault field.
+type SealParts = (AuthConfig, Vec<(&'static str, SecretString)>);
+
 /// What a connection's auth input becomes: the non-secret part stored with
 /// the record, and the secrets to seal under their vault field names.
 fn seal_parts(
     auth: AuthInput,
     plugin: &PluginRecord,
     settings: &BTreeMap<String, String>,
-) -> Result<(AuthConfig, Vec<(&'static str, SecretString)>), ServiceError> {
+) -> Result<SealParts, ServiceError> {
     let mut config = AuthConfig::default();
     let mut secrets = Vec::new();
     match auth {

@@ -544,9 +544,10 @@ async fn expiry_refreshes_once_and_persists_the_rotated_refresh_token() {
     let logs = LogCapture::default();
     let _guard = logs.install();
     let s = setup().await;
-    // Issued already inside the refresh margin.
-    s.server.next_expires_in.store(30, Ordering::SeqCst);
+    // Issued with a lifetime inside the refresh margin: due halfway through.
+    s.server.next_expires_in.store(1, Ordering::SeqCst);
     connect(&s, "work").await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
     let first_refresh = secret(&s, "refresh-token").unwrap();
     s.server.next_expires_in.store(3600, Ordering::SeqCst);
 
@@ -577,6 +578,8 @@ async fn a_hundred_concurrent_calls_on_an_expired_token_refresh_once() {
     let s = setup().await;
     s.server.next_expires_in.store(1, Ordering::SeqCst);
     connect(&s, "work").await.unwrap();
+    // Due halfway through its one-second lifetime.
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
     s.server.next_expires_in.store(3600, Ordering::SeqCst);
     let calls = (0..100).map(|_| call(&s));
     let results = futures::future::join_all(calls).await;
@@ -585,6 +588,28 @@ async fn a_hundred_concurrent_calls_on_an_expired_token_refresh_once() {
     }
     assert_eq!(s.server.refresh_requests.load(Ordering::SeqCst), 1);
     assert_eq!(s.server.api_requests.load(Ordering::SeqCst), 100);
+}
+
+/// Tokens that live shorter than the refresh margin are due as soon as they
+/// arrive: a burst of calls still makes one refresh, not one per call, and
+/// no call fails on a refresh token another call already rotated.
+#[tokio::test]
+async fn a_hundred_concurrent_calls_refresh_once_when_tokens_live_shorter_than_the_margin() {
+    let s = setup().await;
+    s.server.next_expires_in.store(1, Ordering::SeqCst);
+    connect(&s, "work").await.unwrap();
+    // Due halfway through its one-second lifetime.
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    // The refreshed token is short-lived too (inside the 60 s margin).
+    s.server.next_expires_in.store(10, Ordering::SeqCst);
+    let calls = (0..100).map(|_| call(&s));
+    let results = futures::future::join_all(calls).await;
+    for r in results {
+        assert_eq!(r.unwrap(), "alice");
+    }
+    assert_eq!(s.server.refresh_requests.load(Ordering::SeqCst), 1);
+    assert_eq!(s.server.api_requests.load(Ordering::SeqCst), 100);
+    assert_eq!(secret(&s, "access-token"), s.server.current_access());
 }
 
 #[tokio::test]
@@ -603,6 +628,8 @@ async fn invalid_grant_on_refresh_needs_reauth() {
     let s = setup().await;
     s.server.next_expires_in.store(1, Ordering::SeqCst);
     connect(&s, "work").await.unwrap();
+    // Due halfway through its one-second lifetime.
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
     let before = s.server.token_requests.load(Ordering::SeqCst);
     s.server.set_mode(TokenMode::InvalidGrant);
     let err = call(&s).await.unwrap_err().to_string();

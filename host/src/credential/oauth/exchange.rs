@@ -16,7 +16,9 @@ use rusqlite::Transaction;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
-use super::{AppCredentials, Endpoints, OAuthContext, sanitize, unix_now};
+use super::{
+    AppCredentials, Endpoints, OAuthContext, REFRESH_MARGIN_SECS, sanitize, unix_now, unix_now_ms,
+};
 use crate::audit::{Decision, EgressOutcome, EgressRecord};
 use crate::credential::field;
 use crate::net::Target;
@@ -289,17 +291,35 @@ pub(crate) fn store_tokens(
         None => {}
     }
     match tokens.expires_in() {
-        Some(d) => vault.seal_secret(
-            tx,
-            &owner,
-            field::EXPIRES_AT,
-            &SecretString::from(expires_at(d).to_string()),
-        )?,
+        Some(d) => {
+            vault.seal_secret(
+                tx,
+                &owner,
+                field::EXPIRES_AT,
+                &SecretString::from(expires_at(d).to_string()),
+            )?;
+            vault.seal_secret(
+                tx,
+                &owner,
+                field::REFRESH_AT,
+                &SecretString::from(refresh_at_ms(d).to_string()),
+            )?;
+        }
         None => {
             vault.delete_secret(tx, &owner, field::EXPIRES_AT)?;
+            vault.delete_secret(tx, &owner, field::REFRESH_AT)?;
         }
     }
     Ok(())
+}
+
+/// When a token living `lifetime` from now is due for a refresh (Unix ms):
+/// [`REFRESH_MARGIN_SECS`] before it expires, or halfway through when it
+/// lives shorter than twice that.
+fn refresh_at_ms(lifetime: Duration) -> i64 {
+    let lifetime = i64::try_from(lifetime.as_millis()).unwrap_or(i64::MAX / 4);
+    let margin = (REFRESH_MARGIN_SECS * 1000).min(lifetime / 2);
+    unix_now_ms().saturating_add(lifetime - margin)
 }
 
 fn expires_at(d: Duration) -> i64 {

@@ -11,7 +11,7 @@ use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 
 use super::exchange::{self, AuditMeta, ExchangeError};
-use super::{OAuthContext, REFRESH_MARGIN_SECS, endpoints, unix_now};
+use super::{OAuthContext, REFRESH_MARGIN_SECS, endpoints, unix_now, unix_now_ms};
 use crate::credential::{Credential, CredentialError, CredentialSource, field};
 use crate::manifest::OAuth2Spec;
 use crate::store::connections::{self as repo, ConnectionRecord, ConnectionStatus};
@@ -37,6 +37,8 @@ impl fmt::Debug for OAuthCredential {
 struct Stored {
     access: SecretString,
     expires_at: Option<i64>,
+    /// Unix ms from when it is due; absent for tokens stored before it was.
+    refresh_at_ms: Option<i64>,
 }
 
 impl OAuthCredential {
@@ -72,22 +74,33 @@ impl OAuthCredential {
         let read = self.ctx.store.read(|c| {
             let access = vault.open_secret_in(c, &owner, field::ACCESS_TOKEN);
             let expires = vault.open_secret_in(c, &owner, field::EXPIRES_AT);
-            Ok((access, expires))
+            let refresh_at = vault.open_secret_in(c, &owner, field::REFRESH_AT);
+            Ok((access, expires, refresh_at))
         });
-        let (access, expires) = read.map_err(|e| self.unavailable(e))?;
+        let (access, expires, refresh_at) = read.map_err(|e| self.unavailable(e))?;
         let Some(access) = access.map_err(|e| self.unavailable(e))? else {
             return Ok(None);
         };
         let expires_at = expires
             .map_err(|e| self.unavailable(e))?
             .and_then(|s| s.expose_secret().parse::<i64>().ok());
-        Ok(Some(Stored { access, expires_at }))
+        let refresh_at_ms = refresh_at
+            .map_err(|e| self.unavailable(e))?
+            .and_then(|s| s.expose_secret().parse::<i64>().ok());
+        Ok(Some(Stored {
+            access,
+            expires_at,
+            refresh_at_ms,
+        }))
     }
 
     fn fresh(stored: &Stored) -> bool {
-        stored
-            .expires_at
-            .is_none_or(|t| t - REFRESH_MARGIN_SECS > unix_now())
+        match stored.refresh_at_ms {
+            Some(due) => unix_now_ms() < due,
+            None => stored
+                .expires_at
+                .is_none_or(|t| t - REFRESH_MARGIN_SECS > unix_now()),
+        }
     }
 
     fn needs_reauth(&self, reason: &str) -> CredentialError {
@@ -105,26 +118,25 @@ impl OAuthCredential {
         }
     }
 
-    /// Refresh under the connection's lock. After acquiring it, the stored
-    /// token is looked at again: when another caller already replaced it
-    /// (it differs from `rejected`, or is no longer due), that one is used.
-    async fn refresh_once(
-        &self,
-        rejected: Option<&SecretString>,
-    ) -> Result<SecretString, CredentialError> {
+    /// Refresh under the connection's lock, replacing `stale`: the access
+    /// token the caller found due (expired or about to) or saw refused. After
+    /// acquiring the lock the stored token is looked at again; when another
+    /// caller already replaced `stale`, that newer token is used. Comparing
+    /// with the token the caller saw, not with the clock, keeps this one
+    /// refresh per connection even when a fresh token's lifetime is shorter
+    /// than the refresh margin.
+    async fn refresh_once(&self, stale: &SecretString) -> Result<SecretString, CredentialError> {
         let lock = self.ctx.lock_for(&self.record.id);
         let _guard = lock.lock().await;
         let current = self.load()?.ok_or_else(|| CredentialError::Missing {
             connection: self.record.name.clone(),
         })?;
-        let replaced = match rejected {
-            Some(r) => !bool::from(
-                r.expose_secret()
-                    .as_bytes()
-                    .ct_eq(current.access.expose_secret().as_bytes()),
-            ),
-            None => Self::fresh(&current),
-        };
+        let replaced = !bool::from(
+            stale
+                .expose_secret()
+                .as_bytes()
+                .ct_eq(current.access.expose_secret().as_bytes()),
+        );
         if replaced {
             return Ok(current.access);
         }
@@ -199,7 +211,7 @@ impl CredentialSource for OAuthCredential {
             let token = if Self::fresh(&stored) {
                 stored.access
             } else {
-                self.refresh_once(None).await?
+                self.refresh_once(&stored.access).await?
             };
             Ok(Credential::Bearer { token })
         })
@@ -219,11 +231,9 @@ impl CredentialSource for OAuthCredential {
                 Credential::Bearer { token } => Some(token),
                 _ => None,
             };
-            let token = self
-                .refresh_once(Some(rejected.ok_or_else(|| {
-                    self.unavailable("the rejected credential is not a bearer token")
-                })?))
-                .await?;
+            let rejected = rejected
+                .ok_or_else(|| self.unavailable("the rejected credential is not a bearer token"))?;
+            let token = self.refresh_once(rejected).await?;
             Ok(Credential::Bearer { token })
         })
     }

@@ -133,6 +133,12 @@ pub mod host;
 pub mod http;
 pub mod sse;
 
+/// The version of the `airlock:plugin` WIT package this SDK builds plugins
+/// against. `wit_bindgen::generate!` takes only string literals, so the
+/// bindings below spell it again; a unit test fails if they or `wit/` drift
+/// from this constant.
+pub const API_VERSION: &str = "0.1.0";
+
 /// Generated bindings. Not part of the public API: use [`types`], [`host`],
 /// [`http`] and the traits instead.
 ///
@@ -622,6 +628,43 @@ mod tests {
     impl SyncSource for Nothing {}
     impl Chat for Nothing {
         type Stream = NoStream;
+    }
+
+    /// Every `airlock:plugin/<interface>@<version>` this file spells (the
+    /// literals in the `generate!` calls), as (interface, version).
+    fn spelled_versions() -> Vec<(&'static str, &'static str)> {
+        const PREFIX: &str = "airlock:plugin/";
+        let source = include_str!("lib.rs");
+        let mut found = Vec::new();
+        for (at, _) in source.match_indices(PREFIX) {
+            let rest = &source[at + PREFIX.len()..];
+            let name_end = rest
+                .find(|c: char| !(c.is_ascii_lowercase() || c == '-'))
+                .unwrap_or(rest.len());
+            let Some(tail) = rest[name_end..].strip_prefix('@') else {
+                continue;
+            };
+            let version_end = tail
+                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+                .unwrap_or(tail.len());
+            found.push((&rest[..name_end], &tail[..version_end]));
+        }
+        found
+    }
+
+    #[test]
+    fn bindings_use_api_version() {
+        let spelled = spelled_versions();
+        // Five exported interfaces, each remapping `types`.
+        assert!(spelled.len() >= 10, "{spelled:?}");
+        for (interface, version) in spelled {
+            assert_eq!(version, API_VERSION, "airlock:plugin/{interface}");
+        }
+        let worlds = include_str!("../../wit/worlds.wit");
+        assert!(
+            worlds.starts_with(&format!("package airlock:plugin@{API_VERSION};")),
+            "wit/worlds.wit does not declare airlock:plugin@{API_VERSION}"
+        );
     }
 
     #[test]

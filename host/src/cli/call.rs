@@ -10,6 +10,7 @@ pub struct CallArgs {
     /// Connection name or id.
     pub connection: String,
     /// `interface.operation`, e.g. `tickets.create` or `connector.test-connection`.
+    #[arg(long_help = operation_long_help())]
     pub operation: String,
     /// The operation's input as JSON, e.g. '{"id": "INC0010001"}'.
     #[arg(long, default_value = "null")]
@@ -17,6 +18,20 @@ pub struct CallArgs {
     /// Resolve and audit the call for this project.
     #[arg(long)]
     pub project: Option<String>,
+}
+
+/// `--help` for the operation argument: the list comes from the runtime's
+/// operation table, so it cannot go stale.
+fn operation_long_help() -> String {
+    let mut help = String::from(
+        "`interface.operation`, e.g. `tickets.create` or `connector.test-connection`.\n\n\
+         Operations (a plugin answers those of the interfaces it exports):",
+    );
+    for op in airlock::runtime::OPERATIONS {
+        help.push_str("\n  ");
+        help.push_str(op);
+    }
+    help
 }
 
 pub fn run(airlock: &Airlock, args: CallArgs) -> anyhow::Result<()> {

@@ -20,7 +20,10 @@ use crate::net::{EgressRule, RuleError, Scheme};
 /// Name of the custom section the SDK's `export!` macro writes the manifest to.
 pub const MANIFEST_SECTION: &str = "airlock-manifest";
 
-/// The plugin API versions this host implements (`airlock:plugin@0.1.x`).
+/// The plugin API versions (`major.minor`) a manifest's `api-version` may
+/// name: the series of [`crate::runtime::API_VERSION`], the WIT package the
+/// host implements (a unit test holds the two together; the manifest does
+/// not depend on the runtime for it).
 pub const SUPPORTED_API_VERSIONS: &[&str] = &["0.1"];
 
 /// Largest manifest accepted: generous for a settings schema, small enough that
@@ -785,5 +788,16 @@ default = '{"prompt": "/prompt"}'
         // The smallest valid core module: magic and version only.
         let err = Manifest::from_wasm(b"\0asm\x01\0\0\0").unwrap_err();
         assert!(matches!(err, ManifestError::Missing));
+    }
+
+    #[test]
+    fn the_host_api_series_is_supported() {
+        let version = crate::runtime::API_VERSION;
+        let (series, _patch) = version.rsplit_once('.').unwrap();
+        assert!(
+            SUPPORTED_API_VERSIONS.contains(&series),
+            "the host implements airlock:plugin@{version} but manifests may only name {}",
+            SUPPORTED_API_VERSIONS.join(", ")
+        );
     }
 }

@@ -2,7 +2,27 @@
 //!
 //! Bound to the `plugin-host` world, which exports every interface a plugin
 //! may export; the runtime loads only those a component actually has. WASI
-//! interfaces are wasmtime-wasi's own types.
+//! interfaces are wasmtime-wasi's own types. Also the one spelling of the
+//! package version the host implements, [`API_VERSION`].
+
+// The generated items carry the WIT's doc comments, and the WIT documents
+// only what needs it; the lint would ask for docs the WIT decides on.
+#![allow(missing_docs)]
+
+/// The version of the `airlock:plugin` WIT package the host is built
+/// against (`package airlock:plugin@…` in `wit/`). Export names, load errors
+/// and the import allow-list derive from it; unit tests fail if `wit/` or
+/// the manifest's `SUPPORTED_API_VERSIONS` disagree with it.
+pub const API_VERSION: &str = "0.1.0";
+
+/// The `major.minor` of [`API_VERSION`]: a plugin may import the host's
+/// interfaces at any patch version of this series.
+pub fn api_series() -> &'static str {
+    match API_VERSION.rsplit_once('.') {
+        Some((series, _patch)) => series,
+        None => API_VERSION,
+    }
+}
 
 wasmtime::component::bindgen!({
     path: "../wit",
@@ -20,3 +40,36 @@ wasmtime::component::bindgen!({
 
 pub use self::airlock::plugin::types;
 pub use self::exports::airlock::plugin::{chat, connector, documents, sync, tickets};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `bindgen!` reads the package version from `wit/`; the constant must
+    /// say the same or every export name the host looks up would miss.
+    #[test]
+    fn wit_package_is_api_version() {
+        let mut resolve = wit_parser::Resolve::default();
+        let (pkg, _) = resolve
+            .push_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../wit"))
+            .unwrap();
+        let name = &resolve.packages[pkg].name;
+        assert_eq!(
+            name.to_string(),
+            format!("airlock:plugin@{API_VERSION}"),
+            "wit/ declares {name}; change API_VERSION with it"
+        );
+        let worlds = include_str!("../../../wit/worlds.wit");
+        assert!(
+            worlds.starts_with(&format!("package airlock:plugin@{API_VERSION};")),
+            "wit/worlds.wit does not declare airlock:plugin@{API_VERSION}"
+        );
+    }
+
+    #[test]
+    fn api_series_is_major_minor() {
+        let series = api_series();
+        assert_eq!(series.split('.').count(), 2, "{series}");
+        assert!(API_VERSION.starts_with(&format!("{series}.")));
+    }
+}

@@ -1,6 +1,10 @@
 //! Calling a plugin's exports: one fresh store and instance per call, run
 //! under the call's deadline and CPU budget, with every failure mapped to a
 //! [`CallError`] that names the plugin, the connection and what to do.
+//!
+//! The typed method of each operation is generated from the operation table
+//! in `dispatch`; the streamed chat answer, which keeps its instance across
+//! pulls, is written out here under the table's name for it.
 
 use std::fmt;
 use std::future::Future;
@@ -14,6 +18,7 @@ use wasmtime::{Store, Trap, UpdateDeadline};
 use super::Runtime;
 use super::bindings::types::*;
 use super::call_data::{CallState, HostCtx, LimitExceeded, LimitHit};
+use super::dispatch::CHAT_STREAM;
 use super::plugin::{Interface, Plugin};
 use crate::connection::Connection;
 use crate::egress::{CallEgress, CallTracker};
@@ -22,10 +27,15 @@ use crate::net::EgressRule;
 /// Which limit stopped a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LimitKind {
+    /// Linear memory grew past its limit.
     Memory,
+    /// A table grew past its element limit.
     Table,
+    /// The call used up its epoch CPU budget.
     Cpu,
+    /// The wasm stack overflowed.
     Stack,
+    /// The call, or a stream's wait for its next delta, ran past its deadline.
     WallClock,
 }
 
@@ -47,9 +57,13 @@ pub enum CallError {
     /// The plugin returned a typed error (an expected failure).
     #[error("{plugin} on connection `{connection}`: {operation} failed: {}{}", describe(.error), denial_note(.denials))]
     Plugin {
+        /// `plugin <id>@<version>`.
         plugin: String,
+        /// The connection's name.
         connection: String,
+        /// The WIT name of the operation (`tickets.get`).
         operation: &'static str,
+        /// What the plugin returned.
         error: Box<PluginError>,
         /// Why the host refused outbound requests during the call.
         denials: Vec<String>,
@@ -59,8 +73,11 @@ pub enum CallError {
         "plugin {plugin} does not export the `{interface}` interface, so it cannot {operation}"
     )]
     NotExported {
+        /// `plugin <id>@<version>`.
         plugin: String,
+        /// The interface the operation belongs to.
         interface: Interface,
+        /// The WIT name of the operation.
         operation: &'static str,
     },
     /// The call breached a limit and was stopped.
@@ -68,10 +85,15 @@ pub enum CallError {
         "{plugin} on connection `{connection}`: {operation} stopped: it exceeded its {limit} limit ({detail}); the plugin is faulty or the limit too tight"
     )]
     Limit {
+        /// `plugin <id>@<version>`.
         plugin: String,
+        /// The connection's name.
         connection: String,
+        /// The WIT name of the operation.
         operation: &'static str,
+        /// Which limit.
         limit: LimitKind,
+        /// The limit's value, e.g. `33554432 bytes of linear memory`.
         detail: String,
     },
     /// The plugin crashed (a bug in the plugin).
@@ -79,27 +101,49 @@ pub enum CallError {
         "{plugin} on connection `{connection}`: {operation} crashed: {message}; report this to the plugin's author"
     )]
     Trap {
+        /// `plugin <id>@<version>`.
         plugin: String,
+        /// The connection's name.
         connection: String,
+        /// The WIT name of the operation.
         operation: &'static str,
+        /// The trap, or the host error that ended the call.
         message: String,
     },
     /// The plugin could not be instantiated.
     #[error("{plugin}: could not start an instance for {operation}: {message}")]
     Instantiate {
+        /// `plugin <id>@<version>`.
         plugin: String,
+        /// The WIT name of the operation.
         operation: &'static str,
+        /// Why instantiation failed.
         message: String,
     },
     /// `invoke_json` was given an operation name it does not know.
     #[error("unknown operation `{operation}`; operations are: {known}")]
-    UnknownOperation { operation: String, known: String },
+    UnknownOperation {
+        /// The name given.
+        operation: String,
+        /// [`OPERATIONS`](super::OPERATIONS), comma-separated.
+        known: String,
+    },
     /// `invoke_json` was given input that does not fit the operation.
     #[error("input for {operation} does not fit its contract: {message}")]
-    BadInput { operation: String, message: String },
+    BadInput {
+        /// The WIT name of the operation.
+        operation: String,
+        /// What did not fit, from the JSON decoder.
+        message: String,
+    },
     /// The connection is unusable as configured.
     #[error("connection `{connection}`: {message}")]
-    Connection { connection: String, message: String },
+    Connection {
+        /// The connection's name.
+        connection: String,
+        /// What is wrong with it.
+        message: String,
+    },
 }
 
 fn denial_note(denials: &[String]) -> String {
@@ -119,6 +163,7 @@ impl CallError {
         }
     }
 
+    /// The limit that stopped the call, when one did.
     pub fn limit(&self) -> Option<LimitKind> {
         match self {
             CallError::Limit { limit, .. } => Some(*limit),
@@ -355,88 +400,18 @@ fn plugin_label(plugin: &Plugin) -> String {
     format!("plugin {}@{}", plugin.id(), plugin.manifest().version)
 }
 
-/// Copy small arguments; borrow the rest, as the generated bindings expect.
-macro_rules! pass {
-    (copy $arg:ident) => {
-        $arg
-    };
-    (borrow $arg:ident) => {
-        &$arg
-    };
-}
-
-/// Generates one typed method per exported operation.
-macro_rules! operations {
-    ($( $(#[$doc:meta])* $iface:ident . $method:ident => $call:ident ( $( $pass:ident $arg:ident : $ty:ty ),* ) -> $ret:ty ;)*) => {
-        impl Runtime {
-            $(
-                $(#[$doc])*
-                pub async fn $method(
-                    &self,
-                    plugin: &Plugin,
-                    connection: &Connection,
-                    $( $arg: $ty ),*
-                ) -> Result<$ret, CallError> {
-                    const OP: &str = concat!(stringify!($iface), ".", stringify!($method));
-                    if plugin.exports.$iface.is_none() {
-                        return Err(CallError::NotExported {
-                            plugin: plugin_label(plugin),
-                            interface: iface_of(stringify!($iface)),
-                            operation: OP,
-                        });
-                    }
-                    self.run(plugin, connection, OP, move |call, plugin| {
-                        Box::pin(async move {
-                            let guest = plugin
-                                .exports
-                                .$iface
-                                .as_ref()
-                                .expect("checked above")
-                                .load(&mut call.store, &call.instance)?;
-                            guest.$call(&mut call.store $(, pass!($pass $arg))*).await
-                        })
-                    })
-                    .await
-                }
-            )*
-        }
-    };
-}
-
-fn iface_of(name: &str) -> Interface {
-    Interface::ALL
-        .into_iter()
-        .find(|i| i.name() == name)
-        .unwrap_or(Interface::Connector)
-}
-
-operations! {
-    /// `connector.test-connection`.
-    connector.test_connection => call_test_connection() -> ConnectionReport;
-    /// `documents.list-spaces`.
-    documents.list_spaces => call_list_spaces(copy limit: u32) -> Vec<Space>;
-    /// `documents.search-pages`.
-    documents.search_pages => call_search_pages(borrow query: PageQuery) -> Vec<PageSummary>;
-    /// `documents.get-page`.
-    documents.get_page => call_get_page(borrow id: String) -> Page;
-    /// `documents.publish-page`.
-    documents.publish_page => call_publish_page(borrow page: NewPage) -> Page;
-    /// `documents.update-page`.
-    documents.update_page => call_update_page(borrow update: PageUpdate) -> Page;
-    /// `tickets.search`.
-    tickets.search_tickets => call_search(borrow query: TicketQuery) -> Vec<Ticket>;
-    /// `tickets.create`.
-    tickets.create_ticket => call_create(borrow ticket: NewTicket) -> Ticket;
-    /// `tickets.get`.
-    tickets.get_ticket => call_get(borrow id: String) -> Ticket;
-    /// `tickets.update`.
-    tickets.update_ticket => call_update(borrow update: TicketUpdate) -> Ticket;
-    /// `sync.fetch-page`.
-    sync.fetch_page => call_fetch_page(borrow request: SyncRequest) -> SyncPage;
-    /// `chat.complete`.
-    chat.complete => call_complete(borrow request: ChatRequest) -> ChatResponse;
-    /// `chat.list-models`.
-    chat.list_models => call_list_models() -> Vec<ModelInfo>;
+/// The error for calling `operation` of a plugin that does not export its
+/// interface.
+pub(super) fn not_exported(
+    plugin: &Plugin,
+    interface: Interface,
+    operation: &'static str,
+) -> CallError {
+    CallError::NotExported {
+        plugin: plugin_label(plugin),
+        interface,
+        operation,
+    }
 }
 
 /// A streamed chat answer. Holds its call's instance until the stream ends
@@ -461,20 +436,17 @@ impl fmt::Debug for ChatStream {
 }
 
 impl Runtime {
-    /// `chat.stream`: open a streamed completion.
+    /// Open a streamed completion: the `chat.complete-stream` export (see
+    /// the operation table in `dispatch`).
     pub async fn chat_stream(
         self: &Arc<Self>,
         plugin: &Arc<Plugin>,
         connection: &Connection,
         request: ChatRequest,
     ) -> Result<ChatStream, CallError> {
-        const OP: &str = "chat.stream";
+        const OP: &str = CHAT_STREAM.name;
         if plugin.exports.chat.is_none() {
-            return Err(CallError::NotExported {
-                plugin: plugin_label(plugin),
-                interface: Interface::Chat,
-                operation: OP,
-            });
+            return Err(not_exported(plugin, CHAT_STREAM.interface, OP));
         }
         let deadline = Instant::now() + self.limits.wall_clock;
         let conn = Arc::new(connection.clone());
@@ -525,7 +497,7 @@ impl Runtime {
 impl ChatStream {
     /// The next delta, or `None` when the answer is complete.
     pub async fn next(&mut self) -> Result<Option<ChatDelta>, CallError> {
-        const OP: &str = "chat.stream.next";
+        const OP: &str = CHAT_STREAM.next;
         let Some(resource) = self.stream else {
             return Ok(None);
         };

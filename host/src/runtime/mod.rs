@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-pub use bindings::types;
+pub use bindings::{API_VERSION, types};
 pub use cache::CacheOutcome;
 pub use dispatch::OPERATIONS;
 pub use invoke::{CallError, ChatStream, LimitKind};

@@ -8,7 +8,7 @@ use std::fmt;
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, InstancePre};
 
-use super::bindings::{chat, connector, documents, sync, tickets};
+use super::bindings::{API_VERSION, api_series, chat, connector, documents, sync, tickets};
 use super::cache::CacheOutcome;
 use super::call_data::CallState;
 use crate::manifest::{Manifest, ManifestError};
@@ -18,14 +18,20 @@ use crate::net::EgressRule;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Interface {
+    /// `connector`: exported by every plugin.
     Connector,
+    /// `documents`: document stores.
     Documents,
+    /// `tickets`: ticket systems.
     Tickets,
+    /// `sync`: records for the host to persist.
     Sync,
+    /// `chat`: AI providers.
     Chat,
 }
 
 impl Interface {
+    /// Every interface, in WIT order.
     pub const ALL: [Interface; 5] = [
         Interface::Connector,
         Interface::Documents,
@@ -34,6 +40,7 @@ impl Interface {
         Interface::Chat,
     ];
 
+    /// The WIT interface name (`tickets`).
     pub fn name(self) -> &'static str {
         match self {
             Interface::Connector => "connector",
@@ -44,9 +51,10 @@ impl Interface {
         }
     }
 
-    /// The component-model export name, e.g. `airlock:plugin/connector@0.1.0`.
+    /// The component-model export name: `airlock:plugin/<name>@` and
+    /// [`API_VERSION`].
     pub fn export_name(self) -> String {
-        format!("airlock:plugin/{}@0.1.0", self.name())
+        format!("airlock:plugin/{}@{API_VERSION}", self.name())
     }
 }
 
@@ -59,41 +67,65 @@ impl fmt::Display for Interface {
 /// Why a `.wasm` was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    /// The bytes are not WebAssembly.
     #[error("not a WebAssembly file (it does not start with the `\\0asm` header)")]
     NotWasm,
+    /// A core module where a component is needed.
     #[error(
         "this is a core WebAssembly module, not a component: build the plugin for the \
          wasm32-wasip2 target with airlock-sdk"
     )]
     CoreModule,
+    /// The embedded manifest is missing or invalid.
     #[error(transparent)]
     Manifest(#[from] ManifestError),
+    /// The component cannot be parsed.
     #[error("the component is malformed (truncated or corrupt): {0}")]
     Invalid(String),
+    /// Compiling (or reading the compiled cache entry) failed.
     #[error("plugin {plugin} cannot be compiled: {message}")]
-    Compile { plugin: String, message: String },
+    Compile {
+        /// `<id>@<version>`.
+        plugin: String,
+        /// Why.
+        message: String,
+    },
+    /// The component imports something outside the allow-list.
     #[error(
         "the plugin imports `{import}`, which airlock does not provide: plugins may import only \
          airlock:plugin/host, wasi:http/outgoing-handler and the basic WASI interfaces Rust's \
          standard library links (no sockets, no filesystem access)"
     )]
-    ForbiddenImport { import: String },
+    ForbiddenImport {
+        /// The import's full name.
+        import: String,
+    },
+    /// The component lacks the `connector` export every plugin needs.
     #[error(
-        "the plugin exports no `airlock:plugin/connector@0.1.0` interface; every plugin must \
-         (build it with airlock_sdk::export!)"
+        "the plugin exports no `airlock:plugin/connector@{API_VERSION}` interface; every plugin \
+         must (build it with airlock_sdk::export!)"
     )]
     NoConnector,
-    #[error("export `{export}` does not match the airlock:plugin@0.1.0 contract: {reason}")]
-    BadExport { export: String, reason: String },
+    /// An export has the right name but the wrong shape.
+    #[error("export `{export}` does not match the airlock:plugin@{API_VERSION} contract: {reason}")]
+    BadExport {
+        /// The export's full name.
+        export: String,
+        /// What does not match.
+        reason: String,
+    },
+    /// The component's imports cannot be satisfied by this host.
     #[error("the plugin cannot be linked against this host: {0}")]
     Link(String),
 }
 
-/// Interface-name prefixes (before `@version`) a plugin may import, and the
+/// The host's own interfaces a plugin may import, at any patch of the
+/// [`API_VERSION`] series.
+const OWN_IMPORTS: &[&str] = &["airlock:plugin/host", "airlock:plugin/types"];
+
+/// Other interface names (before `@version`) a plugin may import, and the
 /// package versions they may carry.
 const ALLOWED_IMPORTS: &[(&str, &str)] = &[
-    ("airlock:plugin/host", "0.1."),
-    ("airlock:plugin/types", "0.1."),
     ("wasi:http/outgoing-handler", "0.2."),
     ("wasi:http/types", "0.2."),
     ("wasi:io/error", "0.2."),
@@ -122,6 +154,9 @@ const ALLOWED_IMPORTS: &[(&str, &str)] = &[
 
 fn import_allowed(name: &str) -> bool {
     let (iface, version) = name.split_once('@').unwrap_or((name, ""));
+    if OWN_IMPORTS.contains(&iface) {
+        return version.starts_with(&format!("{}.", api_series()));
+    }
     ALLOWED_IMPORTS
         .iter()
         .any(|(allowed, ver)| *allowed == iface && version.starts_with(ver))
@@ -160,22 +195,27 @@ impl fmt::Debug for Plugin {
 }
 
 impl Plugin {
+    /// The manifest embedded in the component.
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
     }
 
+    /// The manifest's plugin id.
     pub fn id(&self) -> &str {
         &self.manifest.id
     }
 
+    /// The hex SHA-256 of the `.wasm` file.
     pub fn sha256(&self) -> &str {
         &self.sha256
     }
 
+    /// The interfaces the component exports.
     pub fn interfaces(&self) -> &BTreeSet<Interface> {
         &self.interfaces
     }
 
+    /// Whether the component exports `interface`.
     pub fn exports(&self, interface: Interface) -> bool {
         self.interfaces.contains(&interface)
     }
@@ -291,7 +331,18 @@ mod tests {
     fn import_allow_list_is_exact() {
         assert!(import_allowed("wasi:http/outgoing-handler@0.2.12"));
         assert!(import_allowed("wasi:cli/environment@0.2.4"));
-        assert!(import_allowed("airlock:plugin/host@0.1.0"));
+        assert!(import_allowed(&format!(
+            "airlock:plugin/host@{API_VERSION}"
+        )));
+        assert!(import_allowed(&format!(
+            "airlock:plugin/types@{API_VERSION}"
+        )));
+        assert!(!import_allowed("airlock:plugin/host"));
+        // Another minor version whose name merely starts with ours (0.1 / 0.10).
+        assert!(!import_allowed(&format!(
+            "airlock:plugin/host@{}0.0",
+            api_series()
+        )));
         assert!(!import_allowed("wasi:sockets/tcp@0.2.12"));
         assert!(!import_allowed("wasi:http/incoming-handler@0.2.12"));
         assert!(!import_allowed("wasi:http/outgoing-handler@0.3.0"));

@@ -23,7 +23,7 @@ use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 pub use bindings::{API_VERSION, types};
-pub use cache::CacheOutcome;
+pub use cache::{ArtifactKey, CacheOutcome};
 pub use dispatch::OPERATIONS;
 pub use invoke::{CallError, ChatStream, LimitKind};
 pub use plugin::{Interface, LoadError, Plugin, precheck};
@@ -42,6 +42,9 @@ pub struct RuntimeConfig {
     pub limits: Limits,
     /// Where compiled components are cached; `None` compiles on every load.
     pub cache_dir: Option<PathBuf>,
+    /// The key that authenticates cached compiled components; `None` uses a
+    /// random key per process (another process's entries are recompiled).
+    pub artifact_key: Option<ArtifactKey>,
     /// Which addresses outbound requests may reach after DNS.
     pub address_policy: AddressPolicy,
     /// Pre-reserve instance slots (fast instantiation) instead of allocating
@@ -58,6 +61,7 @@ impl Default for RuntimeConfig {
         Self {
             limits: Limits::default(),
             cache_dir: None,
+            artifact_key: None,
             address_policy: AddressPolicy::global_only(),
             pooling: true,
             max_concurrent_calls: 256,
@@ -158,7 +162,7 @@ impl Runtime {
         Ok(Self {
             engine,
             linker,
-            cache: cache::ComponentCache::new(config.cache_dir),
+            cache: cache::ComponentCache::new(config.cache_dir, config.artifact_key),
             limits,
             egress,
             state: config.state,

@@ -284,6 +284,9 @@ impl Airlock {
         let runtime = Runtime::new(RuntimeConfig {
             limits: config.limits,
             cache_dir: Some(config.data_dir.join("cache")),
+            artifact_key: Some(crate::runtime::ArtifactKey::from_bytes(
+                vault.derive_key("compiled-cache"),
+            )),
             address_policy: config.address_policy,
             pooling: config.pooling,
             max_concurrent_calls: config.max_concurrent_calls,

@@ -664,6 +664,18 @@ impl Vault {
 
     // ----- key versions ---------------------------------------------------
 
+    /// A 256-bit key for `purpose`, derived from the master key
+    /// (HMAC-SHA256 of the purpose under the KEK): stable across restarts
+    /// for the same master key, useless to anyone who does not hold it.
+    pub(crate) fn derive_key(&self, purpose: &str) -> [u8; 32] {
+        use hmac::{Hmac, Mac};
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(self.kek.expose())
+            .expect("HMAC takes a key of any length");
+        mac.update(b"airlock derived key v1\0");
+        mac.update(purpose.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
     /// Create a new active key version and re-encrypt every secret and
     /// every `oauth_states` verifier under it, all in one transaction. The
     /// previous version stays (unused) until [`Vault::retire`]d.

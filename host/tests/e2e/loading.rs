@@ -132,3 +132,104 @@ async fn calling_an_interface_the_plugin_does_not_export_is_a_clear_error() {
         "{err}"
     );
 }
+
+/// The cache file a runtime wrote for `wasm` (named by its SHA-256).
+fn cache_file_of(dir: &std::path::Path, wasm: &[u8]) -> std::path::PathBuf {
+    use sha2::Digest as _;
+    let sha = hex::encode(sha2::Sha256::digest(wasm));
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(&sha))
+        .unwrap_or_else(|| panic!("no cache file for {sha}"))
+}
+
+#[tokio::test]
+async fn a_compiled_artifact_that_was_not_written_for_this_plugin_is_never_run() {
+    use airlock::runtime::{ArtifactKey, CacheOutcome};
+    let dir = tempfile::tempdir().unwrap();
+    let start = |key: [u8; 32]| {
+        Runtime::new(RuntimeConfig {
+            cache_dir: Some(dir.path().to_path_buf()),
+            artifact_key: Some(ArtifactKey::from_bytes(key)),
+            max_concurrent_calls: 4,
+            ..RuntimeConfig::default()
+        })
+        .unwrap()
+    };
+    let minimal = std::fs::read(airlock_test_artifacts::MINIMAL).unwrap();
+    let probe = std::fs::read(airlock_test_artifacts::PROBE).unwrap();
+    let host_key = [1; 32];
+    assert_eq!(
+        start(host_key).load(&minimal).unwrap().cache_outcome(),
+        CacheOutcome::Compiled
+    );
+    assert_eq!(
+        start(host_key).load(&probe).unwrap().cache_outcome(),
+        CacheOutcome::Compiled
+    );
+    assert_eq!(
+        start(host_key).load(&minimal).unwrap().cache_outcome(),
+        CacheOutcome::Cached
+    );
+
+    // Another plugin's valid artifact (with its own valid tag) copied over
+    // this plugin's entry: refused, recompiled from the pinned .wasm.
+    let minimal_file = cache_file_of(dir.path(), &minimal);
+    std::fs::copy(cache_file_of(dir.path(), &probe), &minimal_file).unwrap();
+    let runtime = start(host_key);
+    let reloaded = runtime.load(&minimal).unwrap();
+    assert_eq!(reloaded.cache_outcome(), CacheOutcome::Compiled);
+    assert_eq!(reloaded.id(), "minimal");
+    // What runs is minimal's code: it needs a base-url, which probe does not.
+    let err = runtime
+        .test_connection(&reloaded, &airlock::Connection::new("c1", "m"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("base-url"), "{err}");
+
+    // Truncated to less than a tag, or cut inside the artifact: recompiled.
+    for keep in [
+        10,
+        std::fs::metadata(&minimal_file).unwrap().len() as usize / 2,
+    ] {
+        let bytes = std::fs::read(&minimal_file).unwrap();
+        std::fs::write(&minimal_file, &bytes[..keep]).unwrap();
+        let again = start(host_key).load(&minimal).unwrap();
+        assert_eq!(
+            again.cache_outcome(),
+            CacheOutcome::Compiled,
+            "kept {keep} bytes"
+        );
+    }
+
+    // An artifact written under another key (another host, or someone who
+    // can write the directory but does not hold the key): recompiled.
+    assert_eq!(
+        start([2; 32]).load(&minimal).unwrap().cache_outcome(),
+        CacheOutcome::Compiled
+    );
+    assert_eq!(
+        start(host_key).load(&minimal).unwrap().cache_outcome(),
+        CacheOutcome::Compiled
+    );
+    assert_eq!(
+        start(host_key).load(&minimal).unwrap().cache_outcome(),
+        CacheOutcome::Cached
+    );
+}
+
+#[test]
+fn a_reopened_data_directory_loads_its_plugins_from_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let airlock = crate::service::open(dir.path());
+    crate::service::install(&airlock, airlock_test_artifacts::MINIMAL);
+    drop(airlock);
+    // The artifact key is derived from the master key: stable across starts.
+    let reopened = crate::service::open(dir.path());
+    let plugin = reopened.loaded_plugin("minimal").unwrap();
+    assert_eq!(
+        plugin.cache_outcome(),
+        airlock::runtime::CacheOutcome::Cached
+    );
+}

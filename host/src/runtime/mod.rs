@@ -39,6 +39,7 @@ use call_data::{CallState, HostApi};
 /// How to build a [`Runtime`].
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
+    /// What each call may use; a breach fails that call only.
     pub limits: Limits,
     /// Where compiled components are cached; `None` compiles on every load.
     pub cache_dir: Option<PathBuf>,
@@ -52,7 +53,10 @@ pub struct RuntimeConfig {
     pub pooling: bool,
     /// Most calls in flight at once (pool size).
     pub max_concurrent_calls: u32,
+    /// Where every outbound request is recorded before it leaves (and every
+    /// refusal); a failed write stops the request.
     pub audit: Arc<dyn AuditSink>,
+    /// Where plugins' key/value state lives.
     pub state: Arc<dyn PluginState>,
 }
 
@@ -102,6 +106,9 @@ const KEEP_RESIDENT_TABLE: usize = 64 << 10;
 const KEEP_RESIDENT_STACK: usize = 128 << 10;
 
 impl Runtime {
+    /// Build the engine (pooling allocator sized by the limits, epoch
+    /// interruption), the linker with exactly the interfaces plugins may
+    /// import, the filtering HTTP client and the epoch ticker.
     pub fn new(config: RuntimeConfig) -> anyhow::Result<Self> {
         let limits = config.limits.clone();
         let mut cfg = Config::new();
@@ -171,10 +178,12 @@ impl Runtime {
         })
     }
 
+    /// The limits every call runs under.
     pub fn limits(&self) -> &Limits {
         &self.limits
     }
 
+    /// Which addresses outbound requests may reach after DNS.
     pub fn address_policy(&self) -> &AddressPolicy {
         &self.address_policy
     }

@@ -75,41 +75,36 @@ pub fn run(airlock: &Airlock, cmd: AuditCommand) -> anyhow::Result<()> {
                 until,
                 limit,
             })?;
-            if json {
-                return output::json(&entries);
-            }
-            let rows: Vec<Vec<String>> = entries
-                .iter()
-                .map(|e| {
-                    vec![
-                        e.seq.to_string(),
-                        e.time.clone(),
-                        e.plugin_id.clone(),
-                        e.connection_id.clone(),
-                        e.method.clone(),
-                        e.url.clone(),
-                        e.decision.as_str().to_string(),
-                        e.outcome
-                            .as_ref()
-                            .and_then(|o| o.status)
-                            .map_or("-".into(), |s| s.to_string()),
-                    ]
-                })
-                .collect();
-            output::table(
-                &[
-                    "SEQ",
-                    "TIME",
-                    "PLUGIN",
-                    "CONNECTION",
-                    "METHOD",
-                    "URL",
-                    "DECISION",
-                    "STATUS",
-                ],
-                &rows,
-            );
-            Ok(())
+            output::emit(json, &entries, |entries| {
+                output::table(
+                    &[
+                        "SEQ",
+                        "TIME",
+                        "PLUGIN",
+                        "CONNECTION",
+                        "METHOD",
+                        "URL",
+                        "DECISION",
+                        "STATUS",
+                    ],
+                    entries,
+                    |e| {
+                        vec![
+                            e.seq.to_string(),
+                            e.time.clone(),
+                            e.plugin_id.clone(),
+                            e.connection_id.clone(),
+                            e.method.clone(),
+                            e.url.clone(),
+                            e.decision.as_str().to_string(),
+                            e.outcome
+                                .as_ref()
+                                .and_then(|o| o.status)
+                                .map_or("-".into(), |s| s.to_string()),
+                        ]
+                    },
+                );
+            })
         }
     }
 }

@@ -52,12 +52,10 @@ pub fn run(airlock: &Airlock, args: ChatArgs) -> anyhow::Result<()> {
     };
     if !args.stream {
         let answer = block_on(airlock.chat(&args.connection, input))?;
-        if args.json {
-            return output::json(&answer);
-        }
-        println!("{}", answer.content);
-        eprintln!("conversation: {}", answer.conversation_id);
-        return Ok(());
+        return output::emit(args.json, &answer, |answer| {
+            println!("{}", answer.content);
+            eprintln!("conversation: {}", answer.conversation_id);
+        });
     }
     block_on(async {
         let mut events = airlock.chat_stream(&args.connection, input).await?;
@@ -108,36 +106,29 @@ pub fn run_conversation(airlock: &Airlock, cmd: ConversationCommand) -> anyhow::
             json,
         } => {
             let list = airlock.conversations(connection.as_deref(), limit)?;
-            if json {
-                return output::json(&list);
-            }
-            let rows: Vec<Vec<String>> = list
-                .iter()
-                .map(|c| {
+            output::emit(json, &list, |list| {
+                output::table(&["ID", "UPDATED", "CONNECTION", "TITLE"], list, |c| {
                     vec![
                         c.id.clone(),
                         c.updated_at.clone(),
                         c.connection_id.clone(),
                         c.title.clone(),
                     ]
-                })
-                .collect();
-            output::table(&["ID", "UPDATED", "CONNECTION", "TITLE"], &rows);
-            Ok(())
+                });
+            })
         }
         ConversationCommand::Show { id, json } => {
             let (record, messages) = airlock.conversation(&id)?;
-            if json {
-                return output::json(&serde_json::json!({
-                    "conversation": record,
-                    "messages": messages,
-                }));
-            }
-            println!("{} ({})", record.title, record.id);
-            for m in messages {
-                println!("\n[{}] {}", m.role.as_str(), m.content);
-            }
-            Ok(())
+            let doc = serde_json::json!({
+                "conversation": record,
+                "messages": messages,
+            });
+            output::emit(json, &doc, |_| {
+                println!("{} ({})", record.title, record.id);
+                for m in &messages {
+                    println!("\n[{}] {}", m.role.as_str(), m.content);
+                }
+            })
         }
         ConversationCommand::Rm { id } => {
             airlock.delete_conversation(&id)?;

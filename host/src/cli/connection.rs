@@ -209,12 +209,8 @@ pub fn run(airlock: &Airlock, cmd: ConnectionCommand) -> anyhow::Result<()> {
                 plugin_id: plugin,
                 project,
             })?;
-            if json {
-                return output::json(&list);
-            }
-            let rows: Vec<Vec<String>> = list
-                .iter()
-                .map(|r| {
+            output::emit(json, &list, |list| {
+                output::table(&["NAME", "PLUGIN", "STATUS", "SCOPE", "ID"], list, |r| {
                     vec![
                         r.name.clone(),
                         r.plugin_id.clone(),
@@ -222,18 +218,12 @@ pub fn run(airlock: &Airlock, cmd: ConnectionCommand) -> anyhow::Result<()> {
                         scope_text(&r.scope),
                         r.id.clone(),
                     ]
-                })
-                .collect();
-            output::table(&["NAME", "PLUGIN", "STATUS", "SCOPE", "ID"], &rows);
-            Ok(())
+                });
+            })
         }
         ConnectionCommand::Show { name, json } => {
             let r = airlock.connection(&name)?;
-            if json {
-                return output::json(&r);
-            }
-            print_record(&r);
-            Ok(())
+            output::emit(json, &r, print_record)
         }
         ConnectionCommand::Set {
             name,
@@ -257,11 +247,7 @@ pub fn run(airlock: &Airlock, cmd: ConnectionCommand) -> anyhow::Result<()> {
                 changes.insert(k, None);
             }
             let record = airlock.update_connection_settings(&name, &changes)?;
-            if json {
-                return output::json(&record);
-            }
-            print_record(&record);
-            Ok(())
+            output::emit(json, &record, print_record)
         }
         ConnectionCommand::Test { name } => {
             let report = block_on(airlock.test_connection(&name))?;

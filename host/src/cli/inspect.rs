@@ -1,7 +1,8 @@
 //! `airlock plugin inspect`: the manifest and contract of a `.wasm`, read
 //! and checked without instantiating it.
 
-use airlock::{Runtime, RuntimeConfig};
+use super::output;
+use airlock::{Plugin, Runtime, RuntimeConfig};
 
 pub fn run(wasm: &[u8], json: bool) -> anyhow::Result<()> {
     // A non-pooling runtime with no cache: inspection compiles once to check
@@ -12,23 +13,25 @@ pub fn run(wasm: &[u8], json: bool) -> anyhow::Result<()> {
     })?;
     let plugin = runtime.load(wasm)?;
     let m = plugin.manifest();
-    if json {
-        let doc = serde_json::json!({
-            "id": m.id,
-            "name": m.name,
-            "version": m.version,
-            "api_version": m.api_version,
-            "category": m.category,
-            "description": m.description,
-            "sha256": plugin.sha256(),
-            "interfaces": plugin.interfaces(),
-            "auth": m.auth,
-            "egress": m.egress,
-            "settings": m.settings,
-        });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
-        return Ok(());
-    }
+    let doc = serde_json::json!({
+        "id": m.id,
+        "name": m.name,
+        "version": m.version,
+        "api_version": m.api_version,
+        "category": m.category,
+        "description": m.description,
+        "sha256": plugin.sha256(),
+        "interfaces": plugin.interfaces(),
+        "auth": m.auth,
+        "egress": m.egress,
+        "settings": m.settings,
+    });
+    output::emit(json, &doc, |_| print_human(&plugin))
+}
+
+/// The human form of `plugin inspect`: what an operator approves at install.
+fn print_human(plugin: &Plugin) {
+    let m = plugin.manifest();
     println!("{} ({}) {}", m.name, m.id, m.version);
     if !m.description.is_empty() {
         println!("  {}", m.description);
@@ -100,5 +103,4 @@ pub fn run(wasm: &[u8], json: bool) -> anyhow::Result<()> {
             }
         );
     }
-    Ok(())
 }

@@ -33,12 +33,8 @@ pub fn run(airlock: &Airlock, cmd: KeysCommand) -> anyhow::Result<()> {
         }
         KeysCommand::List { json } => {
             let versions = airlock.key_versions()?;
-            if json {
-                return output::json(&versions);
-            }
-            let rows: Vec<Vec<String>> = versions
-                .iter()
-                .map(|v| {
+            output::emit(json, &versions, |versions| {
+                output::table(&["VERSION", "STATE", "SECRETS", "CREATED"], versions, |v| {
                     vec![
                         v.version.to_string(),
                         if v.active {
@@ -49,10 +45,8 @@ pub fn run(airlock: &Airlock, cmd: KeysCommand) -> anyhow::Result<()> {
                         v.secrets.to_string(),
                         v.created_at.clone(),
                     ]
-                })
-                .collect();
-            output::table(&["VERSION", "STATE", "SECRETS", "CREATED"], &rows);
-            Ok(())
+                });
+            })
         }
     }
 }

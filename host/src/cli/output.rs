@@ -1,9 +1,30 @@
-//! Human tables and JSON for listing commands.
+//! What commands print: JSON under `--json`, tables and lines for people
+//! otherwise, and a progress line on a terminal.
 
-/// Print rows as an aligned table with a header.
-pub fn table(header: &[&str], rows: &[Vec<String>]) {
+use serde::Serialize;
+
+/// Print `value` as pretty JSON when `json` is set, else run `human` on it.
+///
+/// Every command with a `--json` flag answers through here, so scripts get
+/// the same JSON shape from each and the human form stays the caller's.
+pub fn emit<T: Serialize + ?Sized>(
+    json: bool,
+    value: &T,
+    human: impl FnOnce(&T),
+) -> anyhow::Result<()> {
+    if json {
+        return self::json(value);
+    }
+    human(value);
+    Ok(())
+}
+
+/// Print `items` as an aligned table with a header, one row each as `row`
+/// spells it, or `(none)` under the header when there are none.
+pub fn table<T>(header: &[&str], items: &[T], row: impl Fn(&T) -> Vec<String>) {
+    let rows: Vec<Vec<String>> = items.iter().map(row).collect();
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for row in rows {
+    for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
@@ -17,7 +38,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
         println!("{}", parts.join("  ").trim_end());
     };
     line(header.to_vec());
-    for row in rows {
+    for row in &rows {
         line(row.iter().map(String::as_str).collect());
     }
     if rows.is_empty() {
@@ -25,7 +46,8 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
     }
 }
 
-pub fn json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+/// Print `value` as pretty JSON and a newline on stdout.
+fn json<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }

@@ -95,12 +95,9 @@ pub fn run(airlock: &Airlock, cmd: PluginCommand) -> anyhow::Result<()> {
         }
         PluginCommand::List { json } => {
             let plugins = airlock.list_plugins()?;
-            if json {
-                return output::json(&plugins);
-            }
-            let rows: Vec<Vec<String>> = plugins
-                .iter()
-                .map(|p| {
+            output::emit(json, &plugins, |plugins| {
+                let header = ["ID", "VERSION", "CATEGORY", "SHA256", "UPDATED"];
+                output::table(&header, plugins, |p| {
                     vec![
                         p.id.clone(),
                         p.version.clone(),
@@ -108,10 +105,8 @@ pub fn run(airlock: &Airlock, cmd: PluginCommand) -> anyhow::Result<()> {
                         p.sha256[..12].to_string(),
                         p.updated_at.clone(),
                     ]
-                })
-                .collect();
-            output::table(&["ID", "VERSION", "CATEGORY", "SHA256", "UPDATED"], &rows);
-            Ok(())
+                });
+            })
         }
         PluginCommand::Rm { id } => {
             airlock.remove_plugin(&id)?;

@@ -31,12 +31,9 @@ pub struct SyncArgs {
 pub fn run(airlock: &Airlock, args: SyncArgs) -> anyhow::Result<()> {
     if args.runs {
         let runs = airlock.sync_runs(&args.connection, args.limit)?;
-        if args.json {
-            return output::json(&runs);
-        }
-        let rows: Vec<Vec<String>> = runs
-            .iter()
-            .map(|r| {
+        return output::emit(args.json, &runs, |runs| {
+            let header = ["STARTED", "STATUS", "KIND", "PAGES", "RECORDS", "ERROR"];
+            output::table(&header, runs, |r| {
                 vec![
                     r.started_at.clone(),
                     r.status.clone(),
@@ -49,31 +46,20 @@ pub fn run(airlock: &Airlock, args: SyncArgs) -> anyhow::Result<()> {
                     r.records.to_string(),
                     r.error.clone().unwrap_or_default(),
                 ]
-            })
-            .collect();
-        output::table(
-            &["STARTED", "STATUS", "KIND", "PAGES", "RECORDS", "ERROR"],
-            &rows,
-        );
-        return Ok(());
+            });
+        });
     }
     if args.records {
         let records = airlock.synced_records(&args.connection, args.limit, 0)?;
-        if args.json {
-            return output::json(&records);
-        }
-        let rows: Vec<Vec<String>> = records
-            .iter()
-            .map(|r| {
+        return output::emit(args.json, &records, |records| {
+            output::table(&["KIND", "ID", "UPDATED"], records, |r| {
                 vec![
                     r.kind.clone(),
                     r.record_id.clone(),
                     r.updated_at.clone().unwrap_or_default(),
                 ]
-            })
-            .collect();
-        output::table(&["KIND", "ID", "UPDATED"], &rows);
-        return Ok(());
+            });
+        });
     }
     let tty = std::io::stderr().is_terminal();
     let run = block_on(
@@ -90,16 +76,14 @@ pub fn run(airlock: &Airlock, args: SyncArgs) -> anyhow::Result<()> {
         eprintln!();
     }
     let run = run?;
-    if args.json {
-        return output::json(&run);
-    }
-    println!(
-        "sync of {} {}: {} pages, {} records ({})",
-        args.connection,
-        run.status,
-        run.pages,
-        run.records,
-        if run.full { "full" } else { "delta" }
-    );
-    Ok(())
+    output::emit(args.json, &run, |run| {
+        println!(
+            "sync of {} {}: {} pages, {} records ({})",
+            args.connection,
+            run.status,
+            run.pages,
+            run.records,
+            if run.full { "full" } else { "delta" }
+        );
+    })
 }

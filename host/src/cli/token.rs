@@ -61,34 +61,30 @@ pub fn run(airlock: &Airlock, cmd: TokenCommand) -> anyhow::Result<()> {
             json,
         } => {
             let created = airlock.create_token(&name, role.into(), project.as_deref())?;
-            if json {
-                return output::json(&serde_json::json!({
-                    "token": created.token.expose_secret(),
-                    "record": created.record,
-                }));
-            }
-            eprintln!(
-                "token `{}` ({}{}) created; it is shown only now:",
-                created.record.name,
-                created.record.role,
-                created
-                    .record
-                    .project
-                    .as_ref()
-                    .map(|p| format!(", project {p}"))
-                    .unwrap_or_default()
-            );
-            println!("{}", created.token.expose_secret());
-            Ok(())
+            let doc = serde_json::json!({
+                "token": created.token.expose_secret(),
+                "record": created.record,
+            });
+            output::emit(json, &doc, |_| {
+                eprintln!(
+                    "token `{}` ({}{}) created; it is shown only now:",
+                    created.record.name,
+                    created.record.role,
+                    created
+                        .record
+                        .project
+                        .as_ref()
+                        .map(|p| format!(", project {p}"))
+                        .unwrap_or_default()
+                );
+                println!("{}", created.token.expose_secret());
+            })
         }
         TokenCommand::List { json } => {
             let tokens = airlock.list_tokens()?;
-            if json {
-                return output::json(&tokens);
-            }
-            let rows: Vec<Vec<String>> = tokens
-                .iter()
-                .map(|t| {
+            output::emit(json, &tokens, |tokens| {
+                let header = ["NAME", "ROLE", "PROJECT", "CREATED", "REVOKED"];
+                output::table(&header, tokens, |t| {
                     vec![
                         t.name.clone(),
                         t.role.to_string(),
@@ -96,10 +92,8 @@ pub fn run(airlock: &Airlock, cmd: TokenCommand) -> anyhow::Result<()> {
                         t.created_at.clone(),
                         t.revoked_at.clone().unwrap_or_else(|| "-".into()),
                     ]
-                })
-                .collect();
-            output::table(&["NAME", "ROLE", "PROJECT", "CREATED", "REVOKED"], &rows);
-            Ok(())
+                });
+            })
         }
         TokenCommand::Revoke { name } => {
             let t = airlock.revoke_token(&name)?;

@@ -9,7 +9,7 @@ use std::str::FromStr;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use serde::{Deserialize, Serialize};
 
-use super::{StoreError, new_id, now};
+use super::{StoreError, exists, new_id, now};
 use crate::manifest::AuthKind;
 
 /// Whether a connection may be used.
@@ -154,28 +154,22 @@ pub fn insert_connection(
     tx: &Transaction<'_>,
     record: &ConnectionRecord,
 ) -> Result<ConnectionRecord, StoreError> {
-    let plugin_installed = tx
-        .query_row(
-            "SELECT 1 FROM plugins WHERE id = ?1",
-            [&record.plugin_id],
-            |_| Ok(()),
-        )
-        .optional()?
-        .is_some();
+    let plugin_installed = exists(
+        tx,
+        "SELECT 1 FROM plugins WHERE id = ?1",
+        [&record.plugin_id],
+    )?;
     if !plugin_installed {
         return Err(StoreError::NotFound(format!(
             "plugin `{}`",
             record.plugin_id
         )));
     }
-    let name_taken = tx
-        .query_row(
-            "SELECT 1 FROM connections WHERE name = ?1",
-            [&record.name],
-            |_| Ok(()),
-        )
-        .optional()?
-        .is_some();
+    let name_taken = exists(
+        tx,
+        "SELECT 1 FROM connections WHERE name = ?1",
+        [&record.name],
+    )?;
     if name_taken {
         return Err(StoreError::Conflict(format!(
             "a connection named `{}` already exists",

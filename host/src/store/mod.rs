@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use rusqlite::{Connection, Transaction, TransactionBehavior};
+use rusqlite::{Connection, OptionalExtension, Params, Transaction, TransactionBehavior};
 
 pub use cache::RecordCache;
 pub use migrate::{MIGRATIONS, Migration, migrate};
@@ -190,7 +190,48 @@ pub fn now() -> String {
         .expect("formatting the current time")
 }
 
+/// Whether `sql` (a `SELECT 1 ...` query) returns at least one row.
+///
+/// The repositories check for a row before writing so they can answer with
+/// their own `NotFound` or `Conflict` message instead of SQLite's constraint
+/// error; each caller keeps its message and this keeps the query.
+pub(crate) fn exists(
+    conn: &Connection,
+    sql: &str,
+    params: impl Params,
+) -> Result<bool, StoreError> {
+    Ok(conn
+        .query_row(sql, params, |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
 /// A random 128-bit id as lower-case hex.
 pub fn new_id() -> String {
     hex::encode(rand::random::<[u8; 16]>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exists_says_whether_a_row_matches() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (k TEXT, v TEXT); INSERT INTO t VALUES ('a', 'x');")
+            .unwrap();
+        let sql = "SELECT 1 FROM t WHERE k = ?1 AND v = ?2";
+        assert!(exists(&conn, sql, ["a", "x"]).unwrap());
+        assert!(!exists(&conn, sql, ["a", "y"]).unwrap());
+        assert!(exists(&conn, "SELECT 1 FROM t LIMIT 1", []).unwrap());
+        conn.execute("DELETE FROM t", []).unwrap();
+        assert!(!exists(&conn, "SELECT 1 FROM t LIMIT 1", []).unwrap());
+    }
+
+    #[test]
+    fn exists_passes_sql_errors_on() {
+        let conn = Connection::open_in_memory().unwrap();
+        let err = exists(&conn, "SELECT 1 FROM missing", []).unwrap_err();
+        assert!(matches!(err, StoreError::Sqlite(_)), "{err:?}");
+    }
 }

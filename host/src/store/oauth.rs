@@ -4,7 +4,7 @@
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use serde::Serialize;
 
-use super::{StoreError, new_id, now};
+use super::{StoreError, exists, new_id, now};
 
 /// The OAuth app (client) registered for a plugin.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -98,28 +98,22 @@ pub fn insert_oauth_state(
     tx: &Transaction<'_>,
     state: &OAuthStateRecord,
 ) -> Result<(), StoreError> {
-    let connection_exists = tx
-        .query_row(
-            "SELECT 1 FROM connections WHERE id = ?1",
-            [&state.connection_id],
-            |_| Ok(()),
-        )
-        .optional()?
-        .is_some();
+    let connection_exists = exists(
+        tx,
+        "SELECT 1 FROM connections WHERE id = ?1",
+        [&state.connection_id],
+    )?;
     if !connection_exists {
         return Err(StoreError::NotFound(format!(
             "connection `{}`",
             state.connection_id
         )));
     }
-    let duplicate = tx
-        .query_row(
-            "SELECT 1 FROM oauth_states WHERE state_hash = ?1",
-            [&state.state_hash],
-            |_| Ok(()),
-        )
-        .optional()?
-        .is_some();
+    let duplicate = exists(
+        tx,
+        "SELECT 1 FROM oauth_states WHERE state_hash = ?1",
+        [&state.state_hash],
+    )?;
     if duplicate {
         return Err(StoreError::Conflict(
             "an OAuth authorisation with this state is already pending; start a new one".into(),

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{Store, StoreError, now};
+use super::{Store, StoreError, exists, now};
 use crate::plugin_state::{PluginState, StateError};
 
 /// Plugin state kept in SQLite. Removed with its connection.
@@ -48,27 +48,21 @@ impl PluginState for SqlitePluginState {
         let stored = self
             .store
             .write(|tx| {
-                let exists = tx
-                    .query_row(
-                        "SELECT 1 FROM connections WHERE id = ?1",
-                        [connection_id],
-                        |_| Ok(()),
-                    )
-                    .optional()?
-                    .is_some();
-                if !exists {
+                let connection_exists = exists(
+                    tx,
+                    "SELECT 1 FROM connections WHERE id = ?1",
+                    [connection_id],
+                )?;
+                if !connection_exists {
                     return Err(StoreError::NotFound(format!(
                         "connection `{connection_id}`"
                     )));
                 }
-                let replacing = tx
-                    .query_row(
-                        "SELECT 1 FROM plugin_state WHERE connection_id = ?1 AND key = ?2",
-                        [connection_id, key],
-                        |_| Ok(()),
-                    )
-                    .optional()?
-                    .is_some();
+                let replacing = exists(
+                    tx,
+                    "SELECT 1 FROM plugin_state WHERE connection_id = ?1 AND key = ?2",
+                    [connection_id, key],
+                )?;
                 if !replacing {
                     let keys: i64 = tx.query_row(
                         "SELECT COUNT(*) FROM plugin_state WHERE connection_id = ?1",

@@ -6,7 +6,7 @@
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use serde::Serialize;
 
-use super::{StoreError, now};
+use super::{StoreError, exists, now};
 use crate::manifest::{EgressSpec, Manifest};
 
 /// An installed plugin.
@@ -84,11 +84,7 @@ pub fn list_plugins(conn: &Connection) -> Result<Vec<PluginRecord>, StoreError> 
 
 /// Uninstall plugin `id`. Refused while connections still use it.
 pub fn delete_plugin(tx: &Transaction<'_>, id: &str) -> Result<(), StoreError> {
-    let exists = tx
-        .query_row("SELECT 1 FROM plugins WHERE id = ?1", [id], |_| Ok(()))
-        .optional()?
-        .is_some();
-    if !exists {
+    if !exists(tx, "SELECT 1 FROM plugins WHERE id = ?1", [id])? {
         return Err(StoreError::NotFound(format!("plugin `{id}`")));
     }
     let mut stmt = tx.prepare("SELECT name FROM connections WHERE plugin_id = ?1 ORDER BY name")?;

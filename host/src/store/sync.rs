@@ -7,7 +7,7 @@
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use serde::Serialize;
 
-use super::{StoreError, new_id, now};
+use super::{StoreError, exists, new_id, now};
 
 /// One sync of a connection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -221,13 +221,17 @@ fn to_i64(n: usize) -> i64 {
 }
 
 fn ensure_connection(conn: &Connection, connection_id: &str) -> Result<(), StoreError> {
-    conn.query_row(
+    if exists(
+        conn,
         "SELECT 1 FROM connections WHERE id = ?1",
         [connection_id],
-        |_| Ok(()),
-    )
-    .optional()?
-    .ok_or_else(|| StoreError::NotFound(format!("connection `{connection_id}`")))
+    )? {
+        Ok(())
+    } else {
+        Err(StoreError::NotFound(format!(
+            "connection `{connection_id}`"
+        )))
+    }
 }
 
 fn run_owner_and_status(conn: &Connection, run_id: &str) -> Result<(String, String), StoreError> {

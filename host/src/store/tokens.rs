@@ -10,7 +10,7 @@ use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{StoreError, new_id, now};
+use super::{StoreError, exists, new_id, now};
 
 /// Prefix of every token, so a leaked one is recognisable in logs and
 /// secret scanners.
@@ -107,12 +107,7 @@ pub fn create_token(
     role: Role,
     project: Option<&str>,
 ) -> Result<(TokenRecord, String), StoreError> {
-    let taken = tx
-        .query_row("SELECT 1 FROM api_tokens WHERE name = ?1", [name], |_| {
-            Ok(())
-        })
-        .optional()?
-        .is_some();
+    let taken = exists(tx, "SELECT 1 FROM api_tokens WHERE name = ?1", [name])?;
     if taken {
         return Err(StoreError::Conflict(format!(
             "a token named `{name}` already exists; revoke it or pick another name"
@@ -171,10 +166,7 @@ pub fn list_tokens(conn: &Connection) -> Result<Vec<TokenRecord>, StoreError> {
 /// Whether any token, revoked or not, exists (the server creates a first
 /// admin token only on a data directory that never had one).
 pub fn any_token(conn: &Connection) -> Result<bool, StoreError> {
-    Ok(conn
-        .query_row("SELECT 1 FROM api_tokens LIMIT 1", [], |_| Ok(()))
-        .optional()?
-        .is_some())
+    exists(conn, "SELECT 1 FROM api_tokens LIMIT 1", [])
 }
 
 /// Revoke the token with this id or name. Revoking twice keeps the first

@@ -222,7 +222,7 @@ impl Tickets for AzureDevOps {
         }
         api::work_items(&org, &ids, None)?
             .into_iter()
-            .map(|item| model::ticket(&org, item))
+            .map(|item| model::ticket(item, |id| org.web_url(id)))
             .collect()
     }
 
@@ -264,13 +264,13 @@ impl Tickets for AzureDevOps {
             patch.set("add", &name, value, "fields")?;
         }
         let item = api::create(&org, kind, &patch.into_value())?;
-        model::ticket(&org, item)
+        model::ticket(item, |id| org.web_url(id))
     }
 
     fn get(id: String) -> Result<Ticket, PluginError> {
         let org = Org::from_settings()?;
         let id = model::parse_id(&id)?;
-        model::ticket(&org, api::work_item(&org, id)?)
+        model::ticket(api::work_item(&org, id)?, |id| org.web_url(id))
     }
 
     fn update(update: TicketUpdate) -> Result<Ticket, PluginError> {
@@ -313,7 +313,8 @@ impl Tickets for AzureDevOps {
                     .to_string(),
             ));
         }
-        model::ticket(&org, api::update(&org, id, &patch.into_value())?)
+        let item = api::update(&org, id, &patch.into_value())?;
+        model::ticket(item, |id| org.web_url(id))
     }
 }
 

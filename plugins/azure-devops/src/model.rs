@@ -3,8 +3,6 @@
 use airlock_sdk::types::{PluginError, Priority, Ticket};
 use serde_json::{Map, Value, json};
 
-use crate::api::Org;
-
 /// `System.Title` holds at most this many characters.
 pub const TITLE_LIMIT: usize = 255;
 
@@ -151,8 +149,11 @@ pub fn text_field(item: &Value, name: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// A work item answer as a ticket.
-pub fn ticket(org: &Org, item: Value) -> Result<Ticket, PluginError> {
+/// A work item answer as a ticket. `web_url` gives the page of work item
+/// `id` when the answer carries no `_links.html.href`; it is passed in because
+/// that URL comes from the organisation's settings (`api::Org`), and `api`
+/// builds on this module, not the other way round.
+pub fn ticket(item: Value, web_url: impl FnOnce(u64) -> String) -> Result<Ticket, PluginError> {
     let id = id_of(&item).ok_or_else(|| {
         PluginError::Upstream(airlock_sdk::types::UpstreamFailure {
             status: 200,
@@ -163,7 +164,7 @@ pub fn ticket(org: &Org, item: Value) -> Result<Ticket, PluginError> {
         .pointer("/_links/html/href")
         .and_then(Value::as_str)
         .map(str::to_string)
-        .unwrap_or_else(|| org.web_url(id));
+        .unwrap_or_else(|| web_url(id));
     let mut fields = match item.get("fields") {
         Some(Value::Object(map)) => map.clone(),
         _ => Map::new(),

@@ -16,13 +16,16 @@ use crate::manifest::AuthKind;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ConnectionStatus {
+    /// Calls go through.
     Active,
+    /// Calls are refused until the operator resumes it.
     Paused,
     /// The credential was refused or expired; the operator must re-authorise.
     NeedsReauth,
 }
 
 impl ConnectionStatus {
+    /// Every status, in declaration order.
     pub const ALL: [ConnectionStatus; 3] = [Self::Active, Self::Paused, Self::NeedsReauth];
 
     /// The stored (and serialized) form.
@@ -101,16 +104,25 @@ pub struct AuthConfig {
 /// A configured connection.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ConnectionRecord {
+    /// Random hex id; the vault keys the connection's secrets by it.
     pub id: String,
+    /// Unique name the operator calls it by.
     pub name: String,
+    /// The installed plugin it runs.
     pub plugin_id: String,
     /// Non-secret settings, by setting name.
     pub settings: BTreeMap<String, String>,
+    /// How the host authenticates its requests.
     pub auth_kind: AuthKind,
+    /// The non-secret part of that authentication.
     pub auth_config: AuthConfig,
+    /// Where it may be used: everywhere, or in named projects only.
     pub scope: Scope,
+    /// Whether it may be used now.
     pub status: ConnectionStatus,
+    /// RFC 3339 UTC, as [`now`] writes it.
     pub created_at: String,
+    /// RFC 3339 UTC, as [`now`] writes it.
     pub updated_at: String,
 }
 

@@ -15,12 +15,16 @@ use super::{StoreError, now};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MessageRole {
+    /// Instructions to the model (a domain prompt, a turn's system text).
     System,
+    /// The person chatting.
     User,
+    /// The model.
     Assistant,
 }
 
 impl MessageRole {
+    /// The stored (and serialized) form.
     pub fn as_str(self) -> &'static str {
         match self {
             MessageRole::System => "system",
@@ -42,22 +46,30 @@ impl MessageRole {
 /// A conversation without its messages.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ConversationRecord {
+    /// Random hex id.
     pub id: String,
+    /// The AI provider connection it belongs to.
     pub connection_id: String,
     /// The first user message, shortened.
     pub title: String,
+    /// RFC 3339 UTC.
     pub created_at: String,
+    /// RFC 3339 UTC of the last message.
     pub updated_at: String,
 }
 
 /// One stored message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MessageRecord {
+    /// Position in the conversation.
     pub seq: u32,
+    /// Who wrote it.
     pub role: MessageRole,
+    /// The text as stored (not redacted).
     pub content: String,
     /// The model that wrote an assistant message, when known.
     pub model: Option<String>,
+    /// RFC 3339 UTC.
     pub created_at: String,
 }
 

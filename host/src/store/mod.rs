@@ -39,17 +39,24 @@ pub const DB_FILE: &str = "airlock.db";
 /// How long a connection waits on another writer before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The data directory could not be created (or made private).
     #[error("cannot create data directory {path}: {source}")]
     DataDir {
+        /// The data directory.
         path: PathBuf,
+        /// The file system's error.
         #[source]
         source: std::io::Error,
     },
+    /// The database file could not be opened or its pragmas set.
     #[error("cannot open database {path}: {source}")]
     Open {
+        /// The database file.
         path: PathBuf,
+        /// SQLite's error.
         #[source]
         source: rusqlite::Error,
     },
@@ -58,15 +65,23 @@ pub enum StoreError {
          {supported}: it was written by a newer airlock; upgrade airlock (the database is \
          left untouched)"
     )]
+    /// The database's schema is newer than this build knows; it is not touched.
     TooNew {
+        /// The database file.
         path: PathBuf,
+        /// The schema version the database records.
         found: u32,
+        /// The newest schema version this build has migrations for.
         supported: u32,
     },
+    /// A migration failed; its transaction was rolled back.
     #[error("migration {version} ({name}) failed and was rolled back: {source}")]
     Migration {
+        /// The migration's version.
         version: u32,
+        /// The migration's name.
         name: &'static str,
+        /// SQLite's error.
         #[source]
         source: rusqlite::Error,
     },
@@ -74,16 +89,27 @@ pub enum StoreError {
         "migration {version} ({name}) recorded in the database differs from this airlock's \
          copy: the database was migrated by a different build"
     )]
-    MigrationMismatch { version: u32, name: &'static str },
+    /// An applied migration's recorded checksum differs from this build's SQL.
+    MigrationMismatch {
+        /// The migration's version.
+        version: u32,
+        /// The migration's name.
+        name: &'static str,
+    },
+    /// The named thing (e.g. "connection `x`") does not exist.
     #[error("{0} not found")]
     NotFound(String),
     /// Nothing matched a lookup; the message says what exists.
     #[error("{0}")]
     NoMatch(String),
+    /// The write clashes with what is stored (a taken name, a thing still in
+    /// use); the message says what to do.
     #[error("{0}")]
     Conflict(String),
+    /// A stored value does not decode (bad JSON, an unknown enum value).
     #[error("invalid stored data: {0}")]
     Corrupt(String),
+    /// Any other SQLite error.
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
 }

@@ -9,10 +9,15 @@ use super::{StoreError, exists, new_id, now};
 /// The OAuth app (client) registered for a plugin.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct OAuthAppRecord {
+    /// Random hex id; the vault keys the client secret by it.
     pub id: String,
+    /// The plugin whose connections use this app.
     pub plugin_id: String,
+    /// The client id the provider issued (not secret).
     pub client_id: String,
+    /// RFC 3339 UTC.
     pub created_at: String,
+    /// RFC 3339 UTC.
     pub updated_at: String,
 }
 

@@ -12,14 +12,19 @@ use crate::manifest::{EgressSpec, Manifest};
 /// An installed plugin.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PluginRecord {
+    /// The manifest's id.
     pub id: String,
+    /// The manifest's version.
     pub version: String,
     /// Hex SHA-256 of the `.wasm`, which lives in `<data-dir>/plugins/<sha256>.wasm`.
     pub sha256: String,
+    /// The manifest as parsed at install.
     pub manifest: Manifest,
     /// The egress rules the operator approved (a subset of the manifest's).
     pub approved_grant: Vec<EgressSpec>,
+    /// RFC 3339 UTC of the first install.
     pub installed_at: String,
+    /// RFC 3339 UTC of the last install (an upgrade or reinstall).
     pub updated_at: String,
 }
 

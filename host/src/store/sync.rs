@@ -12,11 +12,15 @@ use super::{StoreError, exists, new_id, now};
 /// One sync of a connection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SyncRun {
+    /// Random hex id.
     pub id: String,
+    /// The connection synced.
     pub connection_id: String,
     /// A full sync from the beginning, rather than from the last cursor.
     pub full: bool,
+    /// RFC 3339 UTC.
     pub started_at: String,
+    /// RFC 3339 UTC; `None` while running.
     pub finished_at: Option<String>,
     /// `running`, `succeeded` or `failed`.
     pub status: String,
@@ -26,14 +30,18 @@ pub struct SyncRun {
     pub pages: u32,
     /// Records written (an update of an existing record counts).
     pub records: u64,
+    /// Why a failed run failed.
     pub error: Option<String>,
 }
 
 /// A synced record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SyncRecordRow {
+    /// The plugin's name for the record's type (e.g. `work-item`, `page`).
     pub kind: String,
+    /// The record's id upstream, unique within its kind and connection.
     pub record_id: String,
+    /// When upstream last changed it, as the plugin reported.
     pub updated_at: Option<String>,
     /// The record as a JSON document.
     pub data: String,

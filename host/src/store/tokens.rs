@@ -30,8 +30,10 @@ pub enum Role {
 }
 
 impl Role {
+    /// Every role, least privileged first.
     pub const ALL: [Role; 3] = [Role::User, Role::Operator, Role::Admin];
 
+    /// The stored (and serialized) form.
     pub fn as_str(self) -> &'static str {
         match self {
             Role::User => "user",
@@ -61,12 +63,17 @@ impl FromStr for Role {
 /// A stored token (without the token).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TokenRecord {
+    /// Random hex id.
     pub id: String,
+    /// Unique name the operator revokes it by.
     pub name: String,
+    /// What it may do.
     pub role: Role,
     /// The only project the token may act in; `None` for every project.
     pub project: Option<String>,
+    /// RFC 3339 UTC.
     pub created_at: String,
+    /// RFC 3339 UTC of the revocation; `None` while the token is valid.
     pub revoked_at: Option<String>,
 }
 

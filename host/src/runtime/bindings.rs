@@ -45,6 +45,19 @@ pub use self::exports::airlock::plugin::{chat, connector, documents, sync, ticke
 mod tests {
     use super::*;
 
+    /// Manifests name the API series; the one this host implements must be
+    /// among those it accepts.
+    #[test]
+    fn the_host_api_series_is_supported() {
+        let version = API_VERSION;
+        let (series, _patch) = version.rsplit_once('.').unwrap();
+        assert!(
+            crate::manifest::SUPPORTED_API_VERSIONS.contains(&series),
+            "the host implements airlock:plugin@{version} but manifests may only name {}",
+            SUPPORTED_API_VERSIONS.join(", ")
+        );
+    }
+
     /// `bindgen!` reads the package version from `wit/`; the constant must
     /// say the same or every export name the host looks up would miss.
     #[test]

@@ -1517,7 +1517,10 @@ async fn authorise(airlock: &airlock::Airlock, name: &str) {
     assert_eq!(q["client_id"], "confluence-client");
     assert!(q["scope"].contains("offline_access"), "{q:?}");
     airlock
-        .oauth_callback(&format!("code=the-code&state={}", start.state))
+        .oauth_callback(
+            &format!("code=the-code&state={}", start.state),
+            &start.redirect_uri,
+        )
         .await
         .unwrap();
 }

@@ -45,6 +45,8 @@ struct AuthState {
     client: (String, String),
     last_authorize_query: String,
     issued: Vec<String>,
+    /// An `iss` to add to the authorisation response (RFC 9207).
+    iss: Option<String>,
 }
 
 /// The authorisation server stand-in, which also plays the upstream API
@@ -73,6 +75,7 @@ impl AuthServer {
                 client: (CLIENT_ID.into(), CLIENT_SECRET.into()),
                 last_authorize_query: String::new(),
                 issued: Vec::new(),
+                iss: None,
             })),
             token_requests: Arc::default(),
             refresh_requests: Arc::default(),
@@ -172,11 +175,15 @@ impl AuthServer {
                     code.clone(),
                     (q["code_challenge"].clone(), q["redirect_uri"].clone()),
                 );
-                let location = format!(
+                let mut location = format!(
                     "{}?code={code}&state={}",
                     q["redirect_uri"],
                     url::form_urlencoded::byte_serialize(q["state"].as_bytes()).collect::<String>()
                 );
+                if let Some(iss) = &st.iss {
+                    location.push_str("&iss=");
+                    location.extend(url::form_urlencoded::byte_serialize(iss.as_bytes()));
+                }
                 Response::builder()
                     .status(StatusCode::FOUND)
                     .header("location", location)
@@ -651,16 +658,23 @@ async fn invalid_grant_on_refresh_needs_reauth() {
     assert_eq!(call(&s).await.unwrap(), "alice");
 }
 
+/// Where `oauth_start_on(.., 1)` sends the browser back.
+const REDIRECT_1: &str = "http://127.0.0.1:1/callback";
+
 #[tokio::test]
 async fn bad_callbacks_are_refused() {
     let s = setup().await;
     let a = &s.airlock;
 
-    let err = a.oauth_callback("code=abc").await.unwrap_err().to_string();
+    let err = a
+        .oauth_callback("code=abc", REDIRECT_1)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("no `state`"), "{err}");
     a.oauth_start_on("work", 1).unwrap();
     let err = a
-        .oauth_callback("code=abc&state=forged")
+        .oauth_callback("code=abc&state=forged", REDIRECT_1)
         .await
         .unwrap_err()
         .to_string();
@@ -669,9 +683,17 @@ async fn bad_callbacks_are_refused() {
     // Replayed: the first use consumes the state, even though it failed.
     let start = a.oauth_start_on("work", 1).unwrap();
     let q = format!("error=access_denied&state={}", start.state);
-    let err = a.oauth_callback(&q).await.unwrap_err().to_string();
+    let err = a
+        .oauth_callback(&q, REDIRECT_1)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("access_denied"), "{err}");
-    let err = a.oauth_callback(&q).await.unwrap_err().to_string();
+    let err = a
+        .oauth_callback(&q, REDIRECT_1)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("unknown or already used"), "{err}");
 
     // Expired.
@@ -683,7 +705,7 @@ async fn bad_callbacks_are_refused() {
     )
     .unwrap();
     let err = a
-        .oauth_callback(&format!("code=abc&state={}", start.state))
+        .oauth_callback(&format!("code=abc&state={}", start.state), REDIRECT_1)
         .await
         .unwrap_err()
         .to_string();
@@ -890,4 +912,79 @@ fn placeholder_values_cannot_escape_their_place_in_an_endpoint() {
     add("dots", "..");
     let err = airlock.oauth_start_on("dots", 1).unwrap_err().to_string();
     assert!(err.contains("`tenant`") && err.contains("`..`"), "{err}");
+}
+
+/// RFC 9207: an authorisation response naming another issuer is refused
+/// before its code is exchanged; one naming this provider goes through.
+#[tokio::test]
+async fn a_callback_from_another_issuer_is_refused_before_any_exchange() {
+    let s = setup().await;
+    s.server.state.lock().unwrap().iss = Some("https://evil.example".into());
+    let err = connect(&s, "work").await.unwrap_err().to_string();
+    assert!(
+        err.contains("issuer") && err.contains("evil.example"),
+        "{err}"
+    );
+    assert_eq!(s.server.token_requests.load(Ordering::SeqCst), 0);
+    assert_eq!(
+        s.airlock.connection("work").unwrap().status,
+        ConnectionStatus::NeedsReauth
+    );
+    // Same origin as the authorisation endpoint: accepted.
+    s.server.state.lock().unwrap().iss = Some(s.server.uri());
+    connect(&s, "work").await.unwrap();
+    assert_eq!(call(&s).await.unwrap(), "alice");
+}
+
+/// A state answers only the flow that created it: a flow started for the
+/// management API's callback is not completed at a CLI listener, nor at
+/// another redirect, and the listener does not even consume it.
+#[tokio::test]
+async fn a_callback_is_bound_to_the_flow_and_redirect_that_started_it() {
+    let s = setup().await;
+    let api = s
+        .airlock
+        .oauth_start_redirect("work", "https://airlock.example/api/v1/oauth/callback")
+        .unwrap();
+    // The provider's answer for the API flow, delivered to a CLI listener
+    // waiting for a flow of its own.
+    let listener = CallbackListener::bind(0).await.unwrap();
+    let port = listener.port();
+    let cli = s.airlock.oauth_start_on("work", port).unwrap();
+    let stray = format!(
+        "http://127.0.0.1:{port}/callback?code=c&state={}",
+        api.state
+    );
+    let serve = s.airlock.oauth_serve(listener, &cli);
+    let deliver = async {
+        let (status, _, page) = get(&stray).await;
+        // Then the listener's own answer ends it.
+        let own = format!(
+            "http://127.0.0.1:{port}/callback?error=access_denied&state={}",
+            cli.state
+        );
+        let _ = get(&own).await;
+        (status, page)
+    };
+    let (served, (status, page)) = tokio::join!(serve, deliver);
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{page}");
+    assert!(page.contains("another authorisation"), "{page}");
+    assert!(served.unwrap_err().to_string().contains("access_denied"));
+
+    // The stray state was not consumed; delivered to the wrong redirect it
+    // is refused (and consumed) without an exchange.
+    let err = s
+        .airlock
+        .oauth_callback(
+            &format!("code=c&state={}", api.state),
+            &format!("http://127.0.0.1:{port}/callback"),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("was started for https://airlock.example"),
+        "{err}"
+    );
+    assert_eq!(s.server.token_requests.load(Ordering::SeqCst), 0);
 }

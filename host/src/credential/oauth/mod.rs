@@ -246,6 +246,40 @@ impl OAuthContext {
 pub(crate) struct Endpoints {
     pub authorize: url::Url,
     pub token: url::Url,
+    /// The declared issuer identifier, placeholders filled.
+    pub issuer: Option<String>,
+}
+
+impl Endpoints {
+    /// Check a callback's `iss` (RFC 9207): the declared issuer exactly, or
+    /// without one, the authorisation endpoint's origin. A mismatch means the
+    /// answer may come from another identity provider (a mix-up attack).
+    pub fn check_issuer(&self, plugin: &str, iss: &str) -> Result<(), OAuthError> {
+        let given = iss.trim_end_matches('/');
+        let matches = match &self.issuer {
+            Some(expected) => given == expected.trim_end_matches('/'),
+            None => {
+                let origin = |u: &str| Target::parse(u).map(|t| t.origin);
+                origin(given).is_ok_and(|o| Ok(o) == origin(self.authorize.as_str()))
+            }
+        };
+        if matches {
+            return Ok(());
+        }
+        let expected = match &self.issuer {
+            Some(issuer) => issuer.clone(),
+            None => format!(
+                "an issuer at {}",
+                self.authorize.origin().ascii_serialization()
+            ),
+        };
+        Err(OAuthError::Callback(format!(
+            "the callback names issuer {:?}, but plugin `{plugin}`'s provider is {expected}; \
+             the answer may come from another identity provider, so nothing was exchanged; \
+             start again with `airlock oauth connect`",
+            sanitize(iss)
+        )))
+    }
 }
 
 /// Substitute `{setting-name}` placeholders in the manifest's URLs from the
@@ -292,6 +326,11 @@ pub(crate) fn endpoints(
     Ok(Endpoints {
         authorize: one(&spec.authorize_url, "authorize-url")?,
         token: one(&spec.token_url, "token-url")?,
+        issuer: spec
+            .issuer
+            .as_deref()
+            .map(|i| one(i, "issuer").map(|u| u.to_string()))
+            .transpose()?,
     })
 }
 
@@ -423,6 +462,7 @@ mod tests {
             extra_params: BTreeMap::new(),
             client_id_env: None,
             client_secret_env: None,
+            issuer: None,
         };
         let e = endpoints("ado", &spec, &settings).unwrap();
         assert_eq!(
@@ -489,6 +529,7 @@ mod tests {
             extra_params: BTreeMap::new(),
             client_id_env: None,
             client_secret_env: None,
+            issuer: None,
         };
         let none = BTreeMap::new();
         assert!(endpoints("p", &mk("http://127.0.0.1:9/a"), &none).is_ok());

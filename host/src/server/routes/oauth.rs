@@ -80,7 +80,10 @@ async fn callback(
 ) -> Response {
     let result = state
         .airlock()
-        .oauth_callback(query.as_deref().unwrap_or_default())
+        .oauth_callback(
+            query.as_deref().unwrap_or_default(),
+            &state.oauth_redirect_uri(),
+        )
         .await;
     let wants_json = headers
         .get(header::ACCEPT)

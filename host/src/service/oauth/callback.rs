@@ -107,8 +107,9 @@ type Reply = oneshot::Sender<(StatusCode, String)>;
 impl Airlock {
     /// Serve the callback of `start` on `listener` until the authorisation
     /// completes (its `state` arrives, successfully or not) or expires.
-    /// Callbacks with no or another `state` get an error page and the
-    /// listener keeps waiting. The listener is closed when this returns.
+    /// Callbacks with no or another `state` get an error page, are neither
+    /// consumed nor exchanged, and the listener keeps waiting. The listener
+    /// is closed when this returns.
     pub async fn oauth_serve(
         &self,
         listener: CallbackListener,
@@ -144,16 +145,27 @@ impl Airlock {
                 Some((query, reply)) = rx.recv() => {
                     let ours = url::form_urlencoded::parse(query.as_bytes())
                         .any(|(k, v)| k == "state" && v == start.state.as_str());
-                    let result = self.oauth_callback(&query).await;
-                    let _ = reply.send(callback_page(&result));
-                    if ours {
-                        // Let the page reach the browser before closing.
-                        let _ = tokio::time::timeout(Duration::from_secs(2), async {
-                            while tasks.join_next().await.is_some() {}
-                        })
-                        .await;
-                        return result;
+                    if !ours {
+                        // Another flow's answer (or a forgery): this listener
+                        // neither consumes nor completes it.
+                        let refused: Result<CallbackOutcome, ServiceError> =
+                            Err(OAuthError::Callback(
+                                "unknown or already used `state` for this listener, which waits for \
+                                 another authorisation; nothing was exchanged"
+                                    .into(),
+                            )
+                            .into());
+                        let _ = reply.send(callback_page(&refused));
+                        continue;
                     }
+                    let result = self.oauth_callback(&query, &start.redirect_uri).await;
+                    let _ = reply.send(callback_page(&result));
+                    // Let the page reach the browser before closing.
+                    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                        while tasks.join_next().await.is_some() {}
+                    })
+                    .await;
+                    return result;
                 }
             }
         }

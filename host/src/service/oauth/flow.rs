@@ -156,15 +156,38 @@ impl Airlock {
     }
 
     /// Finish an authorisation from the callback's query string
-    /// (`code=...&state=...`, or `error=...`). The state is consumed whatever
-    /// happens next; on success the tokens are sealed and the connection is
-    /// active.
-    pub async fn oauth_callback(&self, query: &str) -> Result<CallbackOutcome, ServiceError> {
+    /// (`code=...&state=...`, or `error=...`) that arrived at `redirect_uri`.
+    /// The state is consumed whatever happens next. Nothing is exchanged
+    /// unless the state was started for this very `redirect_uri` and a
+    /// present `iss` names the connection's provider (RFC 9207); on success
+    /// the tokens are sealed and the connection is active.
+    pub async fn oauth_callback(
+        &self,
+        query: &str,
+        redirect_uri: &str,
+    ) -> Result<CallbackOutcome, ServiceError> {
         let params: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
             .into_owned()
             .collect();
         let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
         let (record, verifier) = self.take_state(get("state"))?;
+        // The state belongs to the flow that created it: a callback that
+        // reaches another listener or route (another connection's CLI
+        // listener, this server's route for a CLI flow) is not its answer.
+        if record.redirect_uri != redirect_uri {
+            return Err(OAuthError::Callback(format!(
+                "this callback arrived at {redirect_uri}, but its authorisation was started for \
+                 {}; nothing was exchanged; start again with `airlock oauth connect`",
+                record.redirect_uri
+            ))
+            .into());
+        }
+        let conn = self.connection(&record.connection_id)?;
+        let (spec, version) = self.oauth_spec(&conn)?;
+        let eps = endpoints(&conn.plugin_id, &spec, &conn.settings)?;
+        if let Some(iss) = get("iss") {
+            eps.check_issuer(&conn.plugin_id, iss)?;
+        }
         if let Some(error) = get("error") {
             return Err(OAuthError::Denied {
                 error: sanitize(error),
@@ -175,12 +198,8 @@ impl Airlock {
         let code = get("code")
             .filter(|c| !c.is_empty())
             .ok_or_else(|| OAuthError::Callback("the callback carries no `code`".into()))?;
-
-        let conn = self.connection(&record.connection_id)?;
-        let (spec, version) = self.oauth_spec(&conn)?;
         let ctx = self.oauth_context();
         let app = ctx.app_credentials(&conn, &spec)?;
-        let eps = endpoints(&conn.plugin_id, &spec, &conn.settings)?;
         let client =
             exchange::client(&app, &eps, Some(&record.redirect_uri)).map_err(|reason| {
                 OAuthError::Endpoint {

@@ -54,7 +54,7 @@ mod tests {
         assert!(
             crate::manifest::SUPPORTED_API_VERSIONS.contains(&series),
             "the host implements airlock:plugin@{version} but manifests may only name {}",
-            SUPPORTED_API_VERSIONS.join(", ")
+            crate::manifest::SUPPORTED_API_VERSIONS.join(", ")
         );
     }
 

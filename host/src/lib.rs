@@ -101,7 +101,7 @@ pub use manifest::Manifest;
 pub use net::{ALLOW_PRIVATE_ENV, AddressPolicy, AllowListError, EgressRule, Origin, RuleError};
 pub use plugin_state::{MemoryPluginState, PluginState, StateError};
 pub use runtime::{CallError, Interface, LoadError, Plugin, Runtime, RuntimeConfig, types};
-pub use service::{Airlock, AirlockConfig, ServiceError, oauth};
+pub use service::{Airlock, AirlockConfig, ConfigError, ServiceError, oauth};
 pub use store::{DB_FILE, StoreError};
 pub use vault::{KeySource, KeyVersionInfo, VaultError};
 

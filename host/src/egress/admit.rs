@@ -14,7 +14,7 @@ use wasmtime_wasi_http::WasiBody;
 use super::send::{CallInner, HttpError, Refusal, header_section_bytes};
 use crate::connection::AuthBinding;
 use crate::credential::{Credential, CredentialSource};
-use crate::net::Target;
+use crate::net::{Target, cleartext_advice, may_carry_credential};
 
 /// Which send of a request takes from the budget: every send counts, the
 /// rate-limit resends included, so a plugin cannot multiply its budget by
@@ -156,6 +156,8 @@ impl CallInner {
     /// The credential for this request, asked of its source only when the
     /// target's origin is one the connection's credential is bound to: a
     /// plugin granted other origins must never be able to carry it there.
+    /// Over plain http it goes only to a loopback host or an origin the
+    /// operator allowed; otherwise the request is refused, not sent bare.
     pub(super) async fn credential_for(
         &self,
         target: &Target,
@@ -166,6 +168,17 @@ impl CallInner {
             } if origins.contains(&target.origin) => source.clone(),
             _ => return Ok(None),
         };
+        if !may_carry_credential(&target.origin, &self.shared.cleartext_origins) {
+            return Err(Refusal {
+                reason: format!(
+                    "{} may not send the connection's credential in clear text to {}: {}",
+                    self.who(),
+                    target.origin,
+                    cleartext_advice(&target.origin)
+                ),
+                code: HttpError::HttpRequestDenied,
+            });
+        }
         match source.credential(&self.connection.id).await {
             Ok(current) => Ok(Some(BoundCredential { source, current })),
             Err(e) => Err(Refusal {

@@ -58,6 +58,7 @@ impl Harness {
         let shared = EgressShared {
             client: build_client(Arc::new(policy), limits.connect_timeout),
             audit: audit.clone(),
+            cleartext_origins: Arc::default(),
         };
         let egress = CallEgress::new(
             shared,

@@ -18,17 +18,19 @@ use super::wire::Outbound;
 use crate::audit::{AuditSink, Decision, EgressOutcome, EgressRecord};
 use crate::connection::Connection;
 use crate::limits::Limits;
-use crate::net::{EgressRule, HttpClient};
+use crate::net::{EgressRule, HttpClient, Origin};
 
 pub(super) type HttpError = wasmtime_wasi_http::Error;
 pub(super) type IoFuture = Box<dyn Future<Output = Result<(), HttpError>> + Send>;
 pub(super) type SendResult = Result<(Response<WasiBody>, IoFuture), HttpError>;
 
-/// Shared by every call: the pooled client and the audit sink.
+/// Shared by every call: the pooled client, the audit sink, and the origins
+/// the operator lets receive a credential over plain http.
 #[derive(Debug, Clone)]
 pub struct EgressShared {
     pub client: HttpClient,
     pub audit: Arc<dyn AuditSink>,
+    pub cleartext_origins: Arc<Vec<Origin>>,
 }
 
 /// What happened on the wire during one call, for the caller's error message.

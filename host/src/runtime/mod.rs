@@ -48,6 +48,10 @@ pub struct RuntimeConfig {
     pub artifact_key: Option<ArtifactKey>,
     /// Which addresses outbound requests may reach after DNS.
     pub address_policy: AddressPolicy,
+    /// Origins that may receive a credential over plain http although they
+    /// are not loopback (`AIRLOCK_CLEARTEXT_CREDENTIAL_ORIGINS`); empty by
+    /// default.
+    pub cleartext_credential_origins: Vec<crate::net::Origin>,
     /// Pre-reserve instance slots (fast instantiation) instead of allocating
     /// on demand.
     pub pooling: bool,
@@ -67,6 +71,7 @@ impl Default for RuntimeConfig {
             cache_dir: None,
             artifact_key: None,
             address_policy: AddressPolicy::global_only(),
+            cleartext_credential_origins: Vec::new(),
             pooling: true,
             max_concurrent_calls: 256,
             audit: Arc::new(MemoryAudit::new()),
@@ -164,6 +169,7 @@ impl Runtime {
         let egress = EgressShared {
             client: build_client(address_policy.clone(), limits.connect_timeout),
             audit: config.audit,
+            cleartext_origins: Arc::new(config.cleartext_credential_origins),
         };
         let ticker = EpochTicker::start(engine.clone());
         Ok(Self {
@@ -181,6 +187,12 @@ impl Runtime {
     /// The limits every call runs under.
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// Origins that may receive a credential over plain http although they
+    /// are not loopback.
+    pub fn cleartext_credential_origins(&self) -> &[crate::net::Origin] {
+        &self.egress.cleartext_origins
     }
 
     /// Which addresses outbound requests may reach after DNS.

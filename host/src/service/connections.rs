@@ -14,7 +14,7 @@ use super::{Airlock, ServiceError, oauth};
 use crate::connection::{BASE_URL_SETTING, Connection};
 use crate::credential::{self, CredentialSource, VaultCredential, field};
 use crate::manifest::AuthKind;
-use crate::net::Origin;
+use crate::net::{Origin, cleartext_advice, may_carry_credential};
 use crate::runtime::types::ConnectionReport;
 use crate::store::connections::{
     self as repo, AuthConfig, ConnectionFilter, ConnectionRecord, ConnectionStatus, Scope,
@@ -205,6 +205,27 @@ fn connection_settings(
     Ok(settings)
 }
 
+/// Refuse a credential bound to a plain-http origin that is neither loopback
+/// nor allowed by the operator: every request would carry it in clear text.
+fn check_cleartext(
+    name: &str,
+    settings: &BTreeMap<String, String>,
+    allowed: &[Origin],
+) -> Result<(), ServiceError> {
+    let Some(url) = settings.get(BASE_URL_SETTING) else {
+        return Ok(());
+    };
+    let origin = Origin::parse(url)
+        .map_err(|e| ServiceError::Invalid(format!("setting `base-url` = {url:?}: {e}")))?;
+    if may_carry_credential(&origin, allowed) {
+        return Ok(());
+    }
+    Err(ServiceError::Invalid(format!(
+        "connection `{name}` would send its credential in clear text to {origin}: {}",
+        cleartext_advice(&origin)
+    )))
+}
+
 fn check_scope(scope: &Scope) -> Result<(), ServiceError> {
     if let Scope::Projects(projects) = scope
         && (projects.is_empty() || projects.iter().any(|p| p.trim().is_empty()))
@@ -310,6 +331,13 @@ impl Airlock {
         let kind = new.auth.kind();
         check_auth_kind(&plugin, kind)?;
         let settings = connection_settings(&plugin, &new.name, &new.auth, new.settings)?;
+        if kind != AuthKind::None {
+            check_cleartext(
+                &new.name,
+                &settings,
+                self.runtime.cleartext_credential_origins(),
+            )?;
+        }
         check_scope(&new.scope)?;
         let (auth_config, secrets) = seal_parts(new.auth, &plugin, &settings)?;
         let now = crate::store::now();

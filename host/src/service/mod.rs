@@ -37,7 +37,10 @@ use crate::audit::{
 };
 use crate::credential::oauth::OAuthContext;
 use crate::limits::Limits;
-use crate::net::{AddressPolicy, AllowListError};
+use crate::net::{
+    AddressPolicy, AllowListError, CLEARTEXT_CREDENTIALS_ENV, Origin, RuleError,
+    parse_cleartext_origins,
+};
 use crate::runtime::{CallError, LoadError, Plugin, Runtime, RuntimeConfig};
 use crate::store::SqlitePluginState;
 use crate::store::{RecordCache, Store, StoreError};
@@ -78,12 +81,31 @@ pub struct AirlockConfig {
     /// Loopback port of the OAuth callback listener
     /// (`http://127.0.0.1:<port>/callback`); `AIRLOCK_OAUTH_PORT`, else 8765.
     pub oauth_callback_port: u16,
+    /// Origins that may receive a credential over plain http although they
+    /// are not loopback; `AIRLOCK_CLEARTEXT_CREDENTIAL_ORIGINS`, else none.
+    pub cleartext_credential_origins: Vec<Origin>,
+}
+
+/// An environment setting [`AirlockConfig::new`] could not use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// `AIRLOCK_EGRESS_ALLOW_PRIVATE` has an entry that is not a range.
+    #[error(transparent)]
+    AllowList(#[from] AllowListError),
+    /// `AIRLOCK_CLEARTEXT_CREDENTIAL_ORIGINS` has an entry that is not an
+    /// http(s) origin.
+    #[error(
+        "invalid {CLEARTEXT_CREDENTIALS_ENV}: {0}; expected comma-separated origins like \
+         http://intranet.example:8080"
+    )]
+    Cleartext(RuleError),
 }
 
 impl AirlockConfig {
     /// Defaults for `data_dir`, with the egress allow-list read from
-    /// `AIRLOCK_EGRESS_ALLOW_PRIVATE`.
-    pub fn new(data_dir: impl Into<PathBuf>) -> Result<Self, AllowListError> {
+    /// `AIRLOCK_EGRESS_ALLOW_PRIVATE` and the cleartext-credential origins
+    /// from `AIRLOCK_CLEARTEXT_CREDENTIAL_ORIGINS`.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Result<Self, ConfigError> {
         Ok(Self {
             data_dir: data_dir.into(),
             key_source: None,
@@ -96,6 +118,10 @@ impl AirlockConfig {
                 .ok()
                 .and_then(|p| p.parse().ok())
                 .unwrap_or(oauth::DEFAULT_CALLBACK_PORT),
+            cleartext_credential_origins: match std::env::var(CLEARTEXT_CREDENTIALS_ENV) {
+                Ok(list) => parse_cleartext_origins(&list).map_err(ConfigError::Cleartext)?,
+                Err(_) => Vec::new(),
+            },
         })
     }
 
@@ -288,6 +314,7 @@ impl Airlock {
                 vault.derive_key("compiled-cache"),
             )),
             address_policy: config.address_policy,
+            cleartext_credential_origins: config.cleartext_credential_origins.clone(),
             pooling: config.pooling,
             max_concurrent_calls: config.max_concurrent_calls,
             audit: audit.clone(),

@@ -416,3 +416,37 @@ async fn rate_limits_are_retried_for_idempotent_requests_within_the_deadline() {
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
     assert_eq!(server.received_requests().await.unwrap().len(), 1);
 }
+
+/// A credential never travels over plain http to a host that is not
+/// loopback: the request is refused before it leaves, with one denied row
+/// that says how to allow the origin, and nothing reaches the network.
+#[tokio::test]
+async fn a_credential_is_never_sent_in_clear_text_to_a_remote_origin() {
+    let host = host();
+    let probe = host.probe();
+    let conn = bearer_connection("http://api.example.com")
+        .with_setting("action", "fetch")
+        .with_setting("url", "http://api.example.com/data");
+    let err = host
+        .runtime
+        .test_connection(&probe, &conn)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(plugin_error(&err), PluginError::EgressDenied(_)),
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("clear text") && text.contains("AIRLOCK_CLEARTEXT_CREDENTIAL_ORIGINS"),
+        "{text}"
+    );
+    let records = host.audit.records();
+    assert_eq!(records.len(), 1, "{records:?}");
+    let (record, _) = &records[0];
+    assert!(!record.credential_used);
+    match &record.decision {
+        Decision::Denied(reason) => assert!(reason.contains("clear text"), "{reason}"),
+        other => panic!("expected a denied row, got {other:?}"),
+    }
+}

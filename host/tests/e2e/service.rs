@@ -568,3 +568,46 @@ async fn a_plugin_that_never_advances_its_cursor_is_stopped() {
     );
     assert_eq!(airlock.sync_runs("stuck", 1).unwrap()[0].status, "failed");
 }
+
+/// A connection whose credential would travel over plain http to a remote
+/// host is refused at creation, naming how to allow it; an origin the
+/// operator names (AIRLOCK_CLEARTEXT_CREDENTIAL_ORIGINS) is accepted.
+#[test]
+fn a_credential_bound_to_a_remote_http_origin_is_refused_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let airlock = open(dir.path());
+    install(&airlock, airlock_test_artifacts::MINIMAL);
+    let err = airlock
+        .add_connection(bearer(
+            "intranet",
+            "http://intranet.example:8080",
+            Scope::Global,
+        ))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("clear text")
+            && err.contains("AIRLOCK_CLEARTEXT_CREDENTIAL_ORIGINS=http://intranet.example:8080"),
+        "{err}"
+    );
+    // https and loopback need no allowance.
+    airlock
+        .add_connection(bearer("tls", "https://intranet.example", Scope::Global))
+        .unwrap();
+    airlock
+        .add_connection(bearer("local", "http://127.0.0.1:9", Scope::Global))
+        .unwrap();
+    drop(airlock);
+
+    let mut c = config(dir.path());
+    c.cleartext_credential_origins =
+        vec![airlock::Origin::parse("http://intranet.example:8080").unwrap()];
+    let airlock = Airlock::open(c).unwrap();
+    airlock
+        .add_connection(bearer(
+            "intranet",
+            "http://intranet.example:8080",
+            Scope::Global,
+        ))
+        .unwrap();
+}

@@ -99,7 +99,7 @@ pub use connection::Connection;
 pub use limits::Limits;
 pub use manifest::Manifest;
 pub use net::{ALLOW_PRIVATE_ENV, AddressPolicy, AllowListError, EgressRule, Origin, RuleError};
-pub use plugin_state::{MemoryPluginState, PluginState, StateError};
+pub use plugin_state::{MemoryPluginState, PluginState, StateError, StateScope};
 pub use runtime::{CallError, Interface, LoadError, Plugin, Runtime, RuntimeConfig, types};
 pub use service::{Airlock, AirlockConfig, ConfigError, ServiceError, oauth};
 pub use store::{DB_FILE, StoreError};

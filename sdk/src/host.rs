@@ -1,5 +1,6 @@
 //! What the host offers besides outbound HTTP: logging, who is calling, the
-//! connection's non-secret settings and a little per-connection state.
+//! connection's non-secret settings and a little state per connection and
+//! project.
 //!
 //! There is deliberately no way to read a secret: the host adds credentials
 //! to outbound requests itself, after its egress check.
@@ -56,14 +57,17 @@ pub fn settings() -> Vec<(String, String)> {
     wit::settings()
 }
 
-/// A value stored by [`state_set`] for this connection, in this or an
-/// earlier call.
+/// A value stored by [`state_set`] for this connection and the call's
+/// project (see [`context`]), in this or an earlier call. A call for another
+/// project, or one without a project, has state of its own and does not see
+/// it.
 pub fn state_get(key: &str) -> Option<String> {
     wit::state_get(key)
 }
 
-/// Store a small value for this connection. Keys and values are bounded by
-/// the host's limits; exceeding them is an `InvalidInput` error.
+/// Store a small value for this connection and the call's project. Keys and
+/// values are bounded by the host's limits (the key count per connection
+/// and project); exceeding them is an `InvalidInput` error.
 pub fn state_set(key: &str, value: &str) -> Result<(), PluginError> {
     wit::state_set(key, value)
 }

@@ -7,7 +7,7 @@ use clap::{Args, Subcommand, ValueEnum};
 
 use super::{UsageError, block_on, output};
 use airlock::Airlock;
-use airlock::service::{ChatEvent, ChatInput, ChatOptions};
+use airlock::service::{ChatEvent, ChatInput, ChatOptions, ProjectFilter};
 
 #[derive(Debug, Args)]
 pub struct ChatArgs {
@@ -32,7 +32,8 @@ pub struct ChatArgs {
     pub temperature: Option<f32>,
     #[arg(long)]
     pub max_tokens: Option<u32>,
-    /// Resolve and audit the call for this project.
+    /// Resolve and audit the call for this project. A conversation belongs
+    /// to the project it was started for: continue it with the same one.
     #[arg(long)]
     pub project: Option<String>,
     /// Print the answer, conversation id, usage and redaction counts as JSON.
@@ -76,6 +77,28 @@ pub fn run(airlock: &Airlock, args: ChatArgs) -> anyhow::Result<()> {
     })
 }
 
+/// Which projects' conversations a command touches: every project's unless
+/// narrowed (the CLI acts as the operator).
+#[derive(Debug, Args)]
+pub struct ProjectArgs {
+    /// Only conversations started for this project.
+    #[arg(long, conflicts_with = "no_project")]
+    pub project: Option<String>,
+    /// Only conversations started without a project.
+    #[arg(long)]
+    pub no_project: bool,
+}
+
+impl ProjectArgs {
+    fn filter(self) -> ProjectFilter {
+        match (self.project, self.no_project) {
+            (Some(project), _) => ProjectFilter::Only(Some(project)),
+            (None, true) => ProjectFilter::Only(None),
+            (None, false) => ProjectFilter::Any,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum ConversationCommand {
     /// List conversations, most recently active first.
@@ -83,6 +106,8 @@ pub enum ConversationCommand {
         /// Only this connection's.
         #[arg(long)]
         connection: Option<String>,
+        #[command(flatten)]
+        projects: ProjectArgs,
         #[arg(long, default_value_t = 50)]
         limit: u32,
         #[arg(long)]
@@ -91,34 +116,43 @@ pub enum ConversationCommand {
     /// Show a conversation's messages as stored (not redacted).
     Show {
         id: String,
+        #[command(flatten)]
+        projects: ProjectArgs,
         #[arg(long)]
         json: bool,
     },
     /// Delete a conversation and the plugin state kept for it.
-    Rm { id: String },
+    Rm {
+        id: String,
+        #[command(flatten)]
+        projects: ProjectArgs,
+    },
 }
 
 pub fn run_conversation(airlock: &Airlock, cmd: ConversationCommand) -> anyhow::Result<()> {
     match cmd {
         ConversationCommand::List {
             connection,
+            projects,
             limit,
             json,
         } => {
-            let list = airlock.conversations(connection.as_deref(), limit)?;
+            let list = airlock.conversations(connection.as_deref(), projects.filter(), limit)?;
             output::emit(json, &list, |list| {
-                output::table(&["ID", "UPDATED", "CONNECTION", "TITLE"], list, |c| {
+                let columns = ["ID", "UPDATED", "CONNECTION", "PROJECT", "TITLE"];
+                output::table(&columns, list, |c| {
                     vec![
                         c.id.clone(),
                         c.updated_at.clone(),
                         c.connection_id.clone(),
+                        c.project.clone().unwrap_or_else(|| "-".into()),
                         c.title.clone(),
                     ]
                 });
             })
         }
-        ConversationCommand::Show { id, json } => {
-            let (record, messages) = airlock.conversation(&id)?;
+        ConversationCommand::Show { id, projects, json } => {
+            let (record, messages) = airlock.conversation(&id, projects.filter())?;
             let doc = serde_json::json!({
                 "conversation": record,
                 "messages": messages,
@@ -130,8 +164,8 @@ pub fn run_conversation(airlock: &Airlock, cmd: ConversationCommand) -> anyhow::
                 }
             })
         }
-        ConversationCommand::Rm { id } => {
-            airlock.delete_conversation(&id)?;
+        ConversationCommand::Rm { id, projects } => {
+            airlock.delete_conversation(&id, projects.filter())?;
             println!("deleted conversation {id}");
             Ok(())
         }

@@ -4,6 +4,7 @@
 use super::bindings::airlock::plugin::host::{self, CallContext, LogLevel};
 use super::bindings::types::PluginError;
 use super::call_data::HostCtx;
+use crate::plugin_state::StateScope;
 
 /// Longest state key.
 const MAX_STATE_KEY: usize = 256;
@@ -19,6 +20,13 @@ impl HostCtx {
             end -= 1;
         }
         &text[..end]
+    }
+
+    /// The state this call sees: its connection's, for its project (or
+    /// the no-project scope), so a global connection's projects never share
+    /// keys.
+    fn state_scope(&self) -> StateScope<'_> {
+        StateScope::new(&self.connection.id, self.connection.project.as_deref())
     }
 }
 
@@ -71,7 +79,7 @@ impl host::Host for HostCtx {
     }
 
     async fn state_get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
-        match self.state.get(&self.connection.id, &key) {
+        match self.state.get(self.state_scope(), &key) {
             Ok(v) => Ok(v),
             Err(e) => {
                 tracing::warn!(plugin = %self.plugin_id, connection = %self.connection.name, "state read failed: {e}");
@@ -99,12 +107,12 @@ impl host::Host for HostCtx {
         }
         Ok(self
             .state
-            .set(&self.connection.id, &key, &value, self.limits.state_keys)
+            .set(self.state_scope(), &key, &value, self.limits.state_keys)
             .map_err(|e| PluginError::InvalidInput(e.to_string())))
     }
 
     async fn state_delete(&mut self, key: String) -> wasmtime::Result<()> {
-        if let Err(e) = self.state.delete(&self.connection.id, &key) {
+        if let Err(e) = self.state.delete(self.state_scope(), &key) {
             tracing::warn!(plugin = %self.plugin_id, connection = %self.connection.name, "state delete failed: {e}");
         }
         Ok(())

@@ -11,6 +11,11 @@
 //! the plugin sends carries `{"chat": {"conversation", "redaction",
 //! "redacted": {kind: count}}}` — counts, never values.
 //!
+//! A conversation belongs to its connection and to the project of the turn
+//! that started it (or to no project); only turns for that same project
+//! continue it, and reads take a [`ProjectFilter`]. The plugin state a
+//! provider keeps for it is in the same (connection, project) scope.
+//!
 //! ```no_run
 //! # async fn demo(airlock: &airlock::Airlock) -> Result<(), airlock::ServiceError> {
 //! use airlock::service::{ChatEvent, ChatInput};
@@ -45,6 +50,7 @@ use crate::store::Store;
 use crate::store::connections::ConnectionRecord;
 use crate::store::conversations::{
     self as repo, ChatOptions, ConversationRecord, MessageRecord, MessageRole, NewMessage,
+    ProjectFilter,
 };
 
 /// Largest message a caller may add, in bytes.
@@ -68,6 +74,8 @@ pub struct ChatInput {
     pub max_tokens: Option<u32>,
     /// The project the call is made for, recorded in the audit of its
     /// requests. It does not pick the connection: that is the one named.
+    /// It scopes the conversation: a new one belongs to this project (or to
+    /// no project), and only turns for the same project continue it.
     pub project: Option<String>,
 }
 
@@ -140,6 +148,25 @@ fn system_message(text: &str) -> Option<NewMessage> {
     })
 }
 
+/// Refuse an empty message and oversized texts before anything is sent.
+fn check_input(input: &ChatInput) -> Result<(), ServiceError> {
+    if input.message.trim().is_empty() {
+        return Err(ServiceError::Invalid("the chat message is empty".into()));
+    }
+    for (what, text) in [
+        ("message", Some(&input.message)),
+        ("system text", input.system.as_ref()),
+    ] {
+        if text.is_some_and(|t| t.len() > MAX_MESSAGE_BYTES) {
+            return Err(ServiceError::Invalid(format!(
+                "the {what} is {} bytes; at most {MAX_MESSAGE_BYTES} are allowed",
+                text.map_or(0, String::len)
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl Turn {
     /// Store the turn's messages and the answer in one transaction.
     fn commit(self, store: &Store, answer: &ChatResponse) -> Result<ChatAnswer, ServiceError> {
@@ -173,25 +200,17 @@ impl Airlock {
         record: &ConnectionRecord,
         input: &ChatInput,
     ) -> Result<Turn, ServiceError> {
-        if input.message.trim().is_empty() {
-            return Err(ServiceError::Invalid("the chat message is empty".into()));
-        }
-        for (what, text) in [
-            ("message", Some(&input.message)),
-            ("system text", input.system.as_ref()),
-        ] {
-            if text.is_some_and(|t| t.len() > MAX_MESSAGE_BYTES) {
-                return Err(ServiceError::Invalid(format!(
-                    "the {what} is {} bytes; at most {MAX_MESSAGE_BYTES} are allowed",
-                    text.map_or(0, String::len)
-                )));
-            }
-        }
+        check_input(input)?;
         let options = self.store.read(|c| repo::chat_options(c, &record.id))?;
         let mut to_store = Vec::new();
         let (conversation_id, history, new_conversation) = match &input.conversation {
             Some(id) => {
-                let conversation = self.store.read(|c| repo::get_conversation(c, id))?;
+                // Looked up in the turn's project only: another project's
+                // conversation is not found, whoever knows its id.
+                let projects = ProjectFilter::of(input.project.as_deref());
+                let conversation = self
+                    .store
+                    .read(|c| repo::get_conversation(c, id, &projects))?;
                 if conversation.connection_id != record.id {
                     return Err(ServiceError::Invalid(format!(
                         "conversation `{id}` belongs to another connection; continue it there \
@@ -206,6 +225,7 @@ impl Airlock {
                 let record = ConversationRecord {
                     id: crate::store::new_id(),
                     connection_id: record.id.clone(),
+                    project: input.project.clone(),
                     title: repo::title_of(&input.message),
                     created_at: now.clone(),
                     updated_at: now,
@@ -365,10 +385,12 @@ impl Airlock {
         })
     }
 
-    /// Conversations, most recently active first; one connection's when given.
+    /// Conversations of the projects `projects` admits, most recently
+    /// active first; one connection's when given.
     pub fn conversations(
         &self,
         connection: Option<&str>,
+        projects: ProjectFilter,
         limit: u32,
     ) -> Result<Vec<ConversationRecord>, ServiceError> {
         let id = match connection {
@@ -377,24 +399,33 @@ impl Airlock {
         };
         Ok(self
             .store
-            .read(|c| repo::list_conversations(c, id.as_deref(), limit))?)
+            .read(|c| repo::list_conversations(c, id.as_deref(), &projects, limit))?)
     }
 
-    /// A conversation with its messages, as stored (not redacted).
+    /// A conversation with its messages, as stored (not redacted); not
+    /// found unless `projects` admits its project.
     pub fn conversation(
         &self,
         id: &str,
+        projects: ProjectFilter,
     ) -> Result<(ConversationRecord, Vec<MessageRecord>), ServiceError> {
         Ok(self.store.read(|c| {
-            let record = repo::get_conversation(c, id)?;
+            let record = repo::get_conversation(c, id, &projects)?;
             let messages = repo::messages(c, id)?;
             Ok((record, messages))
         })?)
     }
 
-    /// Delete a conversation, its messages and the plugin state kept for it.
-    pub fn delete_conversation(&self, id: &str) -> Result<(), ServiceError> {
-        Ok(self.store.write(|tx| repo::delete_conversation(tx, id))?)
+    /// Delete a conversation, its messages and the plugin state kept for
+    /// it; not found unless `projects` admits its project.
+    pub fn delete_conversation(
+        &self,
+        id: &str,
+        projects: ProjectFilter,
+    ) -> Result<(), ServiceError> {
+        Ok(self
+            .store
+            .write(|tx| repo::delete_conversation(tx, id, &projects))?)
     }
 
     /// A connection's chat options (redaction on and no domain prompt unless

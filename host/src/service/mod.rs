@@ -20,7 +20,7 @@ pub use crate::store::connections::{
     AuthConfig, ConnectionFilter, ConnectionRecord, ConnectionStatus, Scope,
 };
 pub use crate::store::conversations::{
-    ChatOptions, ConversationRecord, MessageRecord, MessageRole,
+    ChatOptions, ConversationRecord, MessageRecord, MessageRole, ProjectFilter,
 };
 pub use crate::store::oauth::OAuthAppRecord;
 pub use crate::store::plugins::PluginRecord;

@@ -687,7 +687,8 @@ mod tests {
             .write(|tx| {
                 for id in [&c.id, &keep.id] {
                     tx.execute(
-                        "INSERT INTO plugin_state VALUES (?1, 'k', 'v', ?2)",
+                        "INSERT INTO plugin_state (connection_id, project, key, value, updated_at)
+                         VALUES (?1, 'web', 'k', 'v', ?2)",
                         params![id, now],
                     )?;
                     let run = format!("run-{id}");

@@ -1,12 +1,18 @@
 //! Chat conversations (`conversations`, `conversation_messages`) and
 //! per-connection chat options (`chat_options`).
 //!
+//! A conversation belongs to (connection, project): the project it was
+//! started for, or none. A global connection serves every project, so a
+//! conversation is found, listed, continued and deleted only through a
+//! [`ProjectFilter`] that admits its project; a caller acting for another
+//! project (or for none) is told it is not found, as if it did not exist.
+//!
 //! Plugin state a plugin keeps for one conversation lives under keys
 //! starting with `conversation/<conversation id>/` (the custom-rest
-//! plugin's gateway session, for example); deleting the conversation
-//! deletes those keys with it.
+//! plugin's gateway session, for example), in the conversation's own state
+//! scope; deleting the conversation deletes those keys with it.
 
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, named_params, params};
 use serde::Serialize;
 
 use super::{StoreError, now};
@@ -50,6 +56,10 @@ pub struct ConversationRecord {
     pub id: String,
     /// The AI provider connection it belongs to.
     pub connection_id: String,
+    /// The project it was started for; `None` when started without one.
+    /// Only calls for the same project (or, for `None`, without a project)
+    /// may continue it.
+    pub project: Option<String>,
     /// The first user message, shortened.
     pub title: String,
     /// RFC 3339 UTC.
@@ -57,6 +67,53 @@ pub struct ConversationRecord {
     /// RFC 3339 UTC of the last message.
     pub updated_at: String,
 }
+
+/// Which projects' conversations a lookup, list or delete may touch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProjectFilter {
+    /// Every project's, and those started without one: the operator's
+    /// view (the CLI, an embedder acting for nobody in particular).
+    Any,
+    /// Only those of this project; `None`: only those started without a
+    /// project. What a caller acting for a project gets.
+    Only(Option<String>),
+}
+
+impl ProjectFilter {
+    /// The filter of a call made for `project` (`None`: no project).
+    pub fn of(project: Option<&str>) -> Self {
+        ProjectFilter::Only(project.map(String::from))
+    }
+
+    /// The parameters of [`PROJECT_MATCHES`]: whether every project
+    /// matches, and otherwise which one.
+    fn params(&self) -> (bool, Option<&str>) {
+        match self {
+            ProjectFilter::Any => (true, None),
+            ProjectFilter::Only(project) => (false, project.as_deref()),
+        }
+    }
+
+    /// Not found, in words that say where it was looked for and, since it
+    /// may exist for another project, what to do. The same whether or not
+    /// it exists elsewhere, so nothing leaks across projects.
+    fn not_found(&self, id: &str) -> StoreError {
+        let scope = match self {
+            ProjectFilter::Any => return StoreError::NotFound(format!("conversation `{id}`")),
+            ProjectFilter::Only(Some(project)) => format!("for project `{project}`"),
+            ProjectFilter::Only(None) => "for calls without a project".to_string(),
+        };
+        StoreError::NoMatch(format!(
+            "conversation `{id}` not found {scope}; conversations are kept per connection and \
+             project: continue it for the project it was started for, or start a new one"
+        ))
+    }
+}
+
+/// SQL true when a row's `project` passes the filter whose
+/// [`ProjectFilter::params`] are bound to `:any` and `:project`. `IS`
+/// matches NULL (no project) to NULL only.
+const PROJECT_MATCHES: &str = "(:any OR project IS :project)";
 
 /// One stored message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -119,24 +176,26 @@ fn conversation_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Conversation
     Ok(ConversationRecord {
         id: r.get(0)?,
         connection_id: r.get(1)?,
-        title: r.get(2)?,
-        created_at: r.get(3)?,
-        updated_at: r.get(4)?,
+        project: r.get(2)?,
+        title: r.get(3)?,
+        created_at: r.get(4)?,
+        updated_at: r.get(5)?,
     })
 }
 
-const COLUMNS: &str = "id, connection_id, title, created_at, updated_at";
+const COLUMNS: &str = "id, connection_id, project, title, created_at, updated_at";
 
 pub fn insert_conversation(
     tx: &Transaction<'_>,
     record: &ConversationRecord,
 ) -> Result<(), StoreError> {
     tx.execute(
-        "INSERT INTO conversations (id, connection_id, title, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO conversations (id, connection_id, project, title, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![
             record.id,
             record.connection_id,
+            record.project,
             record.title,
             record.created_at,
             record.updated_at
@@ -145,28 +204,46 @@ pub fn insert_conversation(
     Ok(())
 }
 
-pub fn get_conversation(conn: &Connection, id: &str) -> Result<ConversationRecord, StoreError> {
+/// The conversation `id`, if `projects` admits its project; not found
+/// otherwise, exactly as if it did not exist.
+pub fn get_conversation(
+    conn: &Connection,
+    id: &str,
+    projects: &ProjectFilter,
+) -> Result<ConversationRecord, StoreError> {
+    let (any, project) = projects.params();
     conn.query_row(
-        &format!("SELECT {COLUMNS} FROM conversations WHERE id = ?1"),
-        [id],
+        &format!("SELECT {COLUMNS} FROM conversations WHERE id = :id AND {PROJECT_MATCHES}"),
+        named_params! { ":id": id, ":any": any, ":project": project },
         conversation_from_row,
     )
     .optional()?
-    .ok_or_else(|| StoreError::NotFound(format!("conversation `{id}`")))
+    .ok_or_else(|| projects.not_found(id))
 }
 
-/// Conversations, newest activity first; only one connection's when given.
+/// Conversations `projects` admits, newest activity first; only one
+/// connection's when given.
 pub fn list_conversations(
     conn: &Connection,
     connection_id: Option<&str>,
+    projects: &ProjectFilter,
     limit: u32,
 ) -> Result<Vec<ConversationRecord>, StoreError> {
+    let (any, project) = projects.params();
     let mut stmt = conn.prepare(&format!(
         "SELECT {COLUMNS} FROM conversations
-         WHERE (?1 IS NULL OR connection_id = ?1)
-         ORDER BY updated_at DESC, id LIMIT ?2"
+         WHERE (:connection IS NULL OR connection_id = :connection) AND {PROJECT_MATCHES}
+         ORDER BY updated_at DESC, id LIMIT :limit"
     ))?;
-    let rows = stmt.query_map(params![connection_id, limit], conversation_from_row)?;
+    let rows = stmt.query_map(
+        named_params! {
+            ":connection": connection_id,
+            ":any": any,
+            ":project": project,
+            ":limit": limit,
+        },
+        conversation_from_row,
+    )?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
@@ -200,7 +277,8 @@ pub fn append_messages(
     conversation_id: &str,
     new: &[NewMessage],
 ) -> Result<(), StoreError> {
-    get_conversation(tx, conversation_id)?;
+    // The caller looked the conversation up in its scope already.
+    get_conversation(tx, conversation_id, &ProjectFilter::Any)?;
     let last: u32 = tx.query_row(
         "SELECT COALESCE(MAX(seq), 0) FROM conversation_messages WHERE conversation_id = ?1",
         [conversation_id],
@@ -228,14 +306,21 @@ pub fn append_messages(
     Ok(())
 }
 
-/// Delete a conversation, its messages, and the plugin state kept for it
-/// (keys under `conversation/<id>/`).
-pub fn delete_conversation(tx: &Transaction<'_>, id: &str) -> Result<(), StoreError> {
-    let record = get_conversation(tx, id)?;
+/// Delete a conversation `projects` admits, its messages, and the plugin
+/// state kept for it (keys under `conversation/<id>/` in the conversation's
+/// own scope: its connection and project).
+pub fn delete_conversation(
+    tx: &Transaction<'_>,
+    id: &str,
+    projects: &ProjectFilter,
+) -> Result<(), StoreError> {
+    let record = get_conversation(tx, id, projects)?;
     tx.execute(
-        "DELETE FROM plugin_state WHERE connection_id = ?1 AND substr(key, 1, ?2) = ?3",
+        "DELETE FROM plugin_state
+         WHERE connection_id = ?1 AND project IS ?2 AND substr(key, 1, ?3) = ?4",
         params![
             record.connection_id,
+            record.project,
             state_prefix(id).len() as i64,
             state_prefix(id)
         ],
@@ -324,13 +409,7 @@ mod tests {
     #[test]
     fn conversations_round_trip_and_delete_their_plugin_state() {
         let (_dir, store) = store_with_connection();
-        let record = ConversationRecord {
-            id: "k1".into(),
-            connection_id: "c1".into(),
-            title: "hi".into(),
-            created_at: now(),
-            updated_at: now(),
-        };
+        let record = conversation("k1", None);
         store
             .write(|tx| {
                 insert_conversation(tx, &record)?;
@@ -346,6 +425,7 @@ mod tests {
             })
             .unwrap();
         let stored = store.read(|c| messages(c, "k1")).unwrap();
+        let any = ProjectFilter::Any;
         let seqs: Vec<(u32, MessageRole)> = stored.iter().map(|m| (m.seq, m.role)).collect();
         assert_eq!(
             seqs,
@@ -357,7 +437,7 @@ mod tests {
         );
         assert_eq!(
             store
-                .read(|c| list_conversations(c, Some("c1"), 10))
+                .read(|c| list_conversations(c, Some("c1"), &any, 10))
                 .unwrap()
                 .len(),
             1
@@ -367,9 +447,11 @@ mod tests {
             Err(StoreError::NotFound(_))
         ));
 
-        store.write(|tx| delete_conversation(tx, "k1")).unwrap();
+        store
+            .write(|tx| delete_conversation(tx, "k1", &any))
+            .unwrap();
         assert!(matches!(
-            store.read(|c| get_conversation(c, "k1")),
+            store.read(|c| get_conversation(c, "k1", &any)),
             Err(StoreError::NotFound(_))
         ));
         assert!(store.read(|c| messages(c, "k1")).unwrap().is_empty());
@@ -384,6 +466,116 @@ mod tests {
             })
             .unwrap();
         assert_eq!(keys, ["conversation/k10/session", "other"]);
+    }
+
+    fn conversation(id: &str, project: Option<&str>) -> ConversationRecord {
+        ConversationRecord {
+            id: id.into(),
+            connection_id: "c1".into(),
+            project: project.map(String::from),
+            title: id.into(),
+            created_at: now(),
+            updated_at: now(),
+        }
+    }
+
+    fn ids(list: Vec<ConversationRecord>) -> Vec<String> {
+        let mut ids: Vec<String> = list.into_iter().map(|c| c.id).collect();
+        ids.sort();
+        ids
+    }
+
+    #[test]
+    fn a_conversation_is_seen_only_through_its_own_project() {
+        let (_dir, store) = store_with_connection();
+        store
+            .write(|tx| {
+                insert_conversation(tx, &conversation("cx", Some("x")))?;
+                insert_conversation(tx, &conversation("cy", Some("y")))?;
+                insert_conversation(tx, &conversation("ce", Some("")))?;
+                insert_conversation(tx, &conversation("cn", None))
+            })
+            .unwrap();
+        let x = ProjectFilter::of(Some("x"));
+        let get = |id: &str, f: &ProjectFilter| store.read(|c| get_conversation(c, id, f));
+        assert_eq!(get("cx", &x).unwrap().project.as_deref(), Some("x"));
+        assert_eq!(get("cx", &ProjectFilter::Any).unwrap().id, "cx");
+        for (id, filter) in [
+            ("cx", ProjectFilter::of(Some("y"))),
+            ("cx", ProjectFilter::of(None)),
+            ("cx", ProjectFilter::of(Some(""))),
+            ("cn", ProjectFilter::of(Some(""))),
+            ("ce", ProjectFilter::of(None)),
+            ("cy", x.clone()),
+        ] {
+            let err = get(id, &filter).unwrap_err();
+            assert!(matches!(err, StoreError::NoMatch(_)), "{id} {filter:?}");
+            // The same words as for an id that exists nowhere.
+            let missing = get("nowhere", &filter).unwrap_err().to_string();
+            assert_eq!(err.to_string(), missing.replace("nowhere", id));
+        }
+        assert_eq!(
+            get("cx", &ProjectFilter::of(None)).unwrap_err().to_string(),
+            "conversation `cx` not found for calls without a project; conversations are kept \
+             per connection and project: continue it for the project it was started for, or \
+             start a new one"
+        );
+        let list =
+            |f: &ProjectFilter| ids(store.read(|c| list_conversations(c, None, f, 10)).unwrap());
+        assert_eq!(list(&x), ["cx"]);
+        assert_eq!(list(&ProjectFilter::of(None)), ["cn"]);
+        assert_eq!(list(&ProjectFilter::of(Some(""))), ["ce"]);
+        assert_eq!(list(&ProjectFilter::Any), ["ce", "cn", "cx", "cy"]);
+        let of_c1 = store
+            .read(|c| list_conversations(c, Some("c1"), &x, 10))
+            .unwrap();
+        assert_eq!(ids(of_c1), ["cx"]);
+    }
+
+    #[test]
+    fn deleting_takes_only_the_conversations_own_scope_of_state() {
+        let (_dir, store) = store_with_connection();
+        store
+            .write(|tx| {
+                insert_conversation(tx, &conversation("k1", Some("x")))?;
+                // The same key in the no-project scope (the fixture's) and
+                // in y's: not this conversation's.
+                tx.execute_batch(
+                    "INSERT INTO plugin_state (connection_id, project, key, value, updated_at) VALUES
+                        ('c1', 'x', 'conversation/k1/session', 's', 't'),
+                        ('c1', 'y', 'conversation/k1/session', 's', 't');",
+                )?;
+                Ok(())
+            })
+            .unwrap();
+        let err = store
+            .write(|tx| delete_conversation(tx, "k1", &ProjectFilter::of(Some("y"))))
+            .unwrap_err();
+        assert!(matches!(err, StoreError::NoMatch(_)), "{err}");
+        store
+            .write(|tx| delete_conversation(tx, "k1", &ProjectFilter::of(Some("x"))))
+            .unwrap();
+        let left: Vec<(Option<String>, String)> = store
+            .read(|c| {
+                let mut stmt = c.prepare(
+                    "SELECT project, key FROM plugin_state ORDER BY project IS NOT NULL, project, key",
+                )?;
+                let rows = stmt
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<Result<_, _>>()?;
+                Ok(rows)
+            })
+            .unwrap();
+        let expected: Vec<(Option<String>, String)> = [
+            (None, "conversation/k1/session"),
+            (None, "conversation/k10/session"),
+            (None, "other"),
+            (Some("y"), "conversation/k1/session"),
+        ]
+        .into_iter()
+        .map(|(p, k)| (p.map(String::from), k.to_string()))
+        .collect();
+        assert_eq!(left, expected);
     }
 
     #[test]

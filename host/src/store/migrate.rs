@@ -38,6 +38,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "config_version",
         sql: include_str!("../../../migrations/0004_config_version.sql"),
     },
+    Migration {
+        version: 5,
+        name: "project_scoped_state",
+        sql: include_str!("../../../migrations/0005_project_scoped_state.sql"),
+    },
 ];
 
 fn checksum(sql: &str) -> String {
@@ -169,6 +174,72 @@ mod tests {
             })
             .unwrap();
         assert_eq!(max, last);
+    }
+
+    /// A data directory as version 4 left it: one global connection with
+    /// plugin state and a conversation, both keyed by the connection only.
+    fn version_4_data_dir() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(crate::store::DB_FILE);
+        let mut conn = crate::store::open_connection(&path).unwrap();
+        let v4 = &MIGRATIONS[..MIGRATIONS.iter().position(|m| m.version == 5).unwrap()];
+        migrate(&mut conn, &path, v4).unwrap();
+        conn.execute_batch(
+            "INSERT INTO plugins (id, version, sha256, manifest, approved_grant, installed_at, updated_at)
+             VALUES ('p', '1.0.0', 'x', '{}', '[]', 't', 't');
+             INSERT INTO connections (id, name, plugin_id, settings, auth_kind, is_global, status, created_at, updated_at)
+             VALUES ('c1', 'shared', 'p', '{}', 'none', 1, 'active', 't', 't');
+             INSERT INTO plugin_state VALUES
+                ('c1', 'session', 'old', 't'),
+                ('c1', 'conversation/k1/session', 's1', 't');
+             INSERT INTO conversations VALUES ('k1', 'c1', 'hi', 't', 't');
+             INSERT INTO conversation_messages VALUES ('k1', 1, 'user', 'hi', NULL, 't');",
+        )
+        .unwrap();
+        dir
+    }
+
+    #[test]
+    fn version_5_puts_existing_state_and_conversations_in_the_no_project_scope() {
+        use crate::plugin_state::{PluginState, StateScope};
+        use crate::store::conversations::{self, ProjectFilter};
+        use crate::store::{SqlitePluginState, Store};
+
+        let dir = version_4_data_dir();
+        let store = std::sync::Arc::new(Store::open(dir.path()).unwrap());
+        let state = SqlitePluginState::new(store.clone());
+        let none = StateScope::new("c1", None);
+        assert_eq!(state.get(none, "session").unwrap().as_deref(), Some("old"));
+        for project in ["x", ""] {
+            let scope = StateScope::new("c1", Some(project));
+            assert_eq!(state.get(scope, "session").unwrap(), None, "{project:?}");
+        }
+        // The old keys count against the no-project scope's limit only.
+        state.set(none, "session", "new", 2).unwrap();
+        assert!(state.set(none, "third", "v", 2).is_err());
+        state
+            .set(StateScope::new("c1", Some("x")), "third", "v", 2)
+            .unwrap();
+
+        let k1 = store
+            .read(|c| conversations::get_conversation(c, "k1", &ProjectFilter::of(None)))
+            .unwrap();
+        assert_eq!(k1.project, None);
+        assert_eq!(
+            store
+                .read(|c| conversations::messages(c, "k1"))
+                .unwrap()
+                .len(),
+            1
+        );
+        let for_x =
+            store.read(|c| conversations::get_conversation(c, "k1", &ProjectFilter::of(Some("x"))));
+        assert!(matches!(for_x, Err(StoreError::NoMatch(_))), "{for_x:?}");
+        // Deleting it takes its state from the scope it now lives in.
+        store
+            .write(|tx| conversations::delete_conversation(tx, "k1", &ProjectFilter::Any))
+            .unwrap();
+        assert_eq!(state.get(none, "conversation/k1/session").unwrap(), None);
     }
 
     #[test]

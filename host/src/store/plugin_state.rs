@@ -1,11 +1,14 @@
-//! [`PluginState`] backed by the `plugin_state` table.
+//! [`PluginState`] backed by the `plugin_state` table, keyed by
+//! (connection, project, key); a NULL project is the no-project scope.
+//! Every query compares the project with `IS`, which matches NULL to NULL,
+//! so the one statement serves both kinds of scope.
 
 use std::sync::Arc;
 
 use rusqlite::{OptionalExtension, params};
 
 use super::{Store, StoreError, exists, now};
-use crate::plugin_state::{PluginState, StateError};
+use crate::plugin_state::{PluginState, StateError, StateScope};
 
 /// Plugin state kept in SQLite. Removed with its connection.
 #[derive(Debug, Clone)]
@@ -24,13 +27,14 @@ fn store_error(e: StoreError) -> StateError {
 }
 
 impl PluginState for SqlitePluginState {
-    fn get(&self, connection_id: &str, key: &str) -> Result<Option<String>, StateError> {
+    fn get(&self, scope: StateScope<'_>, key: &str) -> Result<Option<String>, StateError> {
         self.store
             .read(|conn| {
                 Ok(conn
                     .query_row(
-                        "SELECT value FROM plugin_state WHERE connection_id = ?1 AND key = ?2",
-                        [connection_id, key],
+                        "SELECT value FROM plugin_state
+                         WHERE connection_id = ?1 AND project IS ?2 AND key = ?3",
+                        params![scope.connection_id, scope.project, key],
                         |r| r.get(0),
                     )
                     .optional()?)
@@ -40,11 +44,12 @@ impl PluginState for SqlitePluginState {
 
     fn set(
         &self,
-        connection_id: &str,
+        scope: StateScope<'_>,
         key: &str,
         value: &str,
         max_keys: usize,
     ) -> Result<(), StateError> {
+        let (connection_id, project) = (scope.connection_id, scope.project);
         let stored = self
             .store
             .write(|tx| {
@@ -60,26 +65,33 @@ impl PluginState for SqlitePluginState {
                 }
                 let replacing = exists(
                     tx,
-                    "SELECT 1 FROM plugin_state WHERE connection_id = ?1 AND key = ?2",
-                    [connection_id, key],
+                    "SELECT 1 FROM plugin_state
+                     WHERE connection_id = ?1 AND project IS ?2 AND key = ?3",
+                    params![connection_id, project, key],
                 )?;
-                if !replacing {
-                    let keys: i64 = tx.query_row(
-                        "SELECT COUNT(*) FROM plugin_state WHERE connection_id = ?1",
-                        [connection_id],
-                        |r| r.get(0),
+                // No upsert: its conflict target cannot name both unique
+                // indexes (projects' and the no-project scope's), and the
+                // write transaction already knows which case this is.
+                if replacing {
+                    tx.execute(
+                        "UPDATE plugin_state SET value = ?4, updated_at = ?5
+                         WHERE connection_id = ?1 AND project IS ?2 AND key = ?3",
+                        params![connection_id, project, key, value, now()],
                     )?;
-                    if usize::try_from(keys).unwrap_or(usize::MAX) >= max_keys {
-                        return Ok(false);
-                    }
+                    return Ok(true);
+                }
+                let keys: i64 = tx.query_row(
+                    "SELECT COUNT(*) FROM plugin_state WHERE connection_id = ?1 AND project IS ?2",
+                    params![connection_id, project],
+                    |r| r.get(0),
+                )?;
+                if usize::try_from(keys).unwrap_or(usize::MAX) >= max_keys {
+                    return Ok(false);
                 }
                 tx.execute(
-                    "INSERT INTO plugin_state (connection_id, key, value, updated_at)
-                     VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (connection_id, key) DO UPDATE SET
-                         value = excluded.value,
-                         updated_at = excluded.updated_at",
-                    params![connection_id, key, value, now()],
+                    "INSERT INTO plugin_state (connection_id, project, key, value, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![connection_id, project, key, value, now()],
                 )?;
                 Ok(true)
             })
@@ -91,12 +103,13 @@ impl PluginState for SqlitePluginState {
         }
     }
 
-    fn delete(&self, connection_id: &str, key: &str) -> Result<(), StateError> {
+    fn delete(&self, scope: StateScope<'_>, key: &str) -> Result<(), StateError> {
         self.store
             .write(|tx| {
                 tx.execute(
-                    "DELETE FROM plugin_state WHERE connection_id = ?1 AND key = ?2",
-                    [connection_id, key],
+                    "DELETE FROM plugin_state
+                     WHERE connection_id = ?1 AND project IS ?2 AND key = ?3",
+                    params![scope.connection_id, scope.project, key],
                 )?;
                 Ok(())
             })
@@ -121,57 +134,98 @@ mod tests {
         (dir, store, state, c.id)
     }
 
+    /// The scopes of one connection: two projects, the empty-named one and
+    /// no project.
+    fn scopes(id: &str) -> [StateScope<'_>; 4] {
+        [
+            StateScope::new(id, Some("x")),
+            StateScope::new(id, Some("y")),
+            StateScope::new(id, Some("")),
+            StateScope::new(id, None),
+        ]
+    }
+
     #[test]
-    fn set_get_replace_delete() {
+    fn set_get_replace_delete_in_every_kind_of_scope() {
         let (_dir, _store, state, id) = setup();
-        assert_eq!(state.get(&id, "k").unwrap(), None);
-        state.set(&id, "k", "v1", 4).unwrap();
-        assert_eq!(state.get(&id, "k").unwrap().as_deref(), Some("v1"));
-        state.set(&id, "k", "v2", 4).unwrap();
-        assert_eq!(state.get(&id, "k").unwrap().as_deref(), Some("v2"));
-        state.delete(&id, "k").unwrap();
-        assert_eq!(state.get(&id, "k").unwrap(), None);
-        state.delete(&id, "k").unwrap();
+        for scope in scopes(&id) {
+            assert_eq!(state.get(scope, "k").unwrap(), None);
+            state.set(scope, "k", "v1", 4).unwrap();
+            assert_eq!(state.get(scope, "k").unwrap().as_deref(), Some("v1"));
+            state.set(scope, "k", "v2", 4).unwrap();
+            assert_eq!(state.get(scope, "k").unwrap().as_deref(), Some("v2"));
+            state.delete(scope, "k").unwrap();
+            assert_eq!(state.get(scope, "k").unwrap(), None);
+            state.delete(scope, "k").unwrap();
+        }
     }
 
     #[test]
     fn max_keys_refuses_new_keys_but_not_replacements() {
         let (_dir, _store, state, id) = setup();
-        state.set(&id, "a", "1", 2).unwrap();
-        state.set(&id, "b", "2", 2).unwrap();
-        assert_eq!(
-            state.set(&id, "c", "3", 2).unwrap_err(),
-            StateError::Full { max: 2 }
-        );
-        assert_eq!(state.get(&id, "c").unwrap(), None);
-        state.set(&id, "a", "1b", 2).unwrap();
-        assert_eq!(state.get(&id, "a").unwrap().as_deref(), Some("1b"));
-        state.delete(&id, "b").unwrap();
-        state.set(&id, "c", "3", 2).unwrap();
-        assert_eq!(
-            state.set(&id, "d", "4", 0).unwrap_err(),
-            StateError::Full { max: 0 }
-        );
+        for scope in [StateScope::new(&id, Some("x")), StateScope::new(&id, None)] {
+            state.set(scope, "a", "1", 2).unwrap();
+            state.set(scope, "b", "2", 2).unwrap();
+            assert_eq!(
+                state.set(scope, "c", "3", 2).unwrap_err(),
+                StateError::Full { max: 2 }
+            );
+            assert_eq!(state.get(scope, "c").unwrap(), None);
+            state.set(scope, "a", "1b", 2).unwrap();
+            assert_eq!(state.get(scope, "a").unwrap().as_deref(), Some("1b"));
+            state.delete(scope, "b").unwrap();
+            state.set(scope, "c", "3", 2).unwrap();
+            assert_eq!(
+                state.set(scope, "d", "4", 0).unwrap_err(),
+                StateError::Full { max: 0 }
+            );
+        }
     }
 
     #[test]
-    fn keys_are_per_connection() {
+    fn keys_are_per_connection_and_project() {
         let (_dir, store, state, id) = setup();
         let other = ConnectionRecord::new("other", "jira", AuthKind::Bearer);
         store.write(|tx| insert_connection(tx, &other)).unwrap();
-        state.set(&id, "k", "mine", 1).unwrap();
-        state.set(&other.id, "k", "theirs", 1).unwrap();
-        assert_eq!(state.get(&id, "k").unwrap().as_deref(), Some("mine"));
-        assert_eq!(
-            state.get(&other.id, "k").unwrap().as_deref(),
-            Some("theirs")
-        );
+        let all: Vec<StateScope<'_>> = scopes(&id).into_iter().chain(scopes(&other.id)).collect();
+        for (i, scope) in all.iter().enumerate() {
+            // One key each: a full scope does not stop the others.
+            state.set(*scope, "k", &i.to_string(), 1).unwrap();
+        }
+        for (i, scope) in all.iter().enumerate() {
+            assert_eq!(state.get(*scope, "k").unwrap(), Some(i.to_string()));
+        }
+        state.delete(all[0], "k").unwrap();
+        assert_eq!(state.get(all[0], "k").unwrap(), None);
+        assert_eq!(state.get(all[1], "k").unwrap().as_deref(), Some("1"));
+        assert_eq!(state.get(all[3], "k").unwrap().as_deref(), Some("3"));
+    }
+
+    #[test]
+    fn one_row_per_key_and_scope_is_enforced_by_the_schema() {
+        let (_dir, store, _state, id) = setup();
+        let insert = |project: Option<&str>| {
+            store.write(|tx| {
+                tx.execute(
+                    "INSERT INTO plugin_state (connection_id, project, key, value, updated_at)
+                     VALUES (?1, ?2, 'k', 'v', 't')",
+                    params![id, project],
+                )?;
+                Ok(())
+            })
+        };
+        for project in [Some("x"), None] {
+            insert(project).unwrap();
+            assert!(insert(project).is_err(), "{project:?} twice");
+        }
     }
 
     #[test]
     fn unknown_connections_are_refused_clearly() {
         let (_dir, _store, state, _id) = setup();
-        let err = state.set("nope", "k", "v", 4).unwrap_err();
+        let err = state
+            .set(StateScope::new("nope", Some("x")), "k", "v", 4)
+            .unwrap_err();
         assert_eq!(
             err,
             StateError::Store("connection `nope` not found".to_string())
@@ -185,8 +239,16 @@ mod tests {
     #[test]
     fn state_goes_with_its_connection() {
         let (_dir, store, state, id) = setup();
-        state.set(&id, "k", "v", 4).unwrap();
+        for scope in scopes(&id) {
+            state.set(scope, "k", "v", 4).unwrap();
+        }
         store.write(|tx| delete_connection(tx, &id)).unwrap();
-        assert_eq!(state.get(&id, "k").unwrap(), None);
+        for scope in scopes(&id) {
+            assert_eq!(state.get(scope, "k").unwrap(), None);
+        }
+        let left: i64 = store
+            .read(|c| Ok(c.query_row("SELECT COUNT(*) FROM plugin_state", [], |r| r.get(0))?))
+            .unwrap();
+        assert_eq!(left, 0);
     }
 }

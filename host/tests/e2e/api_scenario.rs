@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use airlock::server::ServerConfig;
-use airlock::service::Role;
+use airlock::service::{ProjectFilter, Role};
 use base64::Engine as _;
 use serde_json::{Value, json};
 use wiremock::matchers::{body_string_contains, header, method, path, query_param};
@@ -1171,6 +1171,9 @@ async fn chat_through_the_api_as_json_then_as_server_sent_events() {
     assert_eq!(done["content"], "Grüße, 世界! 🎉");
     assert!(upstream.await.unwrap().contains("\"stream\":true"));
     // Both turns are stored; the first conversation has its two messages.
-    let (_, messages) = api.airlock.conversation(&conversation).unwrap();
+    let (_, messages) = api
+        .airlock
+        .conversation(&conversation, ProjectFilter::Any)
+        .unwrap();
     assert_eq!(messages.len(), 2, "{messages:?}");
 }

@@ -6,7 +6,7 @@ use std::process::Command;
 
 use airlock::ServiceError;
 use airlock::audit::AuditFilter;
-use airlock::service::{ChatEvent, ChatInput, ChatOptions, MessageRole};
+use airlock::service::{ChatEvent, ChatInput, ChatOptions, MessageRole, ProjectFilter};
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -137,7 +137,9 @@ async fn every_pii_kind_reaches_the_server_as_placeholders_only() {
     assert!(airlock.verify_audit().unwrap().is_ok());
 
     // The conversation keeps what the user wrote.
-    let (_, messages) = airlock.conversation(&answer.conversation_id).unwrap();
+    let (_, messages) = airlock
+        .conversation(&answer.conversation_id, ProjectFilter::Any)
+        .unwrap();
     assert_eq!(messages[0].content, pii_message());
     assert_eq!(messages[1].role, MessageRole::Assistant);
     assert_eq!(messages[1].model.as_deref(), Some("gpt-4o-mini-2024-07-18"));
@@ -277,7 +279,9 @@ async fn the_domain_prompt_leads_every_new_conversation() {
             {"role": "user", "content": "Other topic"}
         ])
     );
-    let listed = airlock.conversations(Some("gpt"), 10).unwrap();
+    let listed = airlock
+        .conversations(Some("gpt"), ProjectFilter::Any, 10)
+        .unwrap();
     assert_eq!(listed.len(), 2);
     assert_eq!(listed[1].title, "The pod is crash-looping");
 }
@@ -299,7 +303,12 @@ async fn bad_turns_are_refused_and_failed_turns_store_nothing() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("upstream overloaded"), "{err}");
-    assert!(airlock.conversations(None, 10).unwrap().is_empty());
+    assert!(
+        airlock
+            .conversations(None, ProjectFilter::Any, 10)
+            .unwrap()
+            .is_empty()
+    );
 
     let err = airlock.chat("gpt", ChatInput::new("  ")).await.unwrap_err();
     assert!(
@@ -370,7 +379,9 @@ async fn a_streamed_turn_yields_deltas_then_the_stored_answer() {
     assert_eq!(answer.content, text);
     assert_eq!(answer.finish_reason.as_deref(), Some("stop"));
     assert_eq!(answer.usage.unwrap().total_tokens, 15);
-    let (_, messages) = airlock.conversation(&answer.conversation_id).unwrap();
+    let (_, messages) = airlock
+        .conversation(&answer.conversation_id, ProjectFilter::Any)
+        .unwrap();
     assert_eq!(messages[0].content, "greet ada@example.com");
     assert_eq!(messages[1].content, "Grüße, 世界! 🎉");
     let raw = server.await.unwrap();
@@ -391,7 +402,13 @@ async fn a_streamed_turn_yields_deltas_then_the_stored_answer() {
     use futures::StreamExt as _;
     let items: Vec<_> = events.into_stream().collect().await;
     assert!(matches!(items.last(), Some(Err(_))), "{items:?}");
-    assert_eq!(airlock.conversations(Some("broken"), 10).unwrap().len(), 0);
+    assert_eq!(
+        airlock
+            .conversations(Some("broken"), ProjectFilter::Any, 10)
+            .unwrap()
+            .len(),
+        0
+    );
 }
 
 fn airlock_cli(dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use airlock::ServiceError;
 use airlock::runtime::types::PluginError;
-use airlock::service::{ChatEvent, ChatInput, ChatOptions};
+use airlock::service::{ChatEvent, ChatInput, ChatOptions, ProjectFilter};
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
@@ -142,7 +142,7 @@ async fn the_gateway_preset_keeps_one_session_per_conversation() {
     assert_eq!(sent[3]["sessionId"], "sess-1");
 
     // Deleting the conversation deletes its session.
-    airlock.delete_conversation(&a).unwrap();
+    airlock.delete_conversation(&a, ProjectFilter::Any).unwrap();
     let err = airlock
         .chat("genai", turn("still there?", Some(&a)))
         .await
@@ -208,7 +208,12 @@ async fn gateway_failures_carry_the_gateways_message_and_store_nothing() {
         ),
         other => panic!("{other:?}"),
     }
-    assert!(airlock.conversations(None, 10).unwrap().is_empty());
+    assert!(
+        airlock
+            .conversations(None, ProjectFilter::Any, 10)
+            .unwrap()
+            .is_empty()
+    );
 
     let (err, _, _dir) = failing_gateway(
         ResponseTemplate::new(200).set_body_json(json!({"status": true, "sessionId": "s"})),
@@ -398,6 +403,8 @@ async fn a_plugin_that_does_not_stream_answers_whole_through_chat_stream() {
         panic!("{seen:?}")
     };
     assert_eq!(answer.conversation_id, conversation);
-    let (_, messages) = airlock.conversation(&conversation).unwrap();
+    let (_, messages) = airlock
+        .conversation(&conversation, ProjectFilter::Any)
+        .unwrap();
     assert_eq!(messages.last().unwrap().content, "answer to: stream please");
 }

@@ -16,6 +16,7 @@ mod loading;
 mod oauth;
 mod openai;
 mod operate;
+mod scoping;
 mod secrets;
 mod service;
 mod servicenow;

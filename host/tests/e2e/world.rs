@@ -1,5 +1,6 @@
 //! The guest's WASI world is empty: no environment, arguments, files or
-//! sockets; stdio goes to the host log; state is per connection.
+//! sockets; stdio goes to the host log; state is per connection (and
+//! project: see scoping.rs).
 
 use crate::common::*;
 

@@ -28,6 +28,7 @@ impl Connector for Probe {
             "print" => print()?,
             "log" => log()?,
             "state" => state()?.to_string(),
+            "state-mark" => state_mark()?.to_string(),
             "echo" => echo()?.to_string(),
             "big-result" => "x".repeat(number("size", None)?),
             _ => return Err(PluginError::InvalidInput("unknown action".to_string())),
@@ -214,6 +215,20 @@ fn state() -> Result<Value, PluginError> {
     let value = host::setting("value").unwrap_or_default();
     host::state_set(&key, &value)?;
     Ok(json!({ "got": host::state_get(&key) }))
+}
+
+/// What `key` held when the call started, then a mark of this call's
+/// project written over it: shows which calls share a state scope.
+fn state_mark() -> Result<Value, PluginError> {
+    let key = setting_required("key")?;
+    let before = host::state_get(&key);
+    let project = host::context().project;
+    let wrote = match &project {
+        Some(p) => format!("project {p}"),
+        None => "no project".to_string(),
+    };
+    host::state_set(&key, &wrote)?;
+    Ok(json!({ "before": before, "wrote": wrote }))
 }
 
 /// `fetch`, plus everything the guest can observe: the request as it built

@@ -14,7 +14,7 @@ use wasmtime_wasi_http::WasiBody;
 use super::send::{CallInner, HttpError, Refusal, header_section_bytes};
 use crate::connection::AuthBinding;
 use crate::credential::{Credential, CredentialSource};
-use crate::net::{Target, cleartext_advice, may_carry_credential};
+use crate::net::{ConnectError, Target, cleartext_advice, may_carry_credential};
 
 /// Which send of a request takes from the budget: every send counts, the
 /// rate-limit resends included, so a plugin cannot multiply its budget by
@@ -151,6 +151,21 @@ impl CallInner {
             }
         }
         Ok(buf.freeze())
+    }
+
+    /// Where the request would go, resolved and checked against the address
+    /// policy before anything is recorded as allowed: a refused address
+    /// (loopback, private, metadata: the SSRF attempts) is a refusal of its
+    /// own. The checked resolution is what the connector dials. A name that
+    /// does not resolve is left to the send, which reports it as it fails.
+    pub(super) async fn check_destination(&self, target: &Target) -> Result<(), Refusal> {
+        match self.shared.client.admit(&target.origin).await {
+            Err(ConnectError::Denied(denied)) => Err(Refusal {
+                reason: format!("{}: {denied}", self.who()),
+                code: HttpError::DestinationIpProhibited,
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// The credential for this request, asked of its source only when the

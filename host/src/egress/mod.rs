@@ -22,7 +22,8 @@
 //!    idempotent request when the wait fits the call's deadline, each such
 //!    resend taking from the request budget;
 //! 8. response caps ([`response`]: `cap_response`): header section, declared
-//!    `content-length`, and the streamed body.
+//!    `content-length`, and the streamed body; the injected credential is
+//!    masked wherever the answer echoes it ([`scrub`]).
 //!
 //! [`send`] runs them; a refusal in stages 1–6, or a resend over the budget,
 //! is written to the audit log as denied. Redirects are returned to the
@@ -32,6 +33,7 @@ mod admit;
 #[cfg(test)]
 mod fakes;
 mod response;
+mod scrub;
 mod send;
 mod wire;
 

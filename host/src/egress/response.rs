@@ -12,8 +12,10 @@ use http_body::{Body, Frame};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
+use super::scrub::{BodyScrub, Scrubber};
 use super::send::{CallInner, CallTracker, HttpError, IoFuture, SendResult, header_section_bytes};
 use crate::audit::{AuditSink, EgressOutcome, RecordId};
+use crate::credential::Credential;
 
 impl CallInner {
     /// A declared length over the cap is refused before any of the body is
@@ -22,8 +24,15 @@ impl CallInner {
         &self,
         response: Response<Incoming>,
         mut audit: AuditGuard,
+        sent: Option<&Credential>,
     ) -> SendResult {
-        let (parts, incoming) = response.into_parts();
+        let (mut parts, incoming) = response.into_parts();
+        // Names the guest may not set never come back to it either: an echoed
+        // credential header, hop-by-hop fields. Stripping them here also means
+        // every later forbidden-name check is the guest's own attempt.
+        for name in &self.forbidden {
+            parts.headers.remove(name);
+        }
         audit.status = Some(parts.status.as_u16());
         if header_section_bytes(&parts.headers) > self.limits.header_bytes {
             audit.fail("response header section over the limit");
@@ -45,6 +54,12 @@ impl CallInner {
             ));
             return Err(HttpError::HttpResponseBodySize(Some(declared)));
         }
+        let scrubber = sent.and_then(Scrubber::for_credential);
+        let scrub = scrubber.map(|s| {
+            let mut body = BodyScrub::new(s.clone());
+            body.found = s.headers(&mut parts.headers);
+            body
+        });
         let body = CappedBody {
             inner: incoming,
             limit,
@@ -52,6 +67,7 @@ impl CallInner {
             audit,
             tracker: self.tracker.clone(),
             who: self.who(),
+            scrub,
         };
         // The request body was sent whole before the response came back.
         let io: IoFuture = Box::new(async { Ok(()) });
@@ -114,8 +130,9 @@ impl Drop for AuditGuard {
     }
 }
 
-/// The response body handed to the guest: counted for the audit log and cut
-/// off with a precise error past the limit.
+/// The response body handed to the guest: counted for the audit log, cut
+/// off with a precise error past the limit, and scrubbed of the injected
+/// credential.
 struct CappedBody {
     inner: Incoming,
     limit: u64,
@@ -123,6 +140,31 @@ struct CappedBody {
     audit: AuditGuard,
     tracker: Arc<CallTracker>,
     who: String,
+    scrub: Option<BodyScrub>,
+}
+
+/// A body dropped half-read (the guest stopped reading, or trapped) is
+/// recorded with the bytes that did arrive, not as an empty answer.
+impl Drop for CappedBody {
+    fn drop(&mut self) {
+        let mut note = String::from("response body not read to the end");
+        if let Some(scrubbed) = self.scrub_note() {
+            note = format!("{note}; {scrubbed}");
+        }
+        self.audit.complete(self.received, Some(note));
+    }
+}
+
+impl CappedBody {
+    /// The audit note for a body the credential was removed from.
+    fn scrub_note(&self) -> Option<String> {
+        let found = self.scrub.as_ref().map_or(0, |s| s.found);
+        (found > 0).then(|| {
+            format!(
+                "the response echoed the injected credential {found} time(s); airlock masked it"
+            )
+        })
+    }
 }
 
 impl Body for CappedBody {
@@ -141,8 +183,13 @@ impl Body for CappedBody {
             Poll::Pending => Poll::Pending,
             Poll::Ready(None) => {
                 let received = this.received;
-                this.audit.complete(received, None);
-                Poll::Ready(None)
+                let note = this.scrub_note();
+                this.audit.complete(received, note);
+                let tail = this.scrub.as_mut().map(BodyScrub::finish);
+                match tail.filter(|t| !t.is_empty()) {
+                    Some(tail) => Poll::Ready(Some(Ok(Frame::data(tail)))),
+                    None => Poll::Ready(None),
+                }
             }
             Poll::Ready(Some(Err(e))) => {
                 let received = this.received;
@@ -165,7 +212,13 @@ impl Body for CappedBody {
                         )))));
                     }
                 }
-                Poll::Ready(Some(Ok(frame)))
+                match (this.scrub.as_mut(), frame.into_data()) {
+                    (Some(scrub), Ok(data)) => {
+                        Poll::Ready(Some(Ok(Frame::data(scrub.chunk(&data)))))
+                    }
+                    (_, Ok(data)) => Poll::Ready(Some(Ok(Frame::data(data)))),
+                    (_, Err(frame)) => Poll::Ready(Some(Ok(frame))),
+                }
             }
         }
     }
@@ -279,6 +332,23 @@ mod tests {
         assert_eq!((outcome.status, outcome.response_bytes), (Some(200), 10));
         assert_eq!(outcome.error, None);
         assert!(h.tracker.denials().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_body_dropped_after_some_frames_records_the_bytes_that_arrived() {
+        let (h, _up, result) = call(chunked(&["12345", "67890"]), |_| {}).await;
+        let (response, _) = result.unwrap();
+        let mut body = response.into_body();
+        let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(&first[..], b"12345");
+        // The guest stops here (it trapped, or stopped reading).
+        drop(body);
+        let outcome = outcome(&h);
+        assert_eq!(outcome.response_bytes, 5, "{outcome:?}");
+        assert_eq!(
+            outcome.error.as_deref(),
+            Some("response body not read to the end")
+        );
     }
 
     #[tokio::test]

@@ -110,13 +110,18 @@ impl CallEgress {
 }
 
 impl WasiHttpHooks for CallEgress {
+    // Checked where the guest builds its fields, so the guest hears at once
+    // which header it may not set. Answers reach this check only after
+    // `cap_response` removed every forbidden name from them, so a refused
+    // name here is always the guest's own attempt: a credential header is
+    // recorded as a denied row (hop-by-hop names are protocol, not policy).
     fn forbidden_header_filter(&mut self) -> ForbiddenHeaderFilter {
         let inner = self.inner.clone();
-        Arc::new(move |name| inner.forbidden.contains(name))
+        Arc::new(move |name| inner.refuse_header(name))
     }
 
     fn is_forbidden_header(&mut self, name: &HeaderName) -> bool {
-        self.inner.forbidden.contains(name)
+        self.inner.refuse_header(name)
     }
 
     // The host writes `Host` itself, from the normalised origin it checked.
@@ -168,7 +173,11 @@ impl CallInner {
             Err(refusal) => return Err(self.deny(&parts.method, raw_uri, refusal).await),
         };
         let url = target.redacted();
-        let (body, credential) = match self.admit(&parts, &target, &url, body).await {
+        let admitted = match self.admit(&parts, &target, &url, body).await {
+            Ok(admitted) => self.check_destination(&target).await.map(|()| admitted),
+            Err(refusal) => Err(refusal),
+        };
+        let (body, credential) = match admitted {
             Ok(admitted) => admitted,
             Err(refusal) => return Err(self.deny(&parts.method, url, refusal).await),
         };
@@ -186,10 +195,10 @@ impl CallInner {
             body_sha256: hex::encode(Sha256::digest(&body)),
             body,
         };
-        let (response, audit) = self
+        let (response, audit, sent) = self
             .send_with_retries(&outbound, credential, first_byte)
             .await?;
-        self.cap_response(response, audit)
+        self.cap_response(response, audit, sent.as_ref())
     }
 
     pub(super) fn who(&self) -> String {
@@ -246,6 +255,46 @@ impl CallInner {
         code
     }
 
+    /// Whether the guest may not set `name`; an attempt on a credential
+    /// header is denied in the audit log (written in the background: the
+    /// hook that asks is synchronous) and in the call's tracker.
+    pub(super) fn refuse_header(self: &Arc<Self>, name: &HeaderName) -> bool {
+        if !self.forbidden.contains(name) {
+            return false;
+        }
+        if DEFAULT_FORBIDDEN_HEADERS.contains(name) {
+            return true;
+        }
+        let reason = format!("{} tried to set the forbidden header `{name}`", self.who());
+        self.tracker.deny(reason.clone());
+        // No request exists yet: the row names what was refused instead.
+        let mut record = self.record(
+            &http::Method::GET,
+            format!("(header `{name}`)"),
+            Decision::Denied(reason.clone()),
+        );
+        record.method = "-".into();
+        let audit = self.shared.audit.clone();
+        let write = async move {
+            if let Ok(id) = audit.begin(&record).await {
+                let outcome = EgressOutcome {
+                    status: None,
+                    response_bytes: 0,
+                    duration: Default::default(),
+                    error: Some(reason),
+                };
+                audit.finish(id, &outcome);
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn(write)),
+            Err(_) => {
+                tracing::warn!(target: "airlock::egress", "no runtime to record a refused header")
+            }
+        }
+        true
+    }
+
     /// A failure of the host's own machinery (audit log, credential store):
     /// the caller hears why; there is no request to record as denied.
     pub(super) fn internal_failure(&self, reason: String) -> HttpError {
@@ -275,26 +324,44 @@ mod tests {
         assert_eq!(header_section_bytes(&headers), 3 + 5 + 3 + 1 + 6 + 3);
     }
 
-    #[test]
-    fn guest_may_not_set_credential_or_hop_headers() {
+    #[tokio::test]
+    async fn guest_may_not_set_credential_or_hop_headers_and_credential_attempts_are_audited() {
         let origin = Origin::parse("http://127.0.0.1:9/").unwrap();
         let h = Harness::new(Harness::keyed_connection(origin), vec![], Limits::default());
         let mut egress = CallEgress {
             inner: h.inner.clone(),
         };
         let filter = egress.forbidden_header_filter();
-        for name in [
-            "authorization",
-            "cookie",
-            "proxy-authorization",
-            "x-api-key",
-            "host",
-        ] {
+        for name in ["host", "connection", "transfer-encoding"] {
             let name = HeaderName::from_static(name);
             assert!(filter(&name) && egress.is_forbidden_header(&name), "{name}");
         }
+        assert!(
+            h.audit.records().is_empty(),
+            "hop-by-hop names are not audited"
+        );
+        for name in ["authorization", "cookie", "x-api-key"] {
+            let name = HeaderName::from_static(name);
+            assert!(egress.is_forbidden_header(&name), "{name}");
+        }
         let accept = HeaderName::from_static("accept");
         assert!(!filter(&accept) && !egress.is_forbidden_header(&accept));
+        // One denied row per attempt, written in the background.
+        for _ in 0..100 {
+            if h.audit.records().len() == 3 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let records = h.audit.records();
+        assert_eq!(records.len(), 3);
+        for (record, _) in &records {
+            assert!(
+                matches!(&record.decision, Decision::Denied(r) if r.contains("forbidden header")),
+                "{record:?}"
+            );
+        }
+        assert_eq!(h.inner.tracker.denials().len(), 3);
     }
 
     // Every refusal goes through `deny`: one audit row marked denied with the

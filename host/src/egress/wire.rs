@@ -60,7 +60,7 @@ impl CallInner {
         out: &Outbound,
         mut credential: Option<BoundCredential>,
         first_byte: Duration,
-    ) -> Result<(Response<Incoming>, AuditGuard), HttpError> {
+    ) -> Result<(Response<Incoming>, AuditGuard, Option<Credential>), HttpError> {
         let mut refreshed = false;
         let mut rate_retries = 0u32;
         loop {
@@ -89,7 +89,7 @@ impl CallInner {
                 tokio::time::sleep(wait).await;
                 continue;
             }
-            return Ok((response, audit));
+            return Ok((response, audit, credential.map(|c| c.current)));
         }
     }
 

@@ -450,3 +450,62 @@ async fn a_credential_is_never_sent_in_clear_text_to_a_remote_origin() {
         other => panic!("expected a denied row, got {other:?}"),
     }
 }
+
+/// Every refusal is one denied row with its reason, wherever it happens:
+/// an address refused after DNS (the SSRF attempts: loopback by name or by
+/// number) is denied before anything is recorded as allowed, and a guest's
+/// attempt to set a credential header is denied although it never reaches
+/// a send.
+#[tokio::test]
+async fn every_refusal_is_one_denied_row_with_its_reason() {
+    let server = ok_server().await;
+    let host = host_with(AddressPolicy::global_only(), test_limits());
+    let probe = host.probe();
+    let by_name = server.uri().replace("127.0.0.1", "localhost");
+    for base in [server.uri(), by_name] {
+        let before = host.audit.records().len();
+        let url = format!("{base}/data");
+        host.probe_call(&probe, &base, &[("action", "fetch"), ("url", &url)])
+            .await
+            .unwrap_err();
+        let records = host.audit.records();
+        assert_eq!(records.len(), before + 1, "{base}: {records:?}");
+        match &records.last().unwrap().0.decision {
+            Decision::Denied(reason) => assert!(reason.contains("loopback"), "{reason}"),
+            other => panic!("{base}: expected a denied row, got {other:?}"),
+        }
+    }
+
+    let host = self::host();
+    let url = format!("{}/data", server.uri());
+    for header in ["authorization: Bearer forged", "cookie: a=b"] {
+        let before = host.audit.records().len();
+        host.probe_call(
+            &probe_of(&host),
+            &server.uri(),
+            &[("action", "fetch"), ("url", &url), ("header", header)],
+        )
+        .await
+        .unwrap_err();
+        let name = header.split(':').next().unwrap();
+        // The row is written in the background: wait for it.
+        let mut denied = None;
+        for _ in 0..200 {
+            let records = host.audit.records();
+            if records[before..].iter().any(|(r, _)| {
+                matches!(&r.decision, Decision::Denied(reason)
+                    if reason.contains(&format!("forbidden header `{name}`")))
+            }) {
+                denied = Some(());
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(denied.is_some(), "{header}: {:?}", host.audit.records());
+    }
+    assert_eq!(server.received_requests().await.unwrap().len(), 0);
+}
+
+fn probe_of(host: &Host) -> std::sync::Arc<airlock::Plugin> {
+    host.probe()
+}

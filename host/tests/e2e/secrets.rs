@@ -126,3 +126,57 @@ async fn credentials_go_only_to_the_bound_origin() {
     assert_egress_denied(&err, &other.uri().replace("http://", ""));
     assert_eq!(other.received_requests().await.unwrap().len(), 0);
 }
+
+/// An upstream that echoes the request's headers, in its own headers and
+/// in its body (debug and error endpoints do), never hands the injected
+/// credential to the guest: every occurrence is masked, and the audit
+/// record says so.
+#[tokio::test]
+async fn an_upstream_that_echoes_the_credential_never_hands_it_to_the_guest() {
+    use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+    struct Echo;
+    impl Respond for Echo {
+        fn respond(&self, request: &Request) -> ResponseTemplate {
+            let auth = request
+                .headers
+                .get("authorization")
+                .map(|v| v.to_str().unwrap().to_string())
+                .unwrap_or_default();
+            let body = serde_json::json!({ "headers": { "Authorization": auth } }).to_string();
+            ResponseTemplate::new(200)
+                .insert_header("x-echo-authorization", auth.as_str())
+                .set_body_string(body)
+        }
+    }
+    let upstream = MockServer::start().await;
+    Mock::given(wiremock::matchers::any())
+        .respond_with(Echo)
+        .mount(&upstream)
+        .await;
+    let host = host();
+    let probe = host.probe();
+    let conn = bearer_connection(&upstream.uri())
+        .with_setting("action", "fetch")
+        .with_setting("url", format!("{}/anything", upstream.uri()));
+    let report = host.runtime.test_connection(&probe, &conn).await.unwrap();
+    assert!(!report.message.contains(CANARY), "{}", report.message);
+    assert!(
+        report.message.contains("\"status\":200"),
+        "{}",
+        report.message
+    );
+    // The upstream did get it, and the guest saw the masked echo in both places.
+    assert_eq!(upstream.received_requests().await.unwrap().len(), 1);
+    assert!(
+        report.message.contains(&"*".repeat(CANARY.len())),
+        "{}",
+        report.message
+    );
+    let records = host.audit.records();
+    let outcome = records.last().unwrap().1.clone().unwrap();
+    let note = outcome.error.unwrap_or_default();
+    assert!(
+        note.contains("echoed the injected credential 2 time(s)"),
+        "{note}"
+    );
+}

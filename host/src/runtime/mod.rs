@@ -10,6 +10,7 @@ mod bindings;
 mod cache;
 mod call_data;
 mod dispatch;
+mod guest_errors;
 mod host_api;
 mod invoke;
 mod plugin;
@@ -158,6 +159,7 @@ impl Runtime {
         // the load-time import allow-list refuses anything else, sockets
         // included, before a component ever reaches the linker.
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
+        guest_errors::add_to_linker(&mut linker).map_err(anyhow::Error::from)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(anyhow::Error::from)?;
         bindings::airlock::plugin::host::add_to_linker::<_, HostApi>(&mut linker, |s| &mut s.host)

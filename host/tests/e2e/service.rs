@@ -611,3 +611,23 @@ fn a_credential_bound_to_a_remote_http_origin_is_refused_unless_allowed() {
         ))
         .unwrap();
 }
+
+/// An installed `.wasm` is pinned by SHA-256: a file swapped in the data
+/// directory is refused when it is loaded, never run.
+#[test]
+fn a_swapped_installed_file_is_refused_not_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let airlock = open(dir.path());
+    install(&airlock, airlock_test_artifacts::MINIMAL);
+    drop(airlock);
+    let installed: Vec<_> = std::fs::read_dir(dir.path().join("plugins"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(installed.len(), 1, "{installed:?}");
+    std::fs::copy(airlock_test_artifacts::PROBE, &installed[0]).unwrap();
+    let reopened = open(dir.path());
+    let err = reopened.loaded_plugin("minimal").unwrap_err();
+    assert!(matches!(err, ServiceError::Tampered { .. }), "{err}");
+    assert!(err.to_string().contains("reinstall the plugin"), "{err}");
+}

@@ -4,9 +4,9 @@
 //! A plugin is one `.wasm` component carrying its [`Manifest`]. The host
 //! loads it ([`Runtime::load`]), and runs each call in a fresh instance under
 //! [`Limits`]. The plugin gets exactly the outbound HTTP its connection and
-//! manifest grant ([`egress`]) and never sees a secret: credentials are added
-//! by the host, after the egress check, and every send is recorded
-//! ([`audit`]).
+//! manifest grant (checked at every request) and never sees a secret:
+//! credentials are added by the host, after the egress check, and every send
+//! is recorded ([`audit`]).
 //!
 //! # Embedding
 //!

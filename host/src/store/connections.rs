@@ -120,9 +120,9 @@ pub struct ConnectionRecord {
     pub scope: Scope,
     /// Whether it may be used now.
     pub status: ConnectionStatus,
-    /// RFC 3339 UTC, as [`now`] writes it.
+    /// RFC 3339 UTC, as the store writes it.
     pub created_at: String,
-    /// RFC 3339 UTC, as [`now`] writes it.
+    /// RFC 3339 UTC, as the store writes it.
     pub updated_at: String,
 }
 
@@ -145,7 +145,7 @@ impl ConnectionRecord {
     }
 }
 
-/// Which connections [`list_connections`] returns.
+/// Which connections a listing returns ([`crate::Airlock::connections`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConnectionFilter {
     /// Only connections of this plugin.

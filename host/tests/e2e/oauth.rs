@@ -580,21 +580,29 @@ async fn expiry_refreshes_once_and_persists_the_rotated_refresh_token() {
     logs.assert_clean(&s);
 }
 
-#[tokio::test]
-async fn a_hundred_concurrent_calls_on_an_expired_token_refresh_once() {
+/// A hundred concurrent calls on a connection whose token is due, the
+/// refreshed token living `refreshed_lifetime` seconds: every call succeeds.
+async fn hundred_calls_on_a_due_token(refreshed_lifetime: u64) -> Setup {
     let s = setup().await;
     s.server.next_expires_in.store(1, Ordering::SeqCst);
     connect(&s, "work").await.unwrap();
     // Due halfway through its one-second lifetime.
     tokio::time::sleep(std::time::Duration::from_millis(600)).await;
-    s.server.next_expires_in.store(3600, Ordering::SeqCst);
+    s.server
+        .next_expires_in
+        .store(refreshed_lifetime, Ordering::SeqCst);
     let calls = (0..100).map(|_| call(&s));
-    let results = futures::future::join_all(calls).await;
-    for r in results {
+    for r in futures::future::join_all(calls).await {
         assert_eq!(r.unwrap(), "alice");
     }
-    assert_eq!(s.server.refresh_requests.load(Ordering::SeqCst), 1);
     assert_eq!(s.server.api_requests.load(Ordering::SeqCst), 100);
+    s
+}
+
+#[tokio::test]
+async fn a_hundred_concurrent_calls_on_an_expired_token_refresh_once() {
+    let s = hundred_calls_on_a_due_token(3600).await;
+    assert_eq!(s.server.refresh_requests.load(Ordering::SeqCst), 1);
 }
 
 /// Tokens that live shorter than the refresh margin are due as soon as they
@@ -602,20 +610,9 @@ async fn a_hundred_concurrent_calls_on_an_expired_token_refresh_once() {
 /// no call fails on a refresh token another call already rotated.
 #[tokio::test]
 async fn a_hundred_concurrent_calls_refresh_once_when_tokens_live_shorter_than_the_margin() {
-    let s = setup().await;
-    s.server.next_expires_in.store(1, Ordering::SeqCst);
-    connect(&s, "work").await.unwrap();
-    // Due halfway through its one-second lifetime.
-    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
     // The refreshed token is short-lived too (inside the 60 s margin).
-    s.server.next_expires_in.store(10, Ordering::SeqCst);
-    let calls = (0..100).map(|_| call(&s));
-    let results = futures::future::join_all(calls).await;
-    for r in results {
-        assert_eq!(r.unwrap(), "alice");
-    }
+    let s = hundred_calls_on_a_due_token(10).await;
     assert_eq!(s.server.refresh_requests.load(Ordering::SeqCst), 1);
-    assert_eq!(s.server.api_requests.load(Ordering::SeqCst), 100);
     assert_eq!(secret(&s, "access-token"), s.server.current_access());
 }
 

@@ -102,18 +102,6 @@ pub enum OAuthError {
         /// What the token endpoint answered or why it could not be reached.
         reason: String,
     },
-    /// The connection's grant is no longer valid; only a new authorisation
-    /// (`airlock oauth connect`) helps.
-    #[error(
-        "connection `{connection}` needs re-authorisation ({reason}); reconnect it with \
-         `airlock oauth connect {connection}`"
-    )]
-    NeedsReauth {
-        /// The connection's name.
-        connection: String,
-        /// The provider's answer, sanitised.
-        reason: String,
-    },
     /// The loopback callback listener could not start or serve: usually
     /// the port is taken (another `airlock oauth connect` running); pick
     /// another port.

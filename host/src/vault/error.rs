@@ -122,6 +122,58 @@ pub enum VaultError {
         active: u32,
     },
 
+    /// A secret's row decrypts, but it is not the row the vault last wrote
+    /// for its owner and field (the vault's ledger names another, or none):
+    /// an older copy was restored, or a deleted one put back, without a key
+    /// rotation in between. Re-enter the secret.
+    #[error(
+        "{what} is not the value airlock last stored: {}. It is refused; re-enter the secret \
+         (for an OAuth connection, connect it again: `airlock oauth connect <connection>`), \
+         and find out who else can write the data directory",
+        restored_detail(*.deleted)
+    )]
+    RestoredSecret {
+        /// Which secret (`secret 'access-token' of connection ...`), never
+        /// its content.
+        what: String,
+        /// Whether the vault had no current row for it at all (deleted, or
+        /// never written by airlock), rather than a newer one.
+        deleted: bool,
+    },
+
+    /// The vault's record of which secret rows are current (`vault_meta`
+    /// `secret-ledger` and its tag) is missing or does not verify under the
+    /// master key: altered or removed outside airlock. No secret is trusted
+    /// until re-entered.
+    #[error(
+        "the vault's record of which secret rows are current {problem}: it was altered or \
+         removed outside airlock, so no stored secret can be trusted and each is refused until \
+         it is re-entered. Restore airlock.db from your newest backup, or re-enter the secrets \
+         (for OAuth connections: `airlock oauth connect <connection>`)"
+    )]
+    LedgerInvalid {
+        /// What is wrong (`is missing`, `does not verify under the master
+        /// key`, ...).
+        problem: &'static str,
+    },
+
+    /// The vault's record of which secret rows are current is older than
+    /// one this process already verified: the database, or its `vault_meta`
+    /// table, was replaced with an older copy while airlock was running.
+    #[error(
+        "the vault's record of which secret rows are current went back from generation {seen} \
+         to {found} while airlock was running: airlock.db (or part of it) was replaced with an \
+         older copy, so this process refuses every stored secret. Find out who replaced it and \
+         restore the newest copy, or re-enter the secrets; note that a restarted airlock cannot \
+         tell an older copy from the current one"
+    )]
+    LedgerRolledBack {
+        /// The highest generation this process verified.
+        seen: u64,
+        /// The generation found now.
+        found: u64,
+    },
+
     /// A sealed value names a key version the vault does not have (retired,
     /// or the row was restored from an old backup). Re-enter the secret.
     #[error(
@@ -192,5 +244,15 @@ pub enum VaultError {
 impl From<rusqlite::Error> for VaultError {
     fn from(e: rusqlite::Error) -> Self {
         Self::Store(StoreError::Sqlite(e))
+    }
+}
+
+/// The middle of [`VaultError::RestoredSecret`]'s message.
+fn restored_detail(deleted: bool) -> &'static str {
+    if deleted {
+        "airlock deleted it (or never wrote it), so a deleted row was put back into the database \
+         or one was added outside airlock"
+    } else {
+        "airlock has since replaced it, so an older copy of its row was restored into the database"
     }
 }

@@ -21,19 +21,94 @@
 //!
 //! The associated data binds a ciphertext to where it lives: for `secrets`
 //! the row id, the owner (connection or OAuth app and its id), the field and
-//! the key version; for [`Vault::seal_blob_in`] the caller's id (for
-//! `oauth_states` the `state_hash`), the field (`pkce-verifier`) and the key
-//! version. A ciphertext copied to another row, owner or field does not
-//! decrypt. Every write of a secret gets a fresh row id, so even an older
-//! ciphertext of the same secret, restored with its old id, no longer fits
-//! the current row.
+//! the key version, under the domain `airlock/secret/ledger`
+//! (`airlock/secret` before the ledger existed, see below); for
+//! [`Vault::seal_blob_in`] the caller's id (for `oauth_states` the
+//! `state_hash`), the field (`pkce-verifier`) and the key version. A
+//! ciphertext copied to another row, owner or field does not decrypt.
 //!
 //! # Restore detection
 //!
-//! Because rotation re-encrypts everything, every row is under the active
-//! version. A row whose ciphertext names another version than its
-//! `key_version` column, or whose version is not the active one, is refused
-//! with [`VaultError::StaleCiphertext`]: an older ciphertext was restored.
+//! The attacker in mind can write the data directory (`airlock.db`) but
+//! does not hold the master key (e.g. `AIRLOCK_MASTER_KEY` in the server's
+//! environment). They can make no ciphertext and no MAC, but they can put
+//! back any row, or the whole file, as it was at an earlier moment: every
+//! such row is genuine, and decrypts.
+//!
+//! **Across key versions.** Rotation re-encrypts everything, so every row is
+//! under the active version. A row whose ciphertext names another version
+//! than its `key_version` column, or whose version is not the active one,
+//! is refused with [`VaultError::StaleCiphertext`].
+//!
+//! **Within one key version: the ledger.** Every write of a secret gets a
+//! fresh row id, bound into the associated data; but an older row put back
+//! whole carries its old id with it and decrypts. So the vault keeps a
+//! *ledger* (module `ledger`): the current row id of every (owner, field)
+//! and a generation, one more on every change, in `vault_meta`
+//! (`secret-ledger`), with `secret-ledger-tag`, its HMAC-SHA256 under a key
+//! derived from the master key. [`Vault::seal_secret`],
+//! [`Vault::delete_secret`] and [`Vault::delete_secrets`] rewrite both in
+//! the caller's transaction, so a secret and the record of it commit or
+//! roll back together. [`Vault::open_secret`] refuses, with
+//! [`VaultError::RestoredSecret`], a row that decrypts but is not the one
+//! the ledger names (an older copy of any field: access or refresh token,
+//! password, API key, client secret) or that the ledger does not name (a
+//! deleted secret put back). Re-entering the secret replaces the row and
+//! the entry. Rotation keeps row ids and leaves the ledger alone; a
+//! restored row stops it, as a stale one does, since re-encrypting would
+//! launder it.
+//!
+//! Why one tag over all entries, not a record or counter per secret: a
+//! per-secret record can be put back together with its row, a consistent
+//! pair. With one tag, an older ledger names older rows for *every* secret
+//! changed since, so it fits only if all of them are put back with it: the
+//! whole vault rolled back to one moment (below). Why a key derived from
+//! the master key, not a data key: the ledger must outlive rotation and
+//! retirement, and the master key is the one thing the attacker lacks.
+//! Why not derive the tag from the `secrets` table itself: a mismatch would
+//! then not say which secret is wrong, and every write would bless whatever
+//! row sits in the table.
+//!
+//! A ledger that is missing or does not verify refuses every secret
+//! ([`VaultError::LedgerInvalid`]). The next write then starts a new, empty
+//! ledger, so each secret re-entered is trusted again and nothing else is
+//! (building on the altered ledger would bless the rows it names). A vault
+//! from before the ledger has none: when it is opened, every secret that
+//! verifies is resealed under the new associated-data domain and recorded,
+//! in one transaction. That domain is what tells "never had a ledger" from
+//! "its ledger was removed": a vault with no ledger but a row sealed under
+//! the new domain is not adopted. Having rows adopted again thus takes
+//! putting back every row as it was before the upgrade, a snapshot again.
+//!
+//! Entries whose row is gone are dropped at the next write, so a secret
+//! deleted by a cascade the vault did not see (an owner row deleted with
+//! SQL; airlock itself deletes secrets through the vault first) is
+//! recognised as deleted from then on; until then, its last row put back
+//! with its owner opens.
+//!
+//! **What a whole-database snapshot defeats.** A copy of the whole
+//! `airlock.db` taken under the same master key is self-consistent: rows,
+//! key versions, ledger, tag and generation as the vault wrote them at one
+//! moment. Restoring the `secrets`, `key_versions` and `vault_meta` tables
+//! together from one moment is the same. Nothing in the database tells it
+//! from the present, and the master key carries no state, so:
+//!
+//! - *Detected* only by a process that was already running and had verified
+//!   a newer ledger: it keeps the highest generation it verified, in
+//!   memory, and refuses an older one with [`VaultError::LedgerRolledBack`]
+//!   (on its next read of any secret, when the copy was written into the
+//!   file it has open; a file swapped in by rename is generally not seen
+//!   until the database is opened again, by a process that cannot tell).
+//! - *Not detected* by a process started after the restore (a restart of
+//!   the server, any CLI command): it accepts the copy, superseded tokens
+//!   included. Key rotation does not help, since the copy holds its own key
+//!   versions, wrapped under the same master key. What remains is outside
+//!   the vault: keeping the data directory writable by airlock's user only,
+//!   backups and file-integrity monitoring, and providers that rotate
+//!   refresh tokens and revoke a grant when an old one is reused.
+//!
+//! Pending OAuth authorisations (`oauth_states`) are single-use rows
+//! deleted on use; the ledger does not cover them.
 //!
 //! # Concurrency
 //!
@@ -43,10 +118,25 @@
 //! and keeps the old one, so a reader on either side of the commit finds its
 //! key; [`Vault::open_secret`] compares a row against the active version read
 //! in the same statement, never against a cached value.
+//!
+//! The ledger is checked on every read, cheaply: the row may come from the
+//! record cache, but the ledger's tag is read fresh (one point query, since
+//! the counter that keeps the record cache current is not protected and can
+//! be set back). When it equals the tag this process last verified and
+//! that ledger names the row, the row is current. Otherwise the row and the
+//! whole ledger are read again in one statement, so a write another process
+//! commits in between cannot pair a row with a ledger it does not belong
+//! to, and the ledger is verified. Only a ledger read outside a transaction
+//! is remembered (one read inside may yet roll back). Writes read the
+//! ledger inside their `BEGIN IMMEDIATE` transaction, so writers in several
+//! processes serialise on SQLite's lock and each builds on the last
+//! committed ledger; the generation only grows. The ledger's lock, like the
+//! keys', is held for memory operations only.
 
 mod crypto;
 mod error;
 mod key_source;
+mod ledger;
 #[cfg(test)]
 mod tests;
 
@@ -76,7 +166,11 @@ const CHECK_PLAINTEXT: &[u8] = b"airlock vault master key check v1";
 const CHECK_AAD: &str = "airlock/kek-check";
 /// Associated-data domains.
 const AAD_WRAPPED_KEY: &str = "airlock/wrapped-key";
-const AAD_SECRET: &str = "airlock/secret";
+/// Secrets sealed since the ledger (see "Restore detection"): a ciphertext
+/// that opens under this domain was written while a ledger existed.
+const AAD_SECRET: &str = "airlock/secret/ledger";
+/// Secrets sealed before the ledger; opened only to adopt them into one.
+const AAD_SECRET_LEGACY: &str = "airlock/secret";
 const AAD_BLOB: &str = "airlock/blob";
 
 /// Who a secret belongs to. Exactly one of `secrets.connection_id` or
@@ -153,6 +247,8 @@ pub struct Vault {
     source_description: String,
     /// Sealed secret rows by owner and field (see [`RecordCache`]).
     sealed: RecordCache<Option<SealedRow>>,
+    /// Which row is current for each secret (see "Restore detection").
+    ledger: ledger::Keeper,
 }
 
 impl fmt::Debug for Vault {
@@ -207,8 +303,18 @@ fn wrap_aad(version: u32) -> Vec<u8> {
 }
 
 fn secret_aad(row_id: &str, owner: &SecretOwner, field: &str, version: u32) -> Vec<u8> {
+    secret_aad_in(AAD_SECRET, row_id, owner, field, version)
+}
+
+fn secret_aad_in(
+    domain: &str,
+    row_id: &str,
+    owner: &SecretOwner,
+    field: &str,
+    version: u32,
+) -> Vec<u8> {
     crypto::aad(
-        AAD_SECRET,
+        domain,
         &[
             row_id.as_bytes(),
             owner.kind().as_bytes(),
@@ -366,13 +472,16 @@ impl Vault {
         let active =
             active.ok_or_else(|| VaultError::Corrupt("no active key version".to_string()))?;
         let source_description = describe_opened(source, store.path(), false);
-        Ok(Self {
+        let vault = Self {
             store,
+            ledger: ledger::Keeper::new(derive_key(&kek, ledger::KEY_PURPOSE)),
             kek,
             ring: RwLock::new(KeyRing { keys, active }),
             source_description,
             sealed: RecordCache::default(),
-        })
+        };
+        vault.adopt_legacy_secrets()?;
+        Ok(vault)
     }
 
     /// First run: returns `None` if another process created the vault first.
@@ -391,6 +500,7 @@ impl Vault {
         )?;
         let data_key = Key256::random()?;
         let wrapped = crypto::seal(&init.kek, MAGIC_WRAPPED, 1, &wrap_aad(1), data_key.expose())?;
+        let keeper = ledger::Keeper::new(derive_key(&init.kek, ledger::KEY_PURPOSE));
         let created = write_vault(store, |tx| {
             let exists: bool = tx.query_row(
                 "SELECT EXISTS (SELECT 1 FROM vault_meta WHERE name = ?1)
@@ -412,6 +522,13 @@ impl Vault {
                  VALUES (1, ?1, ?2, 1)",
                 params![wrapped, now()],
             )?;
+            // An empty ledger from the start: its absence later means it was
+            // removed (see `adopt_legacy_secrets`).
+            let empty = ledger::Ledger {
+                generation: 1,
+                ..Default::default()
+            };
+            keeper.store(tx, &empty)?;
             Ok(true)
         })?;
         if !created {
@@ -427,6 +544,7 @@ impl Vault {
             }),
             source_description: describe_opened(source, store.path(), init.created_file),
             sealed: RecordCache::default(),
+            ledger: keeper,
         }))
     }
 
@@ -441,7 +559,9 @@ impl Vault {
 
     /// Seal `plaintext` as `owner`'s `field`, replacing any previous value,
     /// in the caller's transaction (so it commits, durably, with the rest of
-    /// the caller's change). The row gets a fresh id each time.
+    /// the caller's change). The row gets a fresh id each time, and the
+    /// vault's ledger records that id as the current one in the same
+    /// transaction.
     pub fn seal_secret(
         &self,
         tx: &Transaction<'_>,
@@ -470,10 +590,16 @@ impl Vault {
             ),
             params![id, owner.id(), field, version, ciphertext, now()],
         )?;
-        Ok(())
+        self.record(tx, Some((owner, field, &id)))
     }
 
     /// `owner`'s `field`, or `None` if it has none.
+    ///
+    /// A row that is not the one the vault last wrote for `owner`'s `field`
+    /// (an older copy restored, a deleted one put back) is refused with
+    /// [`VaultError::RestoredSecret`]; every row is, with
+    /// [`VaultError::LedgerInvalid`] or [`VaultError::LedgerRolledBack`],
+    /// while the vault's record of current rows cannot be trusted.
     pub fn open_secret(
         &self,
         owner: &SecretOwner,
@@ -484,10 +610,12 @@ impl Vault {
         // (decrypted, checked) every time.
         let key = format!("{}\u{0}{}\u{0}{field}", owner.column(), owner.id());
         read_vault(&self.store, |conn| {
-            let row = self
-                .sealed
-                .get_or_read(conn, &key, |c| sealed_row(c, owner, field))?;
-            self.open_row(conn, owner, field, row.as_ref().as_ref())
+            let mut fresh = false;
+            let row = self.sealed.get_or_read(conn, &key, |c| {
+                fresh = true;
+                sealed_row(c, owner, field, false)
+            })?;
+            self.open_row(conn, owner, field, row.as_ref().as_ref(), fresh)
         })
     }
 
@@ -499,43 +627,74 @@ impl Vault {
         owner: &SecretOwner,
         field: &str,
     ) -> Result<Option<SecretString>, VaultError> {
-        let row = sealed_row(conn, owner, field)?;
-        self.open_row(conn, owner, field, row.as_ref())
+        let row = sealed_row(conn, owner, field, false)?;
+        self.open_row(conn, owner, field, row.as_ref(), true)
     }
 
+    /// Open `row`, read just now (`fresh`) or from the record cache, and
+    /// check it is the current one.
     fn open_row(
         &self,
         conn: &Connection,
         owner: &SecretOwner,
         field: &str,
         row: Option<&SealedRow>,
+        fresh: bool,
     ) -> Result<Option<SecretString>, VaultError> {
-        let Some(SealedRow {
-            id,
-            version,
-            ciphertext,
-            active,
-        }) = row
-        else {
+        let Some(row) = row else {
             return Ok(None);
         };
-        let active =
-            active.ok_or_else(|| VaultError::Corrupt("no active key version".to_string()))?;
-        let what = || owner.describe(field);
-        let plain = self.open_checked(
-            conn,
-            &what,
-            &secret_aad(id, owner, field, *version),
-            *version,
-            Expect::Exactly(active),
-            ciphertext,
-        )?;
-        let text = std::str::from_utf8(&plain)
-            .map_err(|_| VaultError::Corrupt(format!("{} is not UTF-8 text", what())))?;
-        Ok(Some(SecretString::from(text)))
+        // Decrypting first keeps the more precise error for a row that was
+        // altered or moved rather than restored.
+        let plain = self.open_sealed(conn, owner, field, row)?;
+        let key = ledger::entry_key(owner.kind(), owner.id(), field);
+        // The common case: the ledger is the one this process verified last
+        // and names this row. A cached row is checked against the tag as
+        // stored now, never a cached one: the counter that keeps the record
+        // cache current is not protected, the tag is.
+        let tag = if fresh {
+            row.ledger.tag.clone()
+        } else {
+            ledger::read_tag(conn)?
+        };
+        if self.ledger.confirms(tag.as_deref(), &key, &row.id) {
+            return secret_text(owner, field, &plain).map(Some);
+        }
+        // Otherwise the row and the whole ledger again, from one statement
+        // (so a write committed in between cannot mismatch them), and the
+        // ledger verified under the master key.
+        let Some(row) = sealed_row(conn, owner, field, true)? else {
+            return Ok(None);
+        };
+        let plain = self.open_sealed(conn, owner, field, &row)?;
+        let current = self.ledger.verify(&row.ledger, conn.is_autocommit())?;
+        check_current(&current, owner, field, &row.id)?;
+        secret_text(owner, field, &plain).map(Some)
     }
 
-    /// Delete `owner`'s `field`; whether there was one.
+    /// Decrypt `row` after the key-version checks.
+    fn open_sealed(
+        &self,
+        conn: &Connection,
+        owner: &SecretOwner,
+        field: &str,
+        row: &SealedRow,
+    ) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+        let active = row
+            .active
+            .ok_or_else(|| VaultError::Corrupt("no active key version".to_string()))?;
+        self.open_checked(
+            conn,
+            &|| owner.describe(field),
+            &secret_aad(&row.id, owner, field, row.version),
+            row.version,
+            Expect::Exactly(active),
+            &row.ciphertext,
+        )
+    }
+
+    /// Delete `owner`'s `field`; whether there was one. The ledger forgets
+    /// it, so a copy put back later is refused.
     pub fn delete_secret(
         &self,
         tx: &Transaction<'_>,
@@ -549,11 +708,15 @@ impl Vault {
             ),
             params![owner.id(), field],
         )?;
+        if n > 0 {
+            self.record(tx, None)?;
+        }
         Ok(n > 0)
     }
 
     /// Delete every secret of `owner`; how many there were. The store runs
-    /// with `secure_delete`, so SQLite overwrites the freed ciphertext.
+    /// with `secure_delete`, so SQLite overwrites the freed ciphertext; the
+    /// ledger forgets them, so copies put back later are refused.
     pub fn delete_secrets(
         &self,
         tx: &Transaction<'_>,
@@ -563,6 +726,9 @@ impl Vault {
             &format!("DELETE FROM secrets WHERE {} = ?1", owner.column()),
             params![owner.id()],
         )?;
+        if n > 0 {
+            self.record(tx, None)?;
+        }
         Ok(n)
     }
 
@@ -668,23 +834,18 @@ impl Vault {
     /// (HMAC-SHA256 of the purpose under the KEK): stable across restarts
     /// for the same master key, useless to anyone who does not hold it.
     pub(crate) fn derive_key(&self, purpose: &str) -> [u8; 32] {
-        use hmac::{Hmac, Mac};
-        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(self.kek.expose())
-            .expect("HMAC takes a key of any length");
-        mac.update(b"airlock derived key v1\0");
-        mac.update(purpose.as_bytes());
-        mac.finalize().into_bytes().into()
+        derive_key(&self.kek, purpose)
     }
 
     /// Create a new active key version and re-encrypt every secret and
     /// every `oauth_states` verifier under it, all in one transaction. The
     /// previous version stays (unused) until [`Vault::retire`]d.
     ///
-    /// A secret that does not verify (altered, or restored from before an
-    /// earlier rotation) stops the rotation with its error: re-encrypting it
-    /// would launder it. A pending OAuth authorisation that does not verify
-    /// is deleted instead (it is single-use and short-lived; the user starts
-    /// it again).
+    /// A secret that does not verify (altered, restored from before an
+    /// earlier rotation, or not the current row by the ledger) stops the
+    /// rotation with its error: re-encrypting it would launder it. A
+    /// pending OAuth authorisation that does not verify is deleted instead
+    /// (it is single-use and short-lived; the user starts it again).
     pub fn rotate(&self) -> Result<u32, VaultError> {
         let new_key = Key256::random()?;
         let mut inserted = None;
@@ -708,102 +869,8 @@ impl Vault {
                  VALUES (?1, ?2, ?3, 1)",
                 params![version, wrapped, now()],
             )?;
-
-            let secrets = {
-                let mut stmt = tx.prepare(
-                    "SELECT id, connection_id, oauth_app_id, field, key_version, ciphertext
-                     FROM secrets ORDER BY id",
-                )?;
-                stmt.query_map([], |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, Option<String>>(1)?,
-                        r.get::<_, Option<String>>(2)?,
-                        r.get::<_, String>(3)?,
-                        r.get::<_, u32>(4)?,
-                        r.get::<_, Vec<u8>>(5)?,
-                    ))
-                })?
-                .collect::<Result<Vec<_>, _>>()?
-            };
-            let mut update =
-                tx.prepare("UPDATE secrets SET key_version = ?1, ciphertext = ?2 WHERE id = ?3")?;
-            for (id, connection_id, oauth_app_id, field, row_version, ciphertext) in secrets {
-                let owner = match (connection_id, oauth_app_id) {
-                    (Some(c), None) => SecretOwner::Connection(c),
-                    (None, Some(a)) => SecretOwner::OAuthApp(a),
-                    _ => {
-                        return Err(VaultError::Corrupt(format!(
-                            "secret row {id} has no single owner"
-                        )));
-                    }
-                };
-                let plain = self.open_checked(
-                    tx,
-                    &|| owner.describe(&field),
-                    &secret_aad(&id, &owner, &field, row_version),
-                    row_version,
-                    Expect::Exactly(old_active),
-                    &ciphertext,
-                )?;
-                let sealed = crypto::seal(
-                    &new_key,
-                    MAGIC_SEALED,
-                    version,
-                    &secret_aad(&id, &owner, &field, version),
-                    &plain,
-                )?;
-                update.execute(params![version, sealed, id])?;
-            }
-
-            let states = {
-                let mut stmt =
-                    tx.prepare("SELECT state_hash, key_version, verifier FROM oauth_states")?;
-                stmt.query_map([], |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, u32>(1)?,
-                        r.get::<_, Vec<u8>>(2)?,
-                    ))
-                })?
-                .collect::<Result<Vec<_>, _>>()?
-            };
-            let mut update = tx.prepare(
-                "UPDATE oauth_states SET key_version = ?1, verifier = ?2 WHERE state_hash = ?3",
-            )?;
-            let mut dropped = 0usize;
-            for (state_hash, row_version, blob) in states {
-                let opened = self.open_checked(
-                    tx,
-                    &|| blob_what(&state_hash, PKCE_VERIFIER_FIELD),
-                    &blob_aad(&state_hash, PKCE_VERIFIER_FIELD, row_version),
-                    row_version,
-                    Expect::Exactly(old_active),
-                    &blob,
-                );
-                match opened {
-                    Ok(plain) => {
-                        let sealed = crypto::seal(
-                            &new_key,
-                            MAGIC_SEALED,
-                            version,
-                            &blob_aad(&state_hash, PKCE_VERIFIER_FIELD, version),
-                            &plain,
-                        )?;
-                        update.execute(params![version, sealed, state_hash])?;
-                    }
-                    Err(VaultError::Store(e)) => return Err(VaultError::Store(e)),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "rotation drops a pending OAuth authorisation");
-                        tx.execute(
-                            "DELETE FROM oauth_states WHERE state_hash = ?1",
-                            [&state_hash],
-                        )?;
-                        dropped += 1;
-                    }
-                }
-            }
-
+            self.reseal_secrets(tx, old_active, version, &new_key)?;
+            let dropped = self.reseal_oauth_states(tx, old_active, version, &new_key)?;
             // The new key is in memory before the commit, so a reader that
             // sees the committed rows finds it.
             self.ring_mut().keys.insert(version, new_key.clone());
@@ -825,6 +892,192 @@ impl Vault {
                 Err(e)
             }
         }
+    }
+
+    /// Re-encrypt every secret from `old_active` to `version` under `key`,
+    /// each one checked first. Row ids stay, so the ledger stays as it is.
+    fn reseal_secrets(
+        &self,
+        tx: &Transaction<'_>,
+        old_active: u32,
+        version: u32,
+        key: &Key256,
+    ) -> Result<(), VaultError> {
+        let current = self.ledger.verify(&ledger::read_stored(tx)?, false)?;
+        let mut update =
+            tx.prepare("UPDATE secrets SET key_version = ?1, ciphertext = ?2 WHERE id = ?3")?;
+        for row in secret_rows(tx)? {
+            let plain = self.open_secret_row(tx, &row, AAD_SECRET, old_active)?;
+            check_current(&current, &row.owner, &row.field, &row.id)?;
+            let sealed = crypto::seal(
+                key,
+                MAGIC_SEALED,
+                version,
+                &secret_aad(&row.id, &row.owner, &row.field, version),
+                &plain,
+            )?;
+            update.execute(params![version, sealed, row.id])?;
+        }
+        Ok(())
+    }
+
+    /// Open a row of [`secret_rows`] sealed under associated-data `domain`,
+    /// which must be under the `active` version.
+    fn open_secret_row(
+        &self,
+        conn: &Connection,
+        row: &SecretRow,
+        domain: &str,
+        active: u32,
+    ) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+        self.open_checked(
+            conn,
+            &|| row.owner.describe(&row.field),
+            &secret_aad_in(domain, &row.id, &row.owner, &row.field, row.version),
+            row.version,
+            Expect::Exactly(active),
+            &row.ciphertext,
+        )
+    }
+
+    /// Re-encrypt every pending OAuth authorisation from `old_active` to
+    /// `version` under `key`; those that do not verify are deleted. How many
+    /// were.
+    fn reseal_oauth_states(
+        &self,
+        tx: &Transaction<'_>,
+        old_active: u32,
+        version: u32,
+        key: &Key256,
+    ) -> Result<usize, VaultError> {
+        let states = {
+            let mut stmt =
+                tx.prepare("SELECT state_hash, key_version, verifier FROM oauth_states")?;
+            stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, u32>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?
+        };
+        let mut update = tx.prepare(
+            "UPDATE oauth_states SET key_version = ?1, verifier = ?2 WHERE state_hash = ?3",
+        )?;
+        let mut dropped = 0usize;
+        for (state_hash, row_version, blob) in states {
+            let opened = self.open_checked(
+                tx,
+                &|| blob_what(&state_hash, PKCE_VERIFIER_FIELD),
+                &blob_aad(&state_hash, PKCE_VERIFIER_FIELD, row_version),
+                row_version,
+                Expect::Exactly(old_active),
+                &blob,
+            );
+            match opened {
+                Ok(plain) => {
+                    let (_, sealed) =
+                        seal_blob_under(key, version, &state_hash, PKCE_VERIFIER_FIELD, &plain)?;
+                    update.execute(params![version, sealed, state_hash])?;
+                }
+                Err(VaultError::Store(e)) => return Err(VaultError::Store(e)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "rotation drops a pending OAuth authorisation");
+                    tx.execute(
+                        "DELETE FROM oauth_states WHERE state_hash = ?1",
+                        [&state_hash],
+                    )?;
+                    dropped += 1;
+                }
+            }
+        }
+        Ok(dropped)
+    }
+
+    /// Record in `tx`, as the ledger's next generation, that `current`'s
+    /// row id is its owner's field's current row (`None`: a deletion).
+    /// Entries whose secret no longer exists are dropped, whether the vault
+    /// deleted it or a cascade from its owner did: a copy put back later
+    /// then has no entry and is refused.
+    fn record(
+        &self,
+        tx: &Transaction<'_>,
+        current: Option<(&SecretOwner, &str, &str)>,
+    ) -> Result<(), VaultError> {
+        let mut ledger = self.ledger.base_for_write(tx)?;
+        let live = ledger::live_keys(tx)?;
+        ledger.rows.retain(|key, _| live.contains(key));
+        if let Some((owner, field, row_id)) = current {
+            ledger.rows.insert(
+                ledger::entry_key(owner.kind(), owner.id(), field),
+                row_id.to_string(),
+            );
+        }
+        ledger.generation += 1;
+        self.ledger.store(tx, &ledger)?;
+        Ok(())
+    }
+
+    /// A vault from before the ledger has none: seal every secret under the
+    /// ledger's associated-data domain and record it, in one transaction.
+    /// A row that does not verify is recorded as it is (it keeps failing
+    /// with its own error until re-entered).
+    ///
+    /// A missing ledger next to a secret that opens under the ledger's
+    /// domain means the ledger was removed, not that it never existed:
+    /// nothing is adopted then, and every secret is refused
+    /// ([`VaultError::LedgerInvalid`]) until re-entered.
+    fn adopt_legacy_secrets(&self) -> Result<(), VaultError> {
+        // Read first: a start-up need not wait for the write lock (held by a
+        // busy server, say) just to find the ledger there.
+        if !read_vault(&self.store, |c| Ok(ledger::read_stored(c)?.is_absent()))? {
+            return Ok(());
+        }
+        let adopted = write_vault(&self.store, |tx| {
+            if !ledger::Keeper::absent(tx)? {
+                return Ok(false);
+            }
+            let active = active_version(tx)?;
+            let mut ledger = ledger::Ledger {
+                generation: 1,
+                ..Default::default()
+            };
+            let mut update = tx.prepare("UPDATE secrets SET ciphertext = ?1 WHERE id = ?2")?;
+            for row in secret_rows(tx)? {
+                match self.open_secret_row(tx, &row, AAD_SECRET_LEGACY, active) {
+                    Ok(plain) => {
+                        let key = self.key(tx, row.version, &|| row.owner.describe(&row.field))?;
+                        let aad = secret_aad(&row.id, &row.owner, &row.field, row.version);
+                        let sealed = crypto::seal(&key, MAGIC_SEALED, row.version, &aad, &plain)?;
+                        update.execute(params![sealed, row.id])?;
+                    }
+                    Err(VaultError::Store(e)) => return Err(VaultError::Store(e)),
+                    // Rolls back what was resealed so far.
+                    Err(_) if self.open_secret_row(tx, &row, AAD_SECRET, active).is_ok() => {
+                        return Err(VaultError::LedgerInvalid {
+                            problem: "is missing although secrets were written with it",
+                        });
+                    }
+                    Err(_) => {}
+                }
+                ledger.rows.insert(
+                    ledger::entry_key(row.owner.kind(), row.owner.id(), &row.field),
+                    row.id,
+                );
+            }
+            self.ledger.store(tx, &ledger)?;
+            Ok(true)
+        });
+        match adopted {
+            Ok(true) => tracing::info!("vault secrets adopted into a new secret ledger"),
+            Ok(false) => {}
+            // Not fatal to start-up: every read reports it, and secrets
+            // re-entered are trusted again.
+            Err(e @ VaultError::LedgerInvalid { .. }) => tracing::error!(error = %e, "vault"),
+            Err(e) => return Err(e),
+        }
+        Ok(())
     }
 
     /// Delete key version `version`. Refused for the active version and for
@@ -1032,29 +1285,142 @@ struct SealedRow {
     ciphertext: Vec<u8>,
     /// The active key version when the row was read.
     active: Option<u32>,
+    /// The ledger's tag when the row was read, and the ledger itself when
+    /// asked for.
+    ledger: ledger::Stored,
 }
 
+/// `owner`'s `field` as stored, with the active key version and the
+/// ledger's tag (and, `with_ledger`, the ledger) from the same statement.
 fn sealed_row(
     conn: &Connection,
     owner: &SecretOwner,
     field: &str,
+    with_ledger: bool,
 ) -> Result<Option<SealedRow>, VaultError> {
+    let ledger = if with_ledger {
+        "(SELECT value FROM vault_meta WHERE name = ?3)"
+    } else {
+        "NULL"
+    };
     Ok(conn
         .prepare_cached(&format!(
             "SELECT id, key_version, ciphertext,
-                    (SELECT version FROM key_versions WHERE active = 1)
+                    (SELECT version FROM key_versions WHERE active = 1),
+                    (SELECT value FROM vault_meta WHERE name = ?4),
+                    {ledger}
              FROM secrets WHERE {} = ?1 AND field = ?2",
             owner.column()
         ))?
-        .query_row(params![owner.id(), field], |r| {
-            Ok(SealedRow {
-                id: r.get(0)?,
-                version: r.get(1)?,
-                ciphertext: r.get(2)?,
-                active: r.get(3)?,
-            })
-        })
+        .query_row(
+            params![
+                owner.id(),
+                field,
+                ledger::META_LEDGER,
+                ledger::META_LEDGER_TAG
+            ],
+            |r| {
+                Ok(SealedRow {
+                    id: r.get(0)?,
+                    version: r.get(1)?,
+                    ciphertext: r.get(2)?,
+                    active: r.get(3)?,
+                    ledger: ledger::Stored {
+                        tag: r.get(4)?,
+                        ledger: r.get(5)?,
+                    },
+                })
+            },
+        )
         .optional()?)
+}
+
+/// A decrypted secret as text.
+fn secret_text(owner: &SecretOwner, field: &str, plain: &[u8]) -> Result<SecretString, VaultError> {
+    let text = std::str::from_utf8(plain)
+        .map_err(|_| VaultError::Corrupt(format!("{} is not UTF-8 text", owner.describe(field))))?;
+    Ok(SecretString::from(text))
+}
+
+/// Whether `ledger` names `row_id` as `owner`'s current `field`.
+fn check_current(
+    ledger: &ledger::Ledger,
+    owner: &SecretOwner,
+    field: &str,
+    row_id: &str,
+) -> Result<(), VaultError> {
+    match ledger
+        .rows
+        .get(&ledger::entry_key(owner.kind(), owner.id(), field))
+    {
+        Some(current) if current == row_id => Ok(()),
+        recorded => Err(VaultError::RestoredSecret {
+            what: owner.describe(field),
+            deleted: recorded.is_none(),
+        }),
+    }
+}
+
+/// A row of `secrets`, for the passes over all of them (rotation,
+/// adoption).
+struct SecretRow {
+    id: String,
+    owner: SecretOwner,
+    field: String,
+    version: u32,
+    ciphertext: Vec<u8>,
+}
+
+fn secret_rows(conn: &Connection) -> Result<Vec<SecretRow>, VaultError> {
+    let mut stmt = conn.prepare(
+        "SELECT id, connection_id, oauth_app_id, field, key_version, ciphertext
+         FROM secrets ORDER BY id",
+    )?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, u32>(4)?,
+                r.get::<_, Vec<u8>>(5)?,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    rows.into_iter()
+        .map(
+            |(id, connection_id, oauth_app_id, field, version, ciphertext)| {
+                let owner = match (connection_id, oauth_app_id) {
+                    (Some(c), None) => SecretOwner::Connection(c),
+                    (None, Some(a)) => SecretOwner::OAuthApp(a),
+                    _ => {
+                        return Err(VaultError::Corrupt(format!(
+                            "secret row {id} has no single owner"
+                        )));
+                    }
+                };
+                Ok(SecretRow {
+                    id,
+                    owner,
+                    field,
+                    version,
+                    ciphertext,
+                })
+            },
+        )
+        .collect()
+}
+
+/// A 256-bit key for `purpose`, derived from the master key (HMAC-SHA256
+/// of the purpose under the KEK).
+fn derive_key(kek: &Key256, purpose: &str) -> [u8; 32] {
+    use hmac::{Hmac, Mac};
+    let mut mac =
+        Hmac::<sha2::Sha256>::new_from_slice(kek.expose()).expect("HMAC takes a key of any length");
+    mac.update(b"airlock derived key v1\0");
+    mac.update(purpose.as_bytes());
+    mac.finalize().into_bytes().into()
 }
 
 /// [`Store::read`] with a closure that fails with a [`VaultError`].

@@ -985,3 +985,88 @@ async fn a_callback_is_bound_to_the_flow_and_redirect_that_started_it() {
     );
     assert_eq!(s.server.token_requests.load(Ordering::SeqCst), 0);
 }
+
+/// An OAuth connection's previous token rows put back into `airlock.db` (an
+/// older copy of just those rows, same master key, no key rotation since)
+/// are refused: the next call fails saying what happened and what to do,
+/// without sending the superseded access token upstream and without
+/// refreshing with the restored refresh token. Connecting again recovers.
+#[tokio::test]
+async fn restored_previous_token_rows_are_refused_without_being_used() {
+    let s = setup().await;
+    connect(&s, "work").await.unwrap();
+    let id = s.airlock.connection("work").unwrap().id;
+    let db = rusqlite::Connection::open(s.dir.path().join("airlock.db")).unwrap();
+    // The "backup": the connection's secret rows as they are now.
+    let backup: Vec<(String, String, u32, Vec<u8>, String)> = db
+        .prepare(
+            "SELECT id, field, key_version, ciphertext, updated_at
+             FROM secrets WHERE connection_id = ?1",
+        )
+        .unwrap()
+        .query_map([&id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let fields: Vec<&str> = backup.iter().map(|r| r.1.as_str()).collect();
+    assert!(
+        fields.contains(&"access-token") && fields.contains(&"refresh-token"),
+        "{fields:?}"
+    );
+
+    // The upstream stops accepting the access token: a refresh replaces
+    // the access and the refresh token.
+    s.server.revoke_access();
+    assert_eq!(call(&s).await.unwrap(), "alice");
+    assert_eq!(s.server.refresh_requests.load(Ordering::SeqCst), 1);
+
+    // The previous rows go back in, ids, ciphertexts and all.
+    db.execute("DELETE FROM secrets WHERE connection_id = ?1", [&id])
+        .unwrap();
+    for (row_id, field, version, ciphertext, updated_at) in &backup {
+        db.execute(
+            "INSERT INTO secrets (id, connection_id, field, key_version, ciphertext, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            rusqlite::params![row_id, id, field, version, ciphertext, updated_at],
+        )
+        .unwrap();
+    }
+    let api_before = s.server.api_requests.load(Ordering::SeqCst);
+    let tokens_before = s.server.token_requests.load(Ordering::SeqCst);
+    let err = call(&s).await.unwrap_err().to_string();
+    assert_eq!(
+        s.server.api_requests.load(Ordering::SeqCst),
+        api_before,
+        "the superseded access token was sent upstream: {err}"
+    );
+    assert_eq!(
+        s.server.token_requests.load(Ordering::SeqCst),
+        tokens_before,
+        "the restored refresh token was used: {err}"
+    );
+    assert!(err.contains("restored"), "{err}");
+    assert!(err.contains("airlock oauth connect"), "{err}");
+    assert!(!err.contains("CANARY"), "{err}");
+    // Still refused on the next call, after a restart too.
+    let s = Setup {
+        airlock: {
+            drop(s.airlock);
+            new_airlock(s.dir.path())
+        },
+        ..s
+    };
+    let err = call(&s).await.unwrap_err().to_string();
+    assert!(err.contains("restored"), "{err}");
+    assert_eq!(s.server.api_requests.load(Ordering::SeqCst), api_before);
+    assert_eq!(
+        s.server.token_requests.load(Ordering::SeqCst),
+        tokens_before
+    );
+
+    // Connecting again replaces the rows.
+    connect(&s, "work").await.unwrap();
+    assert_eq!(call(&s).await.unwrap(), "alice");
+    assert_no_secrets_at_rest(&s);
+}

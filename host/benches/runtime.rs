@@ -3,7 +3,7 @@
 //!
 //! `cargo bench -p airlock --bench runtime` (about 3 minutes; `-- --quick`
 //! for a short run, `-- --only NAME` for one section: startup, instantiate,
-//! call, breakdown, scaling, soak, audit).
+//! call, breakdown, scaling, soak, audit, fairness).
 //!
 //! The plugin side is the full host path an application gets from
 //! [`airlock::Airlock`]: the connection read from SQLite, a fresh instance
@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use airlock::AddressPolicy;
@@ -769,6 +769,118 @@ async fn audit(opts: &Options, base: &str) {
     println!();
 }
 
+/// Sequential full-path calls (1 KiB GET) on a runtime worker: at most `n`
+/// of them, or as many as fit in `secs`.
+async fn unrelated_calls(airlock: &Arc<Airlock>, n: usize, secs: f64) -> Vec<Duration> {
+    let (airlock, name) = (airlock.clone(), connection_name(1 << 10));
+    on_worker(async move {
+        for _ in 0..20 {
+            plugin_get(&airlock, &name).await.unwrap();
+        }
+        let until = Instant::now() + Duration::from_secs_f64(secs);
+        let mut samples = Vec::with_capacity(n);
+        while samples.len() < n && Instant::now() < until {
+            let t = Instant::now();
+            plugin_get(&airlock, &name).await.unwrap();
+            samples.push(t.elapsed());
+        }
+        samples
+    })
+    .await
+}
+
+/// What the spinning calls did while the unrelated calls were measured.
+#[derive(Default)]
+struct Spun {
+    /// Calls that ended, and how many of them the CPU limit stopped.
+    ended: u64,
+    by_cpu_limit: u64,
+    /// Their total wall-clock time.
+    wall: Duration,
+}
+
+/// Keep one probe call spinning in a loop on the host's runtime until
+/// `stop`: each is stopped by the CPU limit and replaced.
+async fn spinner(
+    runtime: Arc<Runtime>,
+    probe: Arc<airlock::Plugin>,
+    stop: Arc<AtomicBool>,
+) -> Spun {
+    let conn = Connection::new("spin", "spin").with_setting("action", "loop");
+    let mut spun = Spun::default();
+    while !stop.load(Ordering::Relaxed) {
+        let t = Instant::now();
+        let err = runtime.test_connection(&probe, &conn).await.unwrap_err();
+        spun.wall += t.elapsed();
+        spun.ended += 1;
+        if err.limit() == Some(airlock::runtime::LimitKind::Cpu) {
+            spun.by_cpu_limit += 1;
+        } else {
+            eprintln!("a spinning call ended otherwise: {err}");
+        }
+    }
+    spun
+}
+
+/// Latency of unrelated calls while four plugin calls spin in loops, against
+/// the same calls on a quiet host: a CPU-bound guest must yield its worker
+/// often enough that others keep a p99 under 50 ms.
+async fn fairness(opts: &Options, base: &str) {
+    const SPINNERS: usize = 4;
+    const GOAL: Duration = Duration::from_millis(50);
+    let (n, secs) = if opts.quick {
+        (300, 10.0)
+    } else {
+        (2000, 30.0)
+    };
+    let host = host(base);
+    let runtime = host.airlock.runtime().clone();
+    let probe = runtime
+        .load(&std::fs::read(airlock_test_artifacts::PROBE).unwrap())
+        .unwrap();
+    let quiet = unrelated_calls(&host.airlock, n, secs).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let spinners: Vec<_> = (0..SPINNERS)
+        .map(|_| tokio::spawn(spinner(runtime.clone(), probe.clone(), stop.clone())))
+        .collect();
+    // Let every spinner get into its loop before measuring.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let busy = unrelated_calls(&host.airlock, n, secs).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut spun = Spun::default();
+    for s in spinners {
+        let s = s.await.unwrap();
+        spun.ended += s.ended;
+        spun.by_cpu_limit += s.by_cpu_limit;
+        spun.wall += s.wall;
+    }
+    let (quiet_n, busy_n) = (quiet.len(), busy.len());
+    let (quiet, busy) = (stats(quiet), stats(busy));
+    println!(
+        "## fairness: sequential 1 KiB GETs (full host path) while {SPINNERS} plugin calls spin\n"
+    );
+    println!("| host | calls | median | p99 |");
+    println!("|---|---:|---:|---:|");
+    println!(
+        "| quiet | {quiet_n} | {} | {} |",
+        us(quiet.median),
+        us(quiet.p99)
+    );
+    println!(
+        "| {SPINNERS} calls spinning | {busy_n} | {} | {} |",
+        us(busy.median),
+        us(busy.p99)
+    );
+    println!(
+        "\ngoal: p99 under {GOAL:?} with {SPINNERS} spinning: {} ({:.1} ms); spinning calls ended: {}, by the CPU limit: {}, mean wall time {:.2} s\n",
+        if busy.p99 < GOAL { "met" } else { "NOT met" },
+        busy.p99.as_secs_f64() * 1e3,
+        spun.ended,
+        spun.by_cpu_limit,
+        spun.wall.as_secs_f64() / spun.ended.max(1) as f64
+    );
+}
+
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -806,5 +918,8 @@ async fn main() {
     }
     if opts.runs("audit") {
         audit(&opts, &base).await;
+    }
+    if opts.runs("fairness") {
+        fairness(&opts, &base).await;
     }
 }

@@ -62,10 +62,14 @@ impl CallState {
             .build();
         let mut http = WasiHttpCtx::new();
         http.set_field_size_limit(limits.header_bytes);
+        // The host's half of the handle limit (the store caps the plugin's
+        // half): wasmtime's default would let one call hold a million.
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(limits.resource_handles);
         Self {
             wasi,
             http,
-            table: ResourceTable::new(),
+            table,
             egress,
             host,
             limiter: CallLimiter::new(limits),
@@ -106,6 +110,13 @@ pub enum LimitHit {
     Memory,
     Table,
     Cpu,
+    /// One host call carried more than [`Limits::hostcall_budget`].
+    HostcallData,
+    /// The operation's result was larger than [`Limits::result_bytes`].
+    Result,
+    /// The call held [`Limits::resource_handles`] handles and asked for one
+    /// more.
+    Handles,
 }
 
 /// Memory/table/instance caps for one store, remembering what was refused.

@@ -10,6 +10,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use wasmtime::component::{Instance, ResourceAny};
@@ -17,9 +18,11 @@ use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::Runtime;
 use super::bindings::types::*;
+use super::boundary;
 use super::call_data::{CallState, HostCtx, LimitExceeded, LimitHit};
 use super::dispatch::CHAT_STREAM;
 use super::plugin::{Interface, Plugin};
+use super::slots::CallSlot;
 use crate::connection::Connection;
 use crate::egress::{CallEgress, CallTracker};
 use crate::net::EgressRule;
@@ -37,6 +40,55 @@ pub enum LimitKind {
     Stack,
     /// The call, or a stream's wait for its next delta, ran past its deadline.
     WallClock,
+    /// One host call carried more data than [`Limits::hostcall_data_bytes`]
+    /// allows.
+    ///
+    /// [`Limits::hostcall_data_bytes`]: crate::Limits::hostcall_data_bytes
+    HostcallData,
+    /// The operation's result was larger than [`Limits::result_bytes`].
+    ///
+    /// [`Limits::result_bytes`]: crate::Limits::result_bytes
+    Result,
+    /// The call held as many resource handles as
+    /// [`Limits::resource_handles`] and asked for another.
+    ///
+    /// [`Limits::resource_handles`]: crate::Limits::resource_handles
+    Handles,
+    /// The connection had [`Limits::connection_calls`] calls in flight for
+    /// as long as this one could wait: it never started.
+    ///
+    /// [`Limits::connection_calls`]: crate::Limits::connection_calls
+    ConnectionCalls,
+}
+
+impl LimitKind {
+    /// The [`Limits`](crate::Limits) field that sets this limit, if one does.
+    pub fn field(self) -> Option<&'static str> {
+        match self {
+            LimitKind::Memory => Some("memory_bytes"),
+            LimitKind::Table => Some("table_elements"),
+            LimitKind::Cpu => Some("cpu"),
+            LimitKind::Stack => None,
+            LimitKind::WallClock => Some("wall_clock"),
+            LimitKind::HostcallData => Some("hostcall_data_bytes"),
+            LimitKind::Result => Some("result_bytes"),
+            LimitKind::Handles => Some("resource_handles"),
+            LimitKind::ConnectionCalls => Some("connection_calls"),
+        }
+    }
+
+    /// What the caller can do about it.
+    fn advice(self) -> String {
+        match (self, self.field()) {
+            (LimitKind::ConnectionCalls, Some(field)) => format!(
+                "calls over it wait for a slot within their deadline: retry later, or raise `Limits::{field}`"
+            ),
+            (_, Some(field)) => {
+                format!("the plugin is faulty or the limit too tight (`Limits::{field}`)")
+            }
+            (_, None) => "the plugin is faulty".to_string(),
+        }
+    }
 }
 
 impl fmt::Display for LimitKind {
@@ -47,6 +99,10 @@ impl fmt::Display for LimitKind {
             LimitKind::Cpu => "CPU time",
             LimitKind::Stack => "stack depth",
             LimitKind::WallClock => "wall-clock deadline",
+            LimitKind::HostcallData => "host-call data",
+            LimitKind::Result => "result size",
+            LimitKind::Handles => "resource handle",
+            LimitKind::ConnectionCalls => "concurrent calls per connection",
         })
     }
 }
@@ -80,9 +136,11 @@ pub enum CallError {
         /// The WIT name of the operation.
         operation: &'static str,
     },
-    /// The call breached a limit and was stopped.
+    /// The call breached a limit and was stopped (for
+    /// [`LimitKind::ConnectionCalls`], before it started).
     #[error(
-        "{plugin} on connection `{connection}`: {operation} stopped: it exceeded its {limit} limit ({detail}); the plugin is faulty or the limit too tight"
+        "{plugin} on connection `{connection}`: {operation} stopped: it exceeded its {limit} limit ({detail}); {}",
+        .limit.advice()
     )]
     Limit {
         /// `plugin <id>@<version>`.
@@ -212,6 +270,8 @@ pub(super) struct Call {
     pub store: Store<CallState>,
     pub instance: Instance,
     pub tracker: Arc<CallTracker>,
+    /// The call's place on its connection, freed when the call is dropped.
+    _slot: CallSlot,
 }
 
 type CallFuture<'a, R> =
@@ -237,13 +297,20 @@ impl Runtime {
         Ok(grants)
     }
 
-    /// A fresh store and instance for one call.
+    /// A fresh store and instance for one call, once the connection has a
+    /// free call slot (`admitted` says when it has one).
     async fn start(
         &self,
         plugin: &Plugin,
         connection: &Arc<Connection>,
         operation: &'static str,
+        admitted: &AtomicBool,
     ) -> Result<Call, CallError> {
+        let slot = self
+            .slots
+            .acquire(&connection.id, self.limits.connection_calls)
+            .await;
+        admitted.store(true, Ordering::Relaxed);
         let tracker = Arc::new(CallTracker::default());
         let egress = CallEgress::new(
             self.egress.clone(),
@@ -262,18 +329,8 @@ impl Runtime {
         };
         let mut store = Store::new(&self.engine, CallState::new(host, egress, &self.limits));
         store.limiter(|s| &mut s.limiter);
-        store.set_epoch_deadline(1);
-        let budget = self.limits.cpu_ticks();
-        let mut ticks = 0u64;
-        store.epoch_deadline_callback(move |mut ctx| {
-            ticks += 1;
-            if ticks > budget {
-                ctx.data_mut().limiter.hit = Some(LimitHit::Cpu);
-                return Ok(UpdateDeadline::Interrupt);
-            }
-            // Yield so one busy guest cannot starve other calls on this thread.
-            Ok(UpdateDeadline::Yield(1))
-        });
+        boundary::bound(&mut store, &self.limits);
+        meter_cpu(&mut store, self.limits.cpu_ticks());
         let instance = plugin
             .pre
             .instantiate_async(&mut store)
@@ -287,6 +344,7 @@ impl Runtime {
             store,
             instance,
             tracker,
+            _slot: slot,
         })
     }
 
@@ -303,20 +361,21 @@ impl Runtime {
         F: for<'a> FnOnce(&'a mut Call, &'a Plugin) -> CallFuture<'a, R> + Send,
     {
         let connection = Arc::new(connection.clone());
+        let admitted = AtomicBool::new(false);
         let work = async {
-            let mut call = self.start(plugin, &connection, operation).await?;
+            let mut call = self
+                .start(plugin, &connection, operation, &admitted)
+                .await?;
             let result = f(&mut call, plugin).await;
             Ok::<_, CallError>((result, call))
         };
-        let deadline = self.limits.wall_clock;
-        match tokio::time::timeout(deadline, work).await {
-            Err(_) => Err(CallError::Limit {
-                plugin: plugin_label(plugin),
-                connection: connection.name.clone(),
+        match tokio::time::timeout(self.limits.wall_clock, work).await {
+            Err(_) => Err(self.deadline_error(
+                plugin,
+                &connection,
                 operation,
-                limit: LimitKind::WallClock,
-                detail: format!("{deadline:?}"),
-            }),
+                admitted.load(Ordering::Relaxed),
+            )),
             Ok(Err(e)) => Err(e),
             Ok(Ok((result, call))) => self.finish(plugin, &connection, operation, result, &call),
         }
@@ -342,58 +401,108 @@ impl Runtime {
                 denials: call.tracker.denials(),
             }),
             Err(err) => {
-                let limit = |limit, detail: String| CallError::Limit {
-                    plugin: label.clone(),
-                    connection: conn.clone(),
-                    operation,
-                    limit,
-                    detail,
-                };
                 let hit = call
                     .store
                     .data()
                     .limiter
                     .hit
-                    .or_else(|| err.downcast_ref::<LimitExceeded>().map(|l| l.0));
-                match (hit, err.downcast_ref::<Trap>()) {
-                    (Some(LimitHit::Memory), _) => Err(limit(
-                        LimitKind::Memory,
-                        format!("{} bytes of linear memory", self.limits.memory_bytes),
-                    )),
-                    (Some(LimitHit::Table), _) => Err(limit(
-                        LimitKind::Table,
-                        format!("{} table elements", self.limits.table_elements),
-                    )),
-                    (Some(LimitHit::Cpu), _) | (None, Some(Trap::Interrupt)) => Err(limit(
-                        LimitKind::Cpu,
-                        format!("{:?} of execution", self.limits.cpu),
-                    )),
-                    (None, Some(Trap::StackOverflow)) => {
-                        Err(limit(LimitKind::Stack, "512 KiB of wasm stack".into()))
-                    }
-                    (None, Some(trap)) => Err(CallError::Trap {
+                    .or_else(|| err.downcast_ref::<LimitExceeded>().map(|l| l.0))
+                    .or_else(|| boundary::breach(&err));
+                let trap = err.downcast_ref::<Trap>();
+                let kind = match (hit, trap) {
+                    (Some(hit), _) => Some(limit_kind(hit)),
+                    (None, Some(Trap::Interrupt)) => Some(LimitKind::Cpu),
+                    (None, Some(Trap::StackOverflow)) => Some(LimitKind::Stack),
+                    (None, _) => None,
+                };
+                Err(match kind {
+                    Some(limit) => CallError::Limit {
+                        plugin: label,
+                        connection: conn,
+                        operation,
+                        limit,
+                        detail: self.limit_detail(limit),
+                    },
+                    None => CallError::Trap {
                         plugin: label,
                         connection: conn,
                         operation,
                         message: match trap {
                             // Rust guests keep their stack in linear memory;
                             // overflowing it lands here.
-                            Trap::MemoryOutOfBounds => {
-                                format!("{trap} (a stack overflow or memory bug inside the plugin)")
-                            }
-                            _ => trap.to_string(),
+                            Some(Trap::MemoryOutOfBounds) => format!(
+                                "{} (a stack overflow or memory bug inside the plugin)",
+                                Trap::MemoryOutOfBounds
+                            ),
+                            Some(trap) => trap.to_string(),
+                            None => format!("{err:#}"),
                         },
-                    }),
-                    (None, None) => Err(CallError::Trap {
-                        plugin: label,
-                        connection: conn,
-                        operation,
-                        message: format!("{err:#}"),
-                    }),
-                }
+                    },
+                })
             }
         }
     }
+
+    /// The value of limit `kind`, as a call's error states it.
+    fn limit_detail(&self, kind: LimitKind) -> String {
+        let l = &self.limits;
+        match kind {
+            LimitKind::Memory => format!("{} bytes of linear memory", l.memory_bytes),
+            LimitKind::Table => format!("{} table elements", l.table_elements),
+            LimitKind::Cpu => format!("{:?} of execution", l.cpu),
+            LimitKind::Stack => "512 KiB of wasm stack".into(),
+            LimitKind::WallClock => format!("{:?}", l.wall_clock),
+            LimitKind::HostcallData => format!(
+                "{} bytes passed to one host call: a value of at most {} bytes and its other arguments",
+                l.hostcall_budget(),
+                l.hostcall_data_bytes
+            ),
+            LimitKind::Result => format!(
+                "{} bytes of result, counted at its size in host memory",
+                l.result_bytes
+            ),
+            LimitKind::Handles => format!("{} resource handles held at once", l.resource_handles),
+            LimitKind::ConnectionCalls => {
+                format!("{} calls in flight on this connection", l.connection_calls)
+            }
+        }
+    }
+}
+
+fn limit_kind(hit: LimitHit) -> LimitKind {
+    match hit {
+        LimitHit::Memory => LimitKind::Memory,
+        LimitHit::Table => LimitKind::Table,
+        LimitHit::Cpu => LimitKind::Cpu,
+        LimitHit::HostcallData => LimitKind::HostcallData,
+        LimitHit::Result => LimitKind::Result,
+        LimitHit::Handles => LimitKind::Handles,
+    }
+}
+
+/// Count the epoch ticks the guest runs through, stop it after `budget`, and
+/// yield to the executor at every tick in between.
+fn meter_cpu(store: &mut Store<CallState>, budget: u64) {
+    store.set_epoch_deadline(1);
+    let mut ticks = 0u64;
+    store.epoch_deadline_callback(move |mut ctx| {
+        ticks += 1;
+        if ticks > budget {
+            ctx.data_mut().limiter.hit = Some(LimitHit::Cpu);
+            return Ok(UpdateDeadline::Interrupt);
+        }
+        // Yield so a busy guest cannot starve the other tasks on this
+        // thread. wasmtime's own yield wakes the task at once, and tokio
+        // polls its I/O driver only every 61 task polls while every worker
+        // is busy: with guests spinning, other calls' sockets went unread
+        // for 61 slices (~600 ms at a 10 ms tick). tokio's yield_now defers
+        // the task until the worker has run what is ready and polled the
+        // driver, so a guest's slice is the most anything waits for it.
+        Ok(UpdateDeadline::YieldCustom(
+            1,
+            Box::pin(tokio::task::yield_now()),
+        ))
+    });
 }
 
 fn plugin_label(plugin: &Plugin) -> String {
@@ -450,8 +559,9 @@ impl Runtime {
         }
         let deadline = Instant::now() + self.limits.wall_clock;
         let conn = Arc::new(connection.clone());
+        let admitted = AtomicBool::new(false);
         let opened = async {
-            let mut call = self.start(plugin, &conn, OP).await?;
+            let mut call = self.start(plugin, &conn, OP, &admitted).await?;
             let result = async {
                 let guest = plugin
                     .exports
@@ -466,7 +576,9 @@ impl Runtime {
         };
         let (result, call) = tokio::time::timeout_at(deadline.into(), opened)
             .await
-            .map_err(|_| self.wall_clock_error(plugin, connection, OP))??;
+            .map_err(|_| {
+                self.deadline_error(plugin, connection, OP, admitted.load(Ordering::Relaxed))
+            })??;
         let resource = self.finish(plugin, connection, OP, result, &call)?;
         Ok(ChatStream {
             runtime: self.clone(),
@@ -478,18 +590,36 @@ impl Runtime {
         })
     }
 
-    fn wall_clock_error(
+    /// The error of a call whose deadline passed: its wall-clock limit, or,
+    /// when it never got one of its connection's slots, that limit.
+    fn deadline_error(
         &self,
         plugin: &Plugin,
         connection: &Connection,
         operation: &'static str,
+        admitted: bool,
     ) -> CallError {
+        let (limit, detail) = if admitted {
+            (
+                LimitKind::WallClock,
+                self.limit_detail(LimitKind::WallClock),
+            )
+        } else {
+            (
+                LimitKind::ConnectionCalls,
+                format!(
+                    "{}; this call waited its whole {:?} deadline for one to end",
+                    self.limit_detail(LimitKind::ConnectionCalls),
+                    self.limits.wall_clock
+                ),
+            )
+        };
         CallError::Limit {
             plugin: plugin_label(plugin),
             connection: connection.name.clone(),
             operation,
-            limit: LimitKind::WallClock,
-            detail: format!("{:?}", self.limits.wall_clock),
+            limit,
+            detail,
         }
     }
 }

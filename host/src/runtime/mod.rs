@@ -7,6 +7,7 @@
 //! [`CallError`] naming the plugin and connection.
 
 mod bindings;
+mod boundary;
 mod cache;
 mod call_data;
 mod dispatch;
@@ -14,6 +15,7 @@ mod guest_errors;
 mod host_api;
 mod invoke;
 mod plugin;
+mod slots;
 mod stdio;
 
 use std::path::PathBuf;
@@ -28,6 +30,7 @@ pub use cache::{ArtifactKey, CacheOutcome};
 pub use dispatch::OPERATIONS;
 pub use invoke::{CallError, ChatStream, LimitKind};
 pub use plugin::{Interface, LoadError, Plugin, precheck};
+pub use slots::ConnectionLoad;
 
 use crate::audit::{AuditSink, MemoryAudit};
 use crate::egress::EgressShared;
@@ -91,6 +94,7 @@ pub struct Runtime {
     egress: EgressShared,
     state: Arc<dyn PluginState>,
     address_policy: Arc<AddressPolicy>,
+    slots: slots::ConnectionSlots,
     _ticker: EpochTicker,
 }
 
@@ -182,6 +186,7 @@ impl Runtime {
             egress,
             state: config.state,
             address_policy,
+            slots: slots::ConnectionSlots::default(),
             _ticker: ticker,
         })
     }
@@ -200,6 +205,12 @@ impl Runtime {
     /// Which addresses outbound requests may reach after DNS.
     pub fn address_policy(&self) -> &AddressPolicy {
         &self.address_policy
+    }
+
+    /// How many calls the connection with id `connection_id` has running
+    /// and waiting for a slot ([`Limits::connection_calls`]) now.
+    pub fn connection_load(&self, connection_id: &str) -> ConnectionLoad {
+        self.slots.load(connection_id, self.limits.connection_calls)
     }
 
     /// Validate, compile (or load from cache) and link a plugin, granting it

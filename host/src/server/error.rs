@@ -132,6 +132,13 @@ impl From<ServiceError> for ApiError {
                 }
                 CallError::BadInput { .. } => (StatusCode::BAD_REQUEST, "invalid_input"),
                 CallError::Connection { .. } => (StatusCode::BAD_REQUEST, "connection_unusable"),
+                // Never started (the connection was busy for its whole
+                // deadline): the caller may retry, unlike a call the plugin
+                // ran into a limit.
+                CallError::Limit {
+                    limit: crate::runtime::LimitKind::ConnectionCalls,
+                    ..
+                } => (StatusCode::TOO_MANY_REQUESTS, "connection_busy"),
                 CallError::Limit { .. } => (StatusCode::BAD_GATEWAY, "plugin_limit_exceeded"),
                 CallError::Trap { .. } | CallError::Instantiate { .. } => {
                     (StatusCode::BAD_GATEWAY, "plugin_crashed")
@@ -291,5 +298,27 @@ mod tests {
         };
         assert!(stalled.to_string().contains("after 3 pages"), "{stalled}");
         assert_eq!(mapped(stalled), (StatusCode::BAD_GATEWAY, "sync_stalled"));
+    }
+
+    #[test]
+    fn a_call_a_busy_connection_never_started_is_429_and_a_stopped_one_502() {
+        use crate::runtime::{CallError, LimitKind};
+        let limit = |limit| {
+            ServiceError::Call(CallError::Limit {
+                plugin: "plugin p@1".into(),
+                connection: "c".into(),
+                operation: "connector.test-connection",
+                limit,
+                detail: String::new(),
+            })
+        };
+        assert_eq!(
+            mapped(limit(LimitKind::ConnectionCalls)),
+            (StatusCode::TOO_MANY_REQUESTS, "connection_busy")
+        );
+        assert_eq!(
+            mapped(limit(LimitKind::Result)),
+            (StatusCode::BAD_GATEWAY, "plugin_limit_exceeded")
+        );
     }
 }

@@ -59,13 +59,16 @@ impl HttpClient {
 /// How long a checked resolution is reused by admissions and the connector.
 const PIN_TTL: Duration = Duration::from_secs(30);
 
+/// A checked resolution and when it was made.
+type Pinned = (Arc<[SocketAddr]>, Instant);
+
 /// Resolves names (with a short-lived pin of each answer) and checks
 /// addresses against the policy.
 #[derive(Debug)]
 struct Resolver {
     policy: Arc<AddressPolicy>,
     timeout: Duration,
-    pins: Mutex<HashMap<(String, u16), (Arc<[SocketAddr]>, Instant)>>,
+    pins: Mutex<HashMap<(String, u16), Pinned>>,
 }
 
 impl Resolver {

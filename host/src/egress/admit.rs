@@ -11,7 +11,7 @@ use http::request::Parts;
 use http_body_util::BodyExt;
 use wasmtime_wasi_http::WasiBody;
 
-use super::send::{CallInner, HttpError, Refusal, header_section_bytes};
+use super::call::{CallInner, HttpError, Refusal, header_section_bytes};
 use crate::connection::AuthBinding;
 use crate::credential::{Credential, CredentialSource};
 use crate::net::{ConnectError, Target, cleartext_advice, may_carry_credential};

@@ -16,7 +16,8 @@ use tokio::net::TcpListener;
 use tokio::net::tcp::OwnedReadHalf;
 use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpHooks};
 
-use super::send::{CallEgress, CallInner, CallTracker, EgressShared, HttpError, SendResult};
+use super::call::{CallInner, CallTracker, EgressShared, HttpError, SendResult};
+use super::send::CallEgress;
 use crate::audit::MemoryAudit;
 use crate::connection::Connection;
 use crate::credential::{Credential, CredentialError, CredentialSource, StaticCredential};

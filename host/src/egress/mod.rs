@@ -30,6 +30,7 @@
 //! guest, never followed.
 
 mod admit;
+mod call;
 #[cfg(test)]
 mod fakes;
 mod response;
@@ -37,4 +38,5 @@ mod scrub;
 mod send;
 mod wire;
 
-pub use send::{CallEgress, CallTracker, EgressShared};
+pub use call::{CallTracker, EgressShared};
+pub use send::CallEgress;

@@ -12,8 +12,8 @@ use http_body::{Body, Frame};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
+use super::call::{CallInner, CallTracker, HttpError, IoFuture, SendResult, header_section_bytes};
 use super::scrub::{BodyScrub, Scrubber};
-use super::send::{CallInner, CallTracker, HttpError, IoFuture, SendResult, header_section_bytes};
 use crate::audit::{AuditSink, EgressOutcome, RecordId};
 use crate::credential::Credential;
 

@@ -11,8 +11,8 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 
 use super::admit::{Attempt, BoundCredential};
+use super::call::{CallInner, HttpError};
 use super::response::AuditGuard;
-use super::send::{CallInner, HttpError};
 use crate::audit::Decision;
 use crate::credential::Credential;
 use crate::net::{ConnectError, Target};

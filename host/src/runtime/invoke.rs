@@ -11,16 +11,14 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
 
-use wasmtime::component::{Instance, ResourceAny};
+use wasmtime::component::Instance;
 use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::Runtime;
 use super::bindings::types::*;
 use super::boundary;
 use super::call_data::{CallState, HostCtx, LimitExceeded, LimitHit};
-use super::dispatch::CHAT_STREAM;
 use super::plugin::{Interface, Plugin};
 use super::slots::CallSlot;
 use crate::connection::Connection;
@@ -299,7 +297,7 @@ impl Runtime {
 
     /// A fresh store and instance for one call, once the connection has a
     /// free call slot (`admitted` says when it has one).
-    async fn start(
+    pub(super) async fn start(
         &self,
         plugin: &Plugin,
         connection: &Arc<Connection>,
@@ -444,7 +442,7 @@ impl Runtime {
     }
 
     /// The value of limit `kind`, as a call's error states it.
-    fn limit_detail(&self, kind: LimitKind) -> String {
+    pub(super) fn limit_detail(&self, kind: LimitKind) -> String {
         let l = &self.limits;
         match kind {
             LimitKind::Memory => format!("{} bytes of linear memory", l.memory_bytes),
@@ -505,7 +503,7 @@ fn meter_cpu(store: &mut Store<CallState>, budget: u64) {
     });
 }
 
-fn plugin_label(plugin: &Plugin) -> String {
+pub(super) fn plugin_label(plugin: &Plugin) -> String {
     format!("plugin {}@{}", plugin.id(), plugin.manifest().version)
 }
 
@@ -523,76 +521,10 @@ pub(super) fn not_exported(
     }
 }
 
-/// A streamed chat answer. Holds its call's instance until the stream ends
-/// or is dropped; the call's deadline runs from when the stream was opened.
-pub struct ChatStream {
-    runtime: Arc<Runtime>,
-    plugin: Arc<Plugin>,
-    connection: Connection,
-    call: Call,
-    stream: Option<ResourceAny>,
-    /// When the whole stream must be over ([`Limits::stream_total`]).
-    ends: Instant,
-}
-
-impl fmt::Debug for ChatStream {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ChatStream")
-            .field("plugin", &self.plugin.id())
-            .field("connection", &self.connection.name)
-            .finish_non_exhaustive()
-    }
-}
-
 impl Runtime {
-    /// Open a streamed completion: the `chat.complete-stream` export (see
-    /// the operation table in `dispatch`).
-    pub async fn chat_stream(
-        self: &Arc<Self>,
-        plugin: &Arc<Plugin>,
-        connection: &Connection,
-        request: ChatRequest,
-    ) -> Result<ChatStream, CallError> {
-        const OP: &str = CHAT_STREAM.name;
-        if plugin.exports.chat.is_none() {
-            return Err(not_exported(plugin, CHAT_STREAM.interface, OP));
-        }
-        let deadline = Instant::now() + self.limits.wall_clock;
-        let conn = Arc::new(connection.clone());
-        let admitted = AtomicBool::new(false);
-        let opened = async {
-            let mut call = self.start(plugin, &conn, OP, &admitted).await?;
-            let result = async {
-                let guest = plugin
-                    .exports
-                    .chat
-                    .as_ref()
-                    .expect("checked above")
-                    .load(&mut call.store, &call.instance)?;
-                guest.call_complete_stream(&mut call.store, &request).await
-            }
-            .await;
-            Ok::<_, CallError>((result, call))
-        };
-        let (result, call) = tokio::time::timeout_at(deadline.into(), opened)
-            .await
-            .map_err(|_| {
-                self.deadline_error(plugin, connection, OP, admitted.load(Ordering::Relaxed))
-            })??;
-        let resource = self.finish(plugin, connection, OP, result, &call)?;
-        Ok(ChatStream {
-            runtime: self.clone(),
-            plugin: plugin.clone(),
-            connection: connection.clone(),
-            call,
-            stream: Some(resource),
-            ends: Instant::now() + self.limits.stream_total,
-        })
-    }
-
     /// The error of a call whose deadline passed: its wall-clock limit, or,
     /// when it never got one of its connection's slots, that limit.
-    fn deadline_error(
+    pub(super) fn deadline_error(
         &self,
         plugin: &Plugin,
         connection: &Connection,
@@ -621,59 +553,5 @@ impl Runtime {
             limit,
             detail,
         }
-    }
-}
-
-impl ChatStream {
-    /// The next delta, or `None` when the answer is complete.
-    pub async fn next(&mut self) -> Result<Option<ChatDelta>, CallError> {
-        const OP: &str = CHAT_STREAM.next;
-        let Some(resource) = self.stream else {
-            return Ok(None);
-        };
-        let plugin = self.plugin.clone();
-        let step = async {
-            let guest = plugin
-                .exports
-                .chat
-                .as_ref()
-                .expect("stream exists only for chat plugins")
-                .load(&mut self.call.store, &self.call.instance)?;
-            guest
-                .completion_stream()
-                .call_next(&mut self.call.store, resource)
-                .await
-        };
-        // A long answer may take minutes; what must not happen is a long
-        // silence, or an answer that never ends.
-        let limits = self.runtime.limits();
-        let idle = Instant::now() + limits.stream_idle;
-        let (deadline, detail) = if idle < self.ends {
-            (idle, format!("{:?} without a delta", limits.stream_idle))
-        } else {
-            (
-                self.ends,
-                format!("{:?} for the whole stream", limits.stream_total),
-            )
-        };
-        let result = tokio::time::timeout_at(deadline.into(), step)
-            .await
-            .map_err(|_| {
-                self.stream = None;
-                CallError::Limit {
-                    plugin: plugin_label(&self.plugin),
-                    connection: self.connection.name.clone(),
-                    operation: OP,
-                    limit: LimitKind::WallClock,
-                    detail,
-                }
-            })?;
-        let out = self
-            .runtime
-            .finish(&self.plugin, &self.connection, OP, result, &self.call);
-        if !matches!(out, Ok(Some(_))) {
-            self.stream = None;
-        }
-        out
     }
 }

@@ -17,6 +17,7 @@ mod invoke;
 mod plugin;
 mod slots;
 mod stdio;
+mod stream;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -28,9 +29,10 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 pub use bindings::{API_VERSION, types};
 pub use cache::{ArtifactKey, CacheOutcome};
 pub use dispatch::OPERATIONS;
-pub use invoke::{CallError, ChatStream, LimitKind};
+pub use invoke::{CallError, LimitKind};
 pub use plugin::{Interface, LoadError, Plugin, precheck};
 pub use slots::ConnectionLoad;
+pub use stream::ChatStream;
 
 use crate::audit::{AuditSink, MemoryAudit};
 use crate::egress::EgressShared;

@@ -46,6 +46,8 @@ impl CallInner {
         self.check_headers(&parts.headers)?;
         self.check_grant(&parts.method, target, url)?;
         let body = self.read_body(body).await?;
+        // Before the credential: a refused address must not cost a refresh.
+        self.check_destination(target).await?;
         let credential = self.credential_for(target).await?;
         Ok((body, credential))
     }

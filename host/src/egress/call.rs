@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
 use http::{HeaderMap, HeaderName, Response};
-use wasmtime_wasi_http::{DEFAULT_FORBIDDEN_HEADERS, WasiBody};
+use wasmtime_wasi_http::WasiBody;
 
 use crate::audit::{AuditSink, Decision, EgressOutcome, EgressRecord};
 use crate::connection::Connection;
@@ -135,15 +135,14 @@ impl CallInner {
         code
     }
 
-    /// Whether the guest may not set `name`; an attempt on a credential
-    /// header is denied in the audit log (written in the background: the
-    /// hook that asks is synchronous) and in the call's tracker.
+    /// Whether the guest may not set `name`; every attempt is denied in the
+    /// audit log (written in the background: the hook that asks is
+    /// synchronous) and in the call's tracker. Answers have had these names
+    /// stripped before wasi-http looks at them, so only the guest's own
+    /// attempts get here.
     pub(super) fn refuse_header(self: &Arc<Self>, name: &HeaderName) -> bool {
         if !self.forbidden.contains(name) {
             return false;
-        }
-        if DEFAULT_FORBIDDEN_HEADERS.contains(name) {
-            return true;
         }
         let reason = format!("{} tried to set the forbidden header `{name}`", self.who());
         self.tracker.deny(reason.clone());

@@ -13,6 +13,7 @@
 use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
 use secrecy::ExposeSecret;
+use zeroize::Zeroizing;
 
 use crate::credential::Credential;
 
@@ -20,11 +21,18 @@ use crate::credential::Credential;
 /// masking every occurrence of a three-byte password would shred answers.
 const MIN_PART: usize = 8;
 
-/// What to look for in one response.
-#[derive(Debug, Clone)]
+/// What to look for in one response. The needles are the secret itself:
+/// wiped when dropped, never printed.
+#[derive(Clone)]
 pub(super) struct Scrubber {
-    needles: Vec<Vec<u8>>,
+    needles: Vec<Zeroizing<Vec<u8>>>,
     longest: usize,
+}
+
+impl std::fmt::Debug for Scrubber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Scrubber({} needles, [redacted])", self.needles.len())
+    }
 }
 
 impl Scrubber {
@@ -32,8 +40,8 @@ impl Scrubber {
     /// header value as sent, and its secret part when long enough.
     pub(super) fn for_credential(credential: &Credential) -> Option<Self> {
         let value = credential.header_value().ok()?;
-        let mut needles = vec![value.as_bytes().to_vec()];
-        let part = match credential {
+        let mut needles = vec![Zeroizing::new(value.as_bytes().to_vec())];
+        let part = Zeroizing::new(match credential {
             Credential::Bearer { token } => token.expose_secret().as_bytes().to_vec(),
             Credential::ApiKey { key, .. } => key.expose_secret().as_bytes().to_vec(),
             // What travels is the base64 of `user:password`.
@@ -42,18 +50,18 @@ impl Scrubber {
                 .strip_prefix(b"Basic ")
                 .unwrap_or_default()
                 .to_vec(),
-        };
+        });
         if part.len() >= MIN_PART && !needles.contains(&part) {
             needles.push(part);
         }
         if let Credential::Basic { password, .. } = credential {
             let raw = password.expose_secret().as_bytes();
             if raw.len() >= MIN_PART {
-                needles.push(raw.to_vec());
+                needles.push(Zeroizing::new(raw.to_vec()));
             }
         }
         needles.retain(|n| !n.is_empty());
-        let longest = needles.iter().map(Vec::len).max()?;
+        let longest = needles.iter().map(|n| n.len()).max()?;
         Some(Self { needles, longest })
     }
 
@@ -73,7 +81,7 @@ impl Scrubber {
     fn first_match(&self, hay: &[u8]) -> Option<(usize, usize)> {
         self.needles
             .iter()
-            .filter_map(|n| memchr::memmem::find(hay, n).map(|at| (at, n.len())))
+            .filter_map(|n| memchr::memmem::find(hay, n.as_slice()).map(|at| (at, n.len())))
             .min_by_key(|&(at, len)| (at, std::cmp::Reverse(len)))
     }
 
@@ -95,13 +103,19 @@ impl Scrubber {
     }
 }
 
-/// The streaming state of one body.
-#[derive(Debug)]
+/// The streaming state of one body. The held-back tail may be the start of
+/// the secret, so it is not printed.
 pub(super) struct BodyScrub {
     scrubber: Scrubber,
     carry: BytesMut,
     /// Occurrences masked so far.
     pub(super) found: u32,
+}
+
+impl std::fmt::Debug for BodyScrub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BodyScrub(found {}, [redacted])", self.found)
+    }
 }
 
 impl BodyScrub {
@@ -181,6 +195,14 @@ mod tests {
         out.extend_from_slice(&clean.finish());
         assert_eq!(out, b"nothing to see");
         assert_eq!(clean.found, 0);
+    }
+
+    #[test]
+    fn debug_never_shows_the_secret() {
+        let s = bearer("CANARY-debug-token");
+        let mut body = BodyScrub::new(s.clone());
+        body.chunk(b"xx CANARY-debug");
+        assert!(!format!("{s:?} {body:?}").contains("CANARY"));
     }
 
     #[test]

@@ -62,8 +62,7 @@ impl WasiHttpHooks for CallEgress {
     // Checked where the guest builds its fields, so the guest hears at once
     // which header it may not set. Answers reach this check only after
     // `cap_response` removed every forbidden name from them, so a refused
-    // name here is always the guest's own attempt: a credential header is
-    // recorded as a denied row (hop-by-hop names are protocol, not policy).
+    // name here is always the guest's own attempt, recorded as a denied row.
     fn forbidden_header_filter(&mut self) -> ForbiddenHeaderFilter {
         let inner = self.inner.clone();
         Arc::new(move |name| inner.refuse_header(name))
@@ -107,11 +106,7 @@ impl CallInner {
             Err(refusal) => return Err(self.deny(&parts.method, raw_uri, refusal).await),
         };
         let url = target.redacted();
-        let admitted = match self.admit(&parts, &target, &url, body).await {
-            Ok(admitted) => self.check_destination(&target).await.map(|()| admitted),
-            Err(refusal) => Err(refusal),
-        };
-        let (body, credential) = match admitted {
+        let (body, credential) = match self.admit(&parts, &target, &url, body).await {
             Ok(admitted) => admitted,
             Err(refusal) => return Err(self.deny(&parts.method, url, refusal).await),
         };
@@ -161,7 +156,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn guest_may_not_set_credential_or_hop_headers_and_credential_attempts_are_audited() {
+    async fn guest_may_not_set_credential_or_hop_headers_and_every_attempt_is_audited() {
         let origin = Origin::parse("http://127.0.0.1:9/").unwrap();
         let h = Harness::new(Harness::keyed_connection(origin), vec![], Limits::default());
         let mut egress = CallEgress {
@@ -184,20 +179,20 @@ mod tests {
         assert!(!filter(&accept) && !egress.is_forbidden_header(&accept));
         // One denied row per attempt, written in the background.
         for _ in 0..100 {
-            if h.audit.records().len() == 3 {
+            if h.audit.records().len() == 9 {
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
         let records = h.audit.records();
-        assert_eq!(records.len(), 3);
+        assert_eq!(records.len(), 9, "each of the nine checks above is an attempt");
         for (record, _) in &records {
             assert!(
                 matches!(&record.decision, Decision::Denied(r) if r.contains("forbidden header")),
                 "{record:?}"
             );
         }
-        assert_eq!(h.inner.tracker.denials().len(), 3);
+        assert_eq!(h.inner.tracker.denials().len(), 9);
     }
 
     // Every refusal goes through `deny`: one audit row marked denied with the

@@ -478,7 +478,12 @@ async fn every_refusal_is_one_denied_row_with_its_reason() {
 
     let host = self::host();
     let url = format!("{}/data", server.uri());
-    for header in ["authorization: Bearer forged", "cookie: a=b"] {
+    for header in [
+        "authorization: Bearer forged",
+        "cookie: a=b",
+        "proxy-authorization: x",
+        "Host: evil.example",
+    ] {
         let before = host.audit.records().len();
         host.probe_call(
             &probe_of(&host),
@@ -487,7 +492,7 @@ async fn every_refusal_is_one_denied_row_with_its_reason() {
         )
         .await
         .unwrap_err();
-        let name = header.split(':').next().unwrap();
+        let name = header.split(':').next().unwrap().to_ascii_lowercase();
         // The row is written in the background: wait for it.
         let mut denied = None;
         for _ in 0..200 {

@@ -185,7 +185,11 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
         let records = h.audit.records();
-        assert_eq!(records.len(), 9, "each of the nine checks above is an attempt");
+        assert_eq!(
+            records.len(),
+            9,
+            "each of the nine checks above is an attempt"
+        );
         for (record, _) in &records {
             assert!(
                 matches!(&record.decision, Decision::Denied(r) if r.contains("forbidden header")),

@@ -574,3 +574,81 @@ async fn a_call_that_waits_out_its_deadline_for_a_slot_says_so() {
     assert!(again.is_ok(), "the dropped stream's slot is free again");
     server.release.send(true).unwrap();
 }
+
+/// An upstream that promises 100 000 bytes, sends 10 and hangs up.
+async fn cutting_upstream() -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let origin = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut request = [0u8; 4096];
+            let _ = socket.read(&mut request).await;
+            let head = "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n0123456789";
+            let _ = socket.write_all(head.as_bytes()).await;
+            drop(socket);
+        }
+    });
+    origin
+}
+
+/// With backtraces switched on in the host's environment, a guest reading a
+/// cut body is told what failed in one bounded line: no host frames, no
+/// host source paths (the issue measured 64 KB of them per error).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cut_upstream_gives_the_guest_a_bounded_error_without_host_internals() {
+    let origin = cutting_upstream().await;
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: Vec<String>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"));
+        cmd.args(args)
+            .env("AIRLOCK_DATA_DIR", dir.path())
+            .env("AIRLOCK_EGRESS_ALLOW_PRIVATE", "127.0.0.0/8")
+            .env("RUST_BACKTRACE", "full")
+            .env("RUST_LIB_BACKTRACE", "1")
+            .env_remove("AIRLOCK_MASTER_KEY")
+            .env_remove("AIRLOCK_MASTER_PASSPHRASE");
+        let out = tokio::task::block_in_place(|| cmd.output().unwrap());
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        );
+        assert!(out.status.success(), "{stderr}");
+        stdout
+    };
+    let args = |list: &[&str]| list.iter().map(ToString::to_string).collect::<Vec<_>>();
+    run(args(&[
+        "plugin",
+        "install",
+        airlock_test_artifacts::PROBE,
+        "--approve",
+    ]));
+    run(args(&[
+        "connection",
+        "add",
+        "cut",
+        "--plugin",
+        "probe",
+        "--setting",
+        "action=raw-body",
+        "--setting",
+        &format!("base-url={origin}"),
+        "--setting",
+        &format!("url={origin}/page"),
+        "--global",
+    ]));
+    let out = run(args(&["call", "cut", "connector.test-connection"]));
+    let answer: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(answer["message"].as_str().unwrap()).unwrap();
+    assert_eq!(report["read"], 10, "{report}");
+    let error = report["error"].as_str().expect("the read failed");
+    assert!(
+        !error.is_empty() && error.len() <= 512 && !error.contains('\n'),
+        "{} bytes: {error}",
+        error.len()
+    );
+    for internal in [".rs:", "backtrace", "src/", "Caused by"] {
+        assert!(!error.contains(internal), "{internal}: {error}");
+    }
+}

@@ -31,6 +31,7 @@ impl Connector for Probe {
             "state-mark" => state_mark()?.to_string(),
             "echo" => echo()?.to_string(),
             "big-result" => "x".repeat(number("size", None)?),
+            "raw-body" => raw_body()?.to_string(),
             _ => return Err(PluginError::InvalidInput("unknown action".to_string())),
         };
         Ok(ConnectionReport {
@@ -258,6 +259,55 @@ fn echo() -> Result<Value, PluginError> {
         Err(error) => report["error"] = json!(format!("{error:?}")),
     }
     Ok(report)
+}
+
+/// A GET of `url` over raw wasi-http, reading the whole body and reporting
+/// what a failed read says through `wasi:io/error.to-debug-string`: the
+/// one place a guest sees a host error's own text (the SDK prefers the
+/// error's wasi-http code).
+fn raw_body() -> Result<Value, PluginError> {
+    use airlock_sdk::__bindings::base::wasi::http::{outgoing_handler, types as wasi};
+    use airlock_sdk::__bindings::base::wasi::io::streams::StreamError;
+
+    let url = setting_required("url")?;
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| PluginError::InvalidInput("raw-body takes an http:// url".into()))?;
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let request = wasi::OutgoingRequest::new(wasi::Fields::new());
+    let refused = |what: &str| PluginError::Internal(format!("raw-body: the {what} was refused"));
+    request
+        .set_scheme(Some(&wasi::Scheme::Http))
+        .map_err(|()| refused("scheme"))?;
+    request
+        .set_authority(Some(authority))
+        .map_err(|()| refused("authority"))?;
+    request
+        .set_path_with_query(Some(if path.is_empty() { "/" } else { path }))
+        .map_err(|()| refused("path"))?;
+    let future = outgoing_handler::handle(request, None)
+        .map_err(|code| PluginError::Internal(format!("raw-body: {code:?}")))?;
+    let response = loop {
+        match future.get() {
+            Some(result) => break result,
+            None => future.subscribe().block(),
+        }
+    };
+    let response = response
+        .map_err(|()| refused("response"))?
+        .map_err(|code| PluginError::Internal(format!("raw-body: {code:?}")))?;
+    let body = response.consume().map_err(|()| refused("body"))?;
+    let stream = body.stream().map_err(|()| refused("body stream"))?;
+    let mut read = 0;
+    loop {
+        match stream.blocking_read(64 * 1024) {
+            Ok(chunk) => read += chunk.len(),
+            Err(StreamError::Closed) => return Ok(json!({ "read": read, "error": null })),
+            Err(StreamError::LastOperationFailed(error)) => {
+                return Ok(json!({ "read": read, "error": error.to_debug_string() }));
+            }
+        }
+    }
 }
 
 /// No ticket operations: the defaults answer `unsupported`.

@@ -77,6 +77,7 @@ pub(crate) mod col {
     pub const SEQ: usize = 0;
     pub const KIND: usize = 1;
     pub const TIME: usize = 2;
+    pub const ACTOR: usize = 3;
     pub const PROJECT: usize = 4;
     pub const PLUGIN_ID: usize = 5;
     pub const PLUGIN_VERSION: usize = 6;

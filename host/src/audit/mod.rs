@@ -11,7 +11,7 @@ pub mod sqlite;
 
 pub use chain::{Anchor, ChainProblem, GENESIS_HASH, VerifyReport, verify, verify_anchored};
 pub use file::AUDIT_FILE;
-pub use query::{AuditEntry, AuditFilter, AuditOutcome, DecisionKind, list};
+pub use query::{AuditEntry, AuditFilter, AuditOutcome, DecisionKind, EventEntry, events, list};
 pub use sqlite::{AuditDurability, SqliteAudit};
 
 use std::sync::Mutex;
@@ -58,6 +58,25 @@ pub struct EgressRecord {
     /// (e.g. how many values of each kind redaction replaced); never a
     /// secret or a redacted value.
     pub detail: Option<String>,
+}
+
+/// A change an operator made that the log keeps in its chain beside the
+/// requests (stored as an `event` row): today, a connection's credential
+/// replaced in place. Never carries a secret.
+#[derive(Debug, Clone)]
+pub struct OperatorEvent {
+    /// When it happened.
+    pub time: SystemTime,
+    /// Who did it, as the surface knows them (`cli:<user>`, `token:<name>`).
+    pub actor: String,
+    /// The plugin of the connection concerned.
+    pub plugin_id: String,
+    /// The connection concerned: its stable id.
+    pub connection_id: String,
+    /// What was done, kebab-case (`credential-replaced`).
+    pub action: &'static str,
+    /// Non-secret facts, as a JSON object (e.g. the vault fields replaced).
+    pub detail: serde_json::Value,
 }
 
 /// How a recorded request ended.

@@ -292,6 +292,64 @@ pub fn list(conn: &Connection, filter: &AuditFilter) -> Result<Vec<AuditEntry>, 
     Ok(entries)
 }
 
+/// An operator's change as the log keeps it (an `event` row).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EventEntry {
+    /// The row's position in the log.
+    pub seq: i64,
+    /// When it happened (RFC 3339 UTC).
+    pub time: String,
+    /// Who did it (`cli:<user>`, `token:<name>`).
+    pub actor: String,
+    /// The plugin of the connection concerned.
+    pub plugin_id: String,
+    /// The connection's id.
+    pub connection_id: String,
+    /// What was done and its facts: `{"action": "credential-replaced", ...}`.
+    pub detail: serde_json::Value,
+}
+
+/// Operator events, newest first, of one connection (its id) or all; at most
+/// `limit`.
+pub fn events(
+    conn: &Connection,
+    connection_id: Option<&str>,
+    limit: usize,
+) -> Result<Vec<EventEntry>, AuditError> {
+    let err = |e: rusqlite::Error| AuditError(format!("reading the audit log: {e}"));
+    let mut stmt = conn
+        .prepare(
+            "SELECT seq, time, actor, plugin_id, connection_id, detail FROM audit_log \
+             WHERE kind = 'event' AND (?1 IS NULL OR connection_id = ?1) \
+             ORDER BY seq DESC LIMIT ?2",
+        )
+        .map_err(err)?;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut rows = stmt
+        .query(rusqlite::params![connection_id, limit])
+        .map_err(err)?;
+    let mut entries = Vec::new();
+    while let Some(r) = rows.next().map_err(err)? {
+        let text = |i: usize| -> Result<String, AuditError> {
+            Ok(r.get::<_, Option<String>>(i)
+                .map_err(err)?
+                .unwrap_or_default())
+        };
+        let seq: i64 = r.get(0).map_err(err)?;
+        let detail = serde_json::from_str(&text(5)?)
+            .map_err(|e| AuditError(format!("audit row {seq}: its detail is not JSON: {e}")))?;
+        entries.push(EventEntry {
+            seq,
+            time: text(1)?,
+            actor: text(2)?,
+            plugin_id: text(3)?,
+            connection_id: text(4)?,
+            detail,
+        });
+    }
+    Ok(entries)
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, SystemTime};

@@ -43,7 +43,9 @@ use rusqlite::{Connection, OptionalExtension};
 use tokio::sync::oneshot;
 
 use super::chain::{CONTENT_COLUMNS, Content, GENESIS_HASH, col, empty_content, row_hash};
-use super::{AuditError, AuditSink, Decision, EgressOutcome, EgressRecord, RecordId};
+use super::{
+    AuditError, AuditSink, Decision, EgressOutcome, EgressRecord, OperatorEvent, RecordId,
+};
 
 /// Most rows appended in one transaction.
 const MAX_BATCH: usize = 1024;
@@ -146,6 +148,24 @@ fn outcome_content(id: RecordId, outcome: &EgressOutcome) -> Content {
         Value::Integer(i64::try_from(outcome.duration.as_millis()).unwrap_or(i64::MAX));
     c[col::ERROR] = outcome.error.as_deref().map_or(Value::Null, text);
     c
+}
+
+/// The content of an `event` row, `seq` left to the writer: the action and
+/// its facts in `detail`, as `{"action": ..., ...facts}`.
+fn event_content(event: &OperatorEvent) -> Result<Content, AuditError> {
+    let mut c = empty_content();
+    c[col::KIND] = text("event");
+    c[col::TIME] = Value::Text(format_system_time(event.time)?);
+    c[col::ACTOR] = text(&event.actor);
+    c[col::PLUGIN_ID] = text(&event.plugin_id);
+    c[col::CONNECTION_ID] = text(&event.connection_id);
+    let mut detail = serde_json::Map::new();
+    detail.insert("action".into(), event.action.into());
+    if let serde_json::Value::Object(facts) = &event.detail {
+        detail.extend(facts.clone());
+    }
+    c[col::DETAIL] = text(&serde_json::Value::Object(detail).to_string());
+    Ok(c)
 }
 
 enum Msg {
@@ -448,27 +468,36 @@ fn stopped() -> AuditError {
     AuditError("the audit writer has stopped".into())
 }
 
+impl SqliteAudit {
+    /// Append an operator's change to the chain; committed when this
+    /// resolves (with the durability requests get).
+    pub async fn record_event(&self, event: &OperatorEvent) -> Result<RecordId, AuditError> {
+        self.append(Box::new(event_content(event)?)).await
+    }
+
+    async fn append(&self, content: Box<Content>) -> Result<RecordId, AuditError> {
+        let (reply, answer) = oneshot::channel();
+        let _waiting = Waiting::new(&self.shared.waiting);
+        let alone = self.shared.waiting.load(Ordering::Relaxed) == 1;
+        self.shared.push(Msg::Begin { content, reply });
+        if alone {
+            // Nobody to share a commit with: commit here, no hand-off.
+            self.shared.commit_from_task();
+        } else {
+            // Others are waiting too: one commit for all of them, by the
+            // background committer, which gathers rows while it writes.
+            self.shared.wake_committer();
+        }
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
 impl AuditSink for SqliteAudit {
     fn begin<'a>(
         &'a self,
         record: &'a EgressRecord,
     ) -> BoxFuture<'a, Result<RecordId, AuditError>> {
-        Box::pin(async move {
-            let content = Box::new(request_content(record)?);
-            let (reply, answer) = oneshot::channel();
-            let _waiting = Waiting::new(&self.shared.waiting);
-            let alone = self.shared.waiting.load(Ordering::Relaxed) == 1;
-            self.shared.push(Msg::Begin { content, reply });
-            if alone {
-                // Nobody to share a commit with: commit here, no hand-off.
-                self.shared.commit_from_task();
-            } else {
-                // Others are waiting too: one commit for all of them, by the
-                // background committer, which gathers rows while it writes.
-                self.shared.wake_committer();
-            }
-            answer.await.map_err(|_| stopped())?
-        })
+        Box::pin(async move { self.append(Box::new(request_content(record)?)).await })
     }
 
     fn finish(&self, id: RecordId, outcome: &EgressOutcome) {

@@ -44,9 +44,10 @@ pub enum ConnectionCommand {
         /// whose settings name the header (auth-header) default to those.
         #[arg(long)]
         header: Option<String>,
-        /// Prefix before the key (api-key auth), e.g. "Bearer ".
-        #[arg(long, default_value = "")]
-        prefix: String,
+        /// Prefix before the key (api-key auth), e.g. "Bearer "; `--prefix ''`
+        /// sends the bare key. Absent: the plugin's default prefix.
+        #[arg(long)]
+        prefix: Option<String>,
         /// OAuth client id of this connection's own app (oauth2).
         #[arg(long)]
         client_id: Option<String>,

@@ -123,6 +123,9 @@ impl From<ServiceError> for ApiError {
             ServiceError::NeedsReauth { .. } => (StatusCode::CONFLICT, "needs_reauth"),
             ServiceError::Tampered { .. } => (StatusCode::CONFLICT, "plugin_tampered"),
             ServiceError::SyncStalled { .. } => (StatusCode::BAD_GATEWAY, "sync_stalled"),
+            ServiceError::NotSaved { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "connection_test_failed")
+            }
             ServiceError::OAuth(OAuthError::Store(_) | OAuthError::Vault(_)) => internal(&e),
             ServiceError::OAuth(_) => (StatusCode::BAD_REQUEST, "oauth_error"),
             ServiceError::Call(call) => match call {

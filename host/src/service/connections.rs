@@ -45,8 +45,10 @@ pub enum AuthInput {
         header: String,
         /// Text before the key in the header value, trailing space
         /// included; written into the plugin's prefix setting when it names
-        /// one.
-        prefix: String,
+        /// one. `None` keeps the plugin's default prefix (empty for a
+        /// plugin that names no prefix setting); `Some("")` sends the bare
+        /// key.
+        prefix: Option<String>,
         /// The API key; sealed.
         key: SecretString,
     },
@@ -81,7 +83,7 @@ impl fmt::Debug for AuthInput {
 }
 
 impl AuthInput {
-    fn kind(&self) -> AuthKind {
+    pub(super) fn kind(&self) -> AuthKind {
         match self {
             AuthInput::None => AuthKind::None,
             AuthInput::Basic { .. } => AuthKind::Basic,
@@ -111,7 +113,7 @@ pub struct NewConnection {
 
 /// Headers a custom API-key header may not be: they route or frame the
 /// request, or carry other credentials.
-const RESERVED_HEADERS: &[&str] = &[
+pub(super) const RESERVED_HEADERS: &[&str] = &[
     "host",
     "content-length",
     "transfer-encoding",
@@ -139,7 +141,7 @@ fn api_key_settings(
     settings: &mut BTreeMap<String, String>,
     spec: &crate::manifest::ApiKeySpec,
     header: &str,
-    prefix: &str,
+    prefix: Option<&str>,
 ) -> Result<(), ServiceError> {
     if header.trim().is_empty() {
         return Ok(());
@@ -157,21 +159,29 @@ fn api_key_settings(
     put(&spec.header_setting, header.trim(), |a, b| {
         a.trim().eq_ignore_ascii_case(b.trim())
     })?;
-    if let Some(name) = &spec.prefix_setting {
+    if let (Some(name), Some(prefix)) = (&spec.prefix_setting, prefix) {
         put(name, prefix, |a, b| a == b)?;
     }
     Ok(())
 }
 
-/// Refuse an auth kind the plugin does not offer.
+/// Refuse an auth kind the plugin does not declare, `none` included: a
+/// plugin that needs a credential fails every call without one, so the
+/// mistake is named when the connection is made, not at its first call.
 fn check_auth_kind(plugin: &PluginRecord, kind: AuthKind) -> Result<(), ServiceError> {
     let offered = &plugin.manifest.auth.kinds;
-    if kind == AuthKind::None || offered.contains(&kind) {
+    if offered.contains(&kind) {
         return Ok(());
     }
     let names: Vec<&str> = offered.iter().map(|k| k.as_str()).collect();
+    let needs = if kind == AuthKind::None {
+        "needs a credential"
+    } else {
+        "does not accept it"
+    };
     Err(ServiceError::Invalid(format!(
-        "plugin `{}` does not support auth kind `{}`; it supports: {}",
+        "plugin `{}` {needs}: auth kind `{}` is not among those it declares ({}); \
+         choose one of them",
         plugin.id,
         kind.as_str(),
         if names.is_empty() {
@@ -194,7 +204,7 @@ fn connection_settings(
     if let (AuthInput::ApiKey { header, prefix, .. }, Some(spec)) =
         (auth, &plugin.manifest.auth.api_key)
     {
-        api_key_settings(&mut given, spec, header, prefix)?;
+        api_key_settings(&mut given, spec, header, prefix.as_deref())?;
     }
     let settings = crate::manifest::settings::validate(&plugin.manifest, &given)?;
     if auth.kind() != AuthKind::None && !settings.contains_key(BASE_URL_SETTING) {
@@ -240,9 +250,16 @@ fn check_scope(scope: &Scope) -> Result<(), ServiceError> {
 /// A new connection's stored auth settings and its secrets by vault field.
 type SealParts = (AuthConfig, Vec<(&'static str, SecretString)>);
 
+/// A connection checked and ready to store: its record and the secrets to
+/// seal under their vault field names.
+pub(super) struct PlannedConnection {
+    pub(super) record: ConnectionRecord,
+    pub(super) secrets: Vec<(&'static str, SecretString)>,
+}
+
 /// What a connection's auth input becomes: the non-secret part stored with
 /// the record, and the secrets to seal under their vault field names.
-fn seal_parts(
+pub(super) fn seal_parts(
     auth: AuthInput,
     plugin: &PluginRecord,
     settings: &BTreeMap<String, String>,
@@ -260,7 +277,8 @@ fn seal_parts(
             prefix,
             key,
         } => {
-            let (name, prefix) = api_key_header(plugin, settings, header, prefix)?;
+            let (name, prefix) =
+                api_key_header(plugin, settings, header, prefix.unwrap_or_default())?;
             config.header = Some(name.as_str().to_string());
             config.prefix = Some(prefix);
             secrets.push((field::API_KEY, key));
@@ -324,6 +342,16 @@ impl Airlock {
     /// Create a connection: settings validated against the plugin's schema,
     /// secrets sealed, all in one transaction.
     pub fn add_connection(&self, new: NewConnection) -> Result<ConnectionRecord, ServiceError> {
+        let planned = self.plan_connection(new)?;
+        self.store_connection(planned)
+    }
+
+    /// Everything checked about a new connection, and the record and the
+    /// secrets it would store; nothing written yet.
+    pub(super) fn plan_connection(
+        &self,
+        new: NewConnection,
+    ) -> Result<PlannedConnection, ServiceError> {
         validate_name(&new.name)?;
         let plugin = self
             .store
@@ -357,6 +385,15 @@ impl Airlock {
             created_at: now.clone(),
             updated_at: now,
         };
+        Ok(PlannedConnection { record, secrets })
+    }
+
+    /// Write a planned connection and seal its secrets in one transaction.
+    pub(super) fn store_connection(
+        &self,
+        planned: PlannedConnection,
+    ) -> Result<ConnectionRecord, ServiceError> {
+        let PlannedConnection { record, secrets } = planned;
         let owner = SecretOwner::Connection(record.id.clone());
         self.store.transact(|tx| {
             repo::insert_connection(tx, &record)?;
@@ -467,12 +504,58 @@ impl Airlock {
                 });
             }
         }
+        let source = self.stored_credential(record)?;
+        self.connection_view(record, project, source)
+    }
+
+    /// Where a stored connection's credential comes from at call time: the
+    /// OAuth token life-cycle, or the vault; `None` for auth kind `none`.
+    fn stored_credential(
+        &self,
+        record: &ConnectionRecord,
+    ) -> Result<Option<Arc<dyn CredentialSource>>, ServiceError> {
+        Ok(match record.auth_kind {
+            AuthKind::None => None,
+            AuthKind::Oauth2 => {
+                let (installed, _) = self.installed_plugin(&record.plugin_id)?;
+                let spec = installed
+                    .manifest
+                    .auth
+                    .oauth2
+                    .clone()
+                    .ok_or_else(|| oauth::OAuthError::NoEndpoints(record.plugin_id.clone()))?;
+                Some(Arc::new(credential::oauth::OAuthCredential::new(
+                    self.oauth_context(),
+                    record.clone(),
+                    spec,
+                    installed.version.clone(),
+                )))
+            }
+            _ => Some(Arc::new(VaultCredential {
+                vault: self.vault.clone(),
+                kind: record.auth_kind,
+                config: record.auth_config.clone(),
+                connection: record.name.clone(),
+            })),
+        })
+    }
+
+    /// The runtime view of `record` with its credential from `source`, bound
+    /// to the origins the plugin's approved grant lets it reach.
+    pub(super) fn connection_view(
+        &self,
+        record: &ConnectionRecord,
+        project: Option<&str>,
+        source: Option<Arc<dyn CredentialSource>>,
+    ) -> Result<(Arc<crate::runtime::Plugin>, Connection), ServiceError> {
         let (installed, plugin) = self.installed_plugin(&record.plugin_id)?;
         let mut conn = Connection::new(record.id.clone(), record.name.clone())
             .with_settings(record.settings.clone());
         conn.project = project.map(String::from);
+        let Some(source) = source else {
+            return Ok((plugin, conn));
+        };
         let header = match record.auth_kind {
-            AuthKind::None => return Ok((plugin, conn)),
             AuthKind::ApiKey => {
                 let h = record.auth_config.header.as_deref().unwrap_or_default();
                 HeaderName::from_bytes(h.as_bytes()).map_err(|_| {
@@ -483,27 +566,6 @@ impl Airlock {
                 })?
             }
             _ => http::header::AUTHORIZATION,
-        };
-        let source: Arc<dyn CredentialSource> = if record.auth_kind == AuthKind::Oauth2 {
-            let spec = installed
-                .manifest
-                .auth
-                .oauth2
-                .clone()
-                .ok_or_else(|| oauth::OAuthError::NoEndpoints(record.plugin_id.clone()))?;
-            Arc::new(credential::oauth::OAuthCredential::new(
-                self.oauth_context(),
-                record.clone(),
-                spec,
-                installed.version.clone(),
-            ))
-        } else {
-            Arc::new(VaultCredential {
-                vault: self.vault.clone(),
-                kind: record.auth_kind,
-                config: record.auth_config.clone(),
-                connection: record.name.clone(),
-            })
         };
         let origins = conn
             .base_origin()
@@ -516,8 +578,7 @@ impl Airlock {
                     record.name
                 ))
             })?;
-        let conn = conn.with_credential_for(header, origins, source);
-        Ok((plugin, conn))
+        Ok((plugin, conn.with_credential_for(header, origins, source)))
     }
 
     /// Run the plugin's `test-connection` against a connection.
@@ -578,8 +639,22 @@ impl Airlock {
                 }
             )));
         }
+        let mut auth = record.auth_config.clone();
+        if record.auth_kind == AuthKind::ApiKey {
+            // The settings that name the key's header and prefix are the
+            // one source of both: re-derive them, refusing a header that
+            // cannot carry a key.
+            let (header, prefix) = api_key_header(
+                &plugin,
+                &settings,
+                auth.header.clone().unwrap_or_default(),
+                auth.prefix.clone().unwrap_or_default(),
+            )?;
+            auth.header = Some(header.as_str().to_string());
+            auth.prefix = Some(prefix);
+        }
         self.store
-            .write(|tx| repo::update_settings(tx, &record.id, &settings))?;
+            .write(|tx| repo::update_settings_and_auth(tx, &record.id, &settings, &auth))?;
         self.connection(&record.id)
     }
 }

@@ -7,6 +7,7 @@
 mod call;
 mod chat;
 mod connections;
+mod credentials;
 pub mod oauth;
 mod plugins;
 mod sync;
@@ -209,6 +210,17 @@ pub enum ServiceError {
         /// What the file changes, one line each (as in
         /// [`InstallPlan::changes`]).
         changes: Vec<String>,
+    },
+    /// A connection added with a test was not saved because the test
+    /// failed; `source` says how. Fix the credential or settings and add it
+    /// again.
+    #[error("connection `{name}` was not saved: its test failed: {source}")]
+    NotSaved {
+        /// The connection's name.
+        name: String,
+        /// Why the test failed.
+        #[source]
+        source: Box<ServiceError>,
     },
     /// The connection is paused; resume it before calling it.
     #[error("connection `{name}` is paused; resume it with `airlock connection resume {name}`")]

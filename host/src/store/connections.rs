@@ -289,15 +289,18 @@ pub fn set_status(
     found(n, id)
 }
 
-/// Replace the settings of connection `id`.
-pub fn update_settings(
+/// Replace connection `id`'s settings and the non-secret part of its auth
+/// together, so the header an API key is sent in never disagrees with the
+/// settings that name it.
+pub fn update_settings_and_auth(
     tx: &Transaction<'_>,
     id: &str,
     settings: &BTreeMap<String, String>,
+    auth: &AuthConfig,
 ) -> Result<(), StoreError> {
     let n = tx.execute(
-        "UPDATE connections SET settings = ?2, updated_at = ?3 WHERE id = ?1",
-        params![id, to_json(settings)?, now()],
+        "UPDATE connections SET settings = ?2, auth_config = ?3, updated_at = ?4 WHERE id = ?1",
+        params![id, to_json(settings)?, to_json(auth)?, now()],
     )?;
     found(n, id)
 }
@@ -661,7 +664,7 @@ mod tests {
 
         let settings = BTreeMap::from([("base-url".to_string(), "https://x.test".to_string())]);
         store
-            .write(|tx| update_settings(tx, &c.id, &settings))
+            .write(|tx| update_settings_and_auth(tx, &c.id, &settings, &c.auth_config))
             .unwrap();
         let got = store.read(|conn| get_connection(conn, &c.id)).unwrap();
         assert_eq!(got.settings, settings);
@@ -671,7 +674,7 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, StoreError::NotFound(_)), "{err}");
         let err = store
-            .write(|tx| update_settings(tx, "nope", &settings))
+            .write(|tx| update_settings_and_auth(tx, "nope", &settings, &AuthConfig::default()))
             .unwrap_err();
         assert!(matches!(err, StoreError::NotFound(_)), "{err}");
     }

@@ -207,9 +207,11 @@ enum AuthBody {
         token: String,
     },
     ApiKey {
-        header: String,
+        // Absent: the plugin's header setting decides.
         #[serde(default)]
-        prefix: String,
+        header: String,
+        // Absent: the plugin's default prefix.
+        prefix: Option<String>,
         key: String,
     },
     Oauth2 {

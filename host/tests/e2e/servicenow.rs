@@ -1029,6 +1029,11 @@ async fn update_failures_are_typed() {
 
 const ORDER: &str = "ORDERBYsys_updated_on^ORDERBYsys_id";
 
+/// `sysparm_query` of the page after the record `(updated, sys_id)`.
+fn after(updated: &str, sys_id: &str) -> String {
+    format!("sys_updated_on>={updated}^sys_updated_on>{updated}^ORsys_id>{sys_id}^{ORDER}")
+}
+
 fn sync_request(cursor: Option<String>) -> SyncRequest {
     SyncRequest {
         cursor,
@@ -1040,8 +1045,9 @@ fn sync_request(cursor: Option<String>) -> SyncRequest {
 async fn sync_reads_everything_over_two_pages_then_only_changes() {
     let server = MockServer::start().await;
     let a = incident(SYS_ID, "INC0010001", "Email is down", "2026-11-20 10:00:00");
-    let b = incident(SYS_ID_2, "INC0010002", "VPN drops", "2026-11-20 10:15:00");
-    let c = incident(SYS_ID_3, "INC0010003", "Printer jam", "2026-11-20 10:15:00");
+    // b sorts before c by sys_id, as the instance orders records of a second.
+    let b = incident(SYS_ID_3, "INC0010002", "VPN drops", "2026-11-20 10:15:00");
+    let c = incident(SYS_ID_2, "INC0010003", "Printer jam", "2026-11-20 10:15:00");
     let mut a2 = a.clone();
     a2["sys_updated_on"] = "2026-11-20 11:00:00".into();
     a2["state"] = "6".into();
@@ -1055,22 +1061,33 @@ async fn sync_reads_everything_over_two_pages_then_only_changes() {
         .expect(1)
         .mount(&server)
         .await;
-    // Page 2: from b (second 10:15:00, one record of it delivered).
-    let from_b = format!("sys_updated_on>=2026-11-20 10:15:00^{ORDER}");
+    // Page 2: after b (10:15:00, SYS_ID_3).
+    let after_b = after("2026-11-20 10:15:00", SYS_ID_3);
     table_api("GET", TABLE)
-        .and(query_param("sysparm_query", from_b.as_str()))
+        .and(query_param("sysparm_query", after_b.as_str()))
         .and(query_param("sysparm_offset", "0"))
-        .and(query_param("sysparm_limit", "3"))
+        .and(query_param("sysparm_limit", "2"))
+        .respond_with(result(json!([c])))
+        .expect(1)
+        .mount(&server)
+        .await;
+    // The delta reads the newest second again (a record may have been
+    // saved late with its timestamp), then continues after c.
+    let from_t = format!("sys_updated_on>=2026-11-20 10:15:00^{ORDER}");
+    table_api("GET", TABLE)
+        .and(query_param("sysparm_query", from_t.as_str()))
+        .and(query_param("sysparm_offset", "0"))
+        .and(query_param("sysparm_limit", "2"))
         .respond_with(result(json!([b, c])))
         .expect(1)
         .mount(&server)
         .await;
-    // The delta: from c (second 10:15:00, two records of it delivered).
+    let after_c = after("2026-11-20 10:15:00", SYS_ID_2);
     table_api("GET", TABLE)
-        .and(query_param("sysparm_query", from_b.as_str()))
-        .and(query_param("sysparm_offset", "1"))
-        .and(query_param("sysparm_limit", "3"))
-        .respond_with(result(json!([c, a2])))
+        .and(query_param("sysparm_query", after_c.as_str()))
+        .and(query_param("sysparm_offset", "0"))
+        .and(query_param("sysparm_limit", "2"))
+        .respond_with(result(json!([a2])))
         .expect(1)
         .mount(&server)
         .await;
@@ -1090,7 +1107,7 @@ async fn sync_reads_everything_over_two_pages_then_only_changes() {
             .map(|r| r.id.clone())
             .collect::<Vec<_>>()
     };
-    assert_eq!(ids(&page1), [SYS_ID, SYS_ID_2]);
+    assert_eq!(ids(&page1), [SYS_ID, SYS_ID_3]);
     assert!(page1.has_more);
     let record = &page1.records[0];
     assert_eq!(record.kind, "incident");
@@ -1111,14 +1128,22 @@ async fn sync_reads_everything_over_two_pages_then_only_changes() {
         .fetch_page(&plugin, &conn, sync_request(Some(cursor1)))
         .await
         .unwrap();
-    assert_eq!(ids(&page2), [SYS_ID_3]);
+    assert_eq!(ids(&page2), [SYS_ID_2]);
     assert!(!page2.has_more, "the full sync is complete");
     let cursor2 = page2.next_cursor.clone().unwrap();
 
-    // Later: a delta from the last cursor brings only what changed.
-    let delta = host
+    // Later: a delta from the last cursor brings the newest second again,
+    // then what changed.
+    let again = host
         .runtime
         .fetch_page(&plugin, &conn, sync_request(Some(cursor2)))
+        .await
+        .unwrap();
+    assert_eq!(ids(&again), [SYS_ID_3, SYS_ID_2]);
+    assert!(again.has_more);
+    let delta = host
+        .runtime
+        .fetch_page(&plugin, &conn, sync_request(again.next_cursor.clone()))
         .await
         .unwrap();
     assert_eq!(ids(&delta), [SYS_ID]);
@@ -1132,7 +1157,7 @@ async fn sync_reads_everything_over_two_pages_then_only_changes() {
     assert!(delta.next_cursor.is_some());
 
     let sent = requests(&server).await;
-    assert_eq!(sent.len(), 3);
+    assert_eq!(sent.len(), 4);
     assert_eq!(
         query(&sent[0]),
         pairs(&[
@@ -1144,11 +1169,11 @@ async fn sync_reads_everything_over_two_pages_then_only_changes() {
         ])
     );
     assert_eq!(
-        query(&sent[2]),
+        query(&sent[3]),
         pairs(&[
-            ("sysparm_query", from_b.as_str()),
-            ("sysparm_offset", "1"),
-            ("sysparm_limit", "3"),
+            ("sysparm_query", after_c.as_str()),
+            ("sysparm_offset", "0"),
+            ("sysparm_limit", "2"),
             ("sysparm_no_count", "true"),
             ("sysparm_exclude_reference_link", "true"),
         ])
@@ -1237,10 +1262,10 @@ async fn a_custom_table_is_used_and_a_bad_one_refused() {
     assert_eq!(requests(&server).await.len(), 1);
 }
 
-/// Records of one second change while a sync pages through them: the
-/// plugin notices that its anchor moved, re-reads that second and delivers
-/// every record (some twice) instead of skipping one, as plain offset
-/// paging would.
+/// Records of one second change while a sync pages through them: each
+/// page continues after the last `(sys_updated_on, sys_id)` delivered, so a
+/// record that moves to a later second comes again and none is skipped, as
+/// plain offset paging would.
 #[tokio::test]
 async fn sync_never_skips_records_when_a_second_shifts_under_it() {
     let server = MockServer::start().await;
@@ -1256,25 +1281,19 @@ async fn sync_never_skips_records_when_a_second_shifts_under_it() {
     let d = at("0d", "INC0010004", t1);
     let e = at("0e", "INC0010005", t1);
     let c2 = at("0c", "INC0010003", t2);
-    let from_t1 = format!("sys_updated_on>={t1}^{ORDER}");
     let pages = [
         // Full sync, page 1.
-        (ORDER.to_string(), "0", "2", json!([a, b])),
-        // Page 2: anchor b at offset 0.
-        (from_t1.clone(), "0", "3", json!([b, c, d])),
-        // Now c is updated (moves to 11:00). Page 3 expects anchor d at
-        // offset 2, but finds e there.
-        (from_t1.clone(), "2", "3", json!([e, c2])),
-        // So the second is read again from its start.
-        (from_t1.clone(), "0", "2", json!([b, d])),
-        // And continues from d.
-        (from_t1.clone(), "1", "3", json!([d, e, c2])),
+        (ORDER.to_string(), json!([a, b])),
+        (after(t1, "0b"), json!([c, d])),
+        // Now c is updated (moves to 11:00): after d come e and c again.
+        (after(t1, "0d"), json!([e, c2])),
+        (after(t2, "0c"), json!([])),
     ];
-    for (query, offset, limit, answer) in pages {
+    for (query, answer) in pages {
         table_api("GET", TABLE)
             .and(query_param("sysparm_query", query.as_str()))
-            .and(query_param("sysparm_offset", offset))
-            .and(query_param("sysparm_limit", limit))
+            .and(query_param("sysparm_offset", "0"))
+            .and(query_param("sysparm_limit", "2"))
             .respond_with(result(answer))
             .expect(1)
             .mount(&server)
@@ -1294,6 +1313,6 @@ async fn sync_never_skips_records_when_a_second_shifts_under_it() {
         delivered.extend(page.records.iter().map(|r| r.id.clone()));
         cursor = page.next_cursor;
     }
-    assert_eq!(delivered, ["0a", "0b", "0c", "0d", "0b", "0d", "0e", "0c"]);
-    assert_eq!(requests(&server).await.len(), 5);
+    assert_eq!(delivered, ["0a", "0b", "0c", "0d", "0e", "0c"]);
+    assert_eq!(requests(&server).await.len(), 4);
 }

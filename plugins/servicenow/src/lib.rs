@@ -23,7 +23,7 @@
 //! | `tickets.create`    | `POST /api/now/table/{table}` with a JSON body                          |
 //! | `tickets.get`       | `GET /api/now/table/{table}/{sys_id}`, or by number `GET /api/now/table/{table}?sysparm_query=number=INC0010001&sysparm_limit=1` |
 //! | `tickets.update`    | `PATCH /api/now/table/{table}/{sys_id}` (a number is looked up first)   |
-//! | `sync.fetch-page`   | `GET /api/now/table/{table}?sysparm_query=[sys_updated_on>=...^]ORDERBYsys_updated_on^ORDERBYsys_id&sysparm_offset=...&sysparm_limit=...` |
+//! | `sync.fetch-page`   | `GET /api/now/table/{table}?sysparm_query=[sys_updated_on>=T^sys_updated_on>T^ORsys_id>ID^]ORDERBYsys_updated_on^ORDERBYsys_id&sysparm_limit=...` |
 //!
 //! Every call asks for raw values with reference links excluded
 //! (`sysparm_exclude_reference_link=true`), so each field of a record is a
@@ -91,8 +91,10 @@
 //! ## Sync
 //!
 //! A delta sync by `sys_updated_on`; see [`sync`] for the cursor. No cursor
-//! reads the whole table from the start; the last page's cursor continues
-//! as a delta (`sys_updated_on>=<newest seen>`). A page is 50 records unless
+//! reads the whole table from the start; pages continue after the last
+//! record's `(sys_updated_on, sys_id)`, so any number of records sharing one
+//! second are all read, and the last page's cursor continues as a delta
+//! (records after the newest seen). A page is 50 records unless
 //! asked otherwise, at most 100. Records are whole ServiceNow records (raw
 //! values, `kind` = the table, `updated-at` in RFC 3339).
 //!
@@ -392,37 +394,10 @@ impl SyncSource for ServiceNow {
             .map(|c| sync::Cursor::decode(c, &instance.table))
             .transpose()?;
         let page_size = sync::page_size(request.page_size);
-
-        let mut plan = sync::plan(cursor.as_ref(), page_size);
-        let settled = loop {
-            let rows = fetch_rows(&instance, &plan)?;
-            match sync::settle(cursor.as_ref(), &plan, page_size, &instance.table, rows)? {
-                sync::Settled::Restart => {
-                    let Some(cursor) = &cursor else {
-                        // Only anchored plans restart, and they have a cursor.
-                        return Err(PluginError::Internal("restart without a cursor".into()));
-                    };
-                    if !plan.anchored {
-                        return Err(PluginError::Internal("restart of a restart".into()));
-                    }
-                    host::warn(&format!(
-                        "records changed at {} while syncing; re-reading that second",
-                        cursor.since
-                    ));
-                    plan = sync::restart(cursor, page_size);
-                }
-                page => break page,
-            }
-        };
-        let sync::Settled::Page {
-            rows,
-            next,
-            has_more,
-        } = settled
-        else {
-            return Err(PluginError::Internal("unsettled sync page".into()));
-        };
-        let records = rows
+        let rows = fetch_rows(&instance, &sync::query(cursor.as_ref()), page_size)?;
+        let page = sync::settle(cursor.as_ref(), page_size, &instance.table, rows)?;
+        let records = page
+            .rows
             .into_iter()
             .map(|row| SyncRecord {
                 id: row.id,
@@ -433,18 +408,23 @@ impl SyncSource for ServiceNow {
             .collect();
         Ok(SyncPage {
             records,
-            next_cursor: next.map(|c| c.encode()),
-            has_more,
+            next_cursor: page.next.map(|c| c.encode()),
+            has_more: page.has_more,
         })
     }
 }
 
-fn fetch_rows(instance: &Instance, plan: &sync::Plan) -> Result<Vec<sync::Row>, PluginError> {
+fn fetch_rows(
+    instance: &Instance,
+    sysparm_query: &str,
+    limit: u32,
+) -> Result<Vec<sync::Row>, PluginError> {
     let query = plain(
         Query::new()
-            .set("sysparm_query", plan.query.clone())
-            .set("sysparm_offset", plan.offset.to_string())
-            .set("sysparm_limit", plan.limit.to_string())
+            .set("sysparm_query", sysparm_query)
+            // Always the first rows of the query: the cursor is in the query.
+            .set("sysparm_offset", "0")
+            .set("sysparm_limit", limit.to_string())
             .set("sysparm_no_count", "true"),
     );
     api::records(Request::get(instance.table_url(None, &query)))?

@@ -1,23 +1,36 @@
 //! Delta sync by `sys_updated_on`: the cursor and the paging rules.
 //!
-//! Records are read in `sys_updated_on`, then `sys_id` order. The cursor
-//! remembers the last record delivered (`last`), its `sys_updated_on`
-//! (`since`) and how many records with exactly that timestamp have been
-//! delivered (`skip`). The next page asks for
-//! `sys_updated_on>=<since>^ORDERBYsys_updated_on^ORDERBYsys_id` from offset
-//! `skip - 1`, so its first record should be `last` again (the anchor): when
-//! it is, it is dropped and the rest is new. When it is not (a record of that
-//! second changed or vanished meanwhile, so offsets moved), the page is read
-//! again from offset 0 of that second: some records are delivered twice
-//! (the host upserts by id), none is skipped.
+//! Records are read in `(sys_updated_on, sys_id)` order. Within a run the
+//! cursor is the key of the last record delivered: its `sys_updated_on`
+//! (`since`) and `sys_id` (`last`), and the next page asks for the records
+//! strictly after that key (keyset paging, no offsets):
+//!
+//! ```text
+//! sys_updated_on>=<since>^sys_updated_on><since>^ORsys_id><last>
+//!     ^ORDERBYsys_updated_on^ORDERBYsys_id
+//! ```
+//!
+//! (`^OR` binds to the condition before it: `since <= t AND (since < t OR
+//! last < id)`.) However many records share one second (a bulk import, a
+//! mass update), each page continues exactly after the previous one; a
+//! record updated meanwhile moves to a later second and comes again, none
+//! is skipped. Every answer is checked to be in that order and after the
+//! cursor: an instance that ignored part of the query would otherwise lose
+//! records silently, so it fails the sync instead.
 //!
 //! With no cursor the sync starts from the beginning (`ORDERBYsys_updated_on
-//! ^ORDERBYsys_id`, offset 0). After the last page the cursor still points at
-//! the newest record seen, so passing it back is a delta sync: only records
-//! updated at or after that second come back.
+//! ^ORDERBYsys_id`). The last page of a run (not full, so `has-more` is
+//! false) leaves a cursor without `last`: the delta it starts reads the
+//! newest second again from its beginning (`sys_updated_on>=<since>`),
+//! because a record saved with that second's timestamp after the run read
+//! it (a late commit, an import still running) may sort before `last`.
+//! Those records of the newest second come again; the host upserts by id.
 //!
-//! The cursor travels as base64url (no padding) of a small JSON document;
-//! callers must treat it as opaque.
+//! The cursor travels as base64url (no padding) of a small JSON document,
+//! `{"v":2,"table":"incident","since":"2026-11-20 10:15:00","last":"<sys_id>"}`
+//! (`last` absent after a run's last page); callers must treat it as opaque.
+//! A version 1 cursor (offset paging, with a `skip` count) is read as
+//! version 2 without `last`: its second is read again.
 
 use airlock_sdk::types::{PluginError, UpstreamFailure};
 use base64::Engine as _;
@@ -32,9 +45,9 @@ pub const DEFAULT_PAGE_SIZE: u32 = 50;
 /// page must fit the host's result-size limit.
 pub const MAX_PAGE_SIZE: u32 = 100;
 
-const CURSOR_VERSION: u32 = 1;
+const CURSOR_VERSION: u32 = 2;
 
-/// Where a sync continues.
+/// Where a sync continues: after the record `(since, last)`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Cursor {
@@ -43,13 +56,44 @@ pub struct Cursor {
     pub table: String,
     /// `sys_updated_on` of the last record delivered (`YYYY-MM-DD HH:MM:SS`, UTC).
     pub since: String,
-    /// Records with exactly `since` delivered so far (at least 1).
-    pub skip: u32,
-    /// `sys_id` of the last record delivered.
-    pub last: String,
+    /// `sys_id` of the last record delivered; `None` reads the second
+    /// `since` from its start (a delta).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<String>,
+}
+
+/// A cursor as stored by either version.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Stored {
+    v: u32,
+    table: String,
+    since: String,
+    #[serde(default)]
+    last: Option<String>,
+    /// Version 1 only: records at `since` delivered so far.
+    #[serde(default)]
+    skip: Option<u32>,
 }
 
 impl Cursor {
+    pub fn new(table: &str, since: &str, last: Option<&str>) -> Cursor {
+        Cursor {
+            v: CURSOR_VERSION,
+            table: table.to_string(),
+            since: since.to_string(),
+            last: last.map(str::to_string),
+        }
+    }
+
+    /// The same second, read again from its start.
+    pub fn rewound(&self) -> Cursor {
+        Cursor {
+            last: None,
+            ..self.clone()
+        }
+    }
+
     pub fn encode(&self) -> String {
         // Serializing a struct of strings and numbers cannot fail.
         let json = serde_json::to_vec(self).unwrap_or_default();
@@ -66,28 +110,37 @@ impl Cursor {
         let bytes = URL_SAFE_NO_PAD
             .decode(text.trim())
             .map_err(|_| invalid("not base64url"))?;
-        let cursor: Cursor =
+        let stored: Stored =
             serde_json::from_slice(&bytes).map_err(|_| invalid("not a cursor document"))?;
-        if cursor.v != CURSOR_VERSION {
-            return Err(invalid(&format!("version {}", cursor.v)));
-        }
-        if !is_glide_date_time(&cursor.since) {
+        let last = match (stored.v, stored.skip, stored.last) {
+            // Version 1 counted an offset into the second `since`; reading
+            // that second again from its start loses nothing.
+            (1, Some(skip), Some(_)) if skip > 0 => None,
+            (1, _, _) => return Err(invalid("bad position")),
+            (CURSOR_VERSION, None, last) => last,
+            (v, _, _) => return Err(invalid(&format!("version {v}"))),
+        };
+        if !is_glide_date_time(&stored.since) {
             return Err(invalid("bad timestamp"));
         }
-        if cursor.skip == 0 {
-            return Err(invalid("bad position"));
-        }
-        if cursor.last.is_empty() || !cursor.last.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        if let Some(last) = &last
+            && (last.is_empty() || !last.bytes().all(|b| b.is_ascii_alphanumeric()))
+        {
             return Err(invalid("bad record id"));
         }
-        if cursor.table != table {
+        if stored.table != table {
             return Err(PluginError::InvalidInput(format!(
                 "the sync cursor belongs to table `{}` but the connection syncs `{table}`; \
                  start a full sync without a cursor",
-                cursor.table
+                stored.table
             )));
         }
-        Ok(cursor)
+        Ok(Cursor::new(table, &stored.since, last.as_deref()))
+    }
+
+    /// The order key of the record the cursor names, if it names one.
+    fn key(&self) -> Option<(&str, &str)> {
+        Some((&self.since, self.last.as_deref()?))
     }
 }
 
@@ -99,51 +152,20 @@ pub fn page_size(requested: u32) -> u32 {
     }
 }
 
-/// One Table API request of a sync.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Plan {
-    /// `sysparm_query`.
-    pub query: String,
-    pub offset: u32,
-    pub limit: u32,
-    /// The first record should be the cursor's `last`.
-    pub anchored: bool,
-}
-
-/// The first request for a page after `cursor`.
-pub fn plan(cursor: Option<&Cursor>, page_size: u32) -> Plan {
+/// `sysparm_query` of the page after `cursor` (from the start without one).
+pub fn query(cursor: Option<&Cursor>) -> String {
+    const ORDER: &str = "ORDERBYsys_updated_on^ORDERBYsys_id";
     match cursor {
-        None => Plan {
-            query: "ORDERBYsys_updated_on^ORDERBYsys_id".to_string(),
-            offset: 0,
-            limit: page_size,
-            anchored: false,
-        },
-        Some(cursor) => Plan {
-            query: since_query(cursor),
-            offset: cursor.skip - 1,
-            limit: page_size + 1,
-            anchored: true,
-        },
+        None => ORDER.to_string(),
+        Some(Cursor {
+            since, last: None, ..
+        }) => format!("sys_updated_on>={since}^{ORDER}"),
+        Some(Cursor {
+            since,
+            last: Some(last),
+            ..
+        }) => format!("sys_updated_on>={since}^sys_updated_on>{since}^ORsys_id>{last}^{ORDER}"),
     }
-}
-
-/// The request when the anchor was not where the cursor said: the whole
-/// second `since` again.
-pub fn restart(cursor: &Cursor, page_size: u32) -> Plan {
-    Plan {
-        query: since_query(cursor),
-        offset: 0,
-        limit: page_size,
-        anchored: false,
-    }
-}
-
-fn since_query(cursor: &Cursor) -> String {
-    format!(
-        "sys_updated_on>={}^ORDERBYsys_updated_on^ORDERBYsys_id",
-        cursor.since
-    )
 }
 
 /// A record with the two fields paging needs.
@@ -154,24 +176,28 @@ pub struct Row {
     pub record: Record,
 }
 
+fn unexpected(message: String) -> PluginError {
+    PluginError::Upstream(UpstreamFailure {
+        status: 200,
+        message: format!("unexpected answer from ServiceNow: {message}"),
+    })
+}
+
 impl Row {
     pub fn new(record: Record) -> Result<Row, PluginError> {
-        let bad = |what: String| {
-            PluginError::Upstream(UpstreamFailure {
-                status: 200,
-                message: format!("unexpected answer from ServiceNow: {what}"),
-            })
-        };
-        let id = text(&record, "sys_id").ok_or_else(|| bad("a record without `sys_id`".into()))?;
+        let id = text(&record, "sys_id")
+            .ok_or_else(|| unexpected("a record without `sys_id`".into()))?;
         let updated = text(&record, "sys_updated_on")
-            .ok_or_else(|| bad(format!("record {id} has no `sys_updated_on`")))?;
+            .ok_or_else(|| unexpected(format!("record {id} has no `sys_updated_on`")))?;
         if !is_glide_date_time(&updated) {
-            return Err(bad(format!(
+            return Err(unexpected(format!(
                 "record {id} has sys_updated_on `{updated}`, not YYYY-MM-DD HH:MM:SS"
             )));
         }
         if !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            return Err(bad(format!("record sys_id `{id}` is not alphanumeric")));
+            return Err(unexpected(format!(
+                "record sys_id `{id}` is not alphanumeric"
+            )));
         }
         Ok(Row {
             id,
@@ -179,89 +205,72 @@ impl Row {
             record,
         })
     }
+
+    fn key(&self) -> (&str, &str) {
+        (&self.updated, &self.id)
+    }
 }
 
-/// What a fetched page means.
+/// One page of a sync, ready to hand to the host.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Settled {
-    /// The anchor moved: fetch [`restart`] instead.
-    Restart,
-    Page {
-        rows: Vec<Row>,
-        next: Option<Cursor>,
-        has_more: bool,
-    },
+pub struct Settled {
+    pub rows: Vec<Row>,
+    /// The cursor after the page (the given one when the page is empty).
+    pub next: Option<Cursor>,
+    pub has_more: bool,
 }
 
-/// Interpret the rows fetched for `plan` after `cursor`.
+/// Check the rows fetched after `cursor` and work out the next cursor.
+///
+/// Each row must come strictly after the one before it (and the first after
+/// the cursor) in `(sys_updated_on, sys_id)` order: otherwise the instance
+/// did not apply the order or the keyset condition, and paging on would
+/// skip records, so the page is refused.
 pub fn settle(
     cursor: Option<&Cursor>,
-    plan: &Plan,
     page_size: u32,
     table: &str,
     mut rows: Vec<Row>,
 ) -> Result<Settled, PluginError> {
     let floor = cursor.map(|c| c.since.as_str()).unwrap_or("");
-    let mut previous = floor;
+    let mut previous = cursor.and_then(Cursor::key);
     for row in &rows {
-        if row.updated.as_str() < previous {
-            return Err(PluginError::Upstream(UpstreamFailure {
-                status: 200,
-                message: format!(
-                    "ServiceNow returned records out of sys_updated_on order (record {} at {} after {previous}); \
-                     the sync cannot continue safely",
-                    row.id, row.updated
-                ),
-            }));
+        if row.updated.as_str() < floor {
+            return Err(unexpected(format!(
+                "record {} (sys_updated_on {}) is older than the cursor's {floor}; the sync \
+                 stopped so as not to skip records: check that the instance applies \
+                 `sysparm_query` to table `{table}`",
+                row.id, row.updated
+            )));
         }
-        previous = &row.updated;
-    }
-
-    let mut delivered_at_since = 0;
-    if plan.anchored {
-        let cursor = cursor.expect("an anchored plan has a cursor");
-        match rows.first() {
-            Some(first) if first.id == cursor.last && first.updated == cursor.since => {
-                rows.remove(0);
-                delivered_at_since = cursor.skip;
-            }
-            // Read from the start of the second already: these rows are
-            // what a restart would fetch.
-            _ if plan.offset == 0 => {}
-            _ => return Ok(Settled::Restart),
+        if let Some(before) = previous
+            && row.key() <= before
+        {
+            return Err(unexpected(format!(
+                "record {} (sys_updated_on {}) came after record {} ({}) although the sync \
+                 asked for (sys_updated_on, sys_id) order after its cursor; the sync stopped \
+                 so as not to skip records: check that the instance applies `sysparm_query` \
+                 to table `{table}` (a query business rule or ACL rewriting it)",
+                row.id, row.updated, before.1, before.0
+            )));
         }
+        previous = Some(row.key());
     }
     let has_more = rows.len() >= page_size as usize;
     rows.truncate(page_size as usize);
-
-    let Some(last) = rows.last() else {
-        return Ok(Settled::Page {
-            rows,
-            next: cursor.cloned(),
-            has_more: false,
-        });
+    let next = match rows.last() {
+        Some(last) => Some(Cursor::new(table, &last.updated, Some(&last.id))),
+        None => cursor.cloned(),
     };
-    let at_last = rows
-        .iter()
-        .rev()
-        .take_while(|row| row.updated == last.updated)
-        .count();
-    let continues_second = cursor.is_some_and(|c| c.since == last.updated) && at_last == rows.len();
-    let skip = if continues_second {
-        delivered_at_since + at_last as u32
+    // The run ends here: the delta reads the newest second again.
+    let next = if has_more {
+        next
     } else {
-        at_last as u32
+        next.map(|c| c.rewound())
     };
-    let next = Cursor {
-        v: CURSOR_VERSION,
-        table: table.to_string(),
-        since: last.updated.clone(),
-        skip,
-        last: last.id.clone(),
-    };
-    Ok(Settled::Page {
+    Ok(Settled {
         rows,
-        next: Some(next),
+        next,
         has_more,
     })
 }
@@ -281,25 +290,20 @@ mod tests {
         row
     }
 
-    fn cursor(since: &str, skip: u32, last: &str) -> Cursor {
-        Cursor {
-            v: 1,
-            table: "incident".into(),
-            since: since.into(),
-            skip,
-            last: last.into(),
-        }
+    fn cursor(since: &str, last: &str) -> Cursor {
+        Cursor::new("incident", since, Some(last))
+    }
+
+    fn rewound(since: &str) -> Cursor {
+        Cursor::new("incident", since, None)
     }
 
     fn page(settled: Settled) -> (Vec<String>, Option<Cursor>, bool) {
-        match settled {
-            Settled::Page {
-                rows,
-                next,
-                has_more,
-            } => (rows.into_iter().map(|r| r.id).collect(), next, has_more),
-            Settled::Restart => panic!("unexpected restart"),
-        }
+        (
+            settled.rows.into_iter().map(|r| r.id).collect(),
+            settled.next,
+            settled.has_more,
+        )
     }
 
     const T1: &str = "2026-11-20 10:00:00";
@@ -308,13 +312,37 @@ mod tests {
 
     #[test]
     fn cursors_round_trip_and_are_opaque() {
-        let c = cursor(T2, 2, "abc123");
+        let c = cursor(T2, "abc123");
         let text = c.encode();
         assert!(
             text.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         );
         assert_eq!(Cursor::decode(&text, "incident").unwrap(), c);
+    }
+
+    #[test]
+    fn a_version_1_cursor_reads_its_second_again() {
+        let v1 = URL_SAFE_NO_PAD.encode(
+            json!({"v": 1, "table": "incident", "since": T2, "skip": 7, "last": "abc123"})
+                .to_string(),
+        );
+        let upgraded = Cursor::decode(&v1, "incident").unwrap();
+        assert_eq!(upgraded, rewound(T2));
+        assert_eq!(upgraded.v, 2);
+        assert_eq!(
+            query(Some(&upgraded)),
+            format!("sys_updated_on>={T2}^ORDERBYsys_updated_on^ORDERBYsys_id")
+        );
+        assert_eq!(
+            Cursor::decode(&upgraded.encode(), "incident").unwrap(),
+            upgraded
+        );
+        // A version 1 cursor always had a position of at least 1.
+        let bad = URL_SAFE_NO_PAD.encode(
+            json!({"v": 1, "table": "incident", "since": T2, "skip": 0, "last": "a"}).to_string(),
+        );
+        assert!(Cursor::decode(&bad, "incident").is_err());
     }
 
     #[test]
@@ -325,20 +353,28 @@ mod tests {
         };
         assert!(reject("not a cursor!").contains("full sync"));
         assert!(reject(&URL_SAFE_NO_PAD.encode(b"{\"x\":1}")).contains("full sync"));
+        let with_skip = URL_SAFE_NO_PAD.encode(
+            json!({"v": 2, "table": "incident", "since": T2, "skip": 1, "last": "a"}).to_string(),
+        );
+        reject(&with_skip);
         for bad in [
-            cursor("2026-11-20 10:15:00^ORactive=true", 1, "a"),
-            cursor(T2, 0, "a"),
-            cursor(T2, 1, "a^b"),
+            cursor("2026-11-20 10:15:00^ORactive=true", "a"),
+            cursor(T2, "a^b"),
+            cursor(T2, ""),
             Cursor {
-                v: 2,
-                ..cursor(T2, 1, "a")
+                v: 1,
+                ..cursor(T2, "a")
+            },
+            Cursor {
+                v: 3,
+                ..cursor(T2, "a")
             },
         ] {
             reject(&bad.encode());
         }
         let other = Cursor {
             table: "problem".into(),
-            ..cursor(T2, 1, "a")
+            ..cursor(T2, "a")
         };
         assert!(reject(&other.encode()).contains("`problem`"));
     }
@@ -351,168 +387,101 @@ mod tests {
     }
 
     #[test]
-    fn plans() {
+    fn queries_continue_after_the_cursor_key() {
+        assert_eq!(query(None), "ORDERBYsys_updated_on^ORDERBYsys_id");
         assert_eq!(
-            plan(None, 2),
-            Plan {
-                query: "ORDERBYsys_updated_on^ORDERBYsys_id".into(),
-                offset: 0,
-                limit: 2,
-                anchored: false
-            }
+            query(Some(&cursor(T2, "c"))),
+            format!(
+                "sys_updated_on>={T2}^sys_updated_on>{T2}^ORsys_id>c\
+                 ^ORDERBYsys_updated_on^ORDERBYsys_id"
+            )
         );
-        let c = cursor(T2, 3, "c");
-        assert_eq!(
-            plan(Some(&c), 2),
-            Plan {
-                query: format!("sys_updated_on>={T2}^ORDERBYsys_updated_on^ORDERBYsys_id"),
-                offset: 2,
-                limit: 3,
-                anchored: true
-            }
-        );
-        assert_eq!(restart(&c, 2).offset, 0);
-        assert!(!restart(&c, 2).anchored);
     }
 
     #[test]
     fn full_sync_then_delta() {
-        // Page 1 of a full sync: a full page, more may follow.
-        let p = plan(None, 2);
         let (ids, next, more) =
-            page(settle(None, &p, 2, "incident", vec![row("a", T1), row("b", T2)]).unwrap());
+            page(settle(None, 2, "incident", vec![row("a", T1), row("b", T2)]).unwrap());
         assert_eq!(ids, ["a", "b"]);
         assert!(more);
         let next = next.unwrap();
-        assert_eq!(next, cursor(T2, 1, "b"));
+        assert_eq!(next, cursor(T2, "b"));
 
-        // Page 2: the anchor b, then one new record: the last page.
-        let p = plan(Some(&next), 2);
-        let (ids, next2, more) = page(
-            settle(
-                Some(&next),
-                &p,
-                2,
-                "incident",
-                vec![row("b", T2), row("c", T2)],
-            )
-            .unwrap(),
-        );
+        // The rest of the second T2: the last page, so the cursor rewinds
+        // to the start of T2 for the delta.
+        let (ids, next2, more) =
+            page(settle(Some(&next), 2, "incident", vec![row("c", T2)]).unwrap());
         assert_eq!(ids, ["c"]);
         assert!(!more);
         let next2 = next2.unwrap();
-        assert_eq!(next2, cursor(T2, 2, "c"));
+        assert_eq!(next2, rewound(T2));
 
-        // Delta with nothing new: only the anchor comes back.
-        let p = plan(Some(&next2), 2);
-        assert_eq!(p.offset, 1);
-        let (ids, same, more) =
-            page(settle(Some(&next2), &p, 2, "incident", vec![row("c", T2)]).unwrap());
-        assert!(ids.is_empty());
-        assert!(!more);
-        assert_eq!(same.as_ref(), Some(&next2));
-
-        // Delta with a change.
-        let (ids, next3, _) = page(
-            settle(
-                Some(&next2),
-                &p,
-                2,
-                "incident",
-                vec![row("c", T2), row("a", T3)],
-            )
-            .unwrap(),
-        );
-        assert_eq!(ids, ["a"]);
-        assert_eq!(next3.unwrap(), cursor(T3, 1, "a"));
+        // A delta reads T2 again (b, c, and 0 saved late at T2), then a
+        // record of T3.
+        let rows = vec![row("0", T2), row("b", T2)];
+        let (ids, next3, more) = page(settle(Some(&next2), 2, "incident", rows).unwrap());
+        assert_eq!(ids, ["0", "b"]);
+        assert!(more);
+        assert_eq!(next3.clone().unwrap(), cursor(T2, "b"));
+        let rows = vec![row("c", T2), row("a", T3)];
+        let (ids, next4, more) = page(settle(next3.as_ref(), 2, "incident", rows).unwrap());
+        assert_eq!(ids, ["c", "a"]);
+        assert!(more);
+        let (ids, next5, more) = page(settle(next4.as_ref(), 2, "incident", vec![]).unwrap());
+        assert!(ids.is_empty() && !more);
+        assert_eq!(next5.unwrap(), rewound(T3));
     }
 
     #[test]
-    fn a_moved_anchor_restarts_the_second() {
-        let c = cursor(T2, 2, "c");
-        let p = plan(Some(&c), 2);
-        // b (delivered at T2) was updated and moved on: offset 1 now shows d.
-        let settled = settle(
-            Some(&c),
-            &p,
-            2,
-            "incident",
-            vec![row("d", T2), row("b", T3)],
-        );
-        assert_eq!(settled.unwrap(), Settled::Restart);
-        let r = restart(&c, 2);
-        let (ids, next, more) = page(
-            settle(
-                Some(&c),
-                &r,
-                2,
-                "incident",
-                vec![row("c", T2), row("d", T2)],
-            )
-            .unwrap(),
-        );
-        assert_eq!(ids, ["c", "d"]);
-        assert!(more);
-        assert_eq!(next.unwrap(), cursor(T2, 2, "d"));
-        // With the anchor at offset 0 the answer already starts the second.
-        let c1 = cursor(T2, 1, "b");
-        let p1 = plan(Some(&c1), 2);
-        let (ids, next, more) = page(
-            settle(
-                Some(&c1),
-                &p1,
-                2,
-                "incident",
-                vec![row("c", T2), row("d", T2), row("e", T3)],
-            )
-            .unwrap(),
-        );
-        assert_eq!(ids, ["c", "d"]);
-        assert!(more);
-        assert_eq!(next.unwrap(), cursor(T2, 2, "d"));
-        // An empty answer where the anchor should be is a restart too.
-        assert_eq!(
-            settle(Some(&c), &p, 2, "incident", vec![]).unwrap(),
-            Settled::Restart
-        );
+    fn many_records_in_one_second_page_through_by_sys_id() {
+        // 1,000 records at T2: every page continues after the last sys_id.
+        let all: Vec<String> = (0..1000).map(|n| format!("{n:032x}")).collect();
+        let mut at: Option<Cursor> = None;
+        let mut got = Vec::new();
+        loop {
+            let rest: Vec<Row> = all
+                .iter()
+                .filter(|id| {
+                    at.as_ref()
+                        .is_none_or(|c: &Cursor| Some(id.as_str()) > c.last.as_deref())
+                })
+                .take(100)
+                .map(|id| row(id, T2))
+                .collect();
+            let (ids, next, more) = page(settle(at.as_ref(), 100, "incident", rest).unwrap());
+            got.extend(ids);
+            at = next;
+            if !more {
+                break;
+            }
+        }
+        assert_eq!(got, all);
     }
 
     #[test]
-    fn a_page_within_one_second_accumulates_the_skip() {
-        let c = cursor(T2, 5, "e");
-        let p = plan(Some(&c), 2);
-        let (ids, next, more) = page(
-            settle(
-                Some(&c),
-                &p,
-                2,
-                "incident",
-                vec![row("e", T2), row("f", T2), row("g", T2)],
-            )
-            .unwrap(),
-        );
-        assert_eq!(ids, ["f", "g"]);
-        assert!(more);
-        assert_eq!(next.unwrap(), cursor(T2, 7, "g"));
+    fn answers_out_of_order_or_before_the_cursor_are_refused() {
+        let refused = |cursor: Option<&Cursor>, rows| match settle(cursor, 2, "incident", rows) {
+            Err(PluginError::Upstream(failure)) => failure.message,
+            other => panic!("{other:?}"),
+        };
+        assert!(refused(None, vec![row("a", T2), row("b", T1)]).contains("sysparm_query"));
+        // Same second, sys_id going backwards: the tiebreak was not applied.
+        refused(None, vec![row("b", T2), row("a", T2)]);
+        // The keyset condition was ignored: the cursor's record again.
+        let c = cursor(T2, "b");
+        refused(Some(&c), vec![row("b", T2)]);
+        refused(Some(&c), vec![row("a", T2)]);
+        refused(Some(&c), vec![row("z", T1)]);
+        assert!(settle(Some(&c), 2, "incident", vec![row("a", T3)]).is_ok());
+        // A rewound cursor takes its whole second, nothing older.
+        assert!(settle(Some(&rewound(T2)), 2, "incident", vec![row("a", T2)]).is_ok());
+        refused(Some(&rewound(T2)), vec![row("z", T1)]);
     }
 
     #[test]
     fn an_empty_full_sync_keeps_no_cursor() {
-        let (ids, next, more) = page(settle(None, &plan(None, 2), 2, "incident", vec![]).unwrap());
+        let (ids, next, more) = page(settle(None, 2, "incident", vec![]).unwrap());
         assert!(ids.is_empty() && next.is_none() && !more);
-    }
-
-    #[test]
-    fn out_of_order_answers_are_refused() {
-        let err = settle(
-            None,
-            &plan(None, 2),
-            2,
-            "incident",
-            vec![row("a", T2), row("b", T1)],
-        )
-        .unwrap_err();
-        assert!(matches!(err, PluginError::Upstream(_)));
     }
 
     #[test]

@@ -37,6 +37,16 @@ pub enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
+    /// List operator changes on record (credentials replaced), newest first.
+    Events {
+        /// Only this connection's (name or id).
+        #[arg(long)]
+        connection: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub fn run(airlock: &Airlock, cmd: AuditCommand) -> anyhow::Result<()> {
@@ -48,6 +58,29 @@ pub fn run(airlock: &Airlock, cmd: AuditCommand) -> anyhow::Result<()> {
                 bail!("the audit log has been tampered with");
             }
             Ok(())
+        }
+        AuditCommand::Events {
+            connection,
+            limit,
+            json,
+        } => {
+            let events = airlock.list_audit_events(connection.as_deref(), limit)?;
+            output::emit(json, &events, |events| {
+                output::table(
+                    &["SEQ", "TIME", "ACTOR", "PLUGIN", "CONNECTION", "DETAIL"],
+                    events,
+                    |e| {
+                        vec![
+                            e.seq.to_string(),
+                            e.time.clone(),
+                            e.actor.clone(),
+                            e.plugin_id.clone(),
+                            e.connection_id.clone(),
+                            e.detail.to_string(),
+                        ]
+                    },
+                );
+            })
         }
         AuditCommand::List {
             connection,

@@ -8,8 +8,11 @@ use clap::{Subcommand, ValueEnum};
 use super::secrets::SecretArgs;
 use super::{UsageError, block_on, output};
 use airlock::Airlock;
+use airlock::manifest::AuthKind;
+use airlock::runtime::types::ConnectionReport;
 use airlock::service::{AuthInput, NewConnection};
 use airlock::service::{ConnectionFilter, ConnectionRecord, Scope};
+use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum AuthArg {
@@ -59,6 +62,43 @@ pub enum ConnectionCommand {
         project: Vec<String>,
         #[command(flatten)]
         secret: SecretArgs,
+        /// Run the plugin's connection test with the credential first and
+        /// save the connection only if it passes (not for oauth2).
+        #[arg(long)]
+        test: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replace a connection's credential in place: same id, so its sync
+    /// cursors, conversations and state stay. The new secret comes from
+    /// --secret-stdin, --secret-env VAR or a prompt; the old one is
+    /// destroyed and the change is an audit event.
+    ///
+    /// Example: airlock connection set-secret sn --username ops@example.com --secret-env SN_PASSWORD
+    SetSecret {
+        name: String,
+        /// User or email (basic auth); required for basic.
+        #[arg(long)]
+        username: Option<String>,
+        /// New header for the key (api-key auth, for plugins whose settings
+        /// do not name it).
+        #[arg(long)]
+        header: Option<String>,
+        /// New prefix for the key (api-key auth, likewise).
+        #[arg(long)]
+        prefix: Option<String>,
+        /// OAuth client id of this connection's own app (oauth2); the
+        /// secret read is its client secret.
+        #[arg(long)]
+        client_id: Option<String>,
+        /// oauth2: the app is a public client; no client secret is read and
+        /// any stored one is deleted.
+        #[arg(long)]
+        public_client: bool,
+        #[command(flatten)]
+        secret: SecretArgs,
+        #[arg(long)]
+        json: bool,
     },
     /// List connections.
     List {
@@ -91,7 +131,11 @@ pub enum ConnectionCommand {
         json: bool,
     },
     /// Check the connection's settings and credential against the service.
-    Test { name: String },
+    Test {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Stop calls through a connection.
     Pause { name: String },
     /// Allow calls through a paused connection again.
@@ -101,6 +145,139 @@ pub enum ConnectionCommand {
     /// Show or set how chats through an AI provider connection are
     /// prepared: PII redaction (on by default) and the domain system prompt.
     ChatOptions(super::chat::ChatOptionsArgs),
+}
+
+impl AuthArg {
+    fn of(kind: AuthKind) -> Self {
+        match kind {
+            AuthKind::None => AuthArg::None,
+            AuthKind::Basic => AuthArg::Basic,
+            AuthKind::ApiKey => AuthArg::ApiKey,
+            AuthKind::Bearer => AuthArg::Bearer,
+            AuthKind::Oauth2 => AuthArg::Oauth2,
+        }
+    }
+}
+
+/// The credential flags `add` and `set-secret` share, and the secret they
+/// read.
+struct CredentialParts {
+    username: Option<String>,
+    header: Option<String>,
+    prefix: Option<String>,
+    client_id: Option<String>,
+    /// oauth2 only: `None` when adding, whether the app is public when
+    /// replacing.
+    public_client: Option<bool>,
+    secret: SecretArgs,
+}
+
+impl CredentialParts {
+    /// The credential of auth kind `kind`, its secret read now.
+    fn into_input(self, kind: AuthArg) -> anyhow::Result<AuthInput> {
+        Ok(match kind {
+            AuthArg::None => AuthInput::None,
+            AuthArg::Basic => AuthInput::Basic {
+                username: self.username.ok_or_else(|| {
+                    UsageError("basic auth needs --username (may be empty)".into())
+                })?,
+                password: self.secret.read("password or API token")?,
+            },
+            AuthArg::ApiKey => AuthInput::ApiKey {
+                // Plugins that name their header settings (openai,
+                // custom-rest) take it from there when absent.
+                header: self.header.unwrap_or_default(),
+                prefix: self.prefix,
+                key: self.secret.read("API key")?,
+            },
+            AuthArg::Bearer => AuthInput::Bearer {
+                token: self.secret.read("token")?,
+            },
+            AuthArg::Oauth2 => AuthInput::OAuth2 {
+                // `add` reads a client secret only when one is offered;
+                // `set-secret` always replaces it, so it reads one (or
+                // prompts) unless told the app is a public client.
+                client_secret: match self.public_client {
+                    Some(true) => None,
+                    Some(false) => Some(self.secret.read("client secret")?),
+                    None if self.secret.secret_stdin || self.secret.secret_env.is_some() => {
+                        Some(self.secret.read("client secret")?)
+                    }
+                    None => None,
+                },
+                client_id: self.client_id,
+            },
+        })
+    }
+}
+
+/// Who the audit log says made a change from this command line.
+fn actor() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("USERNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    format!("cli:{user}")
+}
+
+/// What `add` prints: the connection, and its test's report under `--test`.
+#[derive(Serialize)]
+struct Added<'a> {
+    #[serde(flatten)]
+    record: &'a ConnectionRecord,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    test: Option<Report>,
+}
+
+impl<'a> Added<'a> {
+    fn new(record: &'a ConnectionRecord, report: Option<ConnectionReport>) -> Self {
+        Self {
+            record,
+            test: report.map(Report::from),
+        }
+    }
+}
+
+fn print_added(added: &Added<'_>) {
+    let r = added.record;
+    if let Some(report) = &added.test {
+        print_report(report);
+    }
+    println!(
+        "created connection {} ({}), status {}",
+        r.name,
+        r.id,
+        r.status.as_str()
+    );
+}
+
+/// A connection test's report as the CLI prints it.
+#[derive(Serialize)]
+struct Report {
+    ok: bool,
+    message: String,
+    account: Option<String>,
+    details: BTreeMap<String, String>,
+}
+
+impl From<ConnectionReport> for Report {
+    fn from(r: ConnectionReport) -> Self {
+        Self {
+            ok: true,
+            message: r.message,
+            account: r.account,
+            details: r.details.into_iter().collect(),
+        }
+    }
+}
+
+fn print_report(report: &Report) {
+    println!("ok: {}", report.message);
+    if let Some(a) = &report.account {
+        println!("  account: {a}");
+    }
+    for (k, v) in &report.details {
+        println!("  {k}: {v}");
+    }
 }
 
 fn scope_text(scope: &Scope) -> String {
@@ -115,7 +292,7 @@ fn print_record(r: &ConnectionRecord) {
     println!("  plugin:  {}", r.plugin_id);
     println!("  status:  {}", r.status.as_str());
     println!("  scope:   {}", scope_text(&r.scope));
-    println!("  auth:    {:?}", r.auth_kind);
+    println!("  auth:    {}", r.auth_kind.as_str());
     if let Some(u) = &r.auth_config.username {
         println!("  user:    {u}");
     }
@@ -142,6 +319,8 @@ pub fn run(airlock: &Airlock, cmd: ConnectionCommand) -> anyhow::Result<()> {
             global,
             project,
             secret,
+            test,
+            json,
         } => {
             let mut map = BTreeMap::new();
             for s in settings {
@@ -159,47 +338,55 @@ pub fn run(airlock: &Airlock, cmd: ConnectionCommand) -> anyhow::Result<()> {
             } else {
                 Scope::Projects(project)
             };
-            let auth = match auth {
-                AuthArg::None => AuthInput::None,
-                AuthArg::Basic => AuthInput::Basic {
-                    username: username.ok_or_else(|| {
-                        UsageError("basic auth needs --username (may be empty)".into())
-                    })?,
-                    password: secret.read("password or API token")?,
-                },
-                AuthArg::ApiKey => AuthInput::ApiKey {
-                    // Plugins that name their header settings (openai,
-                    // custom-rest) take it from there when absent.
-                    header: header.unwrap_or_default(),
-                    prefix,
-                    key: secret.read("API key")?,
-                },
-                AuthArg::Bearer => AuthInput::Bearer {
-                    token: secret.read("token")?,
-                },
-                AuthArg::Oauth2 => AuthInput::OAuth2 {
-                    client_secret: if secret.secret_stdin || secret.secret_env.is_some() {
-                        Some(secret.read("client secret")?)
-                    } else {
-                        None
-                    },
-                    client_id,
-                },
+            let parts = CredentialParts {
+                username,
+                header,
+                prefix,
+                client_id,
+                public_client: None,
+                secret,
             };
-            let record = airlock.add_connection(NewConnection {
+            let new = NewConnection {
                 name,
                 plugin_id: plugin,
                 settings: map,
-                auth,
+                auth: parts.into_input(auth)?,
                 scope,
-            })?;
-            println!(
-                "created connection {} ({}), status {}",
-                record.name,
-                record.id,
-                record.status.as_str()
-            );
-            Ok(())
+            };
+            if test {
+                let (record, report) = block_on(airlock.add_connection_tested(new))?;
+                return output::emit(json, &Added::new(&record, Some(report)), print_added);
+            }
+            let record = airlock.add_connection(new)?;
+            output::emit(json, &Added::new(&record, None), print_added)
+        }
+        ConnectionCommand::SetSecret {
+            name,
+            username,
+            header,
+            prefix,
+            client_id,
+            public_client,
+            secret,
+            json,
+        } => {
+            let kind = AuthArg::of(airlock.connection(&name)?.auth_kind);
+            let parts = CredentialParts {
+                username,
+                header,
+                prefix,
+                client_id,
+                public_client: Some(public_client),
+                secret,
+            };
+            let record =
+                block_on(airlock.replace_credential(&name, parts.into_input(kind)?, &actor()))?;
+            output::emit(json, &record, |r| {
+                println!(
+                    "replaced the credential of connection {} ({}); the old one is destroyed",
+                    r.name, r.id
+                );
+            })
         }
         ConnectionCommand::List {
             project,
@@ -250,16 +437,9 @@ pub fn run(airlock: &Airlock, cmd: ConnectionCommand) -> anyhow::Result<()> {
             let record = airlock.update_connection_settings(&name, &changes)?;
             output::emit(json, &record, print_record)
         }
-        ConnectionCommand::Test { name } => {
-            let report = block_on(airlock.test_connection(&name))?;
-            println!("ok: {}", report.message);
-            if let Some(a) = report.account {
-                println!("  account: {a}");
-            }
-            for (k, v) in report.details {
-                println!("  {k}: {v}");
-            }
-            Ok(())
+        ConnectionCommand::Test { name, json } => {
+            let report = Report::from(block_on(airlock.test_connection(&name))?);
+            output::emit(json, &report, print_report)
         }
         ConnectionCommand::Pause { name } => {
             let r = airlock.pause_connection(&name)?;

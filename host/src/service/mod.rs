@@ -471,4 +471,20 @@ impl Airlock {
         let conn = crate::store::open_connection(self.audit.path())?;
         Ok(crate::audit::list(&conn, filter)?)
     }
+
+    /// Operator changes on record (credentials replaced), newest first: of
+    /// one connection (id or name) or all; at most `limit`.
+    pub fn list_audit_events(
+        &self,
+        connection: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<crate::audit::EventEntry>, ServiceError> {
+        let connection_id = connection.map(|c| self.connection(c)).transpose()?;
+        let conn = crate::store::open_connection(self.audit.path())?;
+        Ok(crate::audit::events(
+            &conn,
+            connection_id.as_ref().map(|c| c.id.as_str()),
+            limit,
+        )?)
+    }
 }

@@ -605,7 +605,7 @@ pub fn api_key_connection(
             .collect::<BTreeMap<_, _>>(),
         auth: AuthInput::ApiKey {
             header: header.into(),
-            prefix: prefix.into(),
+            prefix: Some(prefix.into()),
             key: SecretString::from(CANARY),
         },
         scope: Scope::Global,

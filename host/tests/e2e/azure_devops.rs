@@ -1099,10 +1099,17 @@ fn sync_request(cursor: Option<String>, page_size: u32) -> SyncRequest {
     SyncRequest { cursor, page_size }
 }
 
-fn sync_wiql(since: Option<&str>) -> Value {
-    let condition = since
+/// The sync WIQL from `since`, after the work item `(since, last)` when
+/// `after` gives the next millisecond and `last`.
+fn sync_wiql(since: Option<&str>, after: Option<(&str, u64)>) -> Value {
+    let mut condition = since
         .map(|s| format!(" AND [System.ChangedDate] >= '{s}'"))
         .unwrap_or_default();
+    if let Some((next_ms, last)) = after {
+        condition.push_str(&format!(
+            " AND ([System.ChangedDate] >= '{next_ms}' OR [System.Id] > {last})"
+        ));
+    }
     json!({
         "query": format!(
             "SELECT [System.Id] FROM WorkItems WHERE [System.TeamProject] = @project{condition} \
@@ -1126,7 +1133,7 @@ async fn sync_reads_everything_over_two_pages_then_only_changes() {
     api("POST", &wiql_path)
         .and(query_param("timePrecision", "true"))
         .and(query_param("$top", "2"))
-        .and(body_json(sync_wiql(None)))
+        .and(body_json(sync_wiql(None, None)))
         .respond_with(ResponseTemplate::new(200).set_body_json(wiql_answer(&[1, 2])))
         .expect(1)
         .mount(&server)
@@ -1141,29 +1148,30 @@ async fn sync_reads_everything_over_two_pages_then_only_changes() {
         .expect(1)
         .mount(&server)
         .await;
-    // Page 2: from the newest time seen, skipping what was handed out at it.
+    // Page 2: after work item 2 (changed at t2).
     api("POST", &wiql_path)
         .and(query_param("timePrecision", "true"))
-        .and(query_param("$top", "3"))
-        .and(body_json(sync_wiql(Some("2026-11-20T10:16:00.000Z"))))
-        .respond_with(ResponseTemplate::new(200).set_body_json(wiql_answer(&[2, 3])))
+        .and(query_param("$top", "2"))
+        .and(body_json(sync_wiql(
+            Some("2026-11-20T10:16:00.000Z"),
+            Some(("2026-11-20T10:16:00.001Z", 2)),
+        )))
+        .respond_with(ResponseTemplate::new(200).set_body_json(wiql_answer(&[3])))
         .expect(1)
         .mount(&server)
         .await;
     api("GET", batch_path)
-        .and(query_param("ids", "2,3"))
-        .respond_with(batch(vec![
-            work_item(2, "Two", "Bug", t2),
-            work_item(3, "Three", "Issue", t3),
-        ]))
+        .and(query_param("ids", "3"))
+        .respond_with(batch(vec![work_item(3, "Three", "Issue", t3)]))
         .expect(1)
         .mount(&server)
         .await;
-    // Delta: 3 is unchanged, 4 is new, 2 changed again.
+    // Delta: the newest millisecond again (3, unchanged), 4 is new, 2
+    // changed again.
     api("POST", &wiql_path)
         .and(query_param("timePrecision", "true"))
-        .and(query_param("$top", "11"))
-        .and(body_json(sync_wiql(Some("2026-11-20T10:17:30.500Z"))))
+        .and(query_param("$top", "10"))
+        .and(body_json(sync_wiql(Some("2026-11-20T10:17:30.500Z"), None)))
         .respond_with(ResponseTemplate::new(200).set_body_json(wiql_answer(&[3, 4, 2])))
         .expect(1)
         .mount(&server)
@@ -1215,9 +1223,9 @@ async fn sync_reads_everything_over_two_pages_then_only_changes() {
         .fetch_page(&plugin, &conn, sync_request(page2.next_cursor.clone(), 10))
         .await
         .unwrap();
-    assert_eq!(ids(&delta), ["4", "2"]);
+    assert_eq!(ids(&delta), ["3", "4", "2"]);
     assert!(!delta.has_more);
-    assert_eq!(delta.records[1].updated_at.as_deref(), Some(t5));
+    assert_eq!(delta.records[2].updated_at.as_deref(), Some(t5));
     assert!(delta.next_cursor.is_some());
     assert_api_version_everywhere(&server).await;
 }

@@ -276,3 +276,227 @@ async fn servicenow_fails_rather_than_page_an_unstable_order() {
     let reason = assert_fails(&airlock, "sn", 100).await;
     assert!(reason.contains("sysparm_query"), "{reason}");
 }
+
+// ---- Azure DevOps ----------------------------------------------------------------
+
+/// Work items on a loopback Azure DevOps: `POST .../_apis/wit/wiql` evaluates
+/// the flat WIQL the plugin sends (`AND` of conditions, one level of
+/// parenthesised `OR`, on `[System.TeamProject]`, `[System.ChangedDate]`
+/// (with `timePrecision=true`) and `[System.Id]`; `ORDER BY`), honours
+/// `$top` and refuses more than 20,000 results without it (VS402337);
+/// `GET _apis/wit/workitems?ids=` reads at most 200 ids.
+#[derive(Clone, Default)]
+struct Boards {
+    /// `(id, System.ChangedDate)`.
+    items: Arc<Mutex<Vec<(u64, String)>>>,
+    /// A service whose order among work items of one millisecond changes
+    /// from query to query (it ignores `[System.Id]` in `ORDER BY`).
+    unstable_ties: bool,
+    queries: Arc<AtomicUsize>,
+}
+
+impl Boards {
+    fn add(&self, changed: &str, ids: impl IntoIterator<Item = u64>) {
+        let mut items = self.items.lock().unwrap();
+        items.extend(ids.into_iter().map(|id| (id, changed.to_string())));
+    }
+
+    fn ids(&self) -> Vec<String> {
+        let items = self.items.lock().unwrap();
+        items.iter().map(|i| i.0.to_string()).collect()
+    }
+}
+
+fn ado_id(n: usize) -> u64 {
+    1 + scrambled(n) % 9_000_000
+}
+
+/// Split `text` on `sep` outside parentheses.
+fn split_top(text: &str, sep: &str) -> Vec<String> {
+    let (mut parts, mut depth, mut start) = (Vec::new(), 0i32, 0);
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'(' => depth += 1,
+            b')' => depth -= 1,
+            _ if depth == 0 && text[i..].starts_with(sep) => {
+                parts.push(text[start..i].trim().to_string());
+                i += sep.len();
+                start = i;
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    parts.push(text[start..].trim().to_string());
+    parts
+}
+
+fn wiql_condition(text: &str, item: &(u64, String)) -> Result<bool, String> {
+    let mut words = text.splitn(3, ' ');
+    let (field, op, value) = (
+        words.next().unwrap_or(""),
+        words.next().unwrap_or(""),
+        words.next().unwrap_or("").trim(),
+    );
+    let cmp = match field {
+        "[System.TeamProject]" if value == "@project" => return Ok(op == "="),
+        "[System.Id]" => item
+            .0
+            .cmp(&value.parse::<u64>().map_err(|e| e.to_string())?),
+        "[System.ChangedDate]" => {
+            let literal = value.trim_matches('\'');
+            if !literal.ends_with('Z') || literal.len() != 24 {
+                return Err(format!("the date `{literal}` is not valid"));
+            }
+            item.1.as_str().cmp(literal)
+        }
+        other => return Err(format!("TF51005: the field {other} does not exist")),
+    };
+    Ok(match op {
+        ">=" => cmp.is_ge(),
+        ">" => cmp.is_gt(),
+        "<=" => cmp.is_le(),
+        "<" => cmp.is_lt(),
+        "=" => cmp.is_eq(),
+        other => return Err(format!("unknown operator {other}")),
+    })
+}
+
+impl Boards {
+    fn wiql(&self, request: &Request) -> ResponseTemplate {
+        let round = self.queries.fetch_add(1, Ordering::SeqCst);
+        let q = query_of(request);
+        if q.get("timePrecision").map(String::as_str) != Some("true") {
+            return bad_request("this mock needs timePrecision=true for times");
+        }
+        let body: Value = serde_json::from_slice(&request.body).unwrap();
+        let wiql = body["query"].as_str().unwrap_or_default();
+        let Some(rest) = wiql.strip_prefix("SELECT [System.Id] FROM WorkItems WHERE ") else {
+            return bad_request("only flat SELECT [System.Id] queries");
+        };
+        let (condition, order) = rest.split_once(" ORDER BY ").unwrap_or((rest, ""));
+        let mut matched = Vec::new();
+        for item in self.items.lock().unwrap().iter() {
+            let mut keep = true;
+            for term in split_top(condition, " AND ") {
+                let term = term.trim_start_matches('(').trim_end_matches(')');
+                let mut any = false;
+                for alternative in split_top(term, " OR ") {
+                    match wiql_condition(&alternative, item) {
+                        Ok(hit) => any |= hit,
+                        Err(why) => return bad_request(&why),
+                    }
+                }
+                keep &= any;
+            }
+            if keep {
+                matched.push(item.clone());
+            }
+        }
+        if order != "[System.ChangedDate] ASC, [System.Id] ASC" {
+            return bad_request(&format!(
+                "this mock orders only by date and id, not `{order}`"
+            ));
+        }
+        if self.unstable_ties {
+            // Same millisecond: storage order, from wherever this query
+            // happens to start.
+            let len = matched.len().max(1);
+            matched.rotate_left((round * 7) % len);
+            matched.sort_by(|a, b| a.1.cmp(&b.1));
+        } else {
+            matched.sort_by(|a, b| (&a.1, a.0).cmp(&(&b.1, b.0)));
+        }
+        let top = q.get("$top").map(|t| t.parse::<usize>().unwrap());
+        if top.is_none_or(|t| t > 20_000) && matched.len() > 20_000 {
+            return bad_request(
+                "VS402337: The number of work items returned exceeds the size limit of 20000.",
+            );
+        }
+        let refs: Vec<Value> = matched
+            .iter()
+            .take(top.unwrap_or(20_000))
+            .map(|(id, _)| json!({"id": id, "url": format!("https://dev.azure.com/_apis/wit/workItems/{id}")}))
+            .collect();
+        ResponseTemplate::new(200).set_body_json(json!({
+            "queryType": "flat", "asOf": "2026-11-21T00:00:00.000Z", "workItems": refs
+        }))
+    }
+
+    fn batch(&self, request: &Request) -> ResponseTemplate {
+        let q = query_of(request);
+        let ids: Vec<u64> = q["ids"].split(',').map(|i| i.parse().unwrap()).collect();
+        if ids.len() > 200 {
+            return bad_request("VS403474: at most 200 work items per batch");
+        }
+        let items = self.items.lock().unwrap();
+        let value: Vec<Value> = ids
+            .iter()
+            .filter_map(|id| items.iter().find(|i| i.0 == *id))
+            .map(|(id, changed)| {
+                json!({"id": id, "rev": 1, "fields": {
+                    "System.TeamProject": "Web", "System.Title": format!("item {id}"),
+                    "System.WorkItemType": "Task", "System.State": "New",
+                    "System.ChangedDate": changed}})
+            })
+            .collect();
+        ResponseTemplate::new(200).set_body_json(json!({"count": value.len(), "value": value}))
+    }
+}
+
+impl Respond for Boards {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        match request.url.path() {
+            "/acme/Web/_apis/wit/wiql" => self.wiql(request),
+            "/acme/_apis/wit/workitems" => self.batch(request),
+            other => ResponseTemplate::new(404).set_body_string(other.to_string()),
+        }
+    }
+}
+
+async fn azure_devops(boards: &Boards) -> (MockServer, tempfile::TempDir, Airlock) {
+    let server = MockServer::start().await;
+    Mock::given(wiremock::matchers::path_regex("^/acme/"))
+        .respond_with(boards.clone())
+        .mount(&server)
+        .await;
+    let (dir, airlock) = service("azure-devops");
+    let base = format!("{}/acme", server.uri());
+    add(
+        &airlock,
+        "ado",
+        "azure-devops",
+        &[("base-url", base.as_str()), ("project", "Web")],
+    );
+    (server, dir, airlock)
+}
+
+#[tokio::test]
+async fn azure_devops_syncs_every_work_item_of_a_crowded_millisecond() {
+    let boards = Boards::default();
+    let moment = "2026-11-20T10:15:00.123Z";
+    boards.add("2026-11-20T09:00:00.000Z", (0..5).map(|n| ado_id(5000 + n)));
+    boards.add(moment, (0..BULK).map(ado_id));
+    let (_server, _dir, airlock) = azure_devops(&boards).await;
+    assert_synced(&airlock, "ado", true, 100, &boards.ids()).await;
+
+    boards.add(moment, (BULK..BULK + 300).map(ado_id));
+    boards.add("2026-11-20T10:15:00.124Z", (0..2).map(|n| ado_id(9000 + n)));
+    assert_synced(&airlock, "ado", false, 100, &boards.ids()).await;
+    assert_eq!(boards.ids().len(), BULK + 307);
+}
+
+#[tokio::test]
+async fn azure_devops_fails_rather_than_page_an_unstable_order() {
+    let boards = Boards {
+        unstable_ties: true,
+        ..Boards::default()
+    };
+    boards.add("2026-11-20T10:15:00.123Z", (0..BULK).map(ado_id));
+    let (_server, _dir, airlock) = azure_devops(&boards).await;
+    let reason = assert_fails(&airlock, "ado", 100).await;
+    assert!(reason.contains("out of order"), "{reason}");
+}

@@ -111,7 +111,7 @@ pub mod sync;
 
 use airlock_sdk::types::{
     ConnectionReport, NewTicket, PluginError, SyncPage, SyncRecord, SyncRequest, Ticket,
-    TicketQuery, TicketUpdate,
+    TicketQuery, TicketUpdate, UpstreamFailure,
 };
 use airlock_sdk::{Connector, SyncSource, Tickets};
 use serde_json::{Value, json};
@@ -326,39 +326,32 @@ impl SyncSource for AzureDevOps {
             _ => sync::Cursor::start(&org.project),
         };
         let page_size = sync::page_size(request.page_size);
-        let top = (page_size + cursor.seen.len()).min(20_000);
-        let found = api::wiql(&org, &cursor.wiql(), top, true)?;
-        let matched = found.ids.len();
-        let ids: Vec<u64> = found.ids.into_iter().take(top).collect();
+        let found = api::wiql(&org, &cursor.wiql(), page_size, true)?;
+        let has_more = found.ids.len() >= page_size;
+        let ids: Vec<u64> = found.ids.into_iter().take(page_size).collect();
         let items = if ids.is_empty() {
             Vec::new()
         } else {
             api::work_items(&org, &ids, found.as_of.as_deref())?
         };
-
         let mut records = Vec::new();
-        let mut dates = Vec::new();
-        let mut more = matched >= top;
+        let mut keys = Vec::new();
         for item in items {
             let Some(id) = model::id_of(&item) else {
                 continue;
             };
             let changed = model::text_field(&item, model::CHANGED_DATE);
-            let normalized = changed.as_deref().and_then(sync::normalize);
-            // Handed out on an earlier page and unchanged since.
-            if cursor.seen.contains(&id)
-                && normalized.is_some()
-                && normalized.as_deref() == cursor.since.as_deref()
-            {
-                continue;
-            }
-            if records.len() == page_size {
-                more = true;
-                break;
-            }
-            if let Some(normalized) = normalized {
-                dates.push((id, normalized));
-            }
+            let Some(normalized) = changed.as_deref().and_then(sync::normalize) else {
+                return Err(PluginError::Upstream(UpstreamFailure {
+                    status: 200,
+                    message: format!(
+                        "work item {id} has no UTC `{}` ({changed:?}); the sync cannot page \
+                         past it",
+                        model::CHANGED_DATE
+                    ),
+                }));
+            };
+            keys.push((id, normalized));
             records.push(SyncRecord {
                 id: id.to_string(),
                 kind: "work-item".to_string(),
@@ -366,11 +359,11 @@ impl SyncSource for AzureDevOps {
                 data: item.to_string(),
             });
         }
-        let next = cursor.advance(&dates);
+        let next = sync::advance(&cursor, &keys, has_more)?;
         Ok(SyncPage {
             records,
             next_cursor: Some(next.encode()),
-            has_more: more,
+            has_more,
         })
     }
 }

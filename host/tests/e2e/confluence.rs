@@ -1237,34 +1237,34 @@ async fn sync_reads_everything_over_two_pages_then_only_changes() {
         .expect(1)
         .mount(&server)
         .await;
-    // Page 2: from the newest minute seen, one more to cover what was seen.
+    // Page 2: Confluence's next link (a Cloud cursor), followed as given.
     api("GET", &search)
-        .and(query_param("cql", sync_cql(Some("2026-11-20 10:16"))))
-        .and(query_param("limit", "3"))
+        .and(query_param("cursor", "x"))
+        .and(query_param("limit", "2"))
         .respond_with(paged(
             vec![
-                content("2", "Two", "ENG", 3, t2),
                 content("5", "Five", "Équipe", 1, t2b),
                 content("3", "Three", "Équipe", 2, t3),
             ],
-            0,
-            3,
+            2,
+            2,
             None,
         ))
         .expect(1)
         .mount(&server)
         .await;
-    // Delta: 3 unchanged, 4 new.
+    // Delta: the newest minute again (3, unchanged), then 4, new.
     api("GET", &search)
         .and(query_param("cql", sync_cql(Some("2026-11-20 10:17"))))
-        .and(query_param("limit", "11"))
+        .and(query_param("limit", "10"))
+        .and(query_param("start", "0"))
         .respond_with(paged(
             vec![
                 content("3", "Three", "Équipe", 2, t3),
                 content("4", "Four", "ENG", 1, t4),
             ],
             0,
-            11,
+            10,
             None,
         ))
         .expect(1)
@@ -1327,7 +1327,7 @@ async fn sync_reads_everything_over_two_pages_then_only_changes() {
         )
         .await
         .unwrap();
-    assert_eq!(ids(&delta), ["4"]);
+    assert_eq!(ids(&delta), ["3", "4"]);
     assert!(!delta.has_more);
     assert!(delta.next_cursor.is_some());
 }

@@ -500,3 +500,157 @@ async fn azure_devops_fails_rather_than_page_an_unstable_order() {
     let reason = assert_fails(&airlock, "ado", 100).await;
     assert!(reason.contains("out of order"), "{reason}");
 }
+
+// ---- Confluence ------------------------------------------------------------------
+
+/// Pages on a loopback Confluence Data Center: `GET /rest/api/content/search`
+/// evaluates `type=page [AND lastmodified >= "yyyy-MM-dd HH:mm"] ORDER BY
+/// lastmodified ASC` (minute precision, ties in index order), serves at most
+/// 50 results a request from `start`, and links the next page by offset,
+/// with `totalSize`.
+#[derive(Clone, Default)]
+struct Wiki {
+    /// `(id, version.when)`, in index order.
+    pages: Arc<Mutex<Vec<(u64, String)>>>,
+    /// Results beyond this offset are not served (a search window).
+    window: Option<usize>,
+}
+
+impl Wiki {
+    fn add(&self, when: &str, ids: impl IntoIterator<Item = u64>) {
+        let mut pages = self.pages.lock().unwrap();
+        pages.extend(ids.into_iter().map(|id| (id, when.to_string())));
+    }
+
+    fn ids(&self) -> Vec<String> {
+        let pages = self.pages.lock().unwrap();
+        pages.iter().map(|p| p.0.to_string()).collect()
+    }
+}
+
+fn wiki_id(n: usize) -> u64 {
+    65_536 + scrambled(n) % 90_000_000
+}
+
+impl Respond for Wiki {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let q = query_of(request);
+        let cql = q.get("cql").cloned().unwrap_or_default();
+        let Some(condition) = cql.strip_suffix(" ORDER BY lastmodified ASC") else {
+            return bad_request("this mock needs ORDER BY lastmodified ASC");
+        };
+        let since = match condition.strip_prefix("type=page") {
+            Some("") => None,
+            Some(rest) => match rest
+                .strip_prefix(" AND lastmodified >= \"")
+                .and_then(|r| r.strip_suffix('"'))
+            {
+                Some(minute) if minute.len() == 16 => Some(minute.replace(' ', "T")),
+                _ => return bad_request(&format!("cannot parse the CQL `{cql}`")),
+            },
+            None => return bad_request("only type=page"),
+        };
+        let mut hits: Vec<(u64, String)> = self
+            .pages
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, when)| since.as_ref().is_none_or(|s| &when[..16] >= s.as_str()))
+            .cloned()
+            .collect();
+        hits.sort_by(|a, b| a.1.cmp(&b.1));
+        let number = |k: &str| q.get(k).map(|v| v.parse::<usize>().unwrap());
+        let (start, limit) = (number("start").unwrap_or(0), number("limit").unwrap_or(25));
+        let limit = limit.min(50);
+        let served = self.window.unwrap_or(usize::MAX).min(hits.len());
+        let results: Vec<Value> = hits
+            .iter()
+            .take(served)
+            .skip(start)
+            .take(limit)
+            .map(|(id, when)| {
+                json!({"id": id.to_string(), "type": "page", "status": "current",
+                       "title": format!("Page {id}"),
+                       "version": {"number": 1, "when": when},
+                       "body": {"storage": {"value": "<p>x</p>", "representation": "storage"}}})
+            })
+            .collect();
+        let mut links = json!({"base": "http://wiki", "context": ""});
+        if start + results.len() < served {
+            links["next"] = json!(format!(
+                "/rest/api/content/search?cql={}&limit={limit}&start={}&expand={}",
+                url_encode(&cql),
+                start + results.len(),
+                q.get("expand").cloned().unwrap_or_default()
+            ));
+        }
+        ResponseTemplate::new(200).set_body_json(json!({
+            "results": results, "start": start, "limit": limit, "size": results.len(),
+            "totalSize": hits.len(), "_links": links
+        }))
+    }
+}
+
+fn url_encode(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+async fn confluence(wiki: &Wiki) -> (MockServer, tempfile::TempDir, Airlock) {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/rest/api/content/search"))
+        .respond_with(wiki.clone())
+        .mount(&server)
+        .await;
+    let (dir, airlock) = service("confluence");
+    add(
+        &airlock,
+        "wiki",
+        "confluence",
+        &[
+            ("base-url", server.uri().as_str()),
+            ("deployment", "data-center"),
+        ],
+    );
+    (server, dir, airlock)
+}
+
+/// The tester's report: 365 pages in one minute came back as 315 with a
+/// `succeeded` run, and neither a delta nor `--full` recovered the rest.
+#[tokio::test]
+async fn confluence_syncs_every_page_of_a_crowded_minute() {
+    let wiki = Wiki::default();
+    wiki.add(
+        "2026-11-20T09:00:00.000Z",
+        (0..5).map(|n| wiki_id(5000 + n)),
+    );
+    for n in 0..BULK {
+        wiki.add(
+            &format!("2026-11-20T10:15:{:02}.{:03}Z", n % 60, n % 1000),
+            [wiki_id(n)],
+        );
+    }
+    let (_server, _dir, airlock) = confluence(&wiki).await;
+    assert_synced(&airlock, "wiki", true, 50, &wiki.ids()).await;
+
+    // Saved later in that same minute, and a minute later.
+    wiki.add("2026-11-20T10:15:59.999Z", (BULK..BULK + 300).map(wiki_id));
+    wiki.add(
+        "2026-11-20T10:16:00.000Z",
+        (0..2).map(|n| wiki_id(9000 + n)),
+    );
+    assert_synced(&airlock, "wiki", false, 50, &wiki.ids()).await;
+    assert_eq!(wiki.ids().len(), BULK + 307);
+}
+
+#[tokio::test]
+async fn confluence_fails_when_the_search_stops_short_of_its_results() {
+    let wiki = Wiki {
+        window: Some(500),
+        ..Wiki::default()
+    };
+    wiki.add("2026-11-20T10:15:00.000Z", (0..BULK).map(wiki_id));
+    let (_server, _dir, airlock) = confluence(&wiki).await;
+    let reason = assert_fails(&airlock, "wiki", 50).await;
+    assert!(reason.contains("500 of 1000"), "{reason}");
+}

@@ -260,16 +260,35 @@ pub fn collect(site: &Site, first: String, limit: usize) -> Result<Vec<Value>, P
     Ok(out)
 }
 
-/// One page of a search, with whether Confluence has more.
-pub fn search_once(site: &Site, query: &[(&str, &str)]) -> Result<(Vec<Value>, bool), PluginError> {
-    let page: Paged = Request::get(site.api("content/search", query))
+/// One page of a search: its results, `_links.next`, and where it stands
+/// (`start`, and `totalSize` when Confluence reports it).
+#[derive(Debug, Deserialize)]
+pub struct SearchPage {
+    #[serde(default)]
+    pub results: Vec<Value>,
+    #[serde(default)]
+    pub start: Option<u64>,
+    #[serde(default, rename = "totalSize")]
+    pub total_size: Option<u64>,
+    #[serde(default, rename = "_links")]
+    links: Option<Links>,
+}
+
+impl SearchPage {
+    /// `_links.next`, if not empty.
+    pub fn next(&self) -> Option<&str> {
+        self.links
+            .as_ref()
+            .and_then(|l| l.next.as_deref())
+            .filter(|n| !n.trim().is_empty())
+    }
+}
+
+/// `GET` one page of a search.
+pub fn search_page(url: String) -> Result<SearchPage, PluginError> {
+    Request::get(url)
         .header("accept", "application/json")
-        .send_json()?;
-    let more = page
-        .links
-        .and_then(|l| l.next)
-        .is_some_and(|n| !n.is_empty());
-    Ok((page.results, more))
+        .send_json()
 }
 
 pub fn post_json(url: String, body: &Value) -> Result<Value, PluginError> {

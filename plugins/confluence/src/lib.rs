@@ -27,7 +27,7 @@
 //! | `get-page`        | `GET {api}/content/{id}?expand=body.storage,version,space,ancestors`     |
 //! | `publish-page`    | `POST {api}/content`                                                     |
 //! | `update-page`     | [`GET {api}/content/{id}?expand=version`], `PUT {api}/content/{id}`      |
-//! | `sync.fetch-page` | CQL by `lastmodified` (see [`sync`])                                     |
+//! | `sync.fetch-page` | CQL by `lastmodified`, then `_links.next` (see [`sync`])                 |
 //!
 //! `limit` 0 means 25; pagination follows `_links.next` (relative to the
 //! context root, never to another origin) until the limit, at most 20 pages.
@@ -292,37 +292,20 @@ impl SyncSource for Confluence {
         };
         let site = Site::from_settings()?;
         let page_size = sync::page_size(request.page_size);
-        let ask = (page_size + cursor.seen.len()).min(sync::MAX_REQUEST);
-        let limit = ask.to_string();
-        let cql = cursor.cql();
-        let (results, upstream_more) = api::search_once(
-            &site,
-            &[
-                ("cql", &cql),
-                ("limit", &limit),
-                ("start", "0"),
-                ("expand", "version,space,ancestors,body.storage"),
-            ],
-        )?;
-        let mut more = upstream_more || results.len() >= ask;
-        let mut records = Vec::new();
-        let mut minutes = Vec::new();
-        for content in results {
-            let Some(id) = model::id_of(&content) else {
-                continue;
-            };
-            let when = model::modified_of(&content);
-            let minute = when.as_deref().and_then(sync::utc_minute);
-            if cursor.skips(&id, minute.as_deref()) {
-                continue;
-            }
-            if records.len() == page_size {
-                more = true;
-                break;
-            }
-            if let Some(minute) = minute {
-                minutes.push((id.clone(), minute));
-            }
+        let (from, page) = read_page(&site, &cursor, page_size)?;
+        let returned = page.results.len();
+        let mut records = Vec::with_capacity(returned);
+        let mut delivered = Vec::with_capacity(returned);
+        for content in page.results.iter() {
+            let id = model::id_of(content).ok_or_else(|| {
+                PluginError::Upstream(airlock_sdk::types::UpstreamFailure {
+                    status: 200,
+                    message: "a search result without `id`; the sync cannot account for it"
+                        .to_string(),
+                })
+            })?;
+            let when = model::modified_of(content);
+            delivered.push((id.clone(), when.as_deref().and_then(sync::utc_minute)));
             records.push(SyncRecord {
                 id,
                 kind: "page".to_string(),
@@ -330,15 +313,85 @@ impl SyncSource for Confluence {
                 data: content.to_string(),
             });
         }
-        if records.is_empty() {
-            more = false;
-        }
-        let next = cursor.advance(&minutes);
+        sync::check_complete(page.start, returned, page.total_size, page.next().is_some())?;
+        let next = from.advance(&delivered, page.next());
         Ok(SyncPage {
             records,
             next_cursor: Some(next.encode()),
-            has_more: more,
+            has_more: page.next().is_some(),
         })
+    }
+}
+
+/// The next page of the search `cursor` is in, with the cursor it was read
+/// after (the anchor of an offset link removed). A link whose anchor moved
+/// starts the search again from the cursor's minute.
+fn read_page(
+    site: &Site,
+    cursor: &sync::Cursor,
+    page_size: usize,
+) -> Result<(sync::Cursor, api::SearchPage), PluginError> {
+    let Some(link) = cursor.next.as_deref() else {
+        return Ok((cursor.clone(), first_page(site, cursor, page_size)?));
+    };
+    let anchored = cursor.last.as_deref().and(sync::overlapped(link));
+    let url = site.next_url(anchored.as_deref().unwrap_or(link))?;
+    let mut page = api::search_page(url).map_err(refused)?;
+    let (Some(_), Some(last)) = (&anchored, cursor.last.as_deref()) else {
+        return Ok((cursor.clone(), page));
+    };
+    if page.results.first().and_then(model::id_of).as_deref() == Some(last) {
+        page.results.remove(0);
+        page.start = page.start.map(|s| s + 1);
+        return Ok((cursor.clone(), page));
+    }
+    airlock_sdk::host::warn(&format!(
+        "pages changed while syncing (page {last} is no longer where it was); reading again \
+         from {}",
+        cursor.since.as_deref().unwrap_or("the beginning")
+    ));
+    let fresh = cursor.restarted();
+    let page = first_page(site, &fresh, page_size)?;
+    Ok((fresh, page))
+}
+
+/// The first page of the search from the cursor's minute.
+fn first_page(
+    site: &Site,
+    cursor: &sync::Cursor,
+    page_size: usize,
+) -> Result<api::SearchPage, PluginError> {
+    let (cql, limit) = (cursor.cql(), page_size.to_string());
+    api::search_page(site.api(
+        "content/search",
+        &[
+            ("cql", &cql),
+            ("limit", &limit),
+            ("start", "0"),
+            ("expand", "version,space,ancestors,body.storage"),
+        ],
+    ))
+}
+
+/// Confluence refusing a next page it linked to: the search cannot be read
+/// to its end.
+fn refused(error: PluginError) -> PluginError {
+    let why = |message: String| {
+        format!(
+            "Confluence refused the next page of the sync's search ({message}); the sync \
+             cannot prove it is complete: run it again, and if it repeats narrow the \
+             `spaces` setting or ask the site administrator about search limits"
+        )
+    };
+    match error {
+        PluginError::InvalidInput(message) => PluginError::InvalidInput(why(message)),
+        PluginError::Upstream(failure) => {
+            PluginError::Upstream(airlock_sdk::types::UpstreamFailure {
+                status: failure.status,
+                message: why(failure.message),
+            })
+        }
+        other => other,
     }
 }
 

@@ -635,9 +635,60 @@ fn error_from_code(code: wasi::ErrorCode, what: &str) -> PluginError {
         }),
         other => PluginError::Upstream(UpstreamFailure {
             status: 0,
-            message: format!("{what}: {other:?}"),
+            message: format!("{what}: {}", describe_code(&other)),
         }),
     }
+}
+
+/// What a wasi-http error code means, in words (never the Rust variant
+/// name a `{:?}` would print).
+fn describe_code(code: &wasi::ErrorCode) -> String {
+    use wasi::ErrorCode as E;
+    let text = match code {
+        E::DnsError(payload) => {
+            return match &payload.rcode {
+                Some(rcode) => format!("the name lookup failed ({rcode})"),
+                None => "the name lookup failed".to_string(),
+            };
+        }
+        E::TlsAlertReceived(payload) => {
+            return match &payload.alert_message {
+                Some(message) => format!("the server ended TLS with an alert: {message}"),
+                None => "the server ended TLS with an alert".to_string(),
+            };
+        }
+        E::DestinationNotFound => "the server's name does not resolve",
+        E::DestinationUnavailable => "the server is unavailable",
+        E::DestinationIpUnroutable => "the server's address is unroutable",
+        E::ConnectionRefused => "the server refused the connection",
+        E::ConnectionTerminated => "the server closed the connection",
+        E::ConnectionLimitReached => "too many connections are open",
+        E::TlsProtocolError => "TLS failed",
+        E::TlsCertificateError => "the server's TLS certificate is not trusted",
+        E::HttpRequestLengthRequired => "the server requires a content length",
+        E::HttpRequestMethodInvalid => "the request method is invalid",
+        E::HttpRequestUriInvalid => "the request URL is invalid",
+        E::HttpRequestUriTooLong => "the request URL is too long",
+        E::HttpRequestTrailerSectionSize(_) | E::HttpRequestTrailerSize(_) => {
+            "the request trailers exceed the limit"
+        }
+        E::HttpResponseIncomplete => "the response ended before it was complete",
+        E::HttpResponseHeaderSectionSize(_) | E::HttpResponseHeaderSize(_) => {
+            "the response headers exceed the limit"
+        }
+        E::HttpResponseTrailerSectionSize(_) | E::HttpResponseTrailerSize(_) => {
+            "the response trailers exceed the limit"
+        }
+        E::HttpResponseTransferCoding(_) => "the response's transfer coding is not supported",
+        E::HttpResponseContentCoding(_) => "the response's content coding is not supported",
+        E::HttpUpgradeFailed => "the protocol upgrade failed",
+        E::HttpProtocolError => "the server broke the HTTP protocol",
+        E::LoopDetected => "a request loop was detected",
+        E::ConfigurationError => "the host's HTTP configuration is wrong",
+        E::InternalError(None) => "the host's HTTP client failed",
+        _ => "the request failed",
+    };
+    text.to_string()
 }
 
 fn header_error(name: &str, error: wasi::HeaderError) -> PluginError {
@@ -999,6 +1050,34 @@ fn days_from_civil(year: u64, month: u64, day: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Error codes read as words: never a Rust variant name.
+    #[test]
+    fn error_codes_are_described_in_words() {
+        use wasi::ErrorCode as E;
+        for code in [
+            E::ConnectionRefused,
+            E::ConnectionTerminated,
+            E::HttpProtocolError,
+            E::TlsCertificateError,
+            E::DestinationNotFound,
+            E::HttpResponseIncomplete,
+        ] {
+            let debug = format!("{code:?}");
+            let variant = debug.trim_start_matches("ErrorCode::");
+            let text = describe_code(&code);
+            assert!(!text.contains(variant) && !text.contains("::"), "{text}");
+            assert!(text.contains(' '), "{text}");
+        }
+        let err = error_from_code(E::ConnectionRefused, "GET https://x.example/a");
+        assert_eq!(
+            err,
+            PluginError::Upstream(UpstreamFailure {
+                status: 0,
+                message: "GET https://x.example/a: the server refused the connection".into(),
+            })
+        );
+    }
 
     #[test]
     fn encode_component_leaves_only_unreserved_characters() {

@@ -88,7 +88,13 @@ fn ensure_target() {
     }
     match rustup.output() {
         Ok(output) if output.status.success() => {
-            println!("cargo:warning={TARGET} target was missing; installed it with rustup");
+            // rustup succeeds without installing anything when the
+            // compiler's probe above was wrong about it (another toolchain's
+            // rustc on PATH): say so only when rustup did install it.
+            let said = String::from_utf8_lossy(&output.stderr);
+            if !said.contains("is up to date") {
+                println!("cargo:warning={TARGET} target was missing; installed it with rustup");
+            }
         }
         Ok(output) => panic!(
             "the {TARGET} target is not installed and `{shown}` failed:\n{}\n\

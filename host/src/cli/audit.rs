@@ -16,7 +16,10 @@ pub enum Decision {
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Check the hash chain; reports the first altered, removed or reordered row.
-    Verify,
+    Verify {
+        #[arg(long)]
+        json: bool,
+    },
     /// List recorded requests, newest first.
     List {
         #[arg(long)]
@@ -51,9 +54,9 @@ pub enum AuditCommand {
 
 pub fn run(airlock: &Airlock, cmd: AuditCommand) -> anyhow::Result<()> {
     match cmd {
-        AuditCommand::Verify => {
+        AuditCommand::Verify { json } => {
             let report = airlock.verify_audit()?;
-            println!("{report}");
+            output::emit(json, &report, |report| println!("{report}"))?;
             if !report.is_ok() {
                 bail!("the audit log has been tampered with");
             }
@@ -65,6 +68,7 @@ pub fn run(airlock: &Airlock, cmd: AuditCommand) -> anyhow::Result<()> {
             json,
         } => {
             let events = airlock.list_audit_events(connection.as_deref(), limit)?;
+            let names = output::connection_names(airlock)?;
             output::emit(json, &events, |events| {
                 output::table(
                     &["SEQ", "TIME", "ACTOR", "PLUGIN", "CONNECTION", "DETAIL"],
@@ -75,7 +79,7 @@ pub fn run(airlock: &Airlock, cmd: AuditCommand) -> anyhow::Result<()> {
                             e.time.clone(),
                             e.actor.clone(),
                             e.plugin_id.clone(),
-                            e.connection_id.clone(),
+                            output::named(&names, &e.connection_id).to_string(),
                             e.detail.to_string(),
                         ]
                     },
@@ -108,6 +112,7 @@ pub fn run(airlock: &Airlock, cmd: AuditCommand) -> anyhow::Result<()> {
                 until,
                 limit,
             })?;
+            let names = output::connection_names(airlock)?;
             output::emit(json, &entries, |entries| {
                 output::table(
                     &[
@@ -126,7 +131,7 @@ pub fn run(airlock: &Airlock, cmd: AuditCommand) -> anyhow::Result<()> {
                             e.seq.to_string(),
                             e.time.clone(),
                             e.plugin_id.clone(),
-                            e.connection_id.clone(),
+                            output::named(&names, &e.connection_id).to_string(),
                             e.method.clone(),
                             e.url.clone(),
                             e.decision.as_str().to_string(),

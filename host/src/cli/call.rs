@@ -1,7 +1,5 @@
 //! `airlock call`: run any operation of a connection's plugin.
 
-use anyhow::Context;
-
 use super::block_on;
 use airlock::Airlock;
 
@@ -35,8 +33,9 @@ fn operation_long_help() -> String {
 }
 
 pub fn run(airlock: &Airlock, args: CallArgs) -> anyhow::Result<()> {
-    let input: serde_json::Value = serde_json::from_str(&args.input)
-        .with_context(|| format!("--input is not valid JSON: {}", args.input))?;
+    let input: serde_json::Value = serde_json::from_str(&args.input).map_err(|e| {
+        super::UsageError(format!("--input is not valid JSON ({e}): {}", args.input))
+    })?;
     let out = block_on(airlock.call(
         &args.connection,
         &args.operation,

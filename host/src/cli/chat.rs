@@ -138,13 +138,14 @@ pub fn run_conversation(airlock: &Airlock, cmd: ConversationCommand) -> anyhow::
             json,
         } => {
             let list = airlock.conversations(connection.as_deref(), projects.filter(), limit)?;
+            let names = output::connection_names(airlock)?;
             output::emit(json, &list, |list| {
                 let columns = ["ID", "UPDATED", "CONNECTION", "PROJECT", "TITLE"];
                 output::table(&columns, list, |c| {
                     vec![
                         c.id.clone(),
                         c.updated_at.clone(),
-                        c.connection_id.clone(),
+                        output::named(&names, &c.connection_id).to_string(),
                         c.project.clone().unwrap_or_else(|| "-".into()),
                         c.title.clone(),
                     ]

@@ -8,7 +8,10 @@ use airlock::Airlock;
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
     /// Create a new key version and re-encrypt every secret under it (one transaction).
-    Rotate,
+    Rotate {
+        #[arg(long)]
+        json: bool,
+    },
     /// Delete an old key version once nothing uses it.
     Retire { version: u32 },
     /// List key versions.
@@ -20,11 +23,12 @@ pub enum KeysCommand {
 
 pub fn run(airlock: &Airlock, cmd: KeysCommand) -> anyhow::Result<()> {
     match cmd {
-        KeysCommand::Rotate => {
+        KeysCommand::Rotate { json } => {
             let v = airlock.rotate_keys()?;
-            println!("key version {v} is now active; every secret was re-encrypted");
-            println!("retire the old version with `airlock keys retire <version>`");
-            Ok(())
+            output::emit(json, &serde_json::json!({ "active_version": v }), |_| {
+                println!("key version {v} is now active; every secret was re-encrypted");
+                println!("retire the old version with `airlock keys retire <version>`");
+            })
         }
         KeysCommand::Retire { version } => {
             airlock.retire_key(version)?;

@@ -5,8 +5,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use std::io::IsTerminal;
+
 use anyhow::Context as _;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 mod audit;
 mod call;
@@ -40,6 +42,10 @@ struct Cli {
     /// Data directory (database, vault key file, plugins, cache).
     #[arg(long, global = true, env = "AIRLOCK_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Do not print the start-up lines (data directory, key source, egress
+    /// warnings) before a command's output.
+    #[arg(long, short, global = true)]
+    quiet: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -90,6 +96,20 @@ enum Command {
     /// user; optionally restricted to one project).
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// Print a shell completion script, generated from these commands.
+    ///
+    /// Example: airlock completions bash > /etc/bash_completion.d/airlock
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), or write one page per command into --dir.
+    ///
+    /// Example: airlock man --dir /usr/local/share/man/man1
+    Man {
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// An error that should exit with status 2 (usage, missing approval).
@@ -109,15 +129,38 @@ pub fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_env("AIRLOCK_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_log)),
         )
+        .with_ansi(colour(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
+    let result = run(cli);
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            if let Some(hint) = hint(&e) {
+                eprintln!("hint: {hint}");
+            }
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     let data_dir = cli.data_dir.unwrap_or_else(AirlockConfig::default_data_dir);
-    let result = match cli.command {
+    let quiet = cli.quiet;
+    let open = |dir| open(dir, quiet);
+    match cli.command {
         Command::Plugin(plugin::PluginCommand::Inspect { file, json }) => std::fs::read(&file)
             .with_context(|| format!("reading {}", file.display()))
             .and_then(|wasm| {
                 inspect::run(&wasm, json).with_context(|| format!("inspecting {}", file.display()))
             }),
+        Command::Completions { shell } => {
+            let mut command = Cli::command();
+            clap_complete::generate(shell, &mut command, "airlock", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man { dir } => man(dir),
         Command::Plugin(cmd) => open(data_dir).and_then(|a| plugin::run(&a, cmd)),
         Command::Connection(cmd) => open(data_dir).and_then(|a| connection::run(&a, cmd)),
         Command::Keys(cmd) => open(data_dir).and_then(|a| keys::run(&a, cmd)),
@@ -129,26 +172,97 @@ pub fn main() -> ExitCode {
         Command::Conversation(cmd) => open(data_dir).and_then(|a| chat::run_conversation(&a, cmd)),
         Command::Token(cmd) => open(data_dir).and_then(|a| token::run(&a, cmd)),
         Command::Serve(args) => open_quiet(data_dir).and_then(|a| serve::run(a, args)),
+    }
+}
+
+/// Whether to colour what goes to `stream`: only a terminal, and not when
+/// `NO_COLOR` is set to anything (<https://no-color.org>).
+fn colour(stream: &impl IsTerminal) -> bool {
+    stream.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// 2 for a usage error: the command line (clap exits 2 itself), an
+/// approval not given, or a call whose operation or input is wrong; 1 for
+/// anything else.
+fn exit_code(e: &anyhow::Error) -> u8 {
+    use airlock::runtime::CallError;
+    if e.downcast_ref::<UsageError>().is_some() {
+        return 2;
+    }
+    let call = e
+        .downcast_ref::<airlock::ServiceError>()
+        .and_then(|e| match e {
+            airlock::ServiceError::Call(call) => Some(call),
+            _ => None,
+        });
+    match call.or_else(|| e.downcast_ref::<CallError>()) {
+        Some(
+            CallError::BadInput { .. }
+            | CallError::UnknownOperation { .. }
+            | CallError::NotExported { .. },
+        ) => 2,
+        _ => 1,
+    }
+}
+
+/// The command that fixes `e`, for errors whose fix is a command; the
+/// library's messages say what to do in words every surface shares.
+fn hint(e: &anyhow::Error) -> Option<String> {
+    use airlock::ServiceError;
+    let service = e.downcast_ref::<ServiceError>()?;
+    let service = match service {
+        ServiceError::NotSaved { source, .. } => source.as_ref(),
+        other => other,
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            if e.downcast_ref::<UsageError>().is_some() {
-                ExitCode::from(2)
-            } else {
-                ExitCode::FAILURE
-            }
+    match service {
+        ServiceError::Paused { name } => Some(format!("airlock connection resume {name}")),
+        ServiceError::NeedsReauth { name } => Some(format!("airlock oauth connect {name}")),
+        ServiceError::NeedsApproval { .. } => {
+            Some("airlock plugin install FILE (it shows the capabilities to approve)".into())
+        }
+        ServiceError::Tampered { id, .. } => Some(format!(
+            "airlock plugin install FILE --approve (with the file of plugin {id} you trust)"
+        )),
+        ServiceError::Call(airlock::runtime::CallError::Plugin {
+            error, connection, ..
+        }) if matches!(
+            **error,
+            airlock::runtime::types::PluginError::Unauthorized(_)
+        ) =>
+        {
+            Some(format!(
+                "airlock connection set-secret {connection} replaces its credential in place"
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// The man page of `airlock` on stdout, or one page per command in `dir`.
+fn man(dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let command = Cli::command();
+    match dir {
+        None => clap_mangen::Man::new(command)
+            .render(&mut std::io::stdout())
+            .context("writing the man page"),
+        Some(dir) => {
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            clap_mangen::generate_to(command, &dir)
+                .with_context(|| format!("writing man pages into {}", dir.display()))?;
+            println!("man pages written to {}", dir.display());
+            Ok(())
         }
     }
 }
 
-fn open(data_dir: PathBuf) -> anyhow::Result<Airlock> {
+fn open(data_dir: PathBuf, quiet: bool) -> anyhow::Result<Airlock> {
     let config = AirlockConfig::new(&data_dir)?;
     let airlock = Airlock::open(config)
         .with_context(|| format!("opening data directory {}", data_dir.display()))?;
-    for line in airlock.startup_summary() {
-        eprintln!("{line}");
+    if !quiet {
+        for line in airlock.startup_summary() {
+            eprintln!("{line}");
+        }
     }
     Ok(airlock)
 }

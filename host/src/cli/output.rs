@@ -88,3 +88,20 @@ pub fn with_progress<T>(label: &str, f: impl FnOnce() -> T) -> T {
         out
     })
 }
+
+/// Connection names by id, for tables whose rows carry ids (a connection
+/// deleted since shows as its id).
+pub fn connection_names(
+    airlock: &airlock::Airlock,
+) -> anyhow::Result<std::collections::HashMap<String, String>> {
+    Ok(airlock
+        .connections(&Default::default())?
+        .into_iter()
+        .map(|c| (c.id, c.name))
+        .collect())
+}
+
+/// The name of connection `id` from `names`, or the id itself.
+pub fn named<'a>(names: &'a std::collections::HashMap<String, String>, id: &'a str) -> &'a str {
+    names.get(id).map_or(id, String::as_str)
+}

@@ -30,6 +30,9 @@ pub enum PluginCommand {
         /// Approve the capabilities shown without asking.
         #[arg(long)]
         approve: bool,
+        /// Print the plan and the result as one JSON document.
+        #[arg(long)]
+        json: bool,
     },
     /// List installed plugins.
     List {
@@ -43,7 +46,11 @@ pub enum PluginCommand {
 pub fn run(airlock: &Airlock, cmd: PluginCommand) -> anyhow::Result<()> {
     match cmd {
         PluginCommand::Inspect { .. } => unreachable!("handled without a data directory"),
-        PluginCommand::Install { file, approve } => {
+        PluginCommand::Install {
+            file,
+            approve,
+            json,
+        } => {
             let wasm =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
             let plan = output::with_progress(
@@ -51,33 +58,30 @@ pub fn run(airlock: &Airlock, cmd: PluginCommand) -> anyhow::Result<()> {
                 || airlock.plan_install(wasm),
             )
             .with_context(|| format!("checking {}", file.display()))?;
+            let summary = |installed: bool| {
+                serde_json::json!({
+                    "id": plan.manifest.id,
+                    "name": plan.manifest.name,
+                    "version": plan.manifest.version,
+                    "sha256": plan.sha256,
+                    "exports": plan.interfaces,
+                    "egress": plan.grant.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                    "changes": plan.changes,
+                    "unchanged": plan.unchanged(),
+                    "installed": installed,
+                })
+            };
             if plan.unchanged() {
-                println!(
-                    "plugin {} {} is already installed from this file",
-                    plan.manifest.id, plan.manifest.version
-                );
-                return Ok(());
+                return output::emit(json, &summary(true), |_| {
+                    println!(
+                        "plugin {} {} is already installed from this file",
+                        plan.manifest.id, plan.manifest.version
+                    );
+                });
             }
-            println!(
-                "plugin {} ({}) {}",
-                plan.manifest.name, plan.manifest.id, plan.manifest.version
-            );
-            println!("  sha256:  {}", plan.sha256);
-            println!("  exports: {}", plan.interfaces.join(", "));
-            println!(
-                "  egress:  each connection's base-url origin{}",
-                if plan.grant.is_empty() {
-                    " only"
-                } else {
-                    ", plus:"
-                }
-            );
-            for e in &plan.grant {
-                println!("    - {e}");
-            }
-            println!("  changes:");
-            for c in &plan.changes {
-                println!("    {c}");
+            // Under --json the plan is printed once, with the result.
+            if !json {
+                print_plan(&plan);
             }
             let approved = approve || ask("Approve these capabilities?")?;
             if !approved {
@@ -87,11 +91,12 @@ pub fn run(airlock: &Airlock, cmd: PluginCommand) -> anyhow::Result<()> {
                 )));
             }
             let record = airlock.install(&plan, true)?;
-            println!(
-                "installed {} {} ({})",
-                record.id, record.version, record.sha256
-            );
-            Ok(())
+            output::emit(json, &summary(true), |_| {
+                println!(
+                    "installed {} {} ({})",
+                    record.id, record.version, record.sha256
+                );
+            })
         }
         PluginCommand::List { json } => {
             let plugins = airlock.list_plugins()?;
@@ -125,4 +130,29 @@ fn ask(question: &str) -> anyhow::Result<bool> {
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line)?;
     Ok(matches!(line.trim(), "y" | "Y" | "yes"))
+}
+
+/// The capabilities a plan asks for, for the operator to approve.
+fn print_plan(plan: &airlock::service::InstallPlan) {
+    println!(
+        "plugin {} ({}) {}",
+        plan.manifest.name, plan.manifest.id, plan.manifest.version
+    );
+    println!("  sha256:  {}", plan.sha256);
+    println!("  exports: {}", plan.interfaces.join(", "));
+    println!(
+        "  egress:  each connection's base-url origin{}",
+        if plan.grant.is_empty() {
+            " only"
+        } else {
+            ", plus:"
+        }
+    );
+    for e in &plan.grant {
+        println!("    - {e}");
+    }
+    println!("  changes:");
+    for c in &plan.changes {
+        println!("    {c}");
+    }
 }

@@ -123,9 +123,7 @@ pub enum CallError {
         denials: Vec<String>,
     },
     /// The plugin does not export the interface.
-    #[error(
-        "plugin {plugin} does not export the `{interface}` interface, so it cannot {operation}"
-    )]
+    #[error("{plugin} does not export the `{interface}` interface, so it cannot {operation}")]
     NotExported {
         /// `plugin <id>@<version>`.
         plugin: String,

@@ -153,7 +153,23 @@ impl From<ServiceError> for ApiError {
             | ServiceError::Internal(_)
             | ServiceError::Io { .. } => internal(&e),
         };
-        ApiError::new(status, code, e.to_string())
+        let message = match api_step(&e) {
+            Some(step) => format!("{e}; {step}"),
+            None => e.to_string(),
+        };
+        ApiError::new(status, code, message)
+    }
+}
+
+/// The API request that fixes `e`, where one does: messages say what to do
+/// in the caller's terms (the CLI adds its own commands).
+fn api_step(e: &ServiceError) -> Option<String> {
+    match e {
+        ServiceError::Paused { name } => Some(format!("POST /api/v1/connections/{name}/resume")),
+        ServiceError::NeedsReauth { name } => {
+            Some(format!("POST /api/v1/connections/{name}/oauth/start"))
+        }
+        _ => None,
     }
 }
 

@@ -223,16 +223,14 @@ pub enum ServiceError {
         source: Box<ServiceError>,
     },
     /// The connection is paused; resume it before calling it.
-    #[error("connection `{name}` is paused; resume it with `airlock connection resume {name}`")]
+    #[error("connection `{name}` is paused; resume it before calling it")]
     Paused {
         /// The connection's name.
         name: String,
     },
     /// The OAuth2 connection has no usable grant (never authorised, or the
     /// provider refused its refresh token): run the OAuth flow again.
-    #[error(
-        "connection `{name}` needs re-authorisation; reconnect it with `airlock oauth connect {name}`"
-    )]
+    #[error("connection `{name}` needs re-authorisation: run its OAuth flow again to connect it")]
     NeedsReauth {
         /// The connection's name.
         name: String,

@@ -54,6 +54,8 @@ pub enum ConnectionCommand {
         /// OAuth client id of this connection's own app (oauth2).
         #[arg(long)]
         client_id: Option<String>,
+        #[command(flatten)]
+        oauth_endpoints: super::oauth::ConnectionEndpointArgs,
         /// Available to every project.
         #[arg(long, conflicts_with = "project")]
         global: bool,
@@ -212,7 +214,7 @@ impl CredentialParts {
 }
 
 /// Who the audit log says made a change from this command line.
-fn actor() -> String {
+pub(super) fn actor() -> String {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("USERNAME"))
         .unwrap_or_else(|_| "unknown".into());
@@ -316,12 +318,14 @@ pub fn run(airlock: &Airlock, cmd: ConnectionCommand) -> anyhow::Result<()> {
             header,
             prefix,
             client_id,
+            oauth_endpoints,
             global,
             project,
             secret,
             test,
             json,
         } => {
+            let endpoints = oauth_endpoints.parse(airlock, matches!(auth, AuthArg::Oauth2))?;
             let mut map = BTreeMap::new();
             for s in settings {
                 let Some((k, v)) = s.split_once('=') else {
@@ -358,6 +362,9 @@ pub fn run(airlock: &Airlock, cmd: ConnectionCommand) -> anyhow::Result<()> {
                 return output::emit(json, &Added::new(&record, Some(report)), print_added);
             }
             let record = airlock.add_connection(new)?;
+            if let Some(endpoints) = &endpoints {
+                super::oauth::set_on_add(airlock, &record.name, endpoints, json)?;
+            }
             output::emit(json, &Added::new(&record, None), print_added)
         }
         ConnectionCommand::SetSecret {

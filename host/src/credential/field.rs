@@ -21,6 +21,11 @@ pub const EXPIRES_AT: &str = "access-token-expires-at";
 /// shorter than twice the margin (so a just-issued token is never due).
 /// Sealed in the same transaction as the token.
 pub const REFRESH_AT: &str = "access-token-refresh-at";
+/// The token endpoint (URL) that issued the stored OAuth tokens: a refresh
+/// token is sent only there, so an endpoint changed since (an override, a
+/// setting, a new manifest) needs a new authorisation. Not secret; sealed in
+/// the same transaction as the tokens.
+pub const TOKEN_ENDPOINT: &str = "token-endpoint";
 /// An OAuth app's client secret (the connection's own or the plugin's
 /// organisation-level app).
 pub const CLIENT_SECRET: &str = "client-secret";

@@ -316,6 +316,7 @@ impl Airlock {
             ),
             audit.clone(),
             config.limits.clone(),
+            config.cleartext_credential_origins.clone(),
         ));
         let runtime = Runtime::new(RuntimeConfig {
             limits: config.limits,
@@ -415,44 +416,6 @@ impl Airlock {
     /// The configured OAuth callback port.
     pub fn oauth_callback_port(&self) -> u16 {
         self.oauth_port
-    }
-
-    /// Register (or replace) the organisation-level OAuth app of a plugin:
-    /// its client id, and its client secret sealed by the vault.
-    pub fn set_oauth_app(
-        &self,
-        plugin_id: &str,
-        client_id: &str,
-        client_secret: Option<&secrecy::SecretString>,
-    ) -> Result<OAuthAppRecord, ServiceError> {
-        if client_id.trim().is_empty() {
-            return Err(ServiceError::Invalid("the OAuth client id is empty".into()));
-        }
-        self.store.transact(|tx| {
-            crate::store::plugins::get_plugin(tx, plugin_id)?;
-            let id = crate::store::oauth::upsert_oauth_app(tx, plugin_id, client_id)?;
-            let owner = crate::vault::SecretOwner::OAuthApp(id);
-            match client_secret {
-                Some(s) => self.vault.seal_secret(
-                    tx,
-                    &owner,
-                    crate::credential::field::CLIENT_SECRET,
-                    s,
-                )?,
-                None => {
-                    self.vault.delete_secret(
-                        tx,
-                        &owner,
-                        crate::credential::field::CLIENT_SECRET,
-                    )?;
-                }
-            }
-            Ok::<_, ServiceError>(())
-        })?;
-        Ok(self
-            .store
-            .read(|c| crate::store::oauth::get_oauth_app(c, plugin_id))?
-            .expect("just written"))
     }
 
     /// Check the audit log's hash chain.

@@ -43,6 +43,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "project_scoped_state",
         sql: include_str!("../../../migrations/0005_project_scoped_state.sql"),
     },
+    Migration {
+        version: 6,
+        name: "oauth_endpoint_overrides",
+        sql: include_str!("../../../migrations/0006_oauth_endpoint_overrides.sql"),
+    },
 ];
 
 fn checksum(sql: &str) -> String {

@@ -1,5 +1,7 @@
 //! OAuth: organisation-level app registrations per plugin (`oauth_apps`; the
-//! client secret is the vault's) and pending authorisations (`oauth_states`).
+//! client secret is the vault's), the operator's endpoint overrides of apps
+//! and connections (`connection_oauth_endpoints`), and pending
+//! authorisations (`oauth_states`).
 
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use serde::Serialize;
@@ -15,10 +17,33 @@ pub struct OAuthAppRecord {
     pub plugin_id: String,
     /// The client id the provider issued (not secret).
     pub client_id: String,
+    /// Endpoints replacing the manifest's for the plugin's connections.
+    pub endpoints: EndpointTexts,
     /// RFC 3339 UTC.
     pub created_at: String,
     /// RFC 3339 UTC.
     pub updated_at: String,
+}
+
+/// OAuth endpoints an operator set in place of the manifest's, as stored:
+/// each `None` leaves the next layer's value (connection, then app, then
+/// manifest). Written only from checked values
+/// ([`crate::credential::oauth::EndpointOverrides`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct EndpointTexts {
+    /// The authorisation endpoint.
+    pub authorize_url: Option<String>,
+    /// The token endpoint (code exchange and refresh).
+    pub token_url: Option<String>,
+    /// The issuer identifier a callback's `iss` must name (RFC 9207).
+    pub issuer: Option<String>,
+}
+
+impl EndpointTexts {
+    /// Whether nothing is overridden.
+    pub fn is_empty(&self) -> bool {
+        self.authorize_url.is_none() && self.token_url.is_none() && self.issuer.is_none()
+    }
 }
 
 /// A pending authorisation, keyed by the hash of its `state` value.
@@ -39,19 +64,34 @@ pub struct OAuthStateRecord {
 /// Register (or change the client id of) the OAuth app of `plugin_id`.
 /// Returns the app's id, which stays the same across updates so the client
 /// secret stored against it remains valid.
+/// Its endpoint overrides are replaced by `endpoints` (all `None` clears
+/// them).
 pub fn upsert_oauth_app(
     tx: &Transaction<'_>,
     plugin_id: &str,
     client_id: &str,
+    endpoints: &EndpointTexts,
 ) -> Result<String, StoreError> {
     let id = tx.query_row(
-        "INSERT INTO oauth_apps (id, plugin_id, client_id, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?4)
+        "INSERT INTO oauth_apps
+             (id, plugin_id, client_id, authorize_url, token_url, issuer, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
          ON CONFLICT (plugin_id) DO UPDATE SET
              client_id = excluded.client_id,
+             authorize_url = excluded.authorize_url,
+             token_url = excluded.token_url,
+             issuer = excluded.issuer,
              updated_at = excluded.updated_at
          RETURNING id",
-        params![new_id(), plugin_id, client_id, now()],
+        params![
+            new_id(),
+            plugin_id,
+            client_id,
+            endpoints.authorize_url,
+            endpoints.token_url,
+            endpoints.issuer,
+            now()
+        ],
         |r| r.get(0),
     )?;
     Ok(id)
@@ -64,7 +104,8 @@ pub fn get_oauth_app(
 ) -> Result<Option<OAuthAppRecord>, StoreError> {
     Ok(conn
         .query_row(
-            "SELECT id, plugin_id, client_id, created_at, updated_at
+            "SELECT id, plugin_id, client_id, created_at, updated_at,
+                    authorize_url, token_url, issuer
              FROM oauth_apps WHERE plugin_id = ?1",
             [plugin_id],
             |r| {
@@ -74,10 +115,80 @@ pub fn get_oauth_app(
                     client_id: r.get(2)?,
                     created_at: r.get(3)?,
                     updated_at: r.get(4)?,
+                    endpoints: EndpointTexts {
+                        authorize_url: r.get(5)?,
+                        token_url: r.get(6)?,
+                        issuer: r.get(7)?,
+                    },
                 })
             },
         )
         .optional()?)
+}
+
+/// Replace the endpoint overrides of connection `connection_id`; all `None`
+/// removes them.
+pub fn set_connection_endpoints(
+    tx: &Transaction<'_>,
+    connection_id: &str,
+    endpoints: &EndpointTexts,
+) -> Result<(), StoreError> {
+    if !exists(
+        tx,
+        "SELECT 1 FROM connections WHERE id = ?1",
+        [connection_id],
+    )? {
+        return Err(StoreError::NotFound(format!(
+            "connection `{connection_id}`"
+        )));
+    }
+    if endpoints.is_empty() {
+        tx.execute(
+            "DELETE FROM connection_oauth_endpoints WHERE connection_id = ?1",
+            [connection_id],
+        )?;
+        return Ok(());
+    }
+    tx.execute(
+        "INSERT INTO connection_oauth_endpoints
+             (connection_id, authorize_url, token_url, issuer, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (connection_id) DO UPDATE SET
+             authorize_url = excluded.authorize_url,
+             token_url = excluded.token_url,
+             issuer = excluded.issuer,
+             updated_at = excluded.updated_at",
+        params![
+            connection_id,
+            endpoints.authorize_url,
+            endpoints.token_url,
+            endpoints.issuer,
+            now()
+        ],
+    )?;
+    Ok(())
+}
+
+/// The endpoint overrides of connection `connection_id` (empty when none).
+pub fn connection_endpoints(
+    conn: &Connection,
+    connection_id: &str,
+) -> Result<EndpointTexts, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT authorize_url, token_url, issuer
+             FROM connection_oauth_endpoints WHERE connection_id = ?1",
+            [connection_id],
+            |r| {
+                Ok(EndpointTexts {
+                    authorize_url: r.get(0)?,
+                    token_url: r.get(1)?,
+                    issuer: r.get(2)?,
+                })
+            },
+        )
+        .optional()?
+        .unwrap_or_default())
 }
 
 /// Remove the OAuth app of `plugin_id` (its client secret goes with it).
@@ -231,19 +342,26 @@ mod tests {
         assert_eq!(store.read(|c| get_oauth_app(c, "jira")).unwrap(), None);
 
         let id = store
-            .write(|tx| upsert_oauth_app(tx, "jira", "client-1"))
+            .write(|tx| upsert_oauth_app(tx, "jira", "client-1", &EndpointTexts::default()))
             .unwrap();
         let app = store.read(|c| get_oauth_app(c, "jira")).unwrap().unwrap();
         assert_eq!(app.id, id);
         assert_eq!(app.client_id, "client-1");
         assert_eq!(app.plugin_id, "jira");
 
+        assert!(app.endpoints.is_empty());
+        let endpoints = EndpointTexts {
+            authorize_url: None,
+            token_url: Some("https://idp.example/token".into()),
+            issuer: Some("https://idp.example".into()),
+        };
         let again = store
-            .write(|tx| upsert_oauth_app(tx, "jira", "client-2"))
+            .write(|tx| upsert_oauth_app(tx, "jira", "client-2", &endpoints))
             .unwrap();
         assert_eq!(again, id, "the id survives an update");
         let app2 = store.read(|c| get_oauth_app(c, "jira")).unwrap().unwrap();
         assert_eq!(app2.client_id, "client-2");
+        assert_eq!(app2.endpoints, endpoints);
         assert_eq!(app2.created_at, app.created_at);
 
         store.write(|tx| delete_oauth_app(tx, "jira")).unwrap();
@@ -320,6 +438,48 @@ mod tests {
             .write(|tx| purge_expired_states(tx, "yesterday"))
             .unwrap_err();
         assert!(err.to_string().contains("yesterday"), "{err}");
+    }
+
+    #[test]
+    fn connection_endpoints_are_replaced_cleared_and_go_with_the_connection() {
+        let (_dir, store, c) = setup();
+        let none = store.read(|db| connection_endpoints(db, &c.id)).unwrap();
+        assert!(none.is_empty());
+        let set = EndpointTexts {
+            authorize_url: Some("http://127.0.0.1:9/authorize".into()),
+            token_url: Some("http://127.0.0.1:9/token".into()),
+            issuer: None,
+        };
+        store
+            .write(|tx| set_connection_endpoints(tx, &c.id, &set))
+            .unwrap();
+        assert_eq!(
+            store.read(|db| connection_endpoints(db, &c.id)).unwrap(),
+            set
+        );
+        store
+            .write(|tx| set_connection_endpoints(tx, &c.id, &EndpointTexts::default()))
+            .unwrap();
+        assert!(
+            store
+                .read(|db| connection_endpoints(db, &c.id))
+                .unwrap()
+                .is_empty()
+        );
+        let err = store
+            .write(|tx| set_connection_endpoints(tx, "nope", &set))
+            .unwrap_err();
+        assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+        store
+            .write(|tx| set_connection_endpoints(tx, &c.id, &set))
+            .unwrap();
+        store.write(|tx| delete_connection(tx, &c.id)).unwrap();
+        assert!(
+            store
+                .read(|db| connection_endpoints(db, &c.id))
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

@@ -791,7 +791,12 @@ async fn app_credentials_resolve_connection_then_org_then_env() {
     // An organisation-level app serves connections without their own.
     let org_secret = SecretString::from("CANARY-org-secret-77");
     s.airlock
-        .set_oauth_app("oauth-minimal", "org-client", Some(&org_secret))
+        .set_oauth_app(
+            "oauth-minimal",
+            "org-client",
+            Some(&org_secret),
+            &Default::default(),
+        )
         .unwrap();
     s.server.set_client("org-client", "CANARY-org-secret-77");
     connect(&s, "shared").await.unwrap();

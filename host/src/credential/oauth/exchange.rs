@@ -262,16 +262,24 @@ pub(crate) fn describe(
 /// Seal a token response as the connection's credential, in the caller's
 /// transaction. A refresh token in the response replaces the stored one
 /// (rotation); `keep_refresh` keeps the stored one when the response has
-/// none (a refresh), otherwise it is removed (a new authorisation).
+/// none (a refresh), otherwise it is removed (a new authorisation). The
+/// `token_endpoint` that issued them is stored with them.
 pub(crate) fn store_tokens(
     ctx: &OAuthContext,
     tx: &Transaction<'_>,
     connection_id: &str,
     tokens: &BasicTokenResponse,
     keep_refresh: bool,
+    token_endpoint: &url::Url,
 ) -> Result<(), crate::vault::VaultError> {
     let owner = SecretOwner::Connection(connection_id.to_string());
     let vault = &ctx.vault;
+    vault.seal_secret(
+        tx,
+        &owner,
+        field::TOKEN_ENDPOINT,
+        &SecretString::from(token_endpoint.as_str()),
+    )?;
     vault.seal_secret(
         tx,
         &owner,
@@ -366,7 +374,10 @@ mod tests {
         let policy = Arc::new(AddressPolicy::parse_allow_list("127.0.0.0/8").unwrap());
         let limits = Limits::default();
         let client = build_client(policy, limits.connect_timeout);
-        (dir, OAuthContext::new(store, vault, client, audit, limits))
+        (
+            dir,
+            OAuthContext::new(store, vault, client, audit, limits, Vec::new()),
+        )
     }
 
     fn meta() -> AuditMeta {

@@ -9,12 +9,19 @@
 //! and applies the address filter. Every token exchange and refresh is
 //! written to the audit log before it leaves, exactly like a plugin's send.
 //!
+//! The endpoints come from the manifest, replaced field by field by the
+//! operator's overrides on the plugin's organisation app or the connection
+//! ([`overrides`]). Every endpoint, whatever its source, must be https, or
+//! http to loopback or an origin the operator allows in clear text.
+//!
 //! Storage (vault fields of the connection, named in
-//! [`crate::credential::field`]): `access-token`, `refresh-token`, and
-//! `access-token-expires-at` (Unix seconds). The connection's `auth_config`
-//! keeps only the connection's own client id.
+//! [`crate::credential::field`]): `access-token`, `refresh-token`,
+//! `access-token-expires-at` (Unix seconds), and the token endpoint that
+//! issued them (a refresh token is never sent to another). The
+//! connection's `auth_config` keeps only the connection's own client id.
 
 pub(crate) mod exchange;
+pub mod overrides;
 mod refresh;
 
 use std::collections::{BTreeMap, HashMap};
@@ -28,10 +35,12 @@ use super::field;
 use crate::audit::AuditSink;
 use crate::limits::Limits;
 use crate::manifest::OAuth2Spec;
-use crate::net::{HttpClient, Target};
+use crate::net::{HttpClient, Origin, Target, may_carry_credential};
 use crate::store::connections::ConnectionRecord;
 use crate::store::{Store, StoreError};
 use crate::vault::{SecretOwner, Vault, VaultError};
+use overrides::{EffectiveEndpoints, EndpointSource, Layered, Templates};
+pub use overrides::{EndpointOverrides, OverrideError};
 use percent_encoding::utf8_percent_encode;
 
 /// Refresh this long before the access token expires, in seconds.
@@ -68,10 +77,11 @@ pub enum OAuthError {
         /// a note that the manifest names none.
         env: String,
     },
-    /// The manifest's authorize or token URL is unusable for this
-    /// connection: a `{setting}` placeholder whose setting is not set (set
-    /// it on the connection), not a URL, or not `https` (plain `http` is
-    /// allowed only to loopback).
+    /// An authorize or token URL or issuer (the manifest's or an override)
+    /// is unusable for this connection: a `{setting}` placeholder whose
+    /// setting is not set (set it on the connection), not a URL, or not
+    /// `https` (plain `http` only to loopback or an origin allowed in
+    /// `AIRLOCK_CLEARTEXT_CREDENTIAL_ORIGINS`). The reason names the source.
     #[error("OAuth endpoint of plugin `{plugin}`: {reason}")]
     Endpoint {
         /// The plugin's id.
@@ -102,6 +112,10 @@ pub enum OAuthError {
         /// What the token endpoint answered or why it could not be reached.
         reason: String,
     },
+    /// An endpoint override given by the operator was refused; the message
+    /// names the field and what to change.
+    #[error("OAuth endpoint override refused: {0}")]
+    Override(#[from] OverrideError),
     /// The loopback callback listener could not start or serve: usually
     /// the port is taken (another `airlock oauth connect` running); pick
     /// another port.
@@ -130,6 +144,8 @@ pub(crate) struct OAuthContext {
     pub client: HttpClient,
     pub audit: Arc<dyn AuditSink>,
     pub limits: Limits,
+    /// Origins the operator allows to receive credentials over plain http.
+    pub cleartext: Vec<Origin>,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
@@ -146,6 +162,7 @@ impl OAuthContext {
         client: HttpClient,
         audit: Arc<dyn AuditSink>,
         limits: Limits,
+        cleartext: Vec<Origin>,
     ) -> Self {
         Self {
             store,
@@ -153,6 +170,7 @@ impl OAuthContext {
             client,
             audit,
             limits,
+            cleartext,
             locks: Mutex::new(HashMap::new()),
         }
     }
@@ -165,6 +183,30 @@ impl OAuthContext {
             .entry(connection_id.to_string())
             .or_default()
             .clone()
+    }
+
+    /// The endpoints of `record` in force now: the manifest's `spec`
+    /// under the plugin app's and the connection's overrides, placeholders
+    /// filled from its settings and checked.
+    pub fn endpoints_for(
+        &self,
+        record: &ConnectionRecord,
+        spec: &OAuth2Spec,
+    ) -> Result<Endpoints, OAuthError> {
+        let (app, own) = self.store.read(|c| {
+            let app = crate::store::oauth::get_oauth_app(c, &record.plugin_id)?
+                .map(|a| a.endpoints)
+                .unwrap_or_default();
+            let own = crate::store::oauth::connection_endpoints(c, &record.id)?;
+            Ok::<_, StoreError>((app, own))
+        })?;
+        let templates = Templates::resolve(spec, &app, &own);
+        endpoints(
+            &record.plugin_id,
+            &templates,
+            &record.settings,
+            &self.cleartext,
+        )
     }
 
     /// App credentials, in order: the connection's own, the plugin's
@@ -236,9 +278,23 @@ pub(crate) struct Endpoints {
     pub token: url::Url,
     /// The declared issuer identifier, placeholders filled.
     pub issuer: Option<String>,
+    /// Where each came from.
+    pub sources: (EndpointSource, EndpointSource, Option<EndpointSource>),
 }
 
 impl Endpoints {
+    /// What the operator is shown.
+    pub fn effective(&self) -> EffectiveEndpoints {
+        EffectiveEndpoints {
+            authorize_url: self.authorize.to_string(),
+            authorize_url_from: self.sources.0,
+            token_url: self.token.to_string(),
+            token_url_from: self.sources.1,
+            issuer: self.issuer.clone(),
+            issuer_from: self.sources.2,
+        }
+    }
+
     /// Check a callback's `iss` (RFC 9207): the declared issuer exactly, or
     /// without one, the authorisation endpoint's origin. A mismatch means the
     /// answer may come from another identity provider (a mix-up attack).
@@ -270,18 +326,21 @@ impl Endpoints {
     }
 }
 
-/// Substitute `{setting-name}` placeholders in the manifest's URLs from the
-/// connection's settings (e.g. `{tenant}` for Microsoft Entra), then check
-/// the result: an absolute `https` URL, or `http` to a loopback host.
+/// Substitute `{setting-name}` placeholders in the endpoint templates from
+/// the connection's settings (e.g. `{tenant}` for Microsoft Entra), then
+/// check the result: an absolute `https` URL, or `http` to a loopback host
+/// or an origin in `cleartext`.
 pub(crate) fn endpoints(
     plugin: &str,
-    spec: &OAuth2Spec,
+    templates: &Templates,
     settings: &BTreeMap<String, String>,
+    cleartext: &[Origin],
 ) -> Result<Endpoints, OAuthError> {
-    let one = |template: &str, what: &str| -> Result<url::Url, OAuthError> {
+    let one = |layer: &Layered, what: &str| -> Result<url::Url, OAuthError> {
+        let template = &layer.template;
         let err = |reason: String| OAuthError::Endpoint {
             plugin: plugin.to_string(),
-            reason,
+            reason: format!("{reason} (from the {})", layer.source),
         };
         let text = substitute(template, settings).map_err(|why| match why {
             Placeholder::Unset(name) => err(format!(
@@ -294,31 +353,30 @@ pub(crate) fn endpoints(
         })?;
         let url = url::Url::parse(&text)
             .map_err(|e| err(format!("{what} `{text}` is not a valid URL: {e}")))?;
-        let loopback = match url.host() {
-            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-            None => return Err(err(format!("{what} `{text}` has no host"))),
-        };
-        match url.scheme() {
-            "https" => {}
-            "http" if loopback => {}
-            _ => {
-                return Err(err(format!(
-                    "{what} `{text}` must use https (http only for loopback)"
-                )));
-            }
+        let target =
+            Target::parse(&text).map_err(|e| err(format!("{what} `{text}` is refused: {e}")))?;
+        if !may_carry_credential(&target.origin, cleartext) {
+            return Err(err(format!(
+                "{what} `{text}` must use https (http only for loopback or an origin allowed \
+                 in AIRLOCK_CLEARTEXT_CREDENTIAL_ORIGINS)"
+            )));
         }
         Ok(url)
     };
+    let issuer = templates
+        .issuer
+        .as_ref()
+        .map(|i| one(i, "issuer").map(|u| u.to_string()))
+        .transpose()?;
     Ok(Endpoints {
-        authorize: one(&spec.authorize_url, "authorize-url")?,
-        token: one(&spec.token_url, "token-url")?,
-        issuer: spec
-            .issuer
-            .as_deref()
-            .map(|i| one(i, "issuer").map(|u| u.to_string()))
-            .transpose()?,
+        authorize: one(&templates.authorize, "authorize-url")?,
+        token: one(&templates.token, "token-url")?,
+        issuer,
+        sources: (
+            templates.authorize.source,
+            templates.token.source,
+            templates.issuer.as_ref().map(|i| i.source),
+        ),
     })
 }
 
@@ -452,12 +510,14 @@ mod tests {
             client_secret_env: None,
             issuer: None,
         };
-        let e = endpoints("ado", &spec, &settings).unwrap();
+        let t =
+            |spec: &OAuth2Spec| Templates::resolve(spec, &Default::default(), &Default::default());
+        let e = endpoints("ado", &t(&spec), &settings, &[]).unwrap();
         assert_eq!(
             e.authorize.as_str(),
             "https://login.microsoftonline.com/contoso/oauth2/v2.0/authorize"
         );
-        let err = endpoints("ado", &spec, &BTreeMap::new()).unwrap_err();
+        let err = endpoints("ado", &t(&spec), &BTreeMap::new(), &[]).unwrap_err();
         assert!(err.to_string().contains("`tenant`"), "{err}");
     }
 
@@ -520,8 +580,11 @@ mod tests {
             issuer: None,
         };
         let none = BTreeMap::new();
-        assert!(endpoints("p", &mk("http://127.0.0.1:9/a"), &none).is_ok());
-        assert!(endpoints("p", &mk("http://example.com/a"), &none).is_err());
-        assert!(endpoints("p", &mk("ftp://example.com/a"), &none).is_err());
+        let t = |u: &str| Templates::resolve(&mk(u), &Default::default(), &Default::default());
+        assert!(endpoints("p", &t("http://127.0.0.1:9/a"), &none, &[]).is_ok());
+        assert!(endpoints("p", &t("http://example.com/a"), &none, &[]).is_err());
+        assert!(endpoints("p", &t("ftp://example.com/a"), &none, &[]).is_err());
+        let intranet = Origin::parse("http://example.com").unwrap();
+        assert!(endpoints("p", &t("http://example.com/a"), &none, &[intranet]).is_ok());
     }
 }

@@ -11,7 +11,7 @@ use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 
 use super::exchange::{self, AuditMeta, ExchangeError};
-use super::{OAuthContext, REFRESH_MARGIN_SECS, endpoints, unix_now, unix_now_ms};
+use super::{OAuthContext, REFRESH_MARGIN_SECS, unix_now, unix_now_ms};
 use crate::credential::{Credential, CredentialError, CredentialSource, field};
 use crate::manifest::OAuth2Spec;
 use crate::store::connections::{self as repo, ConnectionRecord, ConnectionStatus};
@@ -118,6 +118,29 @@ impl OAuthCredential {
         }
     }
 
+    /// The refresh token goes only to the token endpoint that issued it:
+    /// when the endpoint in force differs (an override or setting changed
+    /// since the authorisation), the connection needs a new one. Tokens
+    /// stored before the endpoint was recorded are let through once.
+    fn check_token_endpoint(&self, current: &url::Url) -> Result<(), CredentialError> {
+        let issued_by = self
+            .ctx
+            .vault
+            .open_secret(&self.owner(), field::TOKEN_ENDPOINT)
+            .map_err(|e| self.unavailable(e))?;
+        match issued_by {
+            Some(issued) if issued.expose_secret() != current.as_str() => {
+                Err(self.needs_reauth(&format!(
+                    "its tokens were issued by {} but its token endpoint is now {current}; the \
+                     refresh token is not sent to another endpoint: run `airlock oauth connect {}`",
+                    issued.expose_secret(),
+                    self.record.name
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Refresh under the connection's lock, replacing `stale`: the access
     /// token the caller found due (expired or about to) or saw refused. After
     /// acquiring the lock the stored token is looked at again; when another
@@ -153,8 +176,11 @@ impl OAuthCredential {
             .ctx
             .app_credentials(&self.record, &self.spec)
             .map_err(|e| self.unavailable(e))?;
-        let eps = endpoints(&self.record.plugin_id, &self.spec, &self.record.settings)
+        let eps = self
+            .ctx
+            .endpoints_for(&self.record, &self.spec)
             .map_err(|e| self.unavailable(e))?;
+        self.check_token_endpoint(&eps.token)?;
         let client = exchange::client(&app, &eps, None).map_err(|e| self.unavailable(e))?;
         let meta = AuditMeta {
             plugin_id: self.record.plugin_id.clone(),
@@ -186,7 +212,7 @@ impl OAuthCredential {
         self.ctx
             .store
             .transact(|tx| {
-                exchange::store_tokens(&self.ctx, tx, &self.record.id, &tokens, true)?;
+                exchange::store_tokens(&self.ctx, tx, &self.record.id, &tokens, true, &eps.token)?;
                 Ok::<_, super::OAuthError>(())
             })
             .map_err(|e| self.unavailable(e))?;

@@ -10,7 +10,8 @@ use zeroize::Zeroizing;
 
 use super::STATE_LIFETIME;
 use crate::credential::oauth::exchange::{self, AuditMeta};
-use crate::credential::oauth::{OAuthContext, OAuthError, endpoints, sanitize};
+use crate::credential::oauth::overrides::EffectiveEndpoints;
+use crate::credential::oauth::{OAuthContext, OAuthError, sanitize};
 use crate::manifest::{AuthKind, OAuth2Spec};
 use crate::service::{Airlock, ServiceError};
 use crate::store::connections::{self as repo, ConnectionRecord, ConnectionStatus};
@@ -32,6 +33,9 @@ pub struct OAuthStart {
     pub redirect_uri: String,
     /// RFC 3339; the callback is refused after this.
     pub expires_at: String,
+    /// The endpoints this authorisation uses, with where each came from:
+    /// show them to the operator with the URL.
+    pub endpoints: EffectiveEndpoints,
 }
 
 /// What a successful callback did.
@@ -57,7 +61,10 @@ fn rfc3339(t: time::OffsetDateTime) -> String {
 }
 
 impl Airlock {
-    fn oauth_spec(&self, record: &ConnectionRecord) -> Result<(OAuth2Spec, String), ServiceError> {
+    pub(super) fn oauth_spec(
+        &self,
+        record: &ConnectionRecord,
+    ) -> Result<(OAuth2Spec, String), ServiceError> {
         if record.auth_kind != AuthKind::Oauth2 {
             return Err(OAuthError::NotOAuth(record.name.clone()).into());
         }
@@ -99,7 +106,7 @@ impl Airlock {
         let (spec, _) = self.oauth_spec(&record)?;
         let ctx = self.oauth_context();
         let app = ctx.app_credentials(&record, &spec)?;
-        let eps = endpoints(&record.plugin_id, &spec, &record.settings)?;
+        let eps = ctx.endpoints_for(&record, &spec)?;
         let redirect = redirect.to_string();
         let client = exchange::client(&app, &eps, Some(&redirect)).map_err(|reason| {
             OAuthError::Endpoint {
@@ -152,6 +159,7 @@ impl Airlock {
             state,
             redirect_uri: redirect,
             expires_at,
+            endpoints: eps.effective(),
         })
     }
 
@@ -184,7 +192,8 @@ impl Airlock {
         }
         let conn = self.connection(&record.connection_id)?;
         let (spec, version) = self.oauth_spec(&conn)?;
-        let eps = endpoints(&conn.plugin_id, &spec, &conn.settings)?;
+        let ctx = self.oauth_context();
+        let eps = ctx.endpoints_for(&conn, &spec)?;
         if let Some(iss) = get("iss") {
             eps.check_issuer(&conn.plugin_id, iss)?;
         }
@@ -198,7 +207,6 @@ impl Airlock {
         let code = get("code")
             .filter(|c| !c.is_empty())
             .ok_or_else(|| OAuthError::Callback("the callback carries no `code`".into()))?;
-        let ctx = self.oauth_context();
         let app = ctx.app_credentials(&conn, &spec)?;
         let client =
             exchange::client(&app, &eps, Some(&record.redirect_uri)).map_err(|reason| {
@@ -226,7 +234,7 @@ impl Airlock {
                 connection: conn.name.clone(),
                 reason: exchange::describe(e).message().to_string(),
             })?;
-        store_and_activate(self, &ctx, &conn, &tokens)?;
+        store_and_activate(self, &ctx, &conn, &tokens, &eps.token)?;
         Ok(CallbackOutcome {
             connection: self.connection(&conn.id)?,
         })
@@ -289,9 +297,10 @@ fn store_and_activate(
     ctx: &OAuthContext,
     conn: &ConnectionRecord,
     tokens: &oauth2::basic::BasicTokenResponse,
+    token_endpoint: &url::Url,
 ) -> Result<(), ServiceError> {
     airlock.store.transact(|tx| {
-        exchange::store_tokens(ctx, tx, &conn.id, tokens, false)?;
+        exchange::store_tokens(ctx, tx, &conn.id, tokens, false, token_endpoint)?;
         if conn.status == ConnectionStatus::NeedsReauth {
             repo::set_status(tx, &conn.id, ConnectionStatus::Active)?;
         }

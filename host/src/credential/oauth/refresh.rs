@@ -132,9 +132,8 @@ impl OAuthCredential {
             Some(issued) if issued.expose_secret() != current.as_str() => {
                 Err(self.needs_reauth(&format!(
                     "its tokens were issued by {} but its token endpoint is now {current}; the \
-                     refresh token is not sent to another endpoint: run `airlock oauth connect {}`",
-                    issued.expose_secret(),
-                    self.record.name
+                     refresh token is not sent to another endpoint, so authorise it again",
+                    issued.expose_secret()
                 )))
             }
             _ => Ok(()),

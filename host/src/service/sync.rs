@@ -1,6 +1,8 @@
 //! Syncing a connection: pages fetched through the plugin's `sync` export,
 //! each committed with its cursor before the next is asked for, so a failure
-//! never loses the cursor of the last committed page.
+//! never loses the cursor of the last committed page. A run ends
+//! `succeeded` only when the plugin says there is no more; one that says
+//! more without a new cursor to ask with ends `failed`.
 
 use super::{Airlock, ServiceError};
 use crate::runtime::types::SyncRequest;
@@ -51,7 +53,14 @@ impl Airlock {
                     data: r.data,
                 })
                 .collect();
-            let stalled = page.has_more && page.next_cursor.is_some() && page.next_cursor == cursor;
+            // More to come, but the next request would be this one again
+            // (no cursor, or the same one): the run could never finish,
+            // and ending it `succeeded` would hide what was not read.
+            let stalled = page.has_more
+                && page
+                    .next_cursor
+                    .as_ref()
+                    .is_none_or(|next| cursor.as_ref() == Some(next));
             if let Err(e) = self.store.write(|tx| {
                 repo::commit_page(tx, &run.id, &record.id, &rows, page.next_cursor.as_deref())
             }) {

@@ -654,3 +654,51 @@ async fn confluence_fails_when_the_search_stops_short_of_its_results() {
     let reason = assert_fails(&airlock, "wiki", 50).await;
     assert!(reason.contains("500 of 1000"), "{reason}");
 }
+
+// ---- the host's sync loop --------------------------------------------------------
+
+/// A plugin page that says `has-more` with no records and no cursor would
+/// be asked for again unchanged forever: the run ends `failed` at once,
+/// naming the plugin, instead of looping or ending `succeeded`.
+#[tokio::test]
+async fn a_page_with_more_but_no_cursor_fails_the_run() {
+    let feed = MockServer::start().await;
+    Mock::given(path("/feed"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "records": [], "next_cursor": null, "has_more": true
+        })))
+        .mount(&feed)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let airlock = crate::service::open(dir.path());
+    crate::service::install(&airlock, airlock_test_artifacts::PROBE);
+    let url = format!("{}/feed", feed.uri());
+    airlock
+        .add_connection(NewConnection {
+            name: "feed".into(),
+            plugin_id: "probe".into(),
+            settings: BTreeMap::from([
+                ("base-url".to_string(), feed.uri()),
+                ("action".to_string(), "ok".to_string()),
+                ("url".to_string(), url),
+            ]),
+            auth: AuthInput::None,
+            scope: Scope::Global,
+        })
+        .unwrap();
+    let outcome = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        airlock.sync("feed", true, 10, |_| {}),
+    )
+    .await
+    .expect("the run ends instead of asking for the same page forever");
+    let err = outcome.expect_err("a run that cannot continue must not succeed");
+    assert!(
+        err.to_string().contains("without advancing its cursor"),
+        "{err}"
+    );
+    let run = &airlock.sync_runs("feed", 1).unwrap()[0];
+    assert_eq!(run.status, "failed");
+    assert_eq!(run.pages, 1);
+    assert_eq!(run.error.as_deref(), Some(err.to_string().as_str()));
+}

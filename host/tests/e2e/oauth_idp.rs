@@ -347,3 +347,132 @@ async fn overrides_are_checked_when_set() {
         );
     }
 }
+
+/// `airlock` on `dir`; exit code, stdout, stderr.
+fn cli(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(args)
+        .env("AIRLOCK_DATA_DIR", dir)
+        .env_remove("AIRLOCK_MASTER_KEY")
+        .env_remove("AIRLOCK_MASTER_PASSPHRASE")
+        .env_remove("AIRLOCK_CLEARTEXT_CREDENTIAL_ORIGINS")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run airlock");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The operator's commands: overrides on `connection add` (Confluence Data
+/// Center's own provider), shown with their source, refused over plain
+/// http unless allowed in clear text, cleared back to the manifest's.
+#[test]
+fn the_cli_sets_shows_and_clears_endpoint_overrides() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let wasm = crate::openai::plugin_path("confluence");
+    let (code, _, err) = cli(d, &["plugin", "install", wasm, "--approve"], &[]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = cli(
+        d,
+        &[
+            "connection",
+            "add",
+            "wiki",
+            "--plugin",
+            "confluence",
+            "--auth",
+            "oauth2",
+            "--global",
+            "--setting",
+            "base-url=https://wiki.acme.example",
+            "--setting",
+            "deployment=data-center",
+            "--client-id",
+            "airlock",
+            "--secret-env",
+            "WIKI_SECRET",
+            "--oauth-authorize-url",
+            "{base-url}/rest/oauth2/latest/authorize",
+            "--oauth-token-url",
+            "{base-url}/rest/oauth2/latest/token",
+        ],
+        &[("WIKI_SECRET", "CANARY-wiki-secret")],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("https://wiki.acme.example/rest/oauth2/latest/token (connection override"),
+        "{out}"
+    );
+    let (code, out, err) = cli(d, &["oauth", "endpoints", "wiki", "--json"], &[]);
+    assert_eq!(code, 0, "{err}");
+    let shown: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(shown["token_url_from"], "connection");
+    assert_eq!(
+        shown["authorize_url"],
+        "https://wiki.acme.example/rest/oauth2/latest/authorize"
+    );
+
+    let plain = [
+        "oauth",
+        "app",
+        "set",
+        "confluence",
+        "--client-id",
+        "org",
+        "--token-url",
+        "http://idp.intranet.example/token",
+    ];
+    let (code, _, err) = cli(d, &plain, &[]);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("AIRLOCK_CLEARTEXT_CREDENTIAL_ORIGINS"),
+        "{err}"
+    );
+    let allowed = [(
+        "AIRLOCK_CLEARTEXT_CREDENTIAL_ORIGINS",
+        "http://idp.intranet.example",
+    )];
+    let (code, out, err) = cli(d, &plain, &allowed);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("http://idp.intranet.example/token (organisation app"),
+        "{out}"
+    );
+
+    let (code, _, err) = cli(
+        d,
+        &[
+            "connection",
+            "add",
+            "pat",
+            "--plugin",
+            "confluence",
+            "--auth",
+            "bearer",
+            "--global",
+            "--setting",
+            "base-url=https://wiki.acme.example",
+            "--secret-env",
+            "WIKI_SECRET",
+            "--oauth-token-url",
+            "https://idp.example/token",
+        ],
+        &[("WIKI_SECRET", "x")],
+    );
+    assert_eq!(code, 2, "{err}");
+
+    let (code, out, err) = cli(
+        d,
+        &["oauth", "endpoints", "wiki", "--clear", "--json"],
+        &allowed,
+    );
+    assert_eq!(code, 0, "{err}");
+    let shown: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(shown["token_url"], "http://idp.intranet.example/token");
+    assert_eq!(shown["token_url_from"], "app");
+    assert_eq!(shown["authorize_url_from"], "manifest");
+}

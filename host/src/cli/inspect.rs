@@ -62,9 +62,13 @@ fn print_human(plugin: &Plugin) {
     );
     if let Some(o) = &m.auth.oauth2 {
         println!(
-            "  oauth2:      authorize {} token {} scopes [{}]",
+            "  oauth2:      authorize {} token {} issuer {} scopes [{}] \
+             (an operator may override the endpoints per org app or connection)",
             o.authorize_url,
             o.token_url,
+            o.issuer
+                .as_deref()
+                .unwrap_or("(any at the authorize origin)"),
             o.scopes.join(" ")
         );
     }

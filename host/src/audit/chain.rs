@@ -140,7 +140,7 @@ pub fn row_hash(prev_hash: &Value, content: &[Value]) -> String {
 }
 
 /// The first thing wrong with the chain.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(tag = "problem", rename_all = "kebab-case")]
 pub enum ChainProblem {
     /// The row's content no longer matches its `hash`: it was edited (or
@@ -251,7 +251,7 @@ impl std::fmt::Display for ChainProblem {
 }
 
 /// Result of walking the chain.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct VerifyReport {
     /// Rows checked and found good (all of them when `problem` is `None`).
     pub rows: u64,

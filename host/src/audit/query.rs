@@ -13,7 +13,7 @@ use super::sqlite::format_time;
 pub const DEFAULT_LIMIT: usize = 100;
 
 /// Allowed or denied, as stored in `audit_log.decision`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DecisionKind {
     /// The request was sent.
@@ -82,7 +82,7 @@ impl Default for AuditFilter {
 }
 
 /// One outbound request with how it ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct AuditEntry {
     /// The request row's `seq`: its position in the log (entries come
     /// highest first).
@@ -119,7 +119,7 @@ pub struct AuditEntry {
 }
 
 /// The outcome row of an [`AuditEntry`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct AuditOutcome {
     /// The outcome row's own `seq` (later than its request's).
     pub seq: i64,

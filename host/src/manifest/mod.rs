@@ -31,7 +31,7 @@ pub const SUPPORTED_API_VERSIONS: &[&str] = &["0.1"];
 const MAX_MANIFEST_BYTES: usize = 64 * 1024;
 
 /// A plugin's validated self-description.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct Manifest {
     /// Stable identifier connections and installs refer to: 1-64 characters
@@ -65,7 +65,7 @@ pub struct Manifest {
 
 /// What kind of connector a plugin is, for listings. Informational: what a
 /// plugin can do is decided by the interfaces its component exports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Category {
     /// A general-purpose connector.
@@ -91,7 +91,7 @@ impl fmt::Display for Category {
 
 /// The manifest's `[auth]` table: which credentials a connection of the
 /// plugin may carry and how the host obtains or sends them.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct AuthSpec {
     /// Credential kinds a connection may use. A connection without a
@@ -108,7 +108,7 @@ pub struct AuthSpec {
 
 /// Settings that say how the host sends an API key. The host reads them
 /// when the connection is saved; the plugin never sees the key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct ApiKeySpec {
     /// The setting holding the header name.
@@ -119,7 +119,7 @@ pub struct ApiKeySpec {
 
 /// How a connection authenticates; spelled kebab-case in manifests
 /// (`api-key`). The host attaches the credential; the plugin never sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum AuthKind {
     /// No credential: requests go out as the plugin wrote them.
@@ -157,7 +157,7 @@ impl fmt::Display for AuthKind {
 }
 
 /// OAuth endpoints a plugin declares; the host runs the flow.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct OAuth2Spec {
     /// The authorisation endpoint the user is sent to; `{setting-name}`
@@ -192,7 +192,7 @@ pub struct OAuth2Spec {
 /// The URL and methods are parsed into an [`EgressRule`] when the entry is
 /// read (from the manifest or from the stored approval), so an entry that
 /// exists is one that parses.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(try_from = "RawEgressSpec", into = "RawEgressSpec")]
 pub struct EgressSpec {
     /// The URL as the plugin wrote it (shown to the operator).
@@ -209,7 +209,7 @@ pub struct EgressSpec {
 }
 
 /// An egress entry as written, before its URL is parsed.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 struct RawEgressSpec {
     url: String,
@@ -312,7 +312,7 @@ impl EgressSpec {
 
 /// One connection setting the plugin declares (`[[settings]]`). Settings
 /// are non-secret: the plugin reads them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct SettingSpec {
     /// The setting's name: kebab-case, unique in the manifest (`base-url`).
@@ -338,7 +338,7 @@ pub struct SettingSpec {
 }
 
 /// The type of a setting's value (values are stored as text).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum SettingKind {
     /// Any text.

@@ -91,7 +91,7 @@ impl ChatInput {
 }
 
 /// A complete answer.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct ChatAnswer {
     /// The conversation the turn was stored in; pass it as
     /// [`ChatInput::conversation`] to continue.
@@ -104,9 +104,24 @@ pub struct ChatAnswer {
     /// Why the provider stopped (e.g. `stop`, `length`), when it said.
     pub finish_reason: Option<String>,
     /// Token counts, when the provider reported them.
+    #[schemars(with = "Option<UsageSchema>")]
     pub usage: Option<TokenUsage>,
     /// How many values of each kind redaction replaced in what was sent.
     pub redacted: BTreeMap<String, u32>,
+}
+
+/// The JSON form of the WIT's [`TokenUsage`] (a generated type, which
+/// cannot derive a schema), for [`ChatAnswer`]'s schema in the API document.
+#[derive(schemars::JsonSchema)]
+#[schemars(rename = "TokenUsage")]
+#[allow(dead_code)]
+struct UsageSchema {
+    /// Tokens in the prompt.
+    prompt_tokens: u32,
+    /// Tokens in the answer.
+    completion_tokens: u32,
+    /// Both.
+    total_tokens: u32,
 }
 
 /// What a streamed turn yields: text as it arrives, then the whole answer

@@ -13,7 +13,7 @@ use super::{StoreError, exists, new_id, now};
 use crate::manifest::AuthKind;
 
 /// Whether a connection may be used.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum ConnectionStatus {
     /// Calls go through.
@@ -58,7 +58,7 @@ impl FromStr for ConnectionStatus {
 }
 
 /// Where a connection applies.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Scope {
     /// Every project.
@@ -87,7 +87,7 @@ impl fmt::Display for Scope {
 }
 
 /// Non-secret authentication settings, stored as JSON in `auth_config`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
 pub struct AuthConfig {
     /// User name for basic auth.
@@ -102,7 +102,7 @@ pub struct AuthConfig {
 }
 
 /// A configured connection.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct ConnectionRecord {
     /// Random hex id; the vault keys the connection's secrets by it.
     pub id: String,

@@ -18,7 +18,7 @@ use serde::Serialize;
 use super::{StoreError, now};
 
 /// Who wrote a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum MessageRole {
     /// Instructions to the model (a domain prompt, a turn's system text).
@@ -50,7 +50,7 @@ impl MessageRole {
 }
 
 /// A conversation without its messages.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct ConversationRecord {
     /// Random hex id.
     pub id: String,
@@ -116,7 +116,7 @@ impl ProjectFilter {
 const PROJECT_MATCHES: &str = "(:any OR project IS :project)";
 
 /// One stored message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct MessageRecord {
     /// Position in the conversation.
     pub seq: u32,

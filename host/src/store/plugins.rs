@@ -10,7 +10,7 @@ use super::{StoreError, exists, now};
 use crate::manifest::{EgressSpec, Manifest};
 
 /// An installed plugin.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct PluginRecord {
     /// The manifest's id.
     pub id: String,

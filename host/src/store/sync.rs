@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::{StoreError, exists, new_id, now};
 
 /// One sync of a connection.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct SyncRun {
     /// Random hex id.
     pub id: String,
@@ -35,7 +35,7 @@ pub struct SyncRun {
 }
 
 /// A synced record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct SyncRecordRow {
     /// The plugin's name for the record's type (e.g. `work-item`, `page`).
     pub kind: String,

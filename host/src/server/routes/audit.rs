@@ -4,13 +4,14 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::Method;
-use serde::Deserialize;
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditEntry, AuditFilter, DecisionKind, VerifyReport};
 use crate::server::AppState;
 use crate::server::auth::{Access, Principal};
 use crate::server::error::{ApiError, ApiQuery};
-use crate::server::openapi::{Operation, RequestBody, Routes};
+use crate::server::openapi::{Operation, Routes};
 use crate::store::tokens::Role;
 
 /// Most entries one listing returns.
@@ -21,20 +22,15 @@ pub fn routes(r: Routes) -> Routes {
         Operation {
             method: Method::GET,
             path: "/api/v1/audit",
+            id: "listAudit",
             tag: "audit",
             summary: "Recorded outbound requests, newest first",
             access: Access::Role(Role::Operator),
-            body: RequestBody::None,
-            success: (200, "Audit entries"),
-            query: &[
-                ("connection", "Connection id or name"),
-                ("plugin", "Plugin id"),
-                ("project", "Project"),
-                ("decision", "allowed or denied"),
-                ("since", "RFC 3339 time or YYYY-MM-DD, inclusive"),
-                ("until", "RFC 3339 time or YYYY-MM-DD, exclusive"),
-                ("limit", "At most this many (default 100, max 1000)"),
-            ],
+            returns: "Audit entries",
+            errors: &[(
+                400,
+                "a time bound is neither RFC 3339 nor a date (`invalid_request`)",
+            )],
         },
         list,
     )
@@ -42,29 +38,59 @@ pub fn routes(r: Routes) -> Routes {
         Operation {
             method: Method::GET,
             path: "/api/v1/audit/verify",
+            id: "verifyAudit",
             tag: "audit",
             summary: "Check the audit log's hash chain",
             access: Access::Role(Role::Operator),
-            body: RequestBody::None,
-            success: (
-                200,
-                "The verification report (`ok` false names the first problem)",
-            ),
-            query: &[],
+            returns: "The verification report (`ok` false names the first problem)",
+            errors: &[],
         },
         verify,
     )
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 struct ListQuery {
+    /// Connection id or name.
     connection: Option<String>,
+    /// Plugin id.
     plugin: Option<String>,
+    /// Project.
     project: Option<String>,
-    decision: Option<String>,
+    /// Only allowed, or only denied, requests.
+    decision: Option<DecisionKind>,
+    /// RFC 3339 time or YYYY-MM-DD (midnight UTC), inclusive.
+    #[serde(default)]
+    #[schemars(schema_with = "time_bound")]
     since: Option<String>,
+    /// RFC 3339 time or YYYY-MM-DD (midnight UTC), exclusive.
+    #[serde(default)]
+    #[schemars(schema_with = "time_bound")]
     until: Option<String>,
+    /// At most this many (default 100, max 1000).
     limit: Option<usize>,
+}
+
+/// What [`AuditFilter`]'s `since` and `until` parse.
+fn time_bound(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "anyOf": [
+            { "type": "string", "format": "date-time" },
+            { "type": "string", "format": "date" }
+        ]
+    })
+}
+
+/// [`VerifyReport`] with its verdict spelled out.
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "AuditVerification")]
+struct Verification {
+    #[serde(flatten)]
+    report: VerifyReport,
+    /// Whether the chain checked out.
+    ok: bool,
+    /// The verdict in words.
+    summary: String,
 }
 
 async fn list(
@@ -77,16 +103,11 @@ async fn list(
     let connection_id = q
         .connection
         .map(|c| state.airlock().connection(&c).map(|r| r.id).unwrap_or(c));
-    let decision = q
-        .decision
-        .map(|d| d.parse::<DecisionKind>())
-        .transpose()
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     let filter = AuditFilter {
         connection_id,
         plugin_id: q.plugin,
         project: principal.project_for(q.project)?,
-        decision,
+        decision: q.decision,
         since: q.since,
         until: q.until,
         limit: q.limit.unwrap_or(100).min(MAX_LIST),
@@ -97,11 +118,12 @@ async fn list(
 async fn verify(
     State(state): State<AppState>,
     principal: Principal,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<Verification>, ApiError> {
     principal.require_unrestricted("verifying the whole audit log")?;
     let report: VerifyReport = state.airlock().verify_audit()?;
-    let mut value = serde_json::to_value(&report).map_err(|e| ApiError::internal(e.to_string()))?;
-    value["ok"] = serde_json::Value::Bool(report.is_ok());
-    value["summary"] = serde_json::Value::String(report.to_string());
-    Ok(Json(value))
+    Ok(Json(Verification {
+        ok: report.is_ok(),
+        summary: report.to_string(),
+        report,
+    }))
 }

@@ -11,15 +11,18 @@ use axum::http::Method;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::CALL_ERRORS;
 use super::connections::usable_for;
 use crate::server::AppState;
 use crate::server::auth::{Access, Principal};
 use crate::server::error::{ApiError, ApiJson, ApiPath};
-use crate::server::openapi::{Operation, RequestBody, Routes};
-use crate::service::{ChatEvent, ChatInput};
+use crate::server::openapi::describe::{Described, Schemas};
+use crate::server::openapi::{DocResponse, Failure, Operation, Routes};
+use crate::service::{ChatAnswer, ChatEvent, ChatInput};
 use crate::store::tokens::Role;
 
 pub fn routes(r: Routes) -> Routes {
@@ -27,50 +30,87 @@ pub fn routes(r: Routes) -> Routes {
         Operation {
             method: Method::POST,
             path: "/api/v1/connections/{id}/chat",
+            id: "chat",
             tag: "chat",
             summary: "Send a message through an AI provider connection (a new conversation, or \
                       `conversation` to continue one); JSON answer, or server-sent events with \
                       `stream: true`",
             access: Access::Role(Role::User),
-            body: RequestBody::Json(|| {
-                json!({
-                    "type": "object",
-                    "required": ["message"],
-                    "properties": {
-                        "message": {"type": "string"},
-                        "conversation": {"type": "string", "description": "Continue this conversation"},
-                        "system": {"type": "string", "description": "Extra system text"},
-                        "model": {"type": "string"},
-                        "temperature": {"type": "number"},
-                        "max_tokens": {"type": "integer"},
-                        "project": {"type": "string"},
-                        "stream": {"type": "boolean", "description": "Answer as text/event-stream"}
-                    }
-                })
-            }),
-            success: (
-                200,
-                "The answer and its conversation id (JSON), or `delta` events then one `done` \
-                 event (text/event-stream)",
-            ),
-            query: &[],
+            returns: "The answer and its conversation id (JSON), or `delta` events then one \
+                      `done` event (text/event-stream)",
+            errors: CHAT_ERRORS,
         },
         chat,
     )
 }
 
-#[derive(Debug, Deserialize)]
+/// A chat turn calls the plugin, and names a conversation that may not be
+/// found for the project the call is made for.
+const CHAT_ERRORS: &[Failure] = &[
+    CALL_ERRORS[0],
+    CALL_ERRORS[1],
+    CALL_ERRORS[2],
+    (
+        404,
+        "no such conversation for the project the call is made for (`not_found`)",
+    ),
+    CALL_ERRORS[3],
+    CALL_ERRORS[4],
+    CALL_ERRORS[5],
+    CALL_ERRORS[6],
+    CALL_ERRORS[7],
+];
+
+/// One chat turn.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "ChatTurn")]
 struct ChatBody {
+    /// The user's message.
     message: String,
+    /// Continue this conversation; a new one is started when absent.
     conversation: Option<String>,
+    /// Extra system text.
     system: Option<String>,
+    /// The model; the connection's configured one when absent.
     model: Option<String>,
+    /// Sampling temperature; the provider's default when absent.
     temperature: Option<f32>,
+    /// Most tokens the answer may use.
     max_tokens: Option<u32>,
+    /// The project the call is made for (a restricted token's own by
+    /// default); it scopes the conversation.
     project: Option<String>,
+    /// Answer as `text/event-stream`.
     #[serde(default)]
     stream: bool,
+}
+
+/// A chat answer: JSON, or server-sent events.
+struct ChatReply(Response);
+
+impl IntoResponse for ChatReply {
+    fn into_response(self) -> Response {
+        self.0
+    }
+}
+
+impl DocResponse for ChatReply {
+    fn describe(schemas: &mut Schemas, doc: &mut Described) {
+        let answer = schemas.output::<ChatAnswer>();
+        doc.success.entry(200).or_default().extend([
+            ("application/json", answer),
+            (
+                "text/event-stream",
+                json!({
+                    "type": "string",
+                    "description": "`delta` events whose data is `{\"content\": text}`, then \
+                                    one `done` event whose data is the ChatAnswer, or one \
+                                    `error` event whose data is the Error"
+                }),
+            ),
+        ]);
+    }
 }
 
 async fn chat(
@@ -78,7 +118,7 @@ async fn chat(
     principal: Principal,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<ChatBody>,
-) -> Result<Response, ApiError> {
+) -> Result<ChatReply, ApiError> {
     let (record, project) = usable_for(&state, &principal, &id, body.project)?;
     let input = ChatInput {
         message: body.message,
@@ -92,7 +132,7 @@ async fn chat(
     let airlock = state.airlock();
     if !body.stream {
         let answer = airlock.chat(&record.id, input).await?;
-        return Ok(Json(answer).into_response());
+        return Ok(ChatReply(Json(answer).into_response()));
     }
     // Errors before the first byte (unknown conversation, paused
     // connection, the upstream refusing the request) keep their status.
@@ -113,7 +153,9 @@ async fn chat(
             }
         })
     });
-    Ok(Sse::new(stream)
-        .keep_alive(KeepAlive::default())
-        .into_response())
+    Ok(ChatReply(
+        Sse::new(stream)
+            .keep_alive(KeepAlive::default())
+            .into_response(),
+    ))
 }

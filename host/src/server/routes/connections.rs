@@ -1,5 +1,6 @@
 //! `/api/v1/connections`: list (narrowed by project), create, get, update
-//! settings, delete, test, pause, resume, and invoke any exported operation.
+//! settings, delete, test, pause, resume; and who may use or manage a
+//! connection ([`usable`], [`managed`]) for the other connection routes.
 //! Secrets go in (create) and never come out: answers are
 //! [`ConnectionRecord`]s, which hold no secret.
 
@@ -7,58 +8,61 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{Method, StatusCode};
+use axum::http::Method;
+use schemars::JsonSchema;
 use secrecy::SecretString;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 
+use super::{CALL_ERRORS, CONNECTION_ERRORS, NO_CONNECTION};
 use crate::server::AppState;
 use crate::server::auth::{Access, Principal};
 use crate::server::error::{ApiError, ApiJson, ApiPath, ApiQuery};
-use crate::server::openapi::{Operation, RequestBody, Routes};
+use crate::server::openapi::{Created, NoContent, Operation, Routes};
 use crate::service::{AuthInput, NewConnection};
 use crate::store::connections::{ConnectionFilter, ConnectionRecord, Scope};
 use crate::store::tokens::Role;
 
 pub fn routes(r: Routes) -> Routes {
-    let op = |method, path, summary, role, body, success| Operation {
+    let op = |method, path, id, summary, returns, errors| Operation {
         method,
         path,
+        id,
         tag: "connections",
         summary,
-        access: Access::Role(role),
-        body,
-        success,
-        query: &[],
+        access: Access::Role(Role::Operator),
+        returns,
+        errors,
     };
     r.add(
-        Operation {
-            query: &[
-                (
-                    "project",
-                    "Only connections usable in this project (global ones included)",
-                ),
-                ("plugin", "Only connections of this plugin"),
-            ],
-            ..op(
-                Method::GET,
-                "/api/v1/connections",
-                "List connections",
-                Role::Operator,
-                RequestBody::None,
-                (200, "Connections (never their secrets)"),
-            )
-        },
+        op(
+            Method::GET,
+            "/api/v1/connections",
+            "listConnections",
+            "List connections",
+            "Connections (never their secrets)",
+            &[],
+        ),
         list,
     )
     .add(
         op(
             Method::POST,
             "/api/v1/connections",
+            "createConnection",
             "Create a connection; its secret is sealed in the vault and never returned",
-            Role::Operator,
-            RequestBody::Json(create_schema),
-            (201, "The connection"),
+            "The connection",
+            &[
+                (
+                    400,
+                    "invalid name, settings or credential (`invalid_request`)",
+                ),
+                (404, "no such plugin (`not_found`)"),
+                (
+                    409,
+                    "the name is taken (`conflict`), or the plugin needs approval \
+                     (`needs_approval`)",
+                ),
+            ],
         ),
         create,
     )
@@ -66,10 +70,10 @@ pub fn routes(r: Routes) -> Routes {
         op(
             Method::GET,
             "/api/v1/connections/{id}",
+            "getConnection",
             "Get a connection by id or name",
-            Role::Operator,
-            RequestBody::None,
-            (200, "The connection"),
+            "The connection",
+            CONNECTION_ERRORS,
         ),
         get,
     )
@@ -77,10 +81,17 @@ pub fn routes(r: Routes) -> Routes {
         op(
             Method::PATCH,
             "/api/v1/connections/{id}",
+            "updateConnection",
             "Update settings: each key set to a string sets it, to null removes it",
-            Role::Operator,
-            RequestBody::Json(update_schema),
-            (200, "The updated connection"),
+            "The updated connection",
+            &[
+                NO_CONNECTION,
+                (
+                    400,
+                    "a setting is invalid, or the base-url of a connection with a credential \
+                     would change origin (`invalid_request`)",
+                ),
+            ],
         ),
         update,
     )
@@ -88,10 +99,10 @@ pub fn routes(r: Routes) -> Routes {
         op(
             Method::DELETE,
             "/api/v1/connections/{id}",
+            "deleteConnection",
             "Delete a connection and destroy its secrets",
-            Role::Operator,
-            RequestBody::None,
-            (204, "Deleted"),
+            "Deleted",
+            CONNECTION_ERRORS,
         ),
         delete,
     )
@@ -99,10 +110,10 @@ pub fn routes(r: Routes) -> Routes {
         op(
             Method::POST,
             "/api/v1/connections/{id}/test",
+            "testConnection",
             "Run the plugin's test-connection against the service",
-            Role::Operator,
-            RequestBody::None,
-            (200, "The plugin's connection report"),
+            "The plugin's connection report",
+            CALL_ERRORS,
         ),
         test,
     )
@@ -110,10 +121,10 @@ pub fn routes(r: Routes) -> Routes {
         op(
             Method::POST,
             "/api/v1/connections/{id}/pause",
+            "pauseConnection",
             "Stop calls through a connection",
-            Role::Operator,
-            RequestBody::None,
-            (200, "The connection"),
+            "The connection",
+            CONNECTION_ERRORS,
         ),
         pause,
     )
@@ -121,101 +132,50 @@ pub fn routes(r: Routes) -> Routes {
         op(
             Method::POST,
             "/api/v1/connections/{id}/resume",
+            "resumeConnection",
             "Allow calls through a paused connection again",
-            Role::Operator,
-            RequestBody::None,
-            (200, "The connection"),
+            "The connection",
+            CONNECTION_ERRORS,
         ),
         resume,
     )
-    .add(
-        Operation {
-            tag: "invoke",
-            query: &[(
-                "project",
-                "Project the call is made for (a restricted token's own project by default)",
-            )],
-            ..op(
-                Method::POST,
-                "/api/v1/connections/{id}/invoke/{interface}/{operation}",
-                "Invoke an exported operation (e.g. tickets/create) with a JSON input",
-                Role::User,
-                RequestBody::Json(|| json!({ "description": "The operation's input, as JSON" })),
-                (200, "The operation's output, as JSON"),
-            )
-        },
-        invoke,
-    )
-}
-
-fn create_schema() -> Value {
-    json!({
-        "type": "object",
-        "required": ["name", "plugin"],
-        "additionalProperties": false,
-        "properties": {
-            "name": { "type": "string" },
-            "plugin": { "type": "string", "description": "Installed plugin id" },
-            "settings": { "type": "object", "additionalProperties": { "type": "string" } },
-            "projects": {
-                "type": "array", "items": { "type": "string" },
-                "description": "Scope to these projects; absent: global (a project-restricted token: its project)"
-            },
-            "auth": {
-                "type": "object",
-                "required": ["kind"],
-                "description": "kind none | basic {username, password} | bearer {token} | api-key {header, prefix, key} | oauth2 {client_id, client_secret}",
-                "properties": {
-                    "kind": { "enum": ["none", "basic", "bearer", "api-key", "oauth2"] },
-                    "username": { "type": "string" },
-                    "password": { "type": "string", "writeOnly": true },
-                    "token": { "type": "string", "writeOnly": true },
-                    "header": { "type": "string" },
-                    "prefix": { "type": "string" },
-                    "key": { "type": "string", "writeOnly": true },
-                    "client_id": { "type": "string" },
-                    "client_secret": { "type": "string", "writeOnly": true }
-                }
-            }
-        }
-    })
-}
-
-fn update_schema() -> Value {
-    json!({
-        "type": "object",
-        "required": ["settings"],
-        "additionalProperties": false,
-        "properties": {
-            "settings": { "type": "object", "additionalProperties": { "type": ["string", "null"] } }
-        }
-    })
 }
 
 /// The auth part of a create request. Secrets are moved into
 /// [`SecretString`]s straight away; this type has no `Debug` on purpose.
-#[derive(Deserialize)]
+#[derive(Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+#[schemars(rename = "ConnectionAuth")]
 enum AuthBody {
+    /// No credential.
     None,
+    /// HTTP basic authentication.
     Basic {
         #[serde(default)]
         username: String,
+        #[schemars(extend("writeOnly" = true))]
         password: String,
     },
+    /// `Authorization: Bearer <token>`.
     Bearer {
+        #[schemars(extend("writeOnly" = true))]
         token: String,
     },
+    /// A key in a header.
     ApiKey {
-        // Absent: the plugin's header setting decides.
+        /// The header; absent: the plugin's header setting decides.
         #[serde(default)]
         header: String,
-        // Absent: the plugin's default prefix.
+        /// Text before the key; absent: the plugin's default prefix.
         prefix: Option<String>,
+        #[schemars(extend("writeOnly" = true))]
         key: String,
     },
+    /// OAuth 2.0: the client registered with the provider; absent: the
+    /// org app's or the manifest's.
     Oauth2 {
         client_id: Option<String>,
+        #[schemars(extend("writeOnly" = true))]
         client_secret: Option<String>,
     },
 }
@@ -251,32 +211,49 @@ impl From<AuthBody> for AuthInput {
     }
 }
 
-#[derive(Deserialize)]
+/// A new connection.
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "NewConnection")]
 struct CreateBody {
+    /// Unique name the connection is called by.
     name: String,
+    /// The installed plugin's id.
     plugin: String,
+    /// Settings by name, checked against the plugin's manifest.
     #[serde(default)]
     settings: BTreeMap<String, String>,
+    /// The credential; absent: none.
     auth: Option<AuthBody>,
+    /// Scope to these projects; absent: global (for a project-restricted
+    /// token: its project).
     projects: Option<Vec<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+/// Settings to change.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "ConnectionUpdate")]
 struct UpdateBody {
+    /// A string sets the setting, `null` removes it.
     settings: BTreeMap<String, Option<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 struct ListQuery {
+    /// Only connections usable in this project (global ones included).
     project: Option<String>,
+    /// Only connections of this plugin.
     plugin: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
-struct InvokeQuery {
-    project: Option<String>,
+/// What the plugin's test-connection reported.
+#[derive(Debug, Serialize, JsonSchema)]
+struct TestReport {
+    /// Who the credential authenticates as, when the service says.
+    account: Option<String>,
+    /// What was checked and what came back.
+    message: String,
 }
 
 /// The connection `id` (id or name), if the token may use it.
@@ -338,7 +315,7 @@ async fn create(
     State(state): State<AppState>,
     principal: Principal,
     ApiJson(body): ApiJson<CreateBody>,
-) -> Result<(StatusCode, Json<ConnectionRecord>), ApiError> {
+) -> Result<Created<ConnectionRecord>, ApiError> {
     let scope = match (principal.project(), body.projects) {
         (None, None) => Scope::Global,
         (None, Some(projects)) => Scope::Projects(projects),
@@ -362,7 +339,7 @@ async fn create(
         scope,
     })?;
     tracing::info!(connection = %record.name, plugin = %record.plugin_id, by = %principal.token.name, "connection created");
-    Ok((StatusCode::CREATED, Json(record)))
+    Ok(Created(record))
 }
 
 async fn get(
@@ -391,23 +368,24 @@ async fn delete(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath(id): ApiPath<String>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<NoContent, ApiError> {
     let record = managed(&state, &principal, &id)?;
     state.airlock().remove_connection(&record.id)?;
     tracing::info!(connection = %record.name, by = %principal.token.name, "connection deleted");
-    Ok(StatusCode::NO_CONTENT)
+    Ok(NoContent)
 }
 
 async fn test(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath(id): ApiPath<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TestReport>, ApiError> {
     let record = managed(&state, &principal, &id)?;
     let report = state.airlock().test_connection(&record.id).await?;
-    Ok(Json(
-        json!({ "account": report.account, "message": report.message }),
-    ))
+    Ok(Json(TestReport {
+        account: report.account,
+        message: report.message,
+    }))
 }
 
 async fn pause(
@@ -426,24 +404,4 @@ async fn resume(
 ) -> Result<Json<ConnectionRecord>, ApiError> {
     let record = managed(&state, &principal, &id)?;
     Ok(Json(state.airlock().resume_connection(&record.id)?))
-}
-
-async fn invoke(
-    State(state): State<AppState>,
-    principal: Principal,
-    ApiPath((id, interface, operation)): ApiPath<(String, String, String)>,
-    ApiQuery(q): ApiQuery<InvokeQuery>,
-    ApiJson(input): ApiJson<Value>,
-) -> Result<Json<Value>, ApiError> {
-    let (record, project) = usable_for(&state, &principal, &id, q.project)?;
-    let output = state
-        .airlock()
-        .call(
-            &record.id,
-            &format!("{interface}.{operation}"),
-            input,
-            project.as_deref(),
-        )
-        .await?;
-    Ok(Json(output))
 }

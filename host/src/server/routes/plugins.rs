@@ -5,37 +5,40 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 
 use super::blocking;
 use crate::server::auth::{Access, Principal};
 use crate::server::error::{ApiBytes, ApiError, ApiJson, ApiPath};
-use crate::server::openapi::{Operation, RequestBody, Routes};
+use crate::server::openapi::describe::{Described, Schemas};
+use crate::server::openapi::{DocResponse, NoContent, Operation, Routes};
 use crate::server::{AppState, UPLOAD_PATH};
 use crate::service::InstallPlan;
 use crate::store::plugins::PluginRecord;
 use crate::store::tokens::Role;
 
 pub fn routes(r: Routes, max_upload: usize) -> Routes {
-    let op = |method, path, summary, role, body, success| Operation {
+    let op = |method, path, id, summary, role, returns, errors| Operation {
         method,
         path,
+        id,
         tag: "plugins",
         summary,
         access: Access::Role(role),
-        body,
-        success,
-        query: &[],
+        returns,
+        errors,
     };
     r.add(
         op(
             Method::GET,
             "/api/v1/plugins",
+            "listPlugins",
             "List installed plugins",
             Role::Operator,
-            RequestBody::None,
-            (200, "Installed plugins"),
+            "Installed plugins",
+            &[],
         ),
         list,
     )
@@ -43,13 +46,22 @@ pub fn routes(r: Routes, max_upload: usize) -> Routes {
         op(
             Method::POST,
             UPLOAD_PATH,
+            "uploadPlugin",
             "Upload a plugin (.wasm): validated, compiled and held for approval",
             Role::Admin,
-            RequestBody::Wasm,
-            (
-                202,
-                "The install plan: capabilities to approve, or `unchanged`",
-            ),
+            "The install plan: 202 with the capabilities to approve, or 200 `unchanged` when \
+             this exact file is installed",
+            &[
+                (400, "the body is empty (`invalid_request`)"),
+                (
+                    422,
+                    "not a valid plugin component or manifest (`invalid_plugin`)",
+                ),
+                (
+                    429,
+                    "too many uploads are waiting for approval (`too_many_pending`)",
+                ),
+            ],
         ),
         upload,
         max_upload,
@@ -58,10 +70,11 @@ pub fn routes(r: Routes, max_upload: usize) -> Routes {
         op(
             Method::GET,
             "/api/v1/plugins/{id}",
+            "getPlugin",
             "Inspect an installed plugin (manifest, approved grant), and any upload pending approval",
             Role::Operator,
-            RequestBody::None,
-            (200, "The plugin"),
+            "The plugin",
+            &[(404, "no such plugin installed or pending (`not_found`)")],
         ),
         get,
     )
@@ -69,10 +82,17 @@ pub fn routes(r: Routes, max_upload: usize) -> Routes {
         op(
             Method::POST,
             "/api/v1/plugins/{id}/approve",
+            "approvePlugin",
             "Approve the pending upload's capabilities and install it",
             Role::Admin,
-            RequestBody::Json(approve_schema),
-            (200, "The installed plugin"),
+            "The installed plugin",
+            &[
+                (404, "no upload of that plugin is pending (`not_found`)"),
+                (
+                    409,
+                    "the pending upload has another SHA-256 (`sha256_mismatch`)",
+                ),
+            ],
         ),
         approve,
     )
@@ -80,52 +100,100 @@ pub fn routes(r: Routes, max_upload: usize) -> Routes {
         op(
             Method::DELETE,
             "/api/v1/plugins/{id}",
+            "deletePlugin",
             "Remove a plugin (refused while connections use it)",
             Role::Admin,
-            RequestBody::None,
-            (204, "Removed"),
+            "Removed",
+            &[
+                (404, "no such plugin (`not_found`)"),
+                (409, "connections still use it (`conflict`)"),
+            ],
         ),
         remove,
     )
 }
 
-fn approve_schema() -> Value {
-    json!({
-        "type": "object", "required": ["sha256"],
-        "properties": { "sha256": {
-            "type": "string",
-            "description": "SHA-256 of the uploaded file, as the upload answered: approves exactly that file"
-        } }
-    })
-}
-
 /// What an upload would do.
-#[derive(Debug, Serialize)]
-struct PlanView<'a> {
-    id: &'a str,
-    version: &'a str,
-    sha256: &'a str,
-    interfaces: &'a [String],
-    grant: &'a [crate::manifest::EgressSpec],
-    changes: &'a [String],
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[schemars(rename = "InstallPlan")]
+struct PlanView {
+    /// The manifest's plugin id.
+    id: String,
+    /// The manifest's version.
+    version: String,
+    /// Hex SHA-256 of the uploaded file: approve exactly this.
+    sha256: String,
+    /// The interfaces the component exports.
+    interfaces: Vec<String>,
+    /// The egress the plugin asks for beyond its connections' base URLs.
+    grant: Vec<crate::manifest::EgressSpec>,
+    /// What changes from the installed version, in words.
+    changes: Vec<String>,
     /// `pending-approval`, or `unchanged` when this exact file is installed.
-    status: &'static str,
+    status: PlanStatus,
 }
 
-fn plan_view(plan: &InstallPlan) -> PlanView<'_> {
+/// Whether an upload waits for approval.
+#[derive(Debug, Clone, Copy, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+enum PlanStatus {
+    /// Held until approved.
+    PendingApproval,
+    /// This exact file is installed already; nothing to approve.
+    Unchanged,
+}
+
+fn plan_view(plan: &InstallPlan) -> PlanView {
     PlanView {
-        id: &plan.manifest.id,
-        version: &plan.manifest.version,
-        sha256: &plan.sha256,
-        interfaces: &plan.interfaces,
-        grant: &plan.grant,
-        changes: &plan.changes,
+        id: plan.manifest.id.clone(),
+        version: plan.manifest.version.clone(),
+        sha256: plan.sha256.clone(),
+        interfaces: plan.interfaces.clone(),
+        grant: plan.grant.clone(),
+        changes: plan.changes.clone(),
         status: if plan.unchanged() {
-            "unchanged"
+            PlanStatus::Unchanged
         } else {
-            "pending-approval"
+            PlanStatus::PendingApproval
         },
     }
+}
+
+/// An upload's answer: `202 Accepted` while it waits for approval, `200`
+/// when it is installed already.
+#[derive(Debug)]
+struct Uploaded(PlanView);
+
+impl IntoResponse for Uploaded {
+    fn into_response(self) -> Response {
+        let status = match self.0.status {
+            PlanStatus::PendingApproval => StatusCode::ACCEPTED,
+            PlanStatus::Unchanged => StatusCode::OK,
+        };
+        (status, Json(self.0)).into_response()
+    }
+}
+
+impl DocResponse for Uploaded {
+    fn describe(schemas: &mut Schemas, doc: &mut Described) {
+        for status in [202, 200] {
+            let schema = schemas.output::<PlanView>();
+            doc.success
+                .entry(status)
+                .or_default()
+                .push(("application/json", schema));
+        }
+    }
+}
+
+/// An installed plugin and the upload of it waiting for approval; at least
+/// one of the two is there.
+#[derive(Debug, Serialize, JsonSchema)]
+struct PluginView {
+    /// The installed plugin, if any.
+    installed: Option<PluginRecord>,
+    /// The upload waiting for approval, if any.
+    pending: Option<PlanView>,
 }
 
 async fn list(
@@ -140,7 +208,7 @@ async fn upload(
     State(state): State<AppState>,
     principal: Principal,
     ApiBytes(body): ApiBytes,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<Uploaded, ApiError> {
     principal.require_unrestricted("uploading plugins")?;
     if body.is_empty() {
         return Err(ApiError::bad_request(
@@ -150,10 +218,9 @@ async fn upload(
     let airlock = state.airlock().clone();
     // Compiling is CPU-bound and can take seconds.
     let plan = blocking(move || Ok(airlock.plan_install(body.to_vec())?)).await?;
-    let view =
-        serde_json::to_value(plan_view(&plan)).map_err(|e| ApiError::internal(e.to_string()))?;
+    let view = plan_view(&plan);
     if plan.unchanged() {
-        return Ok((StatusCode::OK, Json(view)));
+        return Ok(Uploaded(view));
     }
     let mut pending = state.pending();
     if !pending.contains_key(&plan.manifest.id)
@@ -172,19 +239,16 @@ async fn upload(
     }
     tracing::info!(plugin = %plan.manifest.id, sha256 = %plan.sha256, "plugin uploaded, pending approval");
     pending.insert(plan.manifest.id.clone(), plan);
-    Ok((StatusCode::ACCEPTED, Json(view)))
+    Ok(Uploaded(view))
 }
 
 async fn get(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath(id): ApiPath<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PluginView>, ApiError> {
     principal.require_unrestricted("inspecting plugins")?;
-    let pending = state
-        .pending()
-        .get(&id)
-        .map(|p| serde_json::to_value(plan_view(p)).unwrap_or(Value::Null));
+    let pending = state.pending().get(&id).map(plan_view);
     let installed = match state
         .airlock()
         .store()
@@ -194,12 +258,16 @@ async fn get(
         Err(crate::store::StoreError::NotFound(_)) if pending.is_some() => None,
         Err(e) => return Err(crate::service::ServiceError::from(e).into()),
     };
-    Ok(Json(json!({ "installed": installed, "pending": pending })))
+    Ok(Json(PluginView { installed, pending }))
 }
 
-#[derive(Debug, Deserialize)]
+/// Which upload to approve.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "PluginApproval")]
 struct Approve {
+    /// SHA-256 of the uploaded file, as the upload answered: approves
+    /// exactly that file.
     sha256: String,
 }
 
@@ -245,9 +313,9 @@ async fn remove(
     State(state): State<AppState>,
     principal: Principal,
     ApiPath(id): ApiPath<String>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<NoContent, ApiError> {
     principal.require_unrestricted("removing plugins")?;
     state.airlock().remove_plugin(&id)?;
     state.pending().remove(&id);
-    Ok(StatusCode::NO_CONTENT)
+    Ok(NoContent)
 }

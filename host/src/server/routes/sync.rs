@@ -4,13 +4,15 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::Method;
+use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::connections::managed;
+use super::{CALL_ERRORS, CONNECTION_ERRORS};
 use crate::server::AppState;
 use crate::server::auth::{Access, Principal};
 use crate::server::error::{ApiError, ApiPath, ApiQuery};
-use crate::server::openapi::{Operation, RequestBody, Routes};
+use crate::server::openapi::{Failure, Operation, Routes};
 use crate::service::DEFAULT_PAGE_SIZE;
 use crate::store::sync::{SyncRecordRow, SyncRun};
 use crate::store::tokens::Role;
@@ -19,26 +21,24 @@ use crate::store::tokens::Role;
 const MAX_LIST: usize = 1000;
 
 pub fn routes(r: Routes) -> Routes {
-    let op = |method, path, summary, success, query| Operation {
+    let op = |method, path, id, summary, returns, errors| Operation {
         method,
         path,
+        id,
         tag: "sync",
         summary,
         access: Access::Role(Role::Operator),
-        body: RequestBody::None,
-        success,
-        query,
+        returns,
+        errors,
     };
     r.add(
         op(
             Method::POST,
             "/api/v1/connections/{id}/sync",
+            "syncConnection",
             "Sync the connection's records: a delta from the stored cursor, or full",
-            (200, "The finished run"),
-            &[
-                ("full", "true: start from the beginning"),
-                ("page_size", "Records asked for per page (default 100)"),
-            ],
+            "The finished run",
+            SYNC_ERRORS,
         ),
         start,
     )
@@ -46,9 +46,10 @@ pub fn routes(r: Routes) -> Routes {
         op(
             Method::GET,
             "/api/v1/connections/{id}/sync/runs",
+            "listSyncRuns",
             "The connection's sync runs, newest first",
-            (200, "Runs"),
-            &[("limit", "At most this many (default 20, max 1000)")],
+            "Runs",
+            CONNECTION_ERRORS,
         ),
         runs,
     )
@@ -56,27 +57,45 @@ pub fn routes(r: Routes) -> Routes {
         op(
             Method::GET,
             "/api/v1/connections/{id}/sync/records",
+            "listSyncRecords",
             "Synced records of the connection",
-            (200, "Records"),
-            &[
-                ("limit", "At most this many (default 100, max 1000)"),
-                ("offset", "Skip this many"),
-            ],
+            "Records",
+            CONNECTION_ERRORS,
         ),
         records,
     )
 }
 
-#[derive(Debug, Deserialize)]
+/// A sync calls the plugin like any operation, and may also stall.
+const SYNC_ERRORS: &[Failure] = &[
+    CALL_ERRORS[0],
+    CALL_ERRORS[1],
+    CALL_ERRORS[2],
+    CALL_ERRORS[3],
+    CALL_ERRORS[4],
+    CALL_ERRORS[5],
+    CALL_ERRORS[6],
+    CALL_ERRORS[7],
+    (
+        502,
+        "the plugin said there was more without a new cursor (`sync_stalled`)",
+    ),
+];
+
+#[derive(Debug, Deserialize, JsonSchema)]
 struct StartQuery {
+    /// `true`: start from the beginning instead of the stored cursor.
     #[serde(default)]
     full: bool,
+    /// Records asked for per page (default 100; clamped to 1..=1000).
     page_size: Option<u32>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 struct ListQuery {
+    /// At most this many (default 20 runs or 100 records, at most 1000).
     limit: Option<usize>,
+    /// Skip this many (records only).
     #[serde(default)]
     offset: usize,
 }

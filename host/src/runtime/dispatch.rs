@@ -7,17 +7,20 @@
 //! invoke route use) and the operation name every [`CallError`] carries, so
 //! messages always say `tickets.get`, never a Rust method name.
 //!
-//! JSON inputs are the WIT records as JSON with snake_case field names
-//! (absent optional fields are `null`); single-argument operations take an
-//! object naming the argument, e.g. `{"id": "INC0010001"}` for `tickets.get`.
+//! The JSON side goes through the mirror types of [`json`](super::json),
+//! which own the contract (snake_case fields, the WIT's enum spellings,
+//! `fields` as an object, errors naming the field path). Operations without
+//! arguments take `null` or `{}`; single-argument operations take an object
+//! naming the argument, e.g. `{"id": "INC0010001"}` for `tickets.get`; the
+//! rest take the argument's record. [`operation_schemas`] gives each
+//! operation's input and output as JSON Schemas.
 
-use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::Runtime;
 use super::bindings::types::*;
 use super::invoke::{CallError, not_exported};
+use super::json::{self, FromJson, ToJson};
 use super::plugin::{Interface, Plugin};
 use crate::connection::Connection;
 
@@ -50,23 +53,33 @@ macro_rules! pass {
     };
 }
 
-/// One typed call from a JSON input, by the table's input shape: `none`
-/// ignores the input, `record` reads the one argument from it, a wrapper
-/// (`Id`, `Limit`) reads an object whose one field names the argument.
+/// The mirror type (see [`json`](super::json)) a row's JSON input is
+/// decoded into, by the table's input shape: `none` takes no argument,
+/// `record` the argument's own mirror, a wrapper (`Id`, `Limit`) an object
+/// whose one field names the argument.
+macro_rules! json_input {
+    (none) => {
+        json::NoInput
+    };
+    (record, $ty:ty) => {
+        <$ty as FromJson>::Json
+    };
+    ($wrapper:ident, $ty:ty) => {
+        json::$wrapper
+    };
+}
+
+/// One typed call from a row's decoded JSON input.
 macro_rules! json_call {
-    ($rt:ident.$method:ident($p:ident, $c:ident), none, $op:ident, $value:ident) => {
+    ($rt:ident.$method:ident($p:ident, $c:ident), none, $input:ident) => {{
+        let json::NoInput {} = $input;
         $rt.$method($p, $c).await?
+    }};
+    ($rt:ident.$method:ident($p:ident, $c:ident, $arg:ident), record, $input:ident) => {
+        $rt.$method($p, $c, FromJson::from_json($input)).await?
     };
-    ($rt:ident.$method:ident($p:ident, $c:ident, $arg:ident), record, $op:ident, $value:ident) => {
-        $rt.$method($p, $c, input($op, $value)?).await?
-    };
-    (
-        $rt:ident.$method:ident($p:ident, $c:ident, $arg:ident),
-        $wrapper:ident,
-        $op:ident,
-        $value:ident
-    ) => {{
-        let $wrapper { $arg } = input($op, $value)?;
+    ($rt:ident.$method:ident($p:ident, $c:ident, $arg:ident), $wrapper:ident, $input:ident) => {{
+        let json::$wrapper { $arg } = $input;
         $rt.$method($p, $c, $arg).await?
     }};
 }
@@ -97,6 +110,18 @@ macro_rules! operations {
     ) => {
         /// Every operation `invoke_json` knows, as `interface.operation`.
         pub const OPERATIONS: &[&str] = &[$(concat!(stringify!($iface), ".", $op)),*];
+
+        /// The JSON contract of every operation in [`OPERATIONS`], in that
+        /// order, as JSON Schemas: what [`Runtime::invoke_json`] takes and
+        /// answers (see [`json`](super::json) for the spelling rules).
+        pub fn operation_schemas() -> Vec<json::OperationSchema> {
+            vec![$(
+                json::OperationSchema::of::<
+                    json_input!($shape $(, $ty)*),
+                    <$ret as ToJson>::Json,
+                >(concat!(stringify!($iface), ".", $op)),
+            )*]
+        }
 
         $(
             $(#[$sdoc])*
@@ -162,9 +187,13 @@ macro_rules! operations {
                 let (p, c) = (plugin, connection);
                 match operation {
                     $(
-                        concat!(stringify!($iface), ".", $op) => output(json_call!(
-                            self.$method(p, c $(, $arg)*), $shape, operation, value
-                        )),
+                        concat!(stringify!($iface), ".", $op) => {
+                            let input: json_input!($shape $(, $ty)*) =
+                                json::input(operation, value)?;
+                            Ok(json::output(json_call!(
+                                self.$method(p, c $(, $arg)*), $shape, input
+                            )))
+                        }
                     )*
                     other => Err(CallError::UnknownOperation {
                         operation: other.to_string(),
@@ -223,36 +252,6 @@ operations! {
         /// resource, so it has no JSON form.
         chat "complete-stream" => chat_stream(request) as CHAT_STREAM;
     }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Id {
-    id: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Limit {
-    limit: u32,
-}
-
-fn input<T: DeserializeOwned>(operation: &str, value: Value) -> Result<T, CallError> {
-    // `null` stands for "no input" where the operation takes a record with
-    // only optional fields.
-    let value = if value.is_null() {
-        Value::Object(Default::default())
-    } else {
-        value
-    };
-    serde_json::from_value(value).map_err(|e| CallError::BadInput {
-        operation: operation.to_string(),
-        message: e.to_string(),
-    })
-}
-
-fn output<T: serde::Serialize>(value: T) -> Result<Value, CallError> {
-    Ok(serde_json::to_value(value).expect("WIT records serialize to JSON"))
 }
 
 #[cfg(test)]

@@ -183,11 +183,12 @@ pub enum CallError {
         known: String,
     },
     /// `invoke_json` was given input that does not fit the operation.
-    #[error("input for {operation} does not fit its contract: {message}")]
+    #[error("invalid input for {operation}: {message}")]
     BadInput {
         /// The WIT name of the operation.
         operation: String,
-        /// What did not fit, from the JSON decoder.
+        /// What did not fit, from the JSON decoder, after the path of the
+        /// field that did not (`messages[0].role: unknown variant ...`).
         message: String,
     },
     /// The connection is unusable as configured.

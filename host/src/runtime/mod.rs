@@ -14,6 +14,7 @@ mod dispatch;
 mod guest_errors;
 mod host_api;
 mod invoke;
+pub mod json;
 mod plugin;
 mod slots;
 mod stdio;
@@ -28,7 +29,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 pub use bindings::{API_VERSION, types};
 pub use cache::{ArtifactKey, CacheOutcome};
-pub use dispatch::OPERATIONS;
+pub use dispatch::{OPERATIONS, operation_schemas};
 pub use invoke::{CallError, LimitKind};
 pub use plugin::{Interface, LoadError, Plugin, precheck};
 pub use slots::ConnectionLoad;

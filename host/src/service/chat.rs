@@ -296,12 +296,10 @@ impl Airlock {
         input: serde_json::Value,
     ) -> Result<(serde_json::Value, String), ServiceError> {
         let options = self.store.read(|c| repo::chat_options(c, &record.id))?;
-        let mut request: ChatRequest = serde_json::from_value(input).map_err(|e| {
-            ServiceError::Call(crate::runtime::CallError::BadInput {
-                operation: "chat.complete".into(),
-                message: e.to_string(),
-            })
-        })?;
+        // Decoded as `invoke_json` will decode it, so the same input is
+        // accepted or refused with the same message.
+        let mut request: crate::runtime::json::ChatRequest =
+            crate::runtime::json::input("chat.complete", input)?;
         let mut redacted = BTreeMap::new();
         if options.redaction {
             let mut redactor = Redactor::new();
@@ -318,7 +316,7 @@ impl Airlock {
             }
         })
         .to_string();
-        let input = serde_json::to_value(&request).expect("WIT records serialize to JSON");
+        let input = serde_json::to_value(&request).expect("mirror types serialize to JSON");
         Ok((input, detail))
     }
 

@@ -18,11 +18,11 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 use crate::api::{Api, Body, Resp};
 use crate::common::CANARY;
 
-const USER: &str = "airlock.integration";
+pub(crate) const USER: &str = "airlock.integration";
 const TABLE: &str = "/api/now/table/incident";
-const SYS_ID: &str = "9d385017c611228701d22104cc95c371";
+pub(crate) const SYS_ID: &str = "9d385017c611228701d22104cc95c371";
 
-fn servicenow_wasm() -> Vec<u8> {
+pub(crate) fn servicenow_wasm() -> Vec<u8> {
     let (_, path) = airlock_test_artifacts::PLUGINS
         .iter()
         .find(|(n, _)| *n == "servicenow")
@@ -48,7 +48,7 @@ fn incident(sys_id: &str, number: &str, title: &str) -> Value {
 }
 
 /// A ServiceNow instance: who-am-I, the table probe, create, and a sync page.
-async fn servicenow() -> MockServer {
+pub(crate) async fn servicenow() -> MockServer {
     let server = MockServer::start().await;
     let auth = basic();
     Mock::given(method("GET"))
@@ -242,7 +242,7 @@ async fn full_scenario_upload_approve_connect_test_create_audit_verify() {
             Some(&user),
             Body::Json(json!({
                 "title": "Printer on fire", "description": null, "kind": null,
-                "priority": "P2", "fields": null
+                "priority": "p2", "fields": {"category": "hardware"}
             })),
         )
         .await,
@@ -250,6 +250,10 @@ async fn full_scenario_upload_approve_connect_test_create_audit_verify() {
     assert_eq!(ticket.status, 200, "{}", ticket.text());
     assert_eq!(ticket.json()["id"], SYS_ID);
     assert_eq!(ticket.json()["number"], "INC0010003");
+    // The answer in the operation JSON contract: the WIT's enum spelling,
+    // `fields` as an object.
+    assert_eq!(ticket.json()["priority"], "p3");
+    assert_eq!(ticket.json()["fields"]["category"], "network");
     let posts = sn.received_requests().await.unwrap();
     let posts: Vec<_> = posts
         .iter()
@@ -258,6 +262,12 @@ async fn full_scenario_upload_approve_connect_test_create_audit_verify() {
     assert_eq!(posts.len(), 1);
     let sent: Value = serde_json::from_slice(&posts[0].body).unwrap();
     assert_eq!(sent["short_description"], "Printer on fire");
+    // p2 is urgency 1, impact 2; the object's fields are set as given.
+    assert_eq!(
+        (&sent["urgency"], &sent["impact"]),
+        (&json!("1"), &json!("2"))
+    );
+    assert_eq!(sent["category"], "hardware");
 
     // The audit trail of that send, then the chain.
     let audit = seen.keep(

@@ -162,18 +162,14 @@ async fn airlock_call_of_chat_complete_is_redacted_too() {
     airlock
         .add_connection(gpt(&format!("{}/v1", server.uri())))
         .unwrap();
-    // The WIT record as JSON, as `airlock call` takes it.
-    let request = serde_json::to_value(airlock::runtime::types::ChatRequest {
-        model: None,
-        messages: vec![crate::openai::message(
-            airlock::runtime::types::Role::User,
-            "reach me at ada@example.com or 10.1.1.1",
-        )],
-        temperature: None,
-        max_tokens: None,
-        conversation_id: None,
-    })
-    .unwrap();
+    // The operation JSON, as `airlock call` takes it.
+    let request = json!({
+        "model": null,
+        "messages": [{"role": "user", "content": "reach me at ada@example.com or 10.1.1.1"}],
+        "temperature": null,
+        "max_tokens": null,
+        "conversation_id": null
+    });
     let out = airlock
         .call("gpt", "chat.complete", request, None)
         .await

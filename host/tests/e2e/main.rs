@@ -19,6 +19,7 @@ mod oauth;
 mod oauth_idp;
 mod openai;
 mod operate;
+mod operation_json;
 mod scoping;
 mod secrets;
 mod service;

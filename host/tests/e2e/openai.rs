@@ -72,16 +72,10 @@ pub fn completion(content: &str) -> Value {
     })
 }
 
-/// `chat.complete` input for `airlock call`: the WIT record as JSON.
+/// `chat.complete` input for `airlock call`: the operation JSON contract,
+/// roles spelt as the WIT names them.
 fn hi_request() -> Value {
-    serde_json::to_value(ChatRequest {
-        model: None,
-        messages: vec![message(Role::User, "hi")],
-        temperature: None,
-        max_tokens: None,
-        conversation_id: None,
-    })
-    .unwrap()
+    json!({"messages": [{"role": "user", "content": "hi"}]})
 }
 
 async fn only_request(server: &MockServer) -> Request {

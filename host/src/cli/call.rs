@@ -10,7 +10,9 @@ pub struct CallArgs {
     /// `interface.operation`, e.g. `tickets.create` or `connector.test-connection`.
     #[arg(long_help = operation_long_help())]
     pub operation: String,
-    /// The operation's input as JSON, e.g. '{"id": "INC0010001"}'.
+    /// The operation's input as JSON, e.g. '{"id": "INC0010001"}': field
+    /// names in snake_case, enum values as the WIT spells them (`p1`,
+    /// `user`, `markdown`), a ticket's `fields` as an object.
     #[arg(long, default_value = "null")]
     pub input: String,
     /// Resolve and audit the call for this project.
@@ -18,16 +20,17 @@ pub struct CallArgs {
     pub project: Option<String>,
 }
 
-/// `--help` for the operation argument: the list comes from the runtime's
-/// operation table, so it cannot go stale.
+/// `--help` for the operation argument: the operations and their example
+/// inputs come from the runtime (its table and the examples its tests
+/// decode), so they cannot go stale.
 fn operation_long_help() -> String {
     let mut help = String::from(
         "`interface.operation`, e.g. `tickets.create` or `connector.test-connection`.\n\n\
-         Operations (a plugin answers those of the interfaces it exports):",
+         Operations (a plugin answers those of the interfaces it exports), each with an \
+         example --input:",
     );
-    for op in airlock::runtime::OPERATIONS {
-        help.push_str("\n  ");
-        help.push_str(op);
+    for (op, example) in airlock::runtime::json::EXAMPLES {
+        help.push_str(&format!("\n  {op}\n      {example}"));
     }
     help
 }

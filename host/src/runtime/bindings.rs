@@ -35,7 +35,11 @@ wasmtime::component::bindgen!({
         "wasi:io": wasmtime_wasi::p2::bindings::io,
         "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
     },
-    additional_derives: [serde::Serialize, serde::Deserialize, PartialEq],
+    // No Deserialize: JSON comes in through the mirror types of
+    // `runtime/json.rs`, which own the spelling. Serialize stays for the
+    // library's own answers that embed a generated record (`ChatAnswer`'s
+    // `TokenUsage`), whose fields have no enum to misspell.
+    additional_derives: [serde::Serialize, PartialEq],
 });
 
 pub use self::airlock::plugin::types;

@@ -36,6 +36,46 @@ use serde_json::{Map, Value};
 use super::bindings::types;
 use super::invoke::CallError;
 
+/// One example input per operation, in [`OPERATIONS`](super::OPERATIONS)
+/// order, for `airlock call --help` and README.md's table (tests hold the
+/// three together and decode each example).
+pub const EXAMPLES: &[(&str, &str)] = &[
+    ("connector.test-connection", "{}"),
+    ("documents.list-spaces", r#"{"limit": 25}"#),
+    (
+        "documents.search-pages",
+        r#"{"cql": null, "text": "runbook", "space_key": "OPS", "limit": 10}"#,
+    ),
+    ("documents.get-page", r#"{"id": "65601"}"#),
+    (
+        "documents.publish-page",
+        r#"{"space_key": "OPS", "title": "Runbook", "body": {"format": "markdown", "content": "*Restart* the gateway"}, "parent_id": null}"#,
+    ),
+    (
+        "documents.update-page",
+        r#"{"id": "65601", "title": null, "body": {"format": "storage", "content": "<p>Done</p>"}, "version": 3}"#,
+    ),
+    (
+        "tickets.search",
+        r#"{"text": "VPN", "native_query": null, "limit": 20}"#,
+    ),
+    (
+        "tickets.create",
+        r#"{"title": "VPN down", "description": "Since 9:00", "kind": null, "priority": "p1", "fields": {"category": "network"}}"#,
+    ),
+    ("tickets.get", r#"{"id": "INC0010001"}"#),
+    (
+        "tickets.update",
+        r#"{"id": "INC0010001", "state": "2", "priority": "p2", "fields": {"work_notes": "Restarted the gateway"}}"#,
+    ),
+    ("sync.fetch-page", r#"{"cursor": null, "page_size": 100}"#),
+    (
+        "chat.complete",
+        r#"{"model": null, "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Summarise INC0010001"}], "max_tokens": 200}"#,
+    ),
+    ("chat.list-models", "{}"),
+];
+
 /// A generated type read from its JSON form.
 pub(crate) trait FromJson: Sized {
     /// The mirror type the JSON is decoded into.

@@ -282,7 +282,10 @@ fn operation_schemas_describe_the_contract() {
     assert_eq!(input["additionalProperties"], json!(false));
     assert_eq!(input["required"], json!(["title"]));
     let priority = serde_json::to_string(&input["properties"]["priority"]).unwrap();
-    assert!(priority.contains(r#""enum":["p1","p2","p3","p4""#), "{priority}");
+    assert!(
+        priority.contains(r#""enum":["p1","p2","p3","p4""#),
+        "{priority}"
+    );
     let fields = serde_json::to_string(&input["properties"]["fields"]).unwrap();
     assert!(fields.contains(r#""object""#), "{fields}");
     assert!(
@@ -309,50 +312,57 @@ fn operation_schemas_describe_the_contract() {
     assert_eq!(models.output.as_value()["type"], json!("array"));
 }
 
-/// One example input per operation (README.md lists the same ones) decodes.
+/// Every example decodes as its operation's input, and there is one per
+/// operation, in table order.
 #[test]
-fn the_documented_examples_decode() {
-    for (operation, example) in examples() {
+fn every_example_decodes() {
+    for (operation, example) in EXAMPLES {
         let value: Value = serde_json::from_str(example).unwrap();
-        let ok = match operation {
-            "connector.test-connection" | "chat.list-models" => {
-                input::<NoInput>(operation, value).map(drop)
-            }
-            "documents.list-spaces" => input::<Limit>(operation, value).map(drop),
-            "documents.get-page" | "tickets.get" => input::<Id>(operation, value).map(drop),
-            "documents.search-pages" => input::<PageQuery>(operation, value).map(drop),
-            "documents.publish-page" => input::<NewPage>(operation, value).map(drop),
-            "documents.update-page" => input::<PageUpdate>(operation, value).map(drop),
-            "tickets.search" => input::<TicketQuery>(operation, value).map(drop),
-            "tickets.create" => input::<NewTicket>(operation, value).map(drop),
-            "tickets.update" => input::<TicketUpdate>(operation, value).map(drop),
-            "sync.fetch-page" => input::<SyncRequest>(operation, value).map(drop),
-            "chat.complete" => input::<ChatRequest>(operation, value).map(drop),
-            other => panic!("no example decoder for {other}"),
-        };
-        ok.unwrap_or_else(|e| panic!("{operation}: {e}"));
+        decode(operation, value).unwrap_or_else(|e| panic!("{operation}: {e}"));
     }
-    let documented: Vec<_> = examples().iter().map(|(op, _)| *op).collect();
-    assert_eq!(documented, crate::runtime::OPERATIONS);
+    let named: Vec<_> = EXAMPLES.iter().map(|(op, _)| *op).collect();
+    assert_eq!(named, crate::runtime::OPERATIONS);
 }
 
-/// The README's table of example inputs, one row per operation, in table
-/// order: `| \`op\` | \`{json}\` |`.
-fn examples() -> Vec<(&'static str, &'static str)> {
+/// `operation`'s input decoded into its mirror.
+fn decode(operation: &str, value: Value) -> Result<(), CallError> {
+    match operation {
+        "connector.test-connection" | "chat.list-models" => {
+            input::<NoInput>(operation, value).map(drop)
+        }
+        "documents.list-spaces" => input::<Limit>(operation, value).map(drop),
+        "documents.get-page" | "tickets.get" => input::<Id>(operation, value).map(drop),
+        "documents.search-pages" => input::<PageQuery>(operation, value).map(drop),
+        "documents.publish-page" => input::<NewPage>(operation, value).map(drop),
+        "documents.update-page" => input::<PageUpdate>(operation, value).map(drop),
+        "tickets.search" => input::<TicketQuery>(operation, value).map(drop),
+        "tickets.create" => input::<NewTicket>(operation, value).map(drop),
+        "tickets.update" => input::<TicketUpdate>(operation, value).map(drop),
+        "sync.fetch-page" => input::<SyncRequest>(operation, value).map(drop),
+        "chat.complete" => input::<ChatRequest>(operation, value).map(drop),
+        other => panic!("no decoder for {other}"),
+    }
+}
+
+/// README.md's table of example inputs is [`EXAMPLES`], row for row.
+#[test]
+fn the_readme_shows_the_examples() {
     let readme = include_str!("../../../../README.md");
     let start = readme
         .find("<!-- operation-examples -->")
         .expect("README.md has the operation examples table");
-    readme[start..]
+    let rows: Vec<(&str, &str)> = readme[start..]
         .lines()
-        .skip(1)
         .skip_while(|l| !l.starts_with("| `"))
         .take_while(|l| l.starts_with("| `"))
         .map(|l| {
-            let cells: Vec<&str> = l.split(" | ").collect();
-            let op = cells[0].trim_start_matches("| ").trim_matches('`');
-            let json = cells[1].trim_end_matches(" |").trim_matches('`');
-            (op, json)
+            let (op, json) = l.split_once(" | ").unwrap();
+            let op = op.trim_start_matches("| ").trim_matches('`');
+            (op, json.trim_end_matches(" |").trim_matches('`'))
         })
-        .collect()
+        .collect();
+    assert_eq!(
+        rows, EXAMPLES,
+        "update README.md's table from runtime/json.rs"
+    );
 }

@@ -176,7 +176,8 @@ macro_rules! operations {
             )*
 
             /// Run `operation` (`interface.operation`, as in [`OPERATIONS`])
-            /// with a JSON input and return its result as JSON.
+            /// with a JSON input and return its result as JSON, both in the
+            /// contract of [`json`](super::json).
             pub async fn invoke_json(
                 &self,
                 plugin: &Plugin,

@@ -267,6 +267,8 @@ enum Project {
     Denied,
     /// 200, with the other project's rows left out.
     Narrowed,
+    /// 404: what belongs to another project does not exist for it.
+    Hidden,
     /// Not about projects.
     Any,
 }
@@ -394,6 +396,24 @@ const ROUTES: &[Route] = &[
         "/api/v1/connections/{id}/chat",
         Role::User,
         Project::Denied,
+    ),
+    r(
+        "GET",
+        "/api/v1/conversations",
+        Role::User,
+        Project::Narrowed,
+    ),
+    r(
+        "GET",
+        "/api/v1/conversations/{id}",
+        Role::User,
+        Project::Hidden,
+    ),
+    r(
+        "DELETE",
+        "/api/v1/conversations/{id}",
+        Role::User,
+        Project::Hidden,
     ),
 ];
 
@@ -524,6 +544,7 @@ async fn every_route_refuses_missing_revoked_underprivileged_and_other_project_t
                     .await;
                 asked.assert_error(403, "forbidden");
             }
+            Project::Hidden => resp.assert_error(404, "not_found"),
             Project::Any => assert_eq!(resp.status, 200, "{what}"),
         }
     }

@@ -51,13 +51,15 @@ impl JsonSchema for OperationInput {
         "OperationInput".into()
     }
 
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
-            "description": "The operation's input: a JSON object with the WIT argument record's \
-                            fields in snake_case (`null` or `{}` for an operation without \
-                            arguments). The plugin's `inspect` lists its operations.",
-            "type": ["object", "null"]
-        })
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        per_operation(
+            generator,
+            "Input",
+            "The operation's input: the JSON form of its WIT argument (snake_case fields; `null` \
+             or `{}` for an operation without arguments). The input of \
+             `{interface}/{operation}` is the component named after both in PascalCase with \
+             `Input` (`tickets/create`: `TicketsCreateInput`).",
+        )
     }
 }
 
@@ -71,13 +73,52 @@ impl JsonSchema for OperationOutput {
         "OperationOutput".into()
     }
 
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
-            "description": "The operation's result in JSON: a record as an object with \
-                            snake_case fields, a list as an array, nothing as `null`.",
-            "type": ["object", "array", "string", "boolean", "integer", "null"]
-        })
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        per_operation(
+            generator,
+            "Output",
+            "The operation's result in JSON. The output of `{interface}/{operation}` is the \
+             component named after both in PascalCase with `Output` (`tickets/create`: \
+             `TicketsCreateOutput`).",
+        )
     }
+}
+
+/// `tickets.get-page` + `Input`: `TicketsGetPageInput`.
+pub fn component_name(operation: &str, suffix: &str) -> String {
+    let mut name = String::new();
+    for word in operation.split(['.', '-']) {
+        let mut chars = word.chars();
+        if let Some(first) = chars.next() {
+            name.extend(first.to_uppercase());
+            name.push_str(chars.as_str());
+        }
+    }
+    name + suffix
+}
+
+/// Any one operation's input (or output): each operation's own schema,
+/// from the operation JSON contract, goes into the generator's definitions
+/// (the document's components) under [`component_name`], and the route's
+/// schema is any of them.
+fn per_operation(generator: &mut SchemaGenerator, suffix: &str, description: &str) -> Schema {
+    let prefix = format!("#{}/", generator.settings().definitions_path);
+    let mut refs = Vec::new();
+    for op in crate::runtime::operation_schemas() {
+        let mut schema = if suffix == "Input" {
+            op.input
+        } else {
+            op.output
+        };
+        // Each is a root schema of its own; in the document it is not.
+        schema.remove("$schema");
+        let name = component_name(op.operation, suffix);
+        refs.push(serde_json::json!({ "$ref": format!("{prefix}{name}") }));
+        generator.definitions_mut().insert(name, schema.to_value());
+    }
+    let mut schema = json_schema!({ "anyOf": refs });
+    schema.insert("description".into(), description.into());
+    schema
 }
 
 async fn invoke(

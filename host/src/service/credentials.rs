@@ -85,7 +85,7 @@ impl Airlock {
     ) -> Result<(ConnectionRecord, ConnectionReport), ServiceError> {
         let name = new.name.clone();
         if self.connection(&name).is_ok() {
-            return Err(crate::StoreError::Conflict(format!(
+            return Err(crate::store::StoreError::Conflict(format!(
                 "a connection named `{name}` already exists"
             ))
             .into());

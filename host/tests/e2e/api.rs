@@ -341,6 +341,12 @@ const ROUTES: &[Route] = &[
         Project::Denied,
     ),
     r(
+        "PUT",
+        "/api/v1/connections/{id}/secret",
+        Role::Operator,
+        Project::Denied,
+    ),
+    r(
         "POST",
         "/api/v1/connections/{id}/pause",
         Role::Operator,
@@ -456,6 +462,9 @@ fn request(route: &Route, conn: &str, base: &str) -> (String, Body) {
             "auth": { "kind": "bearer", "token": CANARY }
         })),
         ("PATCH", _) => Body::Json(json!({ "settings": { "base-url": format!("{base}/moved") } })),
+        ("PUT", p) if p.ends_with("/secret") => {
+            Body::Json(json!({ "kind": "bearer", "token": "not-the-canary" }))
+        }
         ("POST", p) if p.contains("/invoke/") => Body::Json(json!({})),
         ("POST", p) if p.ends_with("/chat") => Body::Json(json!({ "message": "hi" })),
         _ => Body::Empty,
@@ -566,7 +575,8 @@ async fn every_route_refuses_missing_revoked_underprivileged_and_other_project_t
 
     // The same requests succeed with the right token (the roles are not
     // simply refusing everything): a user invokes, an operator reads.
-    let (path, body) = request(&ROUTES[13], &conn, &server.uri());
+    let invoke = ROUTES.iter().find(|r| r.path.contains("/invoke/")).unwrap();
+    let (path, body) = request(invoke, &conn, &server.uri());
     let ok = api.send("POST", &path, Some(&user), body).await;
     assert_eq!(ok.status, 200, "{}", ok.text());
     assert_eq!(ok.json()["account"], "alice");

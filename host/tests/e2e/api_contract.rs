@@ -318,6 +318,11 @@ async fn connections(
         ("GET", base.to_string(), Body::Empty),
         ("PATCH", base.to_string(), settings),
         ("POST", format!("{base}/test"), Body::Empty),
+        (
+            "PUT",
+            format!("{base}/secret"),
+            Body::Json(json!({ "kind": "basic", "username": USER, "password": CANARY })),
+        ),
         ("POST", format!("{base}/pause"), Body::Empty),
         ("POST", format!("{base}/resume"), Body::Empty),
         (

@@ -388,3 +388,90 @@ async fn the_api_key_header_follows_the_settings() {
         "a refused change changes nothing"
     );
 }
+
+/// The same through the API: a tested create saves nothing on a wrong
+/// password (422), and `PUT .../secret` replaces it in place, recorded
+/// with the token's name; a paused connection's error names the route that
+/// resumes it, not a CLI command.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_api_tests_before_saving_and_replaces_a_secret_in_place() {
+    use crate::api::{Api, Body};
+    let server = servicenow().await;
+    let api = Api::start().await;
+    crate::service::install(&api.airlock, plugin_path("servicenow"));
+    let token = api.token("ops", airlock::service::Role::Operator, None);
+    let create = |password: &str, test: bool| {
+        Body::Json(json!({
+            "name": "sn", "plugin": "servicenow", "test": test,
+            "settings": {"base-url": server.uri()},
+            "auth": {"kind": "basic", "username": "ops", "password": password},
+        }))
+    };
+    let resp = api
+        .send(
+            "POST",
+            "/api/v1/connections",
+            Some(&token),
+            create(WRONG, true),
+        )
+        .await;
+    resp.assert_error(422, "connection_test_failed");
+    assert!(resp.text().contains("not saved"), "{}", resp.text());
+    assert!(api.airlock.connection("sn").is_err());
+
+    let resp = api
+        .send(
+            "POST",
+            "/api/v1/connections",
+            Some(&token),
+            create(WRONG, false),
+        )
+        .await;
+    assert_eq!(resp.status, 201, "{}", resp.text());
+    let id = resp.json()["id"].as_str().unwrap().to_string();
+    let replace = |body: Value| {
+        api.send(
+            "PUT",
+            "/api/v1/connections/sn/secret",
+            Some(&token),
+            Body::Json(body),
+        )
+    };
+    replace(json!({"kind": "bearer", "token": "t"}))
+        .await
+        .assert_error(400, "invalid_request");
+    let resp = replace(json!({"kind": "basic", "username": "ops", "password": RIGHT})).await;
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(resp.json()["id"], id.as_str());
+    assert!(!resp.text().contains(RIGHT));
+    let resp = api
+        .send(
+            "POST",
+            "/api/v1/connections/sn/test",
+            Some(&token),
+            Body::Empty,
+        )
+        .await;
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(resp.json()["account"], "ops");
+    let events = api.airlock.list_audit_events(Some("sn"), 10).unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].actor, "token:ops");
+
+    api.airlock.pause_connection("sn").unwrap();
+    let resp = api
+        .send(
+            "POST",
+            "/api/v1/connections/sn/test",
+            Some(&token),
+            Body::Empty,
+        )
+        .await;
+    resp.assert_error(409, "connection_paused");
+    let text = resp.text();
+    assert!(
+        text.contains("POST /api/v1/connections/sn/resume"),
+        "{text}"
+    );
+    assert!(!text.contains("airlock connection"), "{text}");
+}

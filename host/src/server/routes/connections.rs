@@ -1,7 +1,8 @@
-//! `/api/v1/connections`: list (narrowed by project), create, get, update
-//! settings, delete, test, pause, resume; and who may use or manage a
+//! `/api/v1/connections`: list (narrowed by project), create (optionally
+//! tested first), get, update settings, replace the secret, delete, test,
+//! pause, resume; and who may use or manage a
 //! connection ([`usable`], [`managed`]) for the other connection routes.
-//! Secrets go in (create) and never come out: answers are
+//! Secrets go in (create, replace) and never come out: answers are
 //! [`ConnectionRecord`]s, which hold no secret.
 
 use std::collections::BTreeMap;
@@ -62,6 +63,11 @@ pub fn routes(r: Routes) -> Routes {
                     "the name is taken (`conflict`), or the plugin needs approval \
                      (`needs_approval`)",
                 ),
+                (
+                    422,
+                    "with `test`: the connection test failed, nothing was saved \
+                     (`connection_test_failed`)",
+                ),
             ],
         ),
         create,
@@ -116,6 +122,25 @@ pub fn routes(r: Routes) -> Routes {
             CALL_ERRORS,
         ),
         test,
+    )
+    .add(
+        op(
+            Method::PUT,
+            "/api/v1/connections/{id}/secret",
+            "replaceConnectionSecret",
+            "Replace a connection's credential in place (same id, cursors and \
+             conversations kept; the old secret destroyed; an audit event recorded)",
+            "The connection",
+            &[
+                NO_CONNECTION,
+                (
+                    400,
+                    "the credential is of another auth kind, or names an API-key header \
+                     the plugin's settings own (`invalid_request`)",
+                ),
+            ],
+        ),
+        replace_secret,
     )
     .add(
         op(
@@ -228,6 +253,10 @@ struct CreateBody {
     /// Scope to these projects; absent: global (for a project-restricted
     /// token: its project).
     projects: Option<Vec<String>>,
+    /// Run the plugin's connection test with this credential first and
+    /// save the connection only if it passes (not for oauth2).
+    #[serde(default)]
+    test: bool,
 }
 
 /// Settings to change.
@@ -331,13 +360,18 @@ async fn create(
             )));
         }
     };
-    let record = state.airlock().add_connection(NewConnection {
+    let new = NewConnection {
         name: body.name,
         plugin_id: body.plugin,
         settings: body.settings,
         auth: body.auth.map_or(AuthInput::None, AuthInput::from),
         scope,
-    })?;
+    };
+    let record = if body.test {
+        state.airlock().add_connection_tested(new).await?.0
+    } else {
+        state.airlock().add_connection(new)?
+    };
     tracing::info!(connection = %record.name, plugin = %record.plugin_id, by = %principal.token.name, "connection created");
     Ok(Created(record))
 }
@@ -386,6 +420,22 @@ async fn test(
         account: report.account,
         message: report.message,
     }))
+}
+
+async fn replace_secret(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<AuthBody>,
+) -> Result<Json<ConnectionRecord>, ApiError> {
+    let record = managed(&state, &principal, &id)?;
+    let actor = format!("token:{}", principal.token.name);
+    let record = state
+        .airlock()
+        .replace_credential(&record.id, AuthInput::from(body), &actor)
+        .await?;
+    tracing::info!(connection = %record.name, by = %principal.token.name, "credential replaced");
+    Ok(Json(record))
 }
 
 async fn pause(

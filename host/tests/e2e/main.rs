@@ -26,4 +26,5 @@ mod secrets;
 mod service;
 mod servicenow;
 mod sync_complete;
+mod walkthrough;
 mod world;

@@ -119,7 +119,9 @@ pub struct ApiKeySpec {
 
 /// How a connection authenticates; spelled kebab-case in manifests
 /// (`api-key`). The host attaches the credential; the plugin never sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum AuthKind {
     /// No credential: requests go out as the plugin wrote them.

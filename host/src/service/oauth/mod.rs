@@ -1,7 +1,7 @@
 //! The operator's side of OAuth2: starting an authorisation (PKCE S256, a
 //! single-use expiring `state`), finishing it from the callback, the
 //! loopback callback listener the CLI uses, and where the flow goes (the
-//! plugin's organisation app and endpoint overrides, [`endpoints`]). The token life-cycle these
+//! plugin's organisation app and endpoint overrides, `endpoints`). The token life-cycle these
 //! build on (token requests, storage, refresh) is
 //! [`crate::credential`]'s.
 

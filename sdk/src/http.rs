@@ -1458,7 +1458,7 @@ mod tests {
             error_from_code(E::ConnectionRefused, what),
             PluginError::Upstream(UpstreamFailure {
                 status: 0,
-                message: "GET https://x/: ErrorCode::ConnectionRefused".into()
+                message: "GET https://x/: the server refused the connection".into()
             })
         );
     }

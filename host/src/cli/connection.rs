@@ -213,14 +213,6 @@ impl CredentialParts {
     }
 }
 
-/// Who the audit log says made a change from this command line.
-pub(super) fn actor() -> String {
-    let user = std::env::var("USER")
-        .or_else(|_| std::env::var("USERNAME"))
-        .unwrap_or_else(|_| "unknown".into());
-    format!("cli:{user}")
-}
-
 /// What `add` prints: the connection, and its test's report under `--test`.
 #[derive(Serialize)]
 struct Added<'a> {
@@ -386,8 +378,11 @@ pub fn run(airlock: &Airlock, cmd: ConnectionCommand) -> anyhow::Result<()> {
                 public_client: Some(public_client),
                 secret,
             };
-            let record =
-                block_on(airlock.replace_credential(&name, parts.into_input(kind)?, &actor()))?;
+            let record = block_on(airlock.replace_credential(
+                &name,
+                parts.into_input(kind)?,
+                &super::actor(),
+            ))?;
             output::emit(json, &record, |r| {
                 println!(
                     "replaced the credential of connection {} ({}); the old one is destroyed",

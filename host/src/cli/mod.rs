@@ -275,6 +275,14 @@ fn open_quiet(data_dir: PathBuf) -> anyhow::Result<Airlock> {
 }
 
 /// Run an async library call from a command.
+/// Who the audit log says made a change from this command line.
+pub(super) fn actor() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("USERNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    format!("cli:{user}")
+}
+
 pub fn block_on<F: Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

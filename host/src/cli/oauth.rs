@@ -167,7 +167,7 @@ pub fn set_on_add(
     overrides: &EndpointOverrides,
     json: bool,
 ) -> anyhow::Result<()> {
-    let actor = super::connection::actor();
+    let actor = super::actor();
     match block_on(airlock.set_oauth_endpoints(name, overrides, &actor)) {
         Ok(effective) => {
             if !json {
@@ -292,11 +292,7 @@ pub fn run(airlock: &Airlock, cmd: OAuthCommand) -> anyhow::Result<()> {
         } => {
             let effective = if clear || !endpoints.is_empty() {
                 let overrides = endpoints.parse(airlock)?;
-                block_on(airlock.set_oauth_endpoints(
-                    &connection,
-                    &overrides,
-                    &super::connection::actor(),
-                ))?
+                block_on(airlock.set_oauth_endpoints(&connection, &overrides, &super::actor()))?
             } else {
                 airlock.oauth_endpoints(&connection)?
             };

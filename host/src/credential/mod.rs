@@ -110,8 +110,7 @@ pub enum CredentialError {
     /// refresh token left): only a new authorisation helps. The connection
     /// is marked `needs-reauth`.
     #[error(
-        "connection `{connection}` needs re-authorisation ({reason}); reconnect it with \
-         `airlock oauth connect {connection}`"
+        "connection `{connection}` needs re-authorisation ({reason}): run its OAuth flow again"
     )]
     NeedsReauth {
         /// The connection's name.

@@ -350,7 +350,7 @@ pub fn resolve_for_project(
         (0, 1) => Ok(global[0].clone()),
         (0, 0) if all.is_empty() => Err(StoreError::NoMatch(format!(
             "no connection for project `{project}`: plugin `{plugin_id}` has no connections; \
-             add one with `airlock connection add`"
+             add one first"
         ))),
         (0, 0) => {
             let existing = all

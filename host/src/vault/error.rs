@@ -128,7 +128,7 @@ pub enum VaultError {
     /// rotation in between. Re-enter the secret.
     #[error(
         "{what} is not the value airlock last stored: {}. It is refused; re-enter the secret \
-         (for an OAuth connection, connect it again: `airlock oauth connect <connection>`), \
+         (for an OAuth connection, run its OAuth flow again), \
          and find out who else can write the data directory",
         restored_detail(*.deleted)
     )]
@@ -149,7 +149,7 @@ pub enum VaultError {
         "the vault's record of which secret rows are current {problem}: it was altered or \
          removed outside airlock, so no stored secret can be trusted and each is refused until \
          it is re-entered. Restore airlock.db from your newest backup, or re-enter the secrets \
-         (for OAuth connections: `airlock oauth connect <connection>`)"
+         (for OAuth connections, by running their OAuth flow again)"
     )]
     LedgerInvalid {
         /// What is wrong (`is missing`, `does not verify under the master

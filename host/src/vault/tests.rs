@@ -1216,7 +1216,7 @@ fn assert_restored(result: Result<Option<String>, VaultError>, deleted: bool, wh
             let msg = e.to_string();
             assert!(msg.contains(what), "{msg}");
             assert!(msg.contains("re-enter the secret"), "{msg}");
-            assert!(msg.contains("airlock oauth connect"), "{msg}");
+            assert!(msg.contains("run its OAuth flow again"), "{msg}");
             let cause = if deleted { "deleted" } else { "older copy" };
             assert!(msg.contains(cause), "{msg}");
             for value in ["old-", "new-", "again-", "cs-", "value-"] {

@@ -637,7 +637,11 @@ async fn invalid_grant_on_refresh_needs_reauth() {
     let before = s.server.token_requests.load(Ordering::SeqCst);
     s.server.set_mode(TokenMode::InvalidGrant);
     let err = call(&s).await.unwrap_err().to_string();
-    assert!(err.contains("airlock oauth connect work"), "{err}");
+    assert!(
+        err.contains("connection `work` needs re-authorisation")
+            && err.contains("OAuth flow again"),
+        "{err}"
+    );
     assert_eq!(s.server.token_requests.load(Ordering::SeqCst), before + 1);
     assert_eq!(
         s.airlock.connection("work").unwrap().status,
@@ -784,8 +788,11 @@ async fn app_credentials_resolve_connection_then_org_then_env() {
         .add_connection(connection("shared", &s.server, false))
         .unwrap();
     let err = s.airlock.oauth_start("shared").unwrap_err().to_string();
-    assert!(err.contains("--client-id"), "{err}");
-    assert!(err.contains("airlock oauth app set oauth-minimal"), "{err}");
+    assert!(err.contains("its own client id"), "{err}");
+    assert!(
+        err.contains("register an OAuth app for plugin `oauth-minimal`"),
+        "{err}"
+    );
     assert!(err.contains("$AIRLOCK_TEST_OAUTH_CLIENT_ID"), "{err}");
 
     // An organisation-level app serves connections without their own.
@@ -1052,7 +1059,7 @@ async fn restored_previous_token_rows_are_refused_without_being_used() {
         "the restored refresh token was used: {err}"
     );
     assert!(err.contains("restored"), "{err}");
-    assert!(err.contains("airlock oauth connect"), "{err}");
+    assert!(err.contains("OAuth flow again"), "{err}");
     assert!(!err.contains("CANARY"), "{err}");
     // Still refused on the next call, after a restart too.
     let s = Setup {

@@ -63,10 +63,9 @@ pub enum OAuthError {
     /// connection, nor as the plugin's app, nor in the environment variables
     /// the manifest names. Set one in any of those places.
     #[error(
-        "no OAuth app credentials for connection `{connection}` (plugin `{plugin}`): set them on \
-         the connection (`airlock connection add ... --auth oauth2 --client-id ID --secret-env VAR`), \
-         for the plugin (`airlock oauth app set {plugin} --client-id ID --secret-env VAR`), or in \
-         the environment ({env})"
+        "no OAuth app credentials for connection `{connection}` (plugin `{plugin}`): give the \
+         connection its own client id and secret, register an OAuth app for plugin `{plugin}`, \
+         or set the environment variables {env}"
     )]
     MissingApp {
         /// The connection's name.
@@ -320,7 +319,7 @@ impl Endpoints {
         Err(OAuthError::Callback(format!(
             "the callback names issuer {:?}, but plugin `{plugin}`'s provider is {expected}; \
              the answer may come from another identity provider, so nothing was exchanged; \
-             start again with `airlock oauth connect`",
+             start the OAuth flow again",
             sanitize(iss)
         )))
     }

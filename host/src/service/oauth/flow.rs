@@ -185,7 +185,7 @@ impl Airlock {
         if record.redirect_uri != redirect_uri {
             return Err(OAuthError::Callback(format!(
                 "this callback arrived at {redirect_uri}, but its authorisation was started for \
-                 {}; nothing was exchanged; start again with `airlock oauth connect`",
+                 {}; nothing was exchanged; start the OAuth flow again",
                 record.redirect_uri
             ))
             .into());
@@ -249,13 +249,13 @@ impl Airlock {
     ) -> Result<(OAuthStateRecord, Zeroizing<Vec<u8>>), ServiceError> {
         let state = state.filter(|s| !s.is_empty()).ok_or_else(|| {
             OAuthError::Callback(
-                "the callback carries no `state`; start again with `airlock oauth connect`".into(),
+                "the callback carries no `state`; start the OAuth flow again".into(),
             )
         })?;
         let hash = state_hash(state);
         let unknown = || {
             OAuthError::Callback(
-                "unknown or already used `state`; start again with `airlock oauth connect`".into(),
+                "unknown or already used `state`; start the OAuth flow again".into(),
             )
         };
         let (record, verifier) = self
@@ -284,7 +284,7 @@ impl Airlock {
         .map_err(|_| unknown())?;
         if expires <= time::OffsetDateTime::now_utc() {
             return Err(OAuthError::Callback(
-                "this authorisation expired; start again with `airlock oauth connect`".into(),
+                "this authorisation expired; start the OAuth flow again".into(),
             )
             .into());
         }

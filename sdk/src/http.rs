@@ -1033,18 +1033,9 @@ fn http_date(value: &str) -> Option<u64> {
     if !(1..=31).contains(&day) || year < 1970 {
         return None;
     }
-    Some(days_from_civil(year, month, day) * 86_400 + time)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (year >= 1970).
-fn days_from_civil(year: u64, month: u64, day: u64) -> u64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year / 400;
-    let year_of_era = year - era * 400;
-    let month_index = (month + 9) % 12; // March = 0
-    let day_of_year = (153 * month_index + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
+    // year >= 1970, so the day count is not negative.
+    let days = crate::time::days_from_civil(year as i64, month as i64, day as i64);
+    Some(days as u64 * 86_400 + time)
 }
 
 #[cfg(test)]

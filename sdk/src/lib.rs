@@ -132,6 +132,7 @@
 pub mod host;
 pub mod http;
 pub mod sse;
+pub mod time;
 
 /// The version of the `airlock:plugin` WIT package this SDK builds plugins
 /// against. `wit_bindgen::generate!` takes only string literals, so the

@@ -28,7 +28,7 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::manifest::{AuthKind, EgressSpec};
 use crate::net::{Origin, RuleError};
 
-pub(crate) use vault_source::VaultCredential;
+pub(crate) use vault_source::{VaultCredential, assemble, secret_field};
 
 /// A secret ready to be put on an outbound request.
 #[derive(Clone)]

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use http::HeaderName;
+use secrecy::SecretString;
 
 use super::{Credential, CredentialError, CredentialSource, field};
 use crate::manifest::AuthKind;
@@ -38,17 +39,9 @@ impl CredentialSource for VaultCredential {
     ) -> BoxFuture<'a, Result<Credential, CredentialError>> {
         Box::pin(async move {
             let owner = SecretOwner::Connection(connection_id.to_string());
-            let field = match self.kind {
-                AuthKind::Basic => field::PASSWORD,
-                AuthKind::ApiKey => field::API_KEY,
-                AuthKind::Bearer => field::TOKEN,
-                AuthKind::Oauth2 => field::ACCESS_TOKEN,
-                AuthKind::None => {
-                    return Err(CredentialError::Missing {
-                        connection: self.connection.clone(),
-                    });
-                }
-            };
+            let field = secret_field(self.kind).ok_or_else(|| CredentialError::Missing {
+                connection: self.connection.clone(),
+            })?;
             let secret = self
                 .vault
                 .open_secret(&owner, field)
@@ -59,23 +52,44 @@ impl CredentialSource for VaultCredential {
                 .ok_or_else(|| CredentialError::Missing {
                     connection: self.connection.clone(),
                 })?;
-            Ok(match self.kind {
-                AuthKind::Basic => Credential::Basic {
-                    username: self.config.username.clone().unwrap_or_default(),
-                    password: secret,
-                },
-                AuthKind::ApiKey => Credential::ApiKey {
-                    header: HeaderName::from_bytes(
-                        self.config.header.as_deref().unwrap_or_default().as_bytes(),
-                    )
-                    .map_err(|_| CredentialError::InvalidHeader {
-                        connection: self.connection.clone(),
-                    })?,
-                    prefix: self.config.prefix.clone().unwrap_or_default(),
-                    key: secret,
-                },
-                _ => Credential::Bearer { token: secret },
-            })
+            assemble(self.kind, &self.config, secret, &self.connection)
         })
     }
+}
+
+/// The vault field holding the secret of auth kind `kind`; `None` for
+/// `none`.
+pub(crate) fn secret_field(kind: AuthKind) -> Option<&'static str> {
+    match kind {
+        AuthKind::Basic => Some(field::PASSWORD),
+        AuthKind::ApiKey => Some(field::API_KEY),
+        AuthKind::Bearer => Some(field::TOKEN),
+        AuthKind::Oauth2 => Some(field::ACCESS_TOKEN),
+        AuthKind::None => None,
+    }
+}
+
+/// The credential of auth kind `kind` from its stored non-secret part and
+/// its secret (an OAuth2 access token goes as a bearer token).
+pub(crate) fn assemble(
+    kind: AuthKind,
+    config: &AuthConfig,
+    secret: SecretString,
+    connection: &str,
+) -> Result<Credential, CredentialError> {
+    Ok(match kind {
+        AuthKind::Basic => Credential::Basic {
+            username: config.username.clone().unwrap_or_default(),
+            password: secret,
+        },
+        AuthKind::ApiKey => Credential::ApiKey {
+            header: HeaderName::from_bytes(config.header.as_deref().unwrap_or_default().as_bytes())
+                .map_err(|_| CredentialError::InvalidHeader {
+                    connection: connection.to_string(),
+                })?,
+            prefix: config.prefix.clone().unwrap_or_default(),
+            key: secret,
+        },
+        _ => Credential::Bearer { token: secret },
+    })
 }

@@ -113,7 +113,7 @@ pub struct NewConnection {
 
 /// Headers a custom API-key header may not be: they route or frame the
 /// request, or carry other credentials.
-pub(super) const RESERVED_HEADERS: &[&str] = &[
+const RESERVED_HEADERS: &[&str] = &[
     "host",
     "content-length",
     "transfer-encoding",
@@ -327,6 +327,12 @@ fn api_key_header(
             plugin.id
         )));
     }
+    Ok((key_header(&header)?, prefix))
+}
+
+/// `header` as the name an API key is sent in: a valid header name that
+/// neither routes nor frames the request nor carries another credential.
+pub(super) fn key_header(header: &str) -> Result<HeaderName, ServiceError> {
     let name = HeaderName::from_bytes(header.as_bytes()).map_err(|_| {
         ServiceError::Invalid(format!("{header:?} is not a valid HTTP header name"))
     })?;
@@ -335,7 +341,7 @@ fn api_key_header(
             "`{name}` cannot carry an API key"
         )));
     }
-    Ok((name, prefix))
+    Ok(name)
 }
 
 impl Airlock {
@@ -504,8 +510,9 @@ impl Airlock {
                 });
             }
         }
-        let source = self.stored_credential(record)?;
-        self.connection_view(record, project, source)
+        let (installed, plugin) = self.installed_plugin(&record.plugin_id)?;
+        let source = self.stored_credential(record, &installed)?;
+        self.connection_view(record, project, (&installed, plugin), source)
     }
 
     /// Where a stored connection's credential comes from at call time: the
@@ -513,11 +520,11 @@ impl Airlock {
     fn stored_credential(
         &self,
         record: &ConnectionRecord,
+        installed: &PluginRecord,
     ) -> Result<Option<Arc<dyn CredentialSource>>, ServiceError> {
         Ok(match record.auth_kind {
             AuthKind::None => None,
             AuthKind::Oauth2 => {
-                let (installed, _) = self.installed_plugin(&record.plugin_id)?;
                 let spec = installed
                     .manifest
                     .auth
@@ -546,9 +553,9 @@ impl Airlock {
         &self,
         record: &ConnectionRecord,
         project: Option<&str>,
+        (installed, plugin): (&PluginRecord, Arc<crate::runtime::Plugin>),
         source: Option<Arc<dyn CredentialSource>>,
     ) -> Result<(Arc<crate::runtime::Plugin>, Connection), ServiceError> {
-        let (installed, plugin) = self.installed_plugin(&record.plugin_id)?;
         let mut conn = Connection::new(record.id.clone(), record.name.clone())
             .with_settings(record.settings.clone());
         conn.project = project.map(String::from);

@@ -11,13 +11,12 @@
 
 use std::sync::Arc;
 
-use http::HeaderName;
 use secrecy::SecretString;
 
 use super::connections::PlannedConnection;
 use super::{Airlock, AuthInput, NewConnection, ServiceError};
 use crate::audit::OperatorEvent;
-use crate::credential::{Credential, CredentialSource, StaticCredential, field};
+use crate::credential::{self, CredentialSource, StaticCredential, field};
 use crate::manifest::AuthKind;
 use crate::runtime::types::ConnectionReport;
 use crate::store::connections::{self as repo, AuthConfig, ConnectionRecord};
@@ -94,7 +93,9 @@ impl Airlock {
         let source = unsaved_credential(&planned)?;
         let started = std::time::Instant::now();
         let result = async {
-            let (plugin, conn) = self.connection_view(&planned.record, None, source)?;
+            let (installed, plugin) = self.installed_plugin(&planned.record.plugin_id)?;
+            let (plugin, conn) =
+                self.connection_view(&planned.record, None, (&installed, plugin), source)?;
             Ok::<_, ServiceError>(self.runtime.test_connection(&plugin, &conn).await?)
         }
         .await;
@@ -191,15 +192,7 @@ fn api_key_layout(
         return Ok(());
     }
     if !header.is_empty() {
-        let name = HeaderName::from_bytes(header.as_bytes()).map_err(|_| {
-            ServiceError::Invalid(format!("{header:?} is not a valid HTTP header name"))
-        })?;
-        if super::connections::RESERVED_HEADERS.contains(&name.as_str()) {
-            return Err(ServiceError::Invalid(format!(
-                "`{name}` cannot carry an API key"
-            )));
-        }
-        config.header = Some(name.as_str().to_string());
+        config.header = Some(super::connections::key_header(header)?.as_str().to_string());
     }
     if let Some(prefix) = prefix {
         config.prefix = Some(prefix);
@@ -214,48 +207,30 @@ fn unsaved_credential(
     planned: &PlannedConnection,
 ) -> Result<Option<Arc<dyn CredentialSource>>, ServiceError> {
     let record = &planned.record;
-    let secret = |name: &str| {
-        planned
-            .secrets
-            .iter()
-            .find(|(field, _)| *field == name)
-            .map(|(_, secret)| secret.clone())
-            .ok_or_else(|| {
-                ServiceError::Internal(format!(
-                    "connection `{}`: no `{name}` among the secrets to seal",
-                    record.name
-                ))
-            })
+    if record.auth_kind == AuthKind::Oauth2 {
+        return Err(ServiceError::Invalid(format!(
+            "connection `{}` cannot be tested before it is saved: an OAuth2 connection has \
+             no token until its authorisation completes. Add it without the test, \
+             authorise it, then test it",
+            record.name
+        )));
+    }
+    let Some(name) = credential::secret_field(record.auth_kind) else {
+        return Ok(None);
     };
-    let config = &record.auth_config;
-    let credential = match record.auth_kind {
-        AuthKind::None => return Ok(None),
-        AuthKind::Oauth2 => {
-            return Err(ServiceError::Invalid(format!(
-                "connection `{}` cannot be tested before it is saved: an OAuth2 connection has \
-                 no token until its authorisation completes. Add it without the test, \
-                 authorise it, then test it",
+    let secret = planned
+        .secrets
+        .iter()
+        .find(|(field, _)| *field == name)
+        .map(|(_, secret)| secret.clone())
+        .ok_or_else(|| {
+            ServiceError::Internal(format!(
+                "connection `{}`: no `{name}` among the secrets to seal",
                 record.name
-            )));
-        }
-        AuthKind::Basic => Credential::Basic {
-            username: config.username.clone().unwrap_or_default(),
-            password: secret(field::PASSWORD)?,
-        },
-        AuthKind::ApiKey => Credential::ApiKey {
-            header: HeaderName::from_bytes(config.header.as_deref().unwrap_or_default().as_bytes())
-                .map_err(|_| {
-                    ServiceError::Internal(format!(
-                        "connection `{}`: the API-key header was not checked",
-                        record.name
-                    ))
-                })?,
-            prefix: config.prefix.clone().unwrap_or_default(),
-            key: secret(field::API_KEY)?,
-        },
-        AuthKind::Bearer => Credential::Bearer {
-            token: secret(field::TOKEN)?,
-        },
-    };
+            ))
+        })?;
+    let credential =
+        credential::assemble(record.auth_kind, &record.auth_config, secret, &record.name)
+            .map_err(|e| ServiceError::Internal(e.to_string()))?;
     Ok(Some(StaticCredential::new(credential)))
 }

@@ -40,20 +40,8 @@ pub enum ConnectionCommand {
         settings: Vec<String>,
         #[arg(long, value_enum, default_value = "none")]
         auth: AuthArg,
-        /// User or email (basic auth).
-        #[arg(long)]
-        username: Option<String>,
-        /// Header carrying the key (api-key auth), e.g. x-api-key. Plugins
-        /// whose settings name the header (auth-header) default to those.
-        #[arg(long)]
-        header: Option<String>,
-        /// Prefix before the key (api-key auth), e.g. "Bearer "; `--prefix ''`
-        /// sends the bare key. Absent: the plugin's default prefix.
-        #[arg(long)]
-        prefix: Option<String>,
-        /// OAuth client id of this connection's own app (oauth2).
-        #[arg(long)]
-        client_id: Option<String>,
+        #[command(flatten)]
+        credential: CredentialArgs,
         #[command(flatten)]
         oauth_endpoints: super::oauth::ConnectionEndpointArgs,
         /// Available to every project.
@@ -62,8 +50,6 @@ pub enum ConnectionCommand {
         /// Scope to a project (repeatable).
         #[arg(long)]
         project: Vec<String>,
-        #[command(flatten)]
-        secret: SecretArgs,
         /// Run the plugin's connection test with the credential first and
         /// save the connection only if it passes (not for oauth2).
         #[arg(long)]
@@ -79,26 +65,12 @@ pub enum ConnectionCommand {
     /// Example: airlock connection set-secret sn --username ops@example.com --secret-env SN_PASSWORD
     SetSecret {
         name: String,
-        /// User or email (basic auth); required for basic.
-        #[arg(long)]
-        username: Option<String>,
-        /// New header for the key (api-key auth, for plugins whose settings
-        /// do not name it).
-        #[arg(long)]
-        header: Option<String>,
-        /// New prefix for the key (api-key auth, likewise).
-        #[arg(long)]
-        prefix: Option<String>,
-        /// OAuth client id of this connection's own app (oauth2); the
-        /// secret read is its client secret.
-        #[arg(long)]
-        client_id: Option<String>,
+        #[command(flatten)]
+        credential: CredentialArgs,
         /// oauth2: the app is a public client; no client secret is read and
         /// any stored one is deleted.
         #[arg(long)]
         public_client: bool,
-        #[command(flatten)]
-        secret: SecretArgs,
         #[arg(long)]
         json: bool,
     },
@@ -163,20 +135,32 @@ impl AuthArg {
 
 /// The credential flags `add` and `set-secret` share, and the secret they
 /// read.
-struct CredentialParts {
+#[derive(Debug, clap::Args)]
+pub struct CredentialArgs {
+    /// User or email (basic auth; required for it, may be empty).
+    #[arg(long)]
     username: Option<String>,
+    /// Header carrying the key (api-key auth), e.g. x-api-key. Plugins
+    /// whose settings name the header (auth-header) take it from there.
+    #[arg(long)]
     header: Option<String>,
+    /// Prefix before the key (api-key auth), e.g. "Bearer "; `--prefix ''`
+    /// sends the bare key. Absent: the plugin's default prefix.
+    #[arg(long)]
     prefix: Option<String>,
+    /// OAuth client id of this connection's own app (oauth2); the secret
+    /// read is its client secret.
+    #[arg(long)]
     client_id: Option<String>,
-    /// oauth2 only: `None` when adding, whether the app is public when
-    /// replacing.
-    public_client: Option<bool>,
+    #[command(flatten)]
     secret: SecretArgs,
 }
 
-impl CredentialParts {
+impl CredentialArgs {
     /// The credential of auth kind `kind`, its secret read now.
-    fn into_input(self, kind: AuthArg) -> anyhow::Result<AuthInput> {
+    /// `public_client` is oauth2's: `None` when adding, whether the app is
+    /// public when replacing.
+    fn into_input(self, kind: AuthArg, public_client: Option<bool>) -> anyhow::Result<AuthInput> {
         Ok(match kind {
             AuthArg::None => AuthInput::None,
             AuthArg::Basic => AuthInput::Basic {
@@ -199,7 +183,7 @@ impl CredentialParts {
                 // `add` reads a client secret only when one is offered;
                 // `set-secret` always replaces it, so it reads one (or
                 // prompts) unless told the app is a public client.
-                client_secret: match self.public_client {
+                client_secret: match public_client {
                     Some(true) => None,
                     Some(false) => Some(self.secret.read("client secret")?),
                     None if self.secret.secret_stdin || self.secret.secret_env.is_some() => {
@@ -306,14 +290,10 @@ pub fn run(airlock: &Airlock, cmd: ConnectionCommand) -> anyhow::Result<()> {
             plugin,
             settings,
             auth,
-            username,
-            header,
-            prefix,
-            client_id,
+            credential,
             oauth_endpoints,
             global,
             project,
-            secret,
             test,
             json,
         } => {
@@ -334,19 +314,11 @@ pub fn run(airlock: &Airlock, cmd: ConnectionCommand) -> anyhow::Result<()> {
             } else {
                 Scope::Projects(project)
             };
-            let parts = CredentialParts {
-                username,
-                header,
-                prefix,
-                client_id,
-                public_client: None,
-                secret,
-            };
             let new = NewConnection {
                 name,
                 plugin_id: plugin,
                 settings: map,
-                auth: parts.into_input(auth)?,
+                auth: credential.into_input(auth, None)?,
                 scope,
             };
             if test {
@@ -361,26 +333,14 @@ pub fn run(airlock: &Airlock, cmd: ConnectionCommand) -> anyhow::Result<()> {
         }
         ConnectionCommand::SetSecret {
             name,
-            username,
-            header,
-            prefix,
-            client_id,
+            credential,
             public_client,
-            secret,
             json,
         } => {
             let kind = AuthArg::of(airlock.connection(&name)?.auth_kind);
-            let parts = CredentialParts {
-                username,
-                header,
-                prefix,
-                client_id,
-                public_client: Some(public_client),
-                secret,
-            };
             let record = block_on(airlock.replace_credential(
                 &name,
-                parts.into_input(kind)?,
+                credential.into_input(kind, Some(public_client))?,
                 &super::actor(),
             ))?;
             output::emit(json, &record, |r| {

@@ -178,7 +178,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 /// Whether to colour what goes to `stream`: only a terminal, and not when
 /// `NO_COLOR` is set to anything (<https://no-color.org>).
 fn colour(stream: &impl IsTerminal) -> bool {
-    stream.is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+    colour_for(stream.is_terminal(), std::env::var_os("NO_COLOR").as_deref())
+}
+
+fn colour_for(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
 }
 
 /// 2 for a usage error: the command line (clap exits 2 itself), an
@@ -289,4 +293,27 @@ pub fn block_on<F: Future>(f: F) -> F::Output {
         .build()
         .expect("starting the async runtime")
         .block_on(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Colour only on a terminal, and not when `NO_COLOR` is set to
+    /// anything (an empty value does not count, as no-color.org says).
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        let set = std::ffi::OsStr::new("1");
+        let empty = std::ffi::OsStr::new("");
+        assert!(colour_for(true, None));
+        assert!(colour_for(true, Some(empty)));
+        assert!(!colour_for(true, Some(set)));
+        assert!(!colour_for(false, None));
+    }
+
+    /// The command definitions are consistent (clap's own checks).
+    #[test]
+    fn the_command_tree_is_valid() {
+        Cli::command().debug_assert();
+    }
 }

@@ -2,6 +2,8 @@
 
 use std::process::Command;
 
+use crate::common::airlock_in;
+
 fn airlock(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_airlock"))
         .args(args)
@@ -58,25 +60,6 @@ fn plugin_inspect_refuses_bad_files_with_a_reason() {
     let (ok, _, stderr) = airlock(&["plugin", "inspect", "/nonexistent/x.wasm"]);
     assert!(!ok);
     assert!(stderr.contains("reading /nonexistent/x.wasm"), "{stderr}");
-}
-
-/// `airlock` on a data directory with loopback egress allowed; exit code,
-/// stdout, stderr.
-fn airlock_in(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_airlock"))
-        .args(args)
-        .env("AIRLOCK_DATA_DIR", dir)
-        .env("AIRLOCK_EGRESS_ALLOW_PRIVATE", "127.0.0.0/8")
-        .env_remove("AIRLOCK_MASTER_KEY")
-        .env_remove("AIRLOCK_MASTER_PASSPHRASE")
-        .envs(env.iter().copied())
-        .output()
-        .expect("run airlock");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 fn json_of(dir: &std::path::Path, args: &[&str]) -> serde_json::Value {

@@ -155,3 +155,27 @@ pub fn assert_egress_denied(err: &CallError, needle: &str) {
         "error should mention {needle:?}: {text}"
     );
 }
+
+/// The `airlock` binary as an operator runs it on data directory `dir`:
+/// loopback egress allowed, the master key from the key file (never from
+/// this process's environment), plus `env`. Exit code, stdout, stderr.
+pub fn airlock_in(
+    dir: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(args)
+        .env("AIRLOCK_DATA_DIR", dir)
+        .env("AIRLOCK_EGRESS_ALLOW_PRIVATE", "127.0.0.0/8")
+        .env_remove("AIRLOCK_MASTER_KEY")
+        .env_remove("AIRLOCK_MASTER_PASSPHRASE")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run airlock");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -75,23 +75,20 @@ fn servicenow_connection(name: &str, base: &str, password: &str) -> NewConnectio
 /// Run the `airlock` binary on `dir` off the test runtime; success,
 /// stdout, stderr.
 async fn cli(dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"));
-    cmd.args(args)
-        .env("AIRLOCK_DATA_DIR", dir)
-        .env("AIRLOCK_EGRESS_ALLOW_PRIVATE", "127.0.0.0/8")
-        .env("RIGHT_PASSWORD", RIGHT)
-        .env("WRONG_PASSWORD", WRONG)
-        .env("USER", "alice")
-        .env_remove("AIRLOCK_MASTER_KEY")
-        .env_remove("AIRLOCK_MASTER_PASSPHRASE");
-    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
-        .await
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let (dir, args): (std::path::PathBuf, Vec<String>) =
+        (dir.into(), args.iter().map(ToString::to_string).collect());
+    let (code, out, err) = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let env = [
+            ("RIGHT_PASSWORD", RIGHT),
+            ("WRONG_PASSWORD", WRONG),
+            ("USER", "alice"),
+        ];
+        crate::common::airlock_in(&dir, &args, &env)
+    })
+    .await
+    .unwrap();
+    (code == 0, out, err)
 }
 
 async fn cli_json(dir: &std::path::Path, args: &[&str]) -> Value {

@@ -599,31 +599,20 @@ async fn cutting_upstream() -> String {
 async fn a_cut_upstream_gives_the_guest_a_bounded_error_without_host_internals() {
     let origin = cutting_upstream().await;
     let dir = tempfile::tempdir().unwrap();
-    let run = |args: Vec<String>| {
-        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"));
-        cmd.args(args)
-            .env("AIRLOCK_DATA_DIR", dir.path())
-            .env("AIRLOCK_EGRESS_ALLOW_PRIVATE", "127.0.0.0/8")
-            .env("RUST_BACKTRACE", "full")
-            .env("RUST_LIB_BACKTRACE", "1")
-            .env_remove("AIRLOCK_MASTER_KEY")
-            .env_remove("AIRLOCK_MASTER_PASSPHRASE");
-        let out = tokio::task::block_in_place(|| cmd.output().unwrap());
-        let (stdout, stderr) = (
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        );
-        assert!(out.status.success(), "{stderr}");
+    let run = |args: &[&str]| {
+        let env = [("RUST_BACKTRACE", "full"), ("RUST_LIB_BACKTRACE", "1")];
+        let (code, stdout, stderr) =
+            tokio::task::block_in_place(|| airlock_in(dir.path(), args, &env));
+        assert_eq!(code, 0, "{stderr}");
         stdout
     };
-    let args = |list: &[&str]| list.iter().map(ToString::to_string).collect::<Vec<_>>();
-    run(args(&[
+    run(&[
         "plugin",
         "install",
         airlock_test_artifacts::PROBE,
         "--approve",
-    ]));
-    run(args(&[
+    ]);
+    run(&[
         "connection",
         "add",
         "cut",
@@ -636,8 +625,8 @@ async fn a_cut_upstream_gives_the_guest_a_bounded_error_without_host_internals()
         "--setting",
         &format!("url={origin}/page"),
         "--global",
-    ]));
-    let out = run(args(&["call", "cut", "connector.test-connection"]));
+    ]);
+    let out = run(&["call", "cut", "connector.test-connection"]);
     let answer: serde_json::Value = serde_json::from_str(&out).unwrap();
     let report: serde_json::Value =
         serde_json::from_str(answer["message"].as_str().unwrap()).unwrap();

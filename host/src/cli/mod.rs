@@ -178,7 +178,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 /// Whether to colour what goes to `stream`: only a terminal, and not when
 /// `NO_COLOR` is set to anything (<https://no-color.org>).
 fn colour(stream: &impl IsTerminal) -> bool {
-    colour_for(stream.is_terminal(), std::env::var_os("NO_COLOR").as_deref())
+    colour_for(
+        stream.is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    )
 }
 
 fn colour_for(terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {

@@ -4,7 +4,8 @@
 //! Layout: [`openapi`] is the route registry (every route is added there
 //! with its documentation and required role), [`auth`] checks tokens and
 //! roles, [`hardening`] the `Host` header and body sizes, [`error`] the one
-//! error shape, and `routes/` has one file per route group.
+//! error shape, `routes/` has one file per route group, and [`console`]
+//! serves the operator console at `/` (public files, no data).
 //!
 //! Adding a route group: write `routes/<group>.rs` with a
 //! `pub fn routes(r: Routes) -> Routes` that calls [`Routes::add`] for each
@@ -14,6 +15,7 @@
 //! table test.
 
 pub mod auth;
+pub mod console;
 pub mod error;
 pub mod hardening;
 pub mod openapi;
@@ -185,16 +187,21 @@ pub fn build(airlock: Arc<Airlock>, config: ServerConfig, addr: SocketAddr) -> R
             airlock,
             loopback_only: addr.ip().is_loopback(),
             public_url,
-            access: openapi::access_table(&ops),
+            access: openapi::access_table(&ops)
+                .into_iter()
+                .chain(console::public_routes().map(|route| (route, Access::Public)))
+                .collect(),
             openapi: document,
             pending: Mutex::new(HashMap::new()),
             config: config.clone(),
         }),
     };
     use axum::middleware::from_fn_with_state;
-    // Layers run outermost last-added: log, then Host check, then the
-    // declared length, then the token.
+    // Layers run outermost last-added: security headers (on every answer,
+    // refusals included), log, then Host check, then the declared length,
+    // then the token.
     router
+        .merge(console::router())
         .fallback(routes::meta::not_found)
         .method_not_allowed_fallback(routes::meta::method_not_allowed)
         .layer(from_fn_with_state(state.clone(), auth::authenticate))
@@ -202,6 +209,7 @@ pub fn build(airlock: Arc<Airlock>, config: ServerConfig, addr: SocketAddr) -> R
         .layer(from_fn_with_state(state.clone(), hardening::check_length))
         .layer(from_fn_with_state(state.clone(), hardening::check_host))
         .layer(from_fn_with_state(state.clone(), hardening::access_log))
+        .layer(axum::middleware::from_fn(console::security_headers))
         .with_state(state)
 }
 

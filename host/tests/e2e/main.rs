@@ -5,6 +5,8 @@ mod api;
 mod api_contract;
 mod api_scenario;
 mod azure_devops;
+mod browser;
+mod browser_smoke;
 mod chat;
 mod cli;
 mod common;

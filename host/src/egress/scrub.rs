@@ -5,10 +5,12 @@
 //! with `*` of the same length (so `content-length` stays true), and the
 //! audit record says how many were removed.
 //!
-//! The body is scanned as it streams: the bytes that could be the start of
-//! a match split across two chunks are held back (at most the longest
-//! needle less one), so the cost is one search per needle per chunk and the
-//! memory a few hundred bytes per response.
+//! The body is scanned as it streams: only the bytes at a chunk's end that
+//! begin a needle (a match the next chunk may complete) are held back, at
+//! most the longest needle less one, so a chunk that does not end in the
+//! start of the secret is released whole and at once (a streamed event is
+//! not delayed until the next one arrives). The cost is one search per
+//! needle per chunk and the memory a few hundred bytes per response.
 
 use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
@@ -85,6 +87,25 @@ impl Scrubber {
             .min_by_key(|&(at, len)| (at, std::cmp::Reverse(len)))
     }
 
+    /// How many bytes at the end of `buf` are the beginning of a needle
+    /// (a match that the next chunk may complete). Only those are held
+    /// back: a streamed event must not wait for the next one because its
+    /// last bytes merely could have been a secret's first.
+    fn open_tail(&self, buf: &[u8]) -> usize {
+        let window = buf.len().saturating_sub(self.longest - 1);
+        let tail = &buf[window..];
+        self.needles
+            .iter()
+            .filter_map(|n| {
+                memchr::memchr_iter(n[0], tail)
+                    .map(|at| &tail[at..])
+                    .find(|rest| rest.len() < n.len() && n.starts_with(rest))
+                    .map(<[u8]>::len)
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Mask occurrences in header values; a value that is no longer valid
     /// afterwards cannot happen (`*` is a valid header byte).
     pub(super) fn headers(&self, headers: &mut HeaderMap) -> u32 {
@@ -132,7 +153,7 @@ impl BodyScrub {
     pub(super) fn chunk(&mut self, chunk: &[u8]) -> Bytes {
         self.carry.extend_from_slice(chunk);
         self.found += self.scrubber.mask(&mut self.carry);
-        let keep = (self.scrubber.longest - 1).min(self.carry.len());
+        let keep = self.scrubber.open_tail(&self.carry);
         let release = self.carry.len() - keep;
         self.carry.split_to(release).freeze()
     }
@@ -173,6 +194,26 @@ mod tests {
             assert!(!out.contains("CANARY"), "split at {split}: {out}");
             assert_eq!(body.found, 2, "split at {split}");
         }
+    }
+
+    #[test]
+    fn only_a_tail_that_begins_the_secret_is_held_back() {
+        let secret = "tok-ABCDEFGH";
+        let mut body = BodyScrub::new(bearer(secret));
+        // A whole event: released at once, nothing held back.
+        let event = b"data: {\"content\": \"Hello\"}\n\n";
+        assert_eq!(&body.chunk(event)[..], &event[..]);
+        // A chunk ending in the start of the secret: exactly that is held.
+        assert_eq!(&body.chunk(b"data: tok-AB")[..], b"data: ");
+        assert_eq!(&body.chunk(b"X\n\n")[..], b"tok-ABX\n\n");
+        // And the start of the header value (`Bearer ...`) too.
+        assert_eq!(&body.chunk(b"see Bear")[..], b"see ");
+        assert_eq!(
+            &body.chunk(b"er tok-ABCDEFGH!")[..],
+            b"*******************!"
+        );
+        assert_eq!(body.found, 1);
+        assert!(body.finish().is_empty());
     }
 
     #[test]

@@ -60,11 +60,13 @@ pub fn run(airlock: Airlock, args: ServeArgs) -> anyhow::Result<()> {
         for line in airlock.startup_summary() {
             println!("{line}");
         }
+        println!("Console: http://{addr}/ (sign in with an API token)");
         println!("API: http://{addr}/api/v1 (OpenAPI: /api/v1/openapi.json, metrics: /metrics)");
         if let Some(token) = first {
             println!(
                 "\nFirst start: created admin token `{}`. It is shown only now; keep it:\n\n  {}\n\n\
-                 Use it as `Authorization: Bearer <token>`; create more with `airlock token create`.",
+                 Sign in to the console at http://{addr}/ with it, or send it to the API as \
+                 `Authorization: Bearer <token>`; create more with `airlock token create`.",
                 token.record.name,
                 token.token.expose_secret()
             );

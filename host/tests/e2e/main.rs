@@ -11,6 +11,7 @@ mod chat;
 mod cli;
 mod common;
 mod confluence;
+mod console;
 mod credentials;
 mod custom_rest;
 mod egress;

@@ -81,7 +81,10 @@ pub fn asset(name: &str) -> Option<&'static str> {
 }
 
 fn serve_asset(name: &str) -> Response {
-    match ASSETS.iter().find(|a| a.name == name && a.name != "index.html") {
+    match ASSETS
+        .iter()
+        .find(|a| a.name == name && a.name != "index.html")
+    {
         Some(a) => (
             [
                 (header::CONTENT_TYPE, a.content_type),

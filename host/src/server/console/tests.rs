@@ -51,7 +51,10 @@ fn the_page_has_no_inline_script_or_style() {
     assert!(!page.contains(" style="), "style attribute in index.html");
     for tag in page.split("<script").skip(1) {
         let open = &tag[..tag.find('>').unwrap()];
-        assert!(open.contains("src=\"/console/"), "inline script: <script{open}>");
+        assert!(
+            open.contains("src=\"/console/"),
+            "inline script: <script{open}>"
+        );
         assert!(tag[tag.find('>').unwrap() + 1..].starts_with("</script>"));
     }
     assert!(

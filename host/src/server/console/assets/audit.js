@@ -48,7 +48,7 @@ export async function render(main, ctx) {
           'div',
           { class: `panel ${v.ok ? 'verified' : 'broken'}`, id: 'verify-result' },
           h('h3', {}, v.ok ? 'The chain verifies' : 'The chain is broken'),
-          kv([['Rows checked', String(v.report.rows)], ['Head sequence', v.report.last_seq ?? '—'], ['Head hash', h('code', { id: 'head-hash' }, v.report.last_hash)], ['Summary', v.summary]]),
+          kv([['Rows checked', String(v.rows)], ['Head sequence', v.last_seq ?? '—'], ['Head hash', h('code', { id: 'head-hash' }, v.last_hash)], ['Summary', v.summary]]),
           h('p', { class: 'muted' }, 'Keep the head outside this machine: `airlock audit verify --anchor` detects a log cut back to before it.'),
         ),
       );

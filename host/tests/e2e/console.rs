@@ -1,0 +1,779 @@
+//! The operator console in a real browser: Debian's headless Chromium,
+//! driven through ChromeDriver, against a real `airlock serve` (the
+//! server's own code on loopback, a real data directory) and loopback
+//! upstreams shaped like ServiceNow's Table API and OpenAI's streaming
+//! chat. Each page's screenshot goes to `target/console-screenshots/<test>/`.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use airlock::service::Role;
+use base64::Engine as _;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::api::{Api, Body};
+use crate::browser::Browser;
+use crate::openai::{SSE_HEAD, api_key_connection, plugin_path};
+
+const WAIT: Duration = Duration::from_secs(30);
+const ENTER: &str = "\u{E007}";
+const TAB: &str = "\u{E004}";
+
+/// The ServiceNow password the operator types; it must never come back.
+const PASSWORD: &str = "console-canary-pw-7f3a9c";
+const USER: &str = "airlock.integration";
+
+async fn sign_in(b: &Browser, api: &Api, token: &str) {
+    b.goto(&api.url("/")).await;
+    let input = b.wait_for("#signin input[name=token]", WAIT).await;
+    input.send_keys(token).await;
+    // The form submits from the keyboard.
+    input.send_keys(ENTER).await;
+    b.wait_for("#whoami", WAIT).await;
+}
+
+/// Pick `value` in the `<select>` at `css` and fire `change`, as choosing
+/// it does.
+async fn choose(b: &Browser, css: &str, value: &str) {
+    let chosen = b
+        .execute(
+            "const s = document.querySelector(arguments[0]);
+             if (!s) return null;
+             s.value = arguments[1];
+             s.dispatchEvent(new Event('change', { bubbles: true }));
+             return s.value;",
+            &[json!(css), json!(value)],
+        )
+        .await;
+    assert_eq!(chosen, json!(value), "{css} has no option {value}");
+}
+
+async fn fill(b: &Browser, css: &str, text: &str) {
+    let el = b.wait_for(css, WAIT).await;
+    el.clear().await;
+    el.send_keys(text).await;
+}
+
+/// Every form control on the page has a label.
+async fn assert_labelled(b: &Browser) {
+    let unlabelled = b
+        .execute(
+            "return [...document.querySelectorAll('main input, main select, main textarea')]
+                .filter(e => !e.hidden && !(e.labels && e.labels.length))
+                .map(e => e.outerHTML);",
+            &[],
+        )
+        .await;
+    assert_eq!(unlabelled, json!([]), "controls without a label");
+}
+
+/// No dialog opened, no script ran that the policy blocked, and the page
+/// fits the window's width.
+async fn assert_clean(b: &Browser) {
+    assert_eq!(b.alert_text().await, None, "a dialog opened");
+    let state = b
+        .execute(
+            "return { violations: document.body.dataset.cspViolations || null,
+                      overflow: document.documentElement.scrollWidth - window.innerWidth,
+                      cookies: document.cookie };",
+            &[],
+        )
+        .await;
+    assert_eq!(state["violations"], Value::Null, "CSP violations: {state}");
+    assert!(
+        state["overflow"].as_i64().unwrap() <= 1,
+        "wider than the window: {state}"
+    );
+    assert_eq!(state["cookies"], "", "the console sets no cookie");
+}
+
+async fn page_source(b: &Browser) -> String {
+    b.execute("return document.documentElement.outerHTML;", &[])
+        .await
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn basic() -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"))
+    )
+}
+
+/// A loopback server answering like ServiceNow's Table API for the
+/// connection test and the creation of one incident.
+async fn servicenow_mock() -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/now/table/sys_user"))
+        .and(wiremock::matchers::header(
+            "authorization",
+            basic().as_str(),
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"result": [{
+            "sys_id": "6816f79cc0a8016401c5a33be04be441",
+            "user_name": USER,
+            "name": "Airlock Integration",
+            "email": "airlock@acme.example"
+        }]})))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/now/table/incident"))
+        .and(wiremock::matchers::header(
+            "authorization",
+            basic().as_str(),
+        ))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"result": [{"sys_id": "9d385017c611228701d22104cc95c371"}]})),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/api/now/table/incident"))
+        .and(wiremock::matchers::header(
+            "authorization",
+            basic().as_str(),
+        ))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"result": {
+            "sys_id": "9d385017c611228701d22104cc95c371",
+            "number": "INC0010042",
+            "short_description": "VPN down on floor 3",
+            "description": "Since 09:00",
+            "urgency": "1",
+            "impact": "1",
+            "priority": "1",
+            "state": "1",
+            "active": "true",
+            "sys_created_on": "2026-12-05 09:00:00",
+            "sys_updated_on": "2026-12-05 09:00:00"
+        }})))
+        .mount(&server)
+        .await;
+    server
+}
+
+/// The connection id the page shows (`#/connections/<id>`).
+async fn connection_id_from_url(b: &Browser) -> String {
+    let url = b.current_url().await;
+    url.rsplit("#/connections/")
+        .next()
+        .unwrap()
+        .split('?')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_installs_servicenow_connects_it_and_files_a_ticket_in_the_browser() {
+    const TEST: &str = "admin_servicenow";
+    let api = Api::start().await;
+    let admin = api.token("console-admin", Role::Admin, None);
+    let upstream = servicenow_mock().await;
+    let b = Browser::start(1280, 900).await;
+
+    // Sign in.
+    b.goto(&api.url("/")).await;
+    b.wait_for("#signin", WAIT).await;
+    assert_labelled(&b).await;
+    b.shot(TEST, "01-sign-in").await;
+    sign_in(&b, &api, &admin).await;
+    assert!(
+        b.find("#whoami").await.text().await.contains("admin"),
+        "the role is shown"
+    );
+
+    // Upload servicenow.wasm and read what it asks for.
+    b.goto(&api.url("/#/plugins")).await;
+    let file = b.wait_for("#upload-file", WAIT).await;
+    let wasm = Path::new(plugin_path("servicenow")).canonicalize().unwrap();
+    file.send_keys(wasm.to_str().unwrap()).await;
+    b.find("#upload").await.click().await;
+    let pending = b.wait_for("#pending", WAIT).await;
+    let review = pending.text().await;
+    for needle in [
+        "ServiceNow",
+        "basic, bearer, oauth2",
+        "base-url",
+        "Nothing else.",
+        "{base-url}/oauth_token.do",
+    ] {
+        assert!(
+            review.contains(needle),
+            "the review lacks {needle}: {review}"
+        );
+    }
+    let added = b.find_all("#diff li.added").await;
+    assert!(
+        !added.is_empty(),
+        "a new plugin's capabilities are additions"
+    );
+    assert!(
+        added[0].text().await.contains("servicenow"),
+        "{}",
+        added[0].text().await
+    );
+    let sha = b.find("#pending code.sha").await.text().await;
+    assert_eq!(sha.len(), 64, "the hash approved is shown whole: {sha}");
+    assert_clean(&b).await;
+    b.shot(TEST, "02-plugin-review").await;
+    b.find("#approve").await.click().await;
+    b.wait_for("#installed", WAIT).await;
+    let installed = api.airlock.list_plugins().unwrap();
+    assert_eq!(installed.len(), 1);
+    assert_eq!(installed[0].sha256, sha, "exactly the reviewed file");
+
+    // Create a connection through the form generated from the manifest.
+    b.goto(&api.url("/#/connections/new")).await;
+    b.wait_for("#connection-form", WAIT).await;
+    choose(&b, "select[name=plugin]", "servicenow").await;
+    b.wait_for("[data-setting=base-url]", WAIT).await;
+    fill(&b, "#connection-form input[name=name]", "sn").await;
+    fill(&b, "[data-setting=base-url]", &upstream.uri()).await;
+    let table_default = b.find("[data-setting=table]").await.prop("value").await;
+    assert_eq!(table_default, json!("incident"), "defaults are prefilled");
+    choose(&b, "select[name=auth-kind]", "basic").await;
+    fill(&b, "input[name=username]", USER).await;
+    fill(&b, "input[name=password]", PASSWORD).await;
+    assert_eq!(
+        b.find("input[name=password]").await.attr("type").await,
+        Some("password".into())
+    );
+    assert_labelled(&b).await;
+    b.shot(TEST, "03-new-connection").await;
+    b.find("#create-connection").await.click().await;
+    b.wait_for_text("#connection-title", "sn", WAIT).await;
+    let id = connection_id_from_url(&b).await;
+    assert_eq!(api.airlock.connection("sn").unwrap().id, id);
+
+    // Test it and read the report.
+    b.find("#test-connection").await.click().await;
+    b.wait_for_text("#test-report", "Airlock Integration", WAIT)
+        .await;
+    assert!(
+        b.find("#test-report").await.text().await.contains(USER),
+        "the account is shown"
+    );
+    b.shot(TEST, "04-connection").await;
+
+    // File a ticket through the operation form.
+    b.goto(&api.url(&format!("/#/operations?connection={id}")))
+        .await;
+    b.wait_for("#operation-pick", WAIT).await;
+    choose(&b, "#operation-pick", "tickets.create").await;
+    fill(&b, "[data-field=title]", "VPN down on floor 3").await;
+    fill(&b, "[data-field=description]", "Since 09:00").await;
+    choose(&b, "select[data-field=priority]", "p1").await;
+    fill(&b, "[data-field=fields]", "{\"category\": \"network\"}").await;
+    assert_labelled(&b).await;
+    b.find("#run").await.click().await;
+    let result = b
+        .wait_for_text("#result-json", "INC0010042", WAIT)
+        .await
+        .text()
+        .await;
+    let answer: Value = serde_json::from_str(&result).unwrap();
+    assert_eq!(answer["number"], "INC0010042");
+    assert_eq!(answer["priority"], "p1");
+    b.shot(TEST, "05-operation").await;
+    let sent = upstream.received_requests().await.unwrap();
+    let post = sent
+        .iter()
+        .find(|r| r.method.as_str() == "POST")
+        .expect("the ticket was created upstream");
+    assert_eq!(
+        post.headers.get("authorization").unwrap().to_str().unwrap(),
+        basic(),
+        "the host injected the credential"
+    );
+    let body: Value = serde_json::from_slice(&post.body).unwrap();
+    assert_eq!(body["short_description"], "VPN down on floor 3");
+    assert_eq!(body["category"], "network");
+
+    // The audit log shows the requests; a row's detail; the chain verifies.
+    b.goto(&api.url("/#/audit")).await;
+    b.wait_for("#audit-rows tr[data-seq]", WAIT).await;
+    let rows = b.find("#audit-rows").await.text().await;
+    assert!(
+        rows.contains("POST") && rows.contains("/api/now/table/incident"),
+        "{rows}"
+    );
+    assert_eq!(
+        b.find_all("#audit-rows tr[data-seq]").await.len(),
+        sent.len(),
+        "one row per request upstream received"
+    );
+    b.find("#audit-rows tr[data-seq]").await.click().await;
+    let detail = b.wait_for("#audit-row", WAIT).await.text().await;
+    assert!(detail.contains("Credential added\nyes") || detail.contains("yes"));
+    b.find("#verify-chain").await.click().await;
+    let verified = b
+        .wait_for_text("#verify-result", "The chain verifies", WAIT)
+        .await
+        .text()
+        .await;
+    let head = b.find("#head-hash").await.text().await;
+    assert_eq!(head.len(), 64, "the head hash is shown: {verified}");
+    assert_clean(&b).await;
+    b.shot(TEST, "06-audit").await;
+
+    // The secret never came back to the browser.
+    let source = page_source(&b).await;
+    assert!(!source.contains(PASSWORD));
+    b.goto(&api.url(&format!("/#/connections/{id}"))).await;
+    b.wait_for("#connection-title", WAIT).await;
+    assert!(!page_source(&b).await.contains(PASSWORD));
+
+    // A phone-sized window: the same pages fit.
+    b.set_window_size(390, 844).await;
+    b.goto(&api.url("/#/connections")).await;
+    b.wait_for("tr[data-connection=sn]", WAIT).await;
+    assert_clean(&b).await;
+    b.shot(TEST, "07-connections-390px").await;
+    b.goto(&api.url("/#/audit")).await;
+    b.wait_for("#audit-rows tr[data-seq]", WAIT).await;
+    assert_clean(&b).await;
+    b.shot(TEST, "08-audit-390px").await;
+}
+
+/// A loopback server answering one OpenAI-style streamed completion: the
+/// first delta at once, the rest only when `release` fires. `sent_last`
+/// turns true just before the last delta is written.
+async fn gated_stream() -> (
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    Arc<AtomicBool>,
+    tokio::task::JoinHandle<String>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    let sent_last = Arc::new(AtomicBool::new(false));
+    let flag = sent_last.clone();
+    let task = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let request = read_request(&mut socket).await;
+        let chunk = |content: &str| {
+            format!(
+                "data: {}\n\n",
+                json!({"id": "c1", "object": "chat.completion.chunk", "model": "gpt-4o-mini",
+                       "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": null}]})
+            )
+        };
+        socket.write_all(SSE_HEAD.as_bytes()).await.unwrap();
+        socket
+            .write_all(chunk("First words arrive").as_bytes())
+            .await
+            .unwrap();
+        socket.flush().await.unwrap();
+        let _ = released.await;
+        flag.store(true, Ordering::SeqCst);
+        let rest = format!(
+            "{}data: {}\n\ndata: [DONE]\n\n",
+            chunk(", the rest follows."),
+            json!({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        );
+        socket.write_all(rest.as_bytes()).await.unwrap();
+        socket.shutdown().await.unwrap();
+        request
+    });
+    (base, release, sent_last, task)
+}
+
+/// One HTTP/1.1 request: the head, then the body by its length.
+async fn read_request(socket: &mut tokio::net::TcpStream) -> String {
+    let mut request = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = socket.read(&mut buf).await.unwrap();
+        assert!(n > 0, "the client closed early");
+        request.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&request).to_string();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length = text[..end]
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse::<usize>().ok())?
+                })
+                .unwrap_or(0);
+            if request.len() >= end + 4 + length {
+                return text;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_streams_into_the_page_before_the_answer_is_complete() {
+    const TEST: &str = "chat_streaming";
+    let api = Api::start().await;
+    crate::service::install(&api.airlock, plugin_path("openai"));
+    let (base, release, sent_last, upstream) = gated_stream().await;
+    api.airlock
+        .add_connection(api_key_connection(
+            "gpt",
+            "openai",
+            &[("base-url", &base), ("model", "gpt-4o-mini")],
+            "",
+            "",
+        ))
+        .unwrap();
+    let user = api.token("console-user", Role::User, None);
+    let b = Browser::start(1280, 900).await;
+    sign_in(&b, &api, &user).await;
+
+    // A user token sees the pages it may use, and not the others.
+    let nav = b.find("#nav").await.text().await;
+    assert!(nav.contains("Chat") && nav.contains("Operations"), "{nav}");
+    for hidden in ["Plugins", "Connections", "Tokens", "Audit"] {
+        assert!(!nav.contains(hidden), "a user sees {hidden}: {nav}");
+    }
+
+    b.goto(&api.url("/#/chat")).await;
+    let pick = b.wait_for("#connection-pick", WAIT).await;
+    pick.send_keys("gpt").await;
+    pick.send_keys(TAB).await;
+    let message = b.wait_for("#chat-message", WAIT).await;
+    assert_labelled(&b).await;
+    message
+        .send_keys("Summarise the outage for ada.lovelace@example.com")
+        .await;
+    b.find("#chat-send").await.click().await;
+
+    // The first delta is on screen while the upstream still holds the rest.
+    b.wait_for_text("#chat-streaming", "First words arrive", WAIT)
+        .await;
+    assert!(
+        !sent_last.load(Ordering::SeqCst),
+        "the last delta was not sent yet"
+    );
+    b.shot(TEST, "01-first-delta").await;
+    release.send(()).unwrap();
+    let done = b
+        .wait_for("#chat-log .bubble.assistant[data-done=true]", WAIT)
+        .await;
+    assert_eq!(
+        done.text().await,
+        "First words arrive, the rest follows.",
+        "deltas in order, nothing lost"
+    );
+    let info = b.find("#chat-info").await.text().await;
+    assert!(info.contains("email 1"), "redaction counts shown: {info}");
+    let request = upstream.await.unwrap();
+    assert!(
+        !request.contains("ada.lovelace@example.com") && request.contains("[EMAIL_1]"),
+        "the address was redacted before it left: {request}"
+    );
+
+    // The conversation is listed; deleting it removes it.
+    let item = b
+        .wait_for("#conversations li[data-conversation]", WAIT)
+        .await;
+    assert!(item.text().await.contains("Summarise the outage"));
+    assert_clean(&b).await;
+    b.shot(TEST, "02-answer").await;
+    b.find("#delete-conversation").await.click().await;
+    b.wait_for("[data-confirm=yes]", WAIT).await.click().await;
+    b.wait_until(
+        "document.querySelectorAll('#conversations li[data-conversation]').length === 0",
+        WAIT,
+    )
+    .await;
+    let left = api
+        .send("GET", "/api/v1/conversations", Some(&user), Body::Empty)
+        .await;
+    assert_eq!(left.json(), json!([]), "deleted on the server");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_sees_no_upload_and_the_upload_route_refuses_it() {
+    let api = Api::start().await;
+    crate::service::install(&api.airlock, plugin_path("servicenow"));
+    let operator = api.token("console-operator", Role::Operator, None);
+    let b = Browser::start(1280, 900).await;
+    sign_in(&b, &api, &operator).await;
+    let nav = b.find("#nav").await.text().await;
+    assert!(nav.contains("Plugins") && nav.contains("Audit"), "{nav}");
+    assert!(
+        !nav.contains("Tokens"),
+        "an operator manages no tokens: {nav}"
+    );
+    b.goto(&api.url("/#/plugins")).await;
+    b.wait_for("tr[data-plugin=servicenow]", WAIT).await;
+    assert!(
+        b.find_all("#upload-form, #upload-file").await.is_empty(),
+        "no upload for an operator"
+    );
+    b.goto(&api.url("/#/plugins/servicenow")).await;
+    b.wait_for("#installed", WAIT).await;
+    assert!(b.find_all("#remove").await.is_empty(), "no remove either");
+    b.shot("operator", "01-plugins").await;
+
+    // The server refuses it whatever the page shows.
+    let wasm = std::fs::read(plugin_path("servicenow")).unwrap();
+    let refused = api
+        .send(
+            "POST",
+            "/api/v1/plugins",
+            Some(&operator),
+            Body::Raw("application/wasm", wasm),
+        )
+        .await;
+    refused.assert_error(403, "forbidden");
+}
+
+/// `wasm` with its `airlock-manifest` custom sections (the SDK puts one in
+/// the component's core module) replaced by one carrying `manifest`.
+fn with_manifest(wasm: &[u8], manifest: &str) -> Vec<u8> {
+    let mut out = strip_manifest(wasm);
+    let mut section = Vec::new();
+    leb("airlock-manifest".len(), &mut section);
+    section.extend_from_slice(b"airlock-manifest");
+    section.extend_from_slice(manifest.as_bytes());
+    out.push(0);
+    leb(section.len(), &mut out);
+    out.extend_from_slice(&section);
+    out
+}
+
+fn leb(mut n: usize, out: &mut Vec<u8>) {
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+fn read_leb(bytes: &[u8], at: &mut usize) -> usize {
+    let (mut n, mut shift) = (0usize, 0);
+    loop {
+        let b = bytes[*at];
+        *at += 1;
+        n |= ((b & 0x7f) as usize) << shift;
+        if b & 0x80 == 0 {
+            return n;
+        }
+        shift += 7;
+    }
+}
+
+/// A module or component (header, then sections of id, LEB128 size and
+/// body) without its `airlock-manifest` sections, at any depth: a
+/// component's core modules (section 1) and nested components (section 4)
+/// are rewritten too.
+fn strip_manifest(wasm: &[u8]) -> Vec<u8> {
+    let is_component = wasm[4..8] != [1, 0, 0, 0];
+    let mut out = wasm[..8].to_vec();
+    let mut at = 8;
+    while at < wasm.len() {
+        let id = wasm[at];
+        at += 1;
+        let size = read_leb(wasm, &mut at);
+        let body = &wasm[at..at + size];
+        at += size;
+        if id == 0 {
+            let mut p = 0;
+            let len = read_leb(body, &mut p);
+            if &body[p..p + len] == b"airlock-manifest" {
+                continue;
+            }
+        }
+        let body = if is_component && (id == 1 || id == 4) {
+            strip_manifest(body)
+        } else {
+            body.to_vec()
+        };
+        out.push(id);
+        leb(body.len(), &mut out);
+        out.extend_from_slice(&body);
+    }
+    out
+}
+
+const HOSTILE_NAME: &str = "<script>alert('name')</script><img src=x onerror=alert('img')>";
+const HOSTILE_DESCRIPTION: &str =
+    "<img src=x onerror=\"window.__xss=1;alert(document.domain)\"> <b>not bold</b>";
+const HOSTILE_ACCOUNT: &str = "<img src=y onerror=\"window.__xss=2;alert('upstream')\">";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_from_plugins_and_upstreams_shows_literally_and_runs_nothing() {
+    let api = Api::start().await;
+    let admin = api.token("console-admin", Role::Admin, None);
+    let minimal = std::fs::read(airlock_test_artifacts::MINIMAL).unwrap();
+    let manifest = format!(
+        r#"id = "hostile-text"
+name = {name}
+version = "0.1.0"
+api-version = "0.1"
+category = "connector"
+description = {description}
+
+[auth]
+kinds = ["none", "bearer"]
+
+[[egress]]
+url = "https://api.example.com/v1/"
+methods = ["GET"]
+reason = {reason}
+credential = ["bearer"]
+
+[[settings]]
+name = "base-url"
+type = "url"
+required = true
+description = {description}
+"#,
+        name = toml_string(HOSTILE_NAME),
+        description = toml_string(HOSTILE_DESCRIPTION),
+        reason = toml_string("<script>alert('reason')</script>"),
+    );
+    let wasm = with_manifest(&minimal, &manifest);
+    let uploaded = api
+        .send(
+            "POST",
+            "/api/v1/plugins",
+            Some(&admin),
+            Body::Raw("application/wasm", wasm),
+        )
+        .await;
+    assert_eq!(uploaded.status, 202, "{}", uploaded.text());
+
+    // An upstream whose answer carries markup too.
+    let upstream = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/me"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"name": HOSTILE_ACCOUNT})))
+        .mount(&upstream)
+        .await;
+
+    let b = Browser::start(1280, 900).await;
+    sign_in(&b, &api, &admin).await;
+    b.goto(&api.url("/#/plugins")).await;
+    b.wait_for("#main table", WAIT).await;
+    b.goto(&api.url("/#/plugins/hostile-text")).await;
+    b.wait_for("#pending .plugin-name", WAIT).await;
+    assert_eq!(
+        b.find("#plugin-title").await.text().await,
+        HOSTILE_NAME,
+        "the name shows literally"
+    );
+    assert_eq!(
+        b.find("#pending .plugin-description").await.text().await,
+        HOSTILE_DESCRIPTION
+    );
+    let grant = b.find("#pending tr.grant").await.text().await;
+    assert!(
+        grant.contains("<script>alert('reason')</script>") && grant.contains("bearer"),
+        "the reason shows literally, and which origin receives the credential: {grant}"
+    );
+    b.find("#approve").await.click().await;
+    b.wait_for("#installed", WAIT).await;
+
+    // A connection whose test reports the upstream's hostile account name.
+    b.goto(&api.url("/#/connections/new")).await;
+    b.wait_for("#connection-form", WAIT).await;
+    choose(&b, "select[name=plugin]", "hostile-text").await;
+    b.wait_for("[data-setting=base-url]", WAIT).await;
+    fill(&b, "#connection-form input[name=name]", "hostile").await;
+    fill(&b, "[data-setting=base-url]", &upstream.uri()).await;
+    choose(&b, "select[name=auth-kind]", "none").await;
+    b.find("#create-connection").await.click().await;
+    b.wait_for("#connection-title", WAIT).await;
+    b.find("#test-connection").await.click().await;
+    let report = b.wait_for("#test-report .panel", WAIT).await.text().await;
+    assert!(report.contains(HOSTILE_ACCOUNT), "{report}");
+
+    let state = b
+        .execute(
+            "return { xss: window.__xss || null,
+                      images: document.querySelectorAll('img').length,
+                      scripts: [...document.querySelectorAll('script')].map(s => s.src),
+                      bold: document.querySelectorAll('main b').length };",
+            &[],
+        )
+        .await;
+    assert_eq!(
+        state,
+        json!({"xss": null, "images": 0, "scripts": [api.url("/console/app.js")], "bold": 0}),
+        "no markup from the plugin or the upstream became elements"
+    );
+    assert_clean(&b).await;
+    b.shot("hostile_text", "01-hostile-connection").await;
+}
+
+fn toml_string(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+#[tokio::test]
+async fn every_console_answer_carries_the_security_headers() {
+    let api = Api::start().await;
+    for (route, content_type) in [
+        ("/", "text/html; charset=utf-8"),
+        ("/console/app.js", "text/javascript; charset=utf-8"),
+        ("/console/app.css", "text/css; charset=utf-8"),
+        ("/console/no-such-file.js", "application/json"),
+        ("/api/v1/me", "application/json"),
+    ] {
+        let resp = api.send("GET", route, None, Body::Empty).await;
+        let header = |name: &str| {
+            resp.headers
+                .get(name)
+                .map(|v| v.to_str().unwrap().to_string())
+                .unwrap_or_default()
+        };
+        assert!(
+            header("content-type").starts_with(content_type),
+            "{route}: {}",
+            header("content-type")
+        );
+        let csp = header("content-security-policy");
+        for directive in [
+            "default-src 'self'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "frame-ancestors 'none'",
+        ] {
+            assert!(csp.contains(directive), "{route}: {csp}");
+        }
+        assert_eq!(header("x-content-type-options"), "nosniff", "{route}");
+        assert_eq!(header("referrer-policy"), "no-referrer", "{route}");
+        assert!(resp.headers.get("set-cookie").is_none(), "{route}");
+        assert!(
+            resp.headers.get("access-control-allow-origin").is_none(),
+            "{route}"
+        );
+    }
+    // The page and its files need no token; the API still does.
+    assert_eq!(api.send("GET", "/", None, Body::Empty).await.status, 200);
+    assert_eq!(
+        api.send("GET", "/console/app.js", None, Body::Empty)
+            .await
+            .status,
+        200
+    );
+    api.send("GET", "/console/no-such-file.js", None, Body::Empty)
+        .await
+        .assert_error(404, "not_found");
+    api.send("GET", "/api/v1/me", None, Body::Empty)
+        .await
+        .assert_error(401, "unauthorized");
+    // Only GET: the console's routes take nothing.
+    let post = api.send("POST", "/", None, Body::Empty).await;
+    assert!(matches!(post.status, 401 | 405), "{}", post.status);
+}

@@ -777,3 +777,242 @@ async fn every_console_answer_carries_the_security_headers() {
     let post = api.send("POST", "/", None, Body::Empty).await;
     assert!(matches!(post.status, 401 | 405), "{}", post.status);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauth_connect_goes_to_the_provider_and_back_to_the_console() {
+    use airlock::service::{AuthInput, NewConnection, Scope};
+    let idp = crate::idp::Idp::start();
+    let upstream = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"result": [{
+            "sys_id": "6816f79cc0a8016401c5a33be04be441", "user_name": "alice", "name": "Alice"
+        }]})))
+        .mount(&upstream)
+        .await;
+    let api = Api::start().await;
+    crate::service::install(&api.airlock, plugin_path("servicenow"));
+    let record = api
+        .airlock
+        .add_connection(NewConnection {
+            name: "snow-oauth".into(),
+            plugin_id: "servicenow".into(),
+            settings: [("base-url".to_string(), upstream.uri())].into(),
+            auth: AuthInput::OAuth2 {
+                client_id: Some("airlock-e2e".into()),
+                client_secret: Some("CANARY-idp-client-secret".to_string().into()),
+            },
+            scope: Scope::Global,
+        })
+        .unwrap();
+    let overrides = api
+        .airlock
+        .parse_oauth_endpoints(
+            Some(&format!("{}/authorize", idp.url)),
+            Some(&format!("{}/token", idp.url)),
+            Some(&idp.issuer),
+        )
+        .unwrap();
+    api.airlock
+        .set_oauth_endpoints("snow-oauth", &overrides, "test")
+        .await
+        .unwrap();
+    let admin = api.token("console-admin", Role::Admin, None);
+    let b = Browser::start(1280, 900).await;
+    sign_in(&b, &api, &admin).await;
+    b.goto(&api.url(&format!("/#/connections/{}", record.id)))
+        .await;
+    b.wait_for("#oauth-connect", WAIT).await.click().await;
+
+    // The provider sends the browser back to this server's callback page,
+    // which links back to the console.
+    let back = b.wait_for("a[href='/#/connections']", WAIT).await;
+    let page = b.find("body").await.text().await;
+    assert!(
+        page.contains("snow-oauth") && page.contains("authorised"),
+        "{page}"
+    );
+    assert!(
+        b.current_url()
+            .await
+            .starts_with(&api.url("/api/v1/oauth/callback"))
+    );
+    back.click().await;
+
+    // Still signed in (same tab), and the connection now works.
+    b.wait_for("tr[data-connection=snow-oauth]", WAIT).await;
+    b.goto(&api.url(&format!("/#/connections/{}", record.id)))
+        .await;
+    b.wait_for("#test-connection", WAIT).await.click().await;
+    b.wait_for_text("#test-report", "alice", WAIT).await;
+    let sent = upstream.received_requests().await.unwrap();
+    assert!(
+        sent.iter().all(|r| r
+            .headers
+            .get("authorization")
+            .is_some_and(|v| v.to_str().unwrap().starts_with("Bearer "))),
+        "the provider's token went upstream"
+    );
+    assert_clean(&b).await;
+    b.shot("oauth_connect", "01-connected").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_are_shown_once_and_revoked_and_sync_pages_through_records() {
+    const TEST: &str = "tokens_and_sync";
+    let api = Api::start().await;
+    crate::service::install(&api.airlock, plugin_path("servicenow"));
+    // 120 incidents (more than one page of the console's list), one titled
+    // with markup.
+    let upstream = MockServer::start().await;
+    let incidents: Vec<Value> = (0..120)
+        .map(|i| {
+            json!({
+                "sys_id": format!("{i:032x}"),
+                "number": format!("INC{:07}", 10_000 + i),
+                "short_description": if i == 7 { HOSTILE_ACCOUNT.to_string() } else { format!("Incident {i}") },
+                "description": "", "urgency": "3", "impact": "3", "priority": "5", "state": "1",
+                "active": "true",
+                "sys_created_on": "2026-12-01 09:00:00",
+                "sys_updated_on": format!("2026-12-01 09:{:02}:{:02}", i / 60, i % 60)
+            })
+        })
+        .collect();
+    Mock::given(method("GET"))
+        .and(path("/api/now/table/incident"))
+        .respond_with(Incidents(incidents))
+        .mount(&upstream)
+        .await;
+    api.airlock
+        .add_connection(airlock::service::NewConnection {
+            name: "sn".into(),
+            plugin_id: "servicenow".into(),
+            settings: [("base-url".to_string(), upstream.uri())].into(),
+            auth: airlock::service::AuthInput::Bearer {
+                token: "CANARY-sync-token-0123456789".to_string().into(),
+            },
+            scope: airlock::service::Scope::Global,
+        })
+        .unwrap();
+    let admin = api.token("console-admin", Role::Admin, None);
+    let b = Browser::start(1280, 900).await;
+    sign_in(&b, &api, &admin).await;
+
+    // Tokens: created and shown once; gone from the page on reload.
+    b.goto(&api.url("/#/tokens")).await;
+    b.wait_for("#token-form", WAIT).await;
+    assert_labelled(&b).await;
+    fill(&b, "#token-form input[name=name]", "ci-bot").await;
+    choose(&b, "#token-form select[name=role]", "user").await;
+    b.find("#create-token").await.click().await;
+    let value = b.wait_for("#token-value", WAIT).await.text().await;
+    assert!(value.len() >= 32, "{value}");
+    let me = api
+        .send("GET", "/api/v1/me", Some(&value), Body::Empty)
+        .await;
+    assert_eq!(me.json()["name"], "ci-bot", "the shown token works");
+    b.shot(TEST, "01-token-created").await;
+    b.goto(&api.url("/#/sync")).await;
+    b.goto(&api.url("/#/tokens")).await;
+    b.wait_for("tr[data-token=ci-bot]", WAIT).await;
+    assert!(
+        !page_source(&b).await.contains(&value),
+        "the token is not shown again"
+    );
+    b.find("[data-revoke=ci-bot]").await.click().await;
+    b.wait_for("[data-confirm=yes]", WAIT).await.click().await;
+    b.wait_for_text("tr[data-token=ci-bot]", "revoked", WAIT)
+        .await;
+    api.send("GET", "/api/v1/me", Some(&value), Body::Empty)
+        .await
+        .assert_error(401, "unauthorized");
+    b.shot(TEST, "02-tokens").await;
+
+    // Sync: a full run, its status, the records a page at a time.
+    b.goto(&api.url("/#/sync")).await;
+    b.wait_for("#connection-pick", WAIT).await;
+    choose(
+        &b,
+        "#connection-pick",
+        &api.airlock.connection("sn").unwrap().id,
+    )
+    .await;
+    fill(&b, "input[name=page_size]", "40").await;
+    b.wait_for("#sync-full", WAIT).await.click().await;
+    b.wait_for_text("#runs", "succeeded", WAIT).await;
+    b.wait_for("#records tr.record", WAIT).await;
+    assert_eq!(b.find_all("#records tr.record").await.len(), 50, "one page");
+    b.find("#records-next").await.click().await;
+    b.wait_for_text("#records", "Records 51–100", WAIT).await;
+    b.find("#records-next").await.click().await;
+    b.wait_for_text("#records", "Records 101–120", WAIT).await;
+    let titles = b.find("#records").await.text().await;
+    assert!(titles.contains("Incident 119"), "{titles}");
+    b.find("#records tr.record").await.click().await;
+    b.wait_for("#record-detail pre", WAIT).await;
+    // The hostile title is on the first page (records are listed by id).
+    b.goto(&api.url("/#/audit")).await;
+    b.goto(&api.url(&format!(
+        "/#/sync?connection={}",
+        api.airlock.connection("sn").unwrap().id
+    )))
+    .await;
+    b.wait_for("#records tr.record", WAIT).await;
+    let all = b.find("#records").await.text().await
+        + &{
+            b.find("#records-next").await.click().await;
+            b.wait_for_text("#records", "Records 51", WAIT).await;
+            b.find("#records").await.text().await
+        };
+    assert!(
+        all.contains(HOSTILE_ACCOUNT),
+        "the markup title shows as text"
+    );
+    assert_clean(&b).await;
+    let images = b
+        .execute("return document.querySelectorAll('img').length;", &[])
+        .await;
+    assert_eq!(images, json!(0));
+    b.shot(TEST, "03-sync").await;
+}
+
+/// Incidents paged as the Table API pages them for the plugin's keyset
+/// query (`sys_updated_on>=T^sys_updated_on>T^ORsys_id>ID`, ordered by
+/// both), at most `sysparm_limit`; the rows are in that order already.
+struct Incidents(Vec<Value>);
+
+impl wiremock::Respond for Incidents {
+    fn respond(&self, request: &wiremock::Request) -> ResponseTemplate {
+        let q: std::collections::HashMap<String, String> =
+            request.url.query_pairs().into_owned().collect();
+        let limit = q
+            .get("sysparm_limit")
+            .and_then(|l| l.parse().ok())
+            .unwrap_or(usize::MAX);
+        let query = q.get("sysparm_query").cloned().unwrap_or_default();
+        let operand = |prefix: &str| {
+            query
+                .split('^')
+                .find_map(|t| t.trim_start_matches("OR").strip_prefix(prefix))
+                .map(str::to_string)
+        };
+        let since = operand("sys_updated_on>=");
+        let last = operand("sys_id>");
+        let result: Vec<&Value> = self
+            .0
+            .iter()
+            .filter(|r| {
+                let updated = r["sys_updated_on"].as_str().unwrap();
+                let id = r["sys_id"].as_str().unwrap();
+                match (&since, &last) {
+                    (Some(t), Some(l)) => {
+                        updated >= t.as_str() && (updated > t.as_str() || id > l.as_str())
+                    }
+                    (Some(t), None) => updated >= t.as_str(),
+                    _ => true,
+                }
+            })
+            .take(limit)
+            .collect();
+        ResponseTemplate::new(200).set_body_json(json!({ "result": result }))
+    }
+}

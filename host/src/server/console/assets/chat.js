@@ -100,6 +100,7 @@ export async function render(main, ctx) {
       try {
         await apiEvents(`/connections/${enc(connection)}/chat`, body, (name, data) => {
           if (name === 'delta') {
+            if (!answer.dataset.deltas) replace(info, 'Receiving…');
             answer.appendChild(document.createTextNode(data.content));
             answer.dataset.deltas = String(Number(answer.dataset.deltas || 0) + 1);
           } else if (name === 'done') {

@@ -2,7 +2,7 @@
 // status, and the records it stored, a page at a time.
 
 import { api, enc } from './api.js';
-import { h, replace, table, badge, when } from './dom.js';
+import { h, field, replace, table, badge, when } from './dom.js';
 import { connectionPicker } from './operations.js';
 
 const PAGE = 50;
@@ -31,12 +31,13 @@ export async function render(main, ctx) {
     const runsBox = h('div', { id: 'runs' });
     const recordsBox = h('div', { id: 'records' });
     const detailBox = h('div', { id: 'record-detail' });
+    const pageSize = h('input', { type: 'number', name: 'page_size', min: '1', step: '1', autocomplete: 'off' });
     const run = (full) => {
       const b = h('button', { type: 'button', id: full ? 'sync-full' : 'sync-delta', class: full ? 'secondary' : null }, full ? 'Run a full sync' : 'Run a delta sync');
       b.addEventListener('click', async () => {
         b.disabled = true;
         try {
-          const r = await api('POST', `/connections/${enc(id)}/sync`, { query: { full: full ? 'true' : null } });
+          const r = await api('POST', `/connections/${enc(id)}/sync`, { query: { full: full ? 'true' : null, page_size: pageSize.value.trim() } });
           ctx.flash(`Sync ${r.status}: ${r.records} records in ${r.pages} pages.${r.error ? ` ${r.error}` : ''}`, r.status === 'failed' ? 'error' : 'ok');
           await Promise.all([drawRuns(), drawRecords(0)]);
         } catch (error) {
@@ -97,7 +98,7 @@ export async function render(main, ctx) {
       replace(detailBox, h('h3', {}, `${r.kind} ${r.record_id}`), h('pre', {}, pretty));
       detailBox.scrollIntoView({ block: 'nearest' });
     }
-    replace(body, h('div', { class: 'actions' }, run(false), run(true)), runsBox, recordsBox, detailBox);
+    replace(body, field('Records per page asked of the plugin (optional)', pageSize, "Empty: the plugin's default."), h('div', { class: 'actions' }, run(false), run(true)), runsBox, recordsBox, detailBox);
     try {
       await Promise.all([drawRuns(), drawRecords(0)]);
     } catch (error) {

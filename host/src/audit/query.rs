@@ -63,6 +63,9 @@ pub struct AuditFilter {
     pub since: Option<String>,
     /// Requests before this time (exclusive), same formats as `since`.
     pub until: Option<String>,
+    /// Only requests older than this `seq` (exclusive): the next page after
+    /// one whose last (oldest) entry had this `seq`.
+    pub before: Option<i64>,
     /// At most this many entries (the newest); [`DEFAULT_LIMIT`] unless set.
     pub limit: usize,
 }
@@ -76,6 +79,7 @@ impl Default for AuditFilter {
             decision: None,
             since: None,
             until: None,
+            before: None,
             limit: DEFAULT_LIMIT,
         }
     }
@@ -190,6 +194,10 @@ fn request_query(filter: &AuditFilter) -> Result<(String, Vec<Value>), AuditErro
     }
     if let Some(u) = &filter.until {
         condition(&mut sql, "time <", time_bound("until", u)?);
+    }
+    if let Some(b) = filter.before {
+        params.push(Value::Integer(b));
+        sql.push_str(&format!(" AND seq < ?{}", params.len()));
     }
     params.push(Value::Integer(
         i64::try_from(filter.limit).unwrap_or(i64::MAX),
@@ -510,6 +518,53 @@ mod tests {
                 ..Default::default()
             }),
             expected(&written, |_| true)[..3].to_vec()
+        );
+    }
+
+    #[tokio::test]
+    async fn pages_with_before_give_every_entry_once_newest_first() {
+        let (_dir, conn, written) = fixture().await;
+        let all = expected(&written, |_| true);
+        let mut paged = Vec::new();
+        let mut before = None;
+        loop {
+            let page = seqs(
+                &conn,
+                &AuditFilter {
+                    before,
+                    limit: 5,
+                    ..Default::default()
+                },
+            );
+            let Some(&last) = page.last() else { break };
+            assert!(page.len() <= 5);
+            paged.extend(page);
+            before = Some(last);
+        }
+        assert_eq!(paged, all);
+        // With another filter: the older rows of that connection only.
+        let c1 = expected(&written, |w| w.connection_id == "c1");
+        assert_eq!(
+            seqs(
+                &conn,
+                &AuditFilter {
+                    connection_id: Some("c1".into()),
+                    before: Some(c1[0]),
+                    ..Default::default()
+                },
+            ),
+            c1[1..].to_vec()
+        );
+        // Below the first row: nothing.
+        assert!(
+            seqs(
+                &conn,
+                &AuditFilter {
+                    before: Some(1),
+                    ..Default::default()
+                },
+            )
+            .is_empty()
         );
     }
 

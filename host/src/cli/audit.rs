@@ -110,6 +110,7 @@ pub fn run(airlock: &Airlock, cmd: AuditCommand) -> anyhow::Result<()> {
                 }),
                 since,
                 until,
+                before: None,
                 limit,
             })?;
             let names = output::connection_names(airlock)?;

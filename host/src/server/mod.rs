@@ -171,6 +171,7 @@ pub fn routes(config: &ServerConfig) -> Routes {
     let r = routes::audit::routes(r);
     let r = routes::chat::routes(r);
     let r = routes::conversations::routes(r);
+    let r = routes::tokens::routes(r);
     routes::meta::routes(r)
 }
 

@@ -29,7 +29,7 @@ pub use crate::store::sync::{SyncRecordRow, SyncRun};
 pub use crate::store::tokens::{Role, TokenRecord};
 pub use chat::{ChatAnswer, ChatEvent, ChatEvents, ChatInput, MAX_MESSAGE_BYTES};
 pub use connections::{AuthInput, NewConnection};
-pub use plugins::InstallPlan;
+pub use plugins::{CapabilityChange, ChangeKind, ChangeSubject, InstallPlan};
 pub use sync::DEFAULT_PAGE_SIZE;
 pub use tokens::NewToken;
 

@@ -5,12 +5,18 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::{Airlock, ServiceError};
-use crate::manifest::{EgressSpec, Manifest};
+use crate::manifest::{ApiKeySpec, EgressSpec, Manifest, OAuth2Spec, SettingSpec};
 use crate::runtime::Plugin;
 use crate::store::plugins::{self as repo, PluginRecord};
+
+/// Plugin ids no plugin may have: the management API uses them as paths
+/// beside `/api/v1/plugins/{id}` (`GET /api/v1/plugins/pending`), where
+/// such a plugin could not be inspected or removed.
+pub const RESERVED_IDS: &[&str] = &["pending"];
 
 /// What installing a file would do, for the operator to approve.
 #[derive(Debug, Clone)]
@@ -27,8 +33,12 @@ pub struct InstallPlan {
     pub grant: Vec<EgressSpec>,
     /// The installed plugin with the same id, if any.
     pub previous: Option<PluginRecord>,
-    /// What changes relative to `previous` (everything is new when none).
+    /// What changes relative to `previous`, one line each: [`InstallPlan::diff`]
+    /// in words.
     pub changes: Vec<String>,
+    /// What changes relative to `previous` (a new plugin and its egress
+    /// when there is none).
+    pub diff: Vec<CapabilityChange>,
     wasm: Arc<Vec<u8>>,
 }
 
@@ -41,20 +51,232 @@ impl InstallPlan {
     }
 }
 
-/// Human-readable capability changes from `old` to `new`.
-fn capability_diff(old: Option<&PluginRecord>, new: &Manifest) -> Vec<String> {
+/// Whether a capability appears, disappears or changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeKind {
+    /// New in this file.
+    Added,
+    /// Gone from this file.
+    Removed,
+    /// Still there, different.
+    Changed,
+}
+
+/// What part of a plugin a [`CapabilityChange`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeSubject {
+    /// The plugin as a whole (not installed before).
+    Plugin,
+    /// Its version.
+    Version,
+    /// The file, under the same version.
+    File,
+    /// A destination it may reach (and whether it receives the credential).
+    Egress,
+    /// A credential kind, or how the host obtains or sends one (OAuth
+    /// endpoints, API-key header).
+    Auth,
+    /// A connection setting of its schema.
+    Settings,
+}
+
+/// One difference between an installed plugin and a file of the same id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct CapabilityChange {
+    /// Added, removed or changed.
+    pub change: ChangeKind,
+    /// What it is about.
+    pub what: ChangeSubject,
+    /// The change in words, without a `+`/`-` sign
+    /// (`egress https://login.example.com/ [POST]`).
+    pub text: String,
+}
+
+impl CapabilityChange {
+    fn new(change: ChangeKind, what: ChangeSubject, text: impl Into<String>) -> Self {
+        Self {
+            change,
+            what,
+            text: text.into(),
+        }
+    }
+}
+
+/// The one-line form of [`InstallPlan::changes`]: the text, signed `+ ` or
+/// `- ` when a capability is added or removed (a new plugin is one unsigned
+/// line, `new plugin <id> <version>`).
+impl std::fmt::Display for CapabilityChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let sign = match (self.change, self.what) {
+            (_, ChangeSubject::Plugin) | (ChangeKind::Changed, _) => "",
+            (ChangeKind::Added, _) => "+ ",
+            (ChangeKind::Removed, _) => "- ",
+        };
+        write!(f, "{sign}{}", self.text)
+    }
+}
+
+/// `[a, b]`, or `[]`.
+fn list(items: &[String]) -> String {
+    format!("[{}]", items.join(", "))
+}
+
+/// `old -> new` of an optional value, `(none)` for an absent one.
+fn optional(value: &Option<String>) -> &str {
+    value.as_deref().unwrap_or("(none)")
+}
+
+/// The differences between two OAuth endpoint declarations, one per field.
+fn oauth2_diff(
+    old: &Option<OAuth2Spec>,
+    new: &Option<OAuth2Spec>,
+    out: &mut Vec<CapabilityChange>,
+) {
+    use {ChangeKind::*, ChangeSubject::Auth};
+    match (old, new) {
+        (None, None) => {}
+        (None, Some(n)) => out.push(CapabilityChange::new(
+            Added,
+            Auth,
+            format!(
+                "oauth2 endpoints: authorize {}, token {}, scopes {}",
+                n.authorize_url,
+                n.token_url,
+                list(&n.scopes)
+            ),
+        )),
+        (Some(_), None) => out.push(CapabilityChange::new(Removed, Auth, "oauth2 endpoints")),
+        (Some(o), Some(n)) => {
+            let extra = |s: &OAuth2Spec| {
+                s.extra_params
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+            };
+            let fields = [
+                (
+                    "authorize-url",
+                    o.authorize_url.clone(),
+                    n.authorize_url.clone(),
+                ),
+                ("token-url", o.token_url.clone(), n.token_url.clone()),
+                ("scopes", list(&o.scopes), list(&n.scopes)),
+                (
+                    "issuer",
+                    optional(&o.issuer).into(),
+                    optional(&n.issuer).into(),
+                ),
+                ("extra-params", list(&extra(o)), list(&extra(n))),
+                (
+                    "client-id-env",
+                    optional(&o.client_id_env).into(),
+                    optional(&n.client_id_env).into(),
+                ),
+                (
+                    "client-secret-env",
+                    optional(&o.client_secret_env).into(),
+                    optional(&n.client_secret_env).into(),
+                ),
+            ];
+            for (field, before, after) in fields {
+                if before != after {
+                    out.push(CapabilityChange::new(
+                        Changed,
+                        Auth,
+                        format!("oauth2 {field} {before} -> {after}"),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// A setting's spec in words: `base-url (url, required)`.
+fn setting_text(s: &SettingSpec) -> String {
+    let kind = serde_json::to_value(s.kind)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default();
+    let required = if s.required { ", required" } else { "" };
+    format!("setting {} ({kind}{required})", s.name)
+}
+
+/// The differences between two settings schemas, by setting name.
+fn settings_diff(old: &[SettingSpec], new: &[SettingSpec], out: &mut Vec<CapabilityChange>) {
+    use {ChangeKind::*, ChangeSubject::Settings};
+    let find = |list: &'_ [SettingSpec], name: &str| list.iter().find(|s| s.name == name).cloned();
+    for n in new {
+        let Some(o) = find(old, &n.name) else {
+            out.push(CapabilityChange::new(Added, Settings, setting_text(n)));
+            continue;
+        };
+        let mut what = Vec::new();
+        if o.kind != n.kind || o.required != n.required {
+            what.push(format!("{} -> {}", setting_text(&o), setting_text(n)));
+        }
+        if o.default != n.default {
+            what.push(format!(
+                "default {} -> {}",
+                optional(&o.default),
+                optional(&n.default)
+            ));
+        }
+        if o.values != n.values {
+            what.push(format!("values {} -> {}", list(&o.values), list(&n.values)));
+        }
+        if o.required_keys != n.required_keys {
+            what.push(format!(
+                "required keys {} -> {}",
+                list(&o.required_keys),
+                list(&n.required_keys)
+            ));
+        }
+        if !what.is_empty() {
+            out.push(CapabilityChange::new(
+                Changed,
+                Settings,
+                format!("setting {}: {}", n.name, what.join("; ")),
+            ));
+        }
+    }
+    for o in old.iter().filter(|o| find(new, &o.name).is_none()) {
+        out.push(CapabilityChange::new(Removed, Settings, setting_text(o)));
+    }
+}
+
+/// The capability changes from `old` (installed, with its approved grant)
+/// to `new`: everything [`InstallPlan::diff`] and, in words,
+/// [`InstallPlan::changes`] show.
+fn capability_diff(old: Option<&PluginRecord>, new: &Manifest) -> Vec<CapabilityChange> {
+    use ChangeKind::*;
+    use ChangeSubject as S;
     let mut changes = Vec::new();
+    let egress = |e: &dyn std::fmt::Display| format!("egress {e}");
     let Some(old) = old else {
-        changes.push(format!("new plugin {} {}", new.id, new.version));
+        changes.push(CapabilityChange::new(
+            Added,
+            S::Plugin,
+            format!("new plugin {} {}", new.id, new.version),
+        ));
         for e in &new.egress {
-            changes.push(format!("+ egress {e}"));
+            changes.push(CapabilityChange::new(Added, S::Egress, egress(e)));
         }
         return changes;
     };
     if old.version != new.version {
-        changes.push(format!("version {} -> {}", old.version, new.version));
+        changes.push(CapabilityChange::new(
+            Changed,
+            S::Version,
+            format!("version {} -> {}", old.version, new.version),
+        ));
     } else {
-        changes.push(format!("file changed (version still {})", new.version));
+        changes.push(CapabilityChange::new(
+            Changed,
+            S::File,
+            format!("file changed (version still {})", new.version),
+        ));
     }
     let before: Vec<String> = old
         .approved_grant
@@ -63,30 +285,57 @@ fn capability_diff(old: Option<&PluginRecord>, new: &Manifest) -> Vec<String> {
         .collect();
     let after: Vec<String> = new.egress.iter().map(EgressSpec::to_string).collect();
     for e in after.iter().filter(|e| !before.contains(e)) {
-        changes.push(format!("+ egress {e}"));
+        changes.push(CapabilityChange::new(Added, S::Egress, egress(e)));
     }
     for e in before.iter().filter(|e| !after.contains(e)) {
-        changes.push(format!("- egress {e}"));
+        changes.push(CapabilityChange::new(Removed, S::Egress, egress(e)));
     }
-    if old.manifest.auth != new.auth {
-        changes.push(format!(
-            "auth {:?} -> {:?}",
-            old.manifest.auth.kinds, new.auth.kinds
+    let (old_auth, new_auth) = (&old.manifest.auth, &new.auth);
+    for k in new_auth
+        .kinds
+        .iter()
+        .filter(|k| !old_auth.kinds.contains(k))
+    {
+        changes.push(CapabilityChange::new(
+            Added,
+            S::Auth,
+            format!("auth kind {k}"),
         ));
     }
-    let names = |m: &Manifest| {
-        m.settings
-            .iter()
-            .map(|s| s.name.clone())
-            .collect::<Vec<_>>()
-    };
-    if names(&old.manifest) != names(new) {
-        changes.push(format!(
-            "settings [{}] -> [{}]",
-            names(&old.manifest).join(", "),
-            names(new).join(", ")
+    for k in old_auth
+        .kinds
+        .iter()
+        .filter(|k| !new_auth.kinds.contains(k))
+    {
+        changes.push(CapabilityChange::new(
+            Removed,
+            S::Auth,
+            format!("auth kind {k}"),
         ));
     }
+    oauth2_diff(&old_auth.oauth2, &new_auth.oauth2, &mut changes);
+    if old_auth.api_key != new_auth.api_key {
+        let spec = |s: &Option<ApiKeySpec>| match s {
+            None => "(none)".to_string(),
+            Some(s) => format!(
+                "header from setting `{}`, prefix from {}",
+                s.header_setting,
+                s.prefix_setting
+                    .as_deref()
+                    .map_or("no setting".to_string(), |p| format!("setting `{p}`"))
+            ),
+        };
+        changes.push(CapabilityChange::new(
+            Changed,
+            S::Auth,
+            format!(
+                "api-key {} -> {}",
+                spec(&old_auth.api_key),
+                spec(&new_auth.api_key)
+            ),
+        ));
+    }
+    settings_diff(&old.manifest.settings, &new.settings, &mut changes);
     changes
 }
 
@@ -99,12 +348,19 @@ impl Airlock {
     pub fn plan_install(&self, wasm: Vec<u8>) -> Result<InstallPlan, ServiceError> {
         let plugin = self.runtime.load(&wasm)?;
         let manifest = plugin.manifest().clone();
+        if RESERVED_IDS.contains(&manifest.id.as_str()) {
+            return Err(ServiceError::Invalid(format!(
+                "plugin id `{}` is reserved (the management API lists uploads waiting for \
+                 approval at /api/v1/plugins/{}); build the plugin with another id",
+                manifest.id, manifest.id
+            )));
+        }
         let previous = match self.store.read(|c| repo::get_plugin(c, &manifest.id)) {
             Ok(p) => Some(p),
             Err(crate::store::StoreError::NotFound(_)) => None,
             Err(e) => return Err(e.into()),
         };
-        let changes = capability_diff(previous.as_ref(), &manifest);
+        let diff = capability_diff(previous.as_ref(), &manifest);
         Ok(InstallPlan {
             sha256: plugin.sha256().to_string(),
             interfaces: plugin
@@ -113,7 +369,8 @@ impl Airlock {
                 .map(|i| i.name().to_string())
                 .collect(),
             grant: manifest.egress.clone(),
-            changes,
+            changes: diff.iter().map(CapabilityChange::to_string).collect(),
+            diff,
             previous,
             manifest,
             wasm: Arc::new(wasm),

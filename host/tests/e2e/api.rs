@@ -285,6 +285,12 @@ struct Route {
 /// the document, both ways.
 const ROUTES: &[Route] = &[
     r("GET", "/api/v1/plugins", Role::Operator, Project::Denied),
+    r(
+        "GET",
+        "/api/v1/plugins/pending",
+        Role::Operator,
+        Project::Denied,
+    ),
     r("POST", "/api/v1/plugins", Role::Admin, Project::Denied),
     r(
         "GET",
@@ -395,7 +401,22 @@ const ROUTES: &[Route] = &[
         Role::Operator,
         Project::Denied,
     ),
+    r(
+        "GET",
+        "/api/v1/connections/{id}/operations",
+        Role::User,
+        Project::Denied,
+    ),
     r("GET", "/api/v1/openapi.json", Role::User, Project::Any),
+    r("GET", "/api/v1/me", Role::User, Project::Any),
+    r("GET", "/api/v1/tokens", Role::Admin, Project::Denied),
+    r("POST", "/api/v1/tokens", Role::Admin, Project::Denied),
+    r(
+        "DELETE",
+        "/api/v1/tokens/{id}",
+        Role::Admin,
+        Project::Denied,
+    ),
     r("GET", "/metrics", Role::Operator, Project::Denied),
     r(
         "POST",
@@ -438,16 +459,18 @@ const fn r(method: &'static str, path: &'static str, min: Role, project: Project
 /// A concrete request for `route` against connection `conn` of plugin
 /// `minimal`, with a body that would succeed.
 fn request(route: &Route, conn: &str, base: &str) -> (String, Body) {
+    // A token route names the user token: a refusal that let it through
+    // would revoke it, and the user's calls at the end would fail.
+    let id = if route.path.starts_with("/api/v1/plugins") {
+        "minimal"
+    } else if route.path.starts_with("/api/v1/tokens") {
+        "user"
+    } else {
+        conn
+    };
     let path = route
         .path
-        .replace(
-            "{id}",
-            if route.path.starts_with("/api/v1/plugins") {
-                "minimal"
-            } else {
-                conn
-            },
-        )
+        .replace("{id}", id)
         .replace("{interface}", "connector")
         .replace("{operation}", "test-connection");
     let body = match (route.method, route.path) {
@@ -456,6 +479,9 @@ fn request(route: &Route, conn: &str, base: &str) -> (String, Body) {
             std::fs::read(airlock_test_artifacts::MINIMAL).unwrap(),
         ),
         ("POST", "/api/v1/plugins/{id}/approve") => Body::Json(json!({ "sha256": "00" })),
+        ("POST", "/api/v1/tokens") => {
+            Body::Json(json!({ "name": "created-by-matrix", "role": "admin" }))
+        }
         ("POST", "/api/v1/connections") => Body::Json(json!({
             "name": "created-by-matrix", "plugin": "minimal",
             "settings": { "base-url": base }, "projects": ["alpha"],
@@ -504,6 +530,7 @@ async fn every_route_refuses_missing_revoked_underprivileged_and_other_project_t
     let revoked = api.token("revoked", Role::Admin, None);
     api.airlock.revoke_token("revoked").unwrap();
     let beta = api.token("beta-admin", Role::Admin, Some("beta"));
+    let tokens_before = api.airlock.list_tokens().unwrap();
     let below = |min: Role| match min {
         Role::Admin => vec![&operator, &user],
         Role::Operator => vec![&user],
@@ -566,6 +593,7 @@ async fn every_route_refuses_missing_revoked_underprivileged_and_other_project_t
         1
     );
     assert_eq!(api.airlock.list_plugins().unwrap().len(), 1);
+    assert_eq!(api.airlock.list_tokens().unwrap(), tokens_before);
     api.airlock.audit().flush().await.unwrap();
     assert_eq!(server.received_requests().await.unwrap().len(), sent_before);
     assert_eq!(

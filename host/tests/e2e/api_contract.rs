@@ -220,10 +220,32 @@ async fn every_route_answers_as_the_served_document_says() {
     oauth(&api, &mut c, o).await;
     chat_and_conversations(&api, &mut c, u).await;
 
+    let operations = c
+        .send(
+            &api,
+            "GET",
+            "/api/v1/connections/sn/operations",
+            u,
+            Body::Empty,
+        )
+        .await;
+    assert_eq!(operations.status, 200, "{}", operations.text());
+    tokens(&api, &mut c, a, u).await;
+
+    let listed = c
+        .send(
+            &api,
+            "GET",
+            "/api/v1/audit?connection=sn&decision=allowed&since=2020-01-01",
+            o,
+            Body::Empty,
+        )
+        .await;
+    let newest = listed.json()[0]["seq"].as_i64().unwrap();
     c.send(
         &api,
         "GET",
-        "/api/v1/audit?connection=sn&decision=allowed&since=2020-01-01",
+        &format!("/api/v1/audit?before={newest}&limit=10"),
         o,
         Body::Empty,
     )
@@ -253,6 +275,20 @@ async fn every_route_answers_as_the_served_document_says() {
     );
 }
 
+/// The calling token, and a token created, listed and revoked.
+async fn tokens(api: &Api, c: &mut Contract, a: Option<&str>, u: Option<&str>) {
+    let me = c.send(api, "GET", "/api/v1/me", u, Body::Empty).await;
+    assert_eq!(me.json()["name"], "user");
+    let body = Body::Json(json!({ "name": "contract", "role": "user", "project": "web" }));
+    let created = c.send(api, "POST", "/api/v1/tokens", a, body).await;
+    assert_eq!(created.status, 201, "{}", created.text());
+    c.send(api, "GET", "/api/v1/tokens", a, Body::Empty).await;
+    let revoked = c
+        .send(api, "DELETE", "/api/v1/tokens/contract", a, Body::Empty)
+        .await;
+    assert_eq!(revoked.json()["revoked"], true);
+}
+
 fn path_of(plugin: &str) -> String {
     format!("/api/v1/plugins/{plugin}")
 }
@@ -262,6 +298,10 @@ async fn plugins(api: &Api, c: &mut Contract, a: Option<&str>) {
     let plan = c.send(api, "POST", "/api/v1/plugins", a, wasm()).await;
     assert_eq!(plan.status, 202, "{}", plan.text());
     let sha256 = plan.json()["sha256"].as_str().unwrap().to_string();
+    let waiting = c
+        .send(api, "GET", "/api/v1/plugins/pending", a, Body::Empty)
+        .await;
+    assert_eq!(waiting.json()[0]["sha256"], sha256.as_str());
     let pending = c
         .send(api, "GET", &path_of("servicenow"), a, Body::Empty)
         .await;

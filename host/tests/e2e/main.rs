@@ -2,6 +2,7 @@
 //! host against real HTTP servers on loopback.
 
 mod api;
+mod api_console;
 mod api_contract;
 mod api_scenario;
 mod azure_devops;

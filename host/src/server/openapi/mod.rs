@@ -209,6 +209,7 @@ fn path_parameters(path: &str) -> Vec<Value> {
                 "operation" => "The interface's operation (`create`, `search`, ...)",
                 _ if path.starts_with("/api/v1/plugins/") => "The plugin's id",
                 _ if path.starts_with("/api/v1/conversations/") => "The conversation's id",
+                _ if path.starts_with("/api/v1/tokens/") => "The token's id or name",
                 _ => "The connection's id or name",
             };
             json!({
@@ -321,8 +322,8 @@ pub fn document(routes: &[Route], server_url: &str) -> Value {
         "info": {
             "title": "airlock management API",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Plugins, connections, OAuth, invocation, sync, chat, conversations and \
-                            audit of an airlock host. Every route needs `Authorization: Bearer \
+            "description": "Plugins, connections, OAuth, invocation, sync, chat, conversations, \
+                            audit and API tokens of an airlock host. Every route needs `Authorization: Bearer \
                             <token>` except the OAuth callback. Every error answers \
                             `{\"error\": {\"code\", \"message\"}}`."
         },

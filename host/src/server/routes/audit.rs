@@ -24,7 +24,7 @@ pub fn routes(r: Routes) -> Routes {
             path: "/api/v1/audit",
             id: "listAudit",
             tag: "audit",
-            summary: "Recorded outbound requests, newest first",
+            summary: "Recorded outbound requests, newest first; page with `before`",
             access: Access::Role(Role::Operator),
             returns: "Audit entries",
             errors: &[(
@@ -40,7 +40,8 @@ pub fn routes(r: Routes) -> Routes {
             path: "/api/v1/audit/verify",
             id: "verifyAudit",
             tag: "audit",
-            summary: "Check the audit log's hash chain",
+            summary: "Check the audit log's hash chain and answer its head (`last_seq`, \
+                      `last_hash`)",
             access: Access::Role(Role::Operator),
             returns: "The verification report (`ok` false names the first problem)",
             errors: &[],
@@ -67,6 +68,10 @@ struct ListQuery {
     #[serde(default)]
     #[schemars(schema_with = "time_bound")]
     until: Option<String>,
+    /// Only entries older than this `seq` (exclusive). To page, pass the
+    /// `seq` of the last (oldest) entry of the previous page; an empty page
+    /// is the end.
+    before: Option<i64>,
     /// At most this many (default 100, max 1000).
     limit: Option<usize>,
 }
@@ -110,6 +115,7 @@ async fn list(
         decision: q.decision,
         since: q.since,
         until: q.until,
+        before: q.before,
         limit: q.limit.unwrap_or(100).min(MAX_LIST),
     };
     Ok(Json(state.airlock().list_audit(&filter)?))

@@ -1,5 +1,7 @@
 //! `POST /api/v1/connections/{id}/invoke/{interface}/{operation}`: run any
-//! operation a connection's plugin exports, JSON in and out.
+//! operation a connection's plugin exports, JSON in and out; and
+//! `GET /api/v1/connections/{id}/operations`: which operations those are,
+//! with their JSON Schemas and an example input each.
 
 use std::borrow::Cow;
 
@@ -10,8 +12,8 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::CALL_ERRORS;
-use super::connections::usable_for;
+use super::connections::{usable, usable_for};
+use super::{CALL_ERRORS, NO_CONNECTION, blocking};
 use crate::server::AppState;
 use crate::server::auth::{Access, Principal};
 use crate::server::error::{ApiError, ApiJson, ApiPath, ApiQuery};
@@ -31,6 +33,27 @@ pub fn routes(r: Routes) -> Routes {
             errors: CALL_ERRORS,
         },
         invoke,
+    )
+    .add(
+        Operation {
+            method: Method::GET,
+            path: "/api/v1/connections/{id}/operations",
+            id: "listConnectionOperations",
+            tag: "invoke",
+            summary: "The operations a connection's plugin exports, with their input and output \
+                      JSON Schemas and an example input",
+            access: Access::Role(Role::User),
+            returns: "The operations, in the order of the operation table (interface by \
+                      interface)",
+            errors: &[
+                NO_CONNECTION,
+                (
+                    409,
+                    "the plugin's file changed on disk since it was approved (`plugin_tampered`)",
+                ),
+            ],
+        },
+        operations,
     )
 }
 
@@ -139,4 +162,81 @@ async fn invoke(
         )
         .await?;
     Ok(Json(OperationOutput(output)))
+}
+
+/// A JSON Schema (draft 2020-12), self-contained (no `$ref` outside it).
+fn json_schema_object(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "object",
+        "description": "A JSON Schema (draft 2020-12) without references outside itself"
+    })
+}
+
+/// An example input.
+fn example_input(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "object",
+        "description": "An example input that this operation's input schema accepts"
+    })
+}
+
+/// One operation a connection's plugin exports.
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(rename = "ConnectionOperation")]
+struct OperationView {
+    /// The exported interface (`tickets`), the `{interface}` of the invoke
+    /// route.
+    interface: String,
+    /// The operation (`create`), the `{operation}` of the invoke route.
+    operation: String,
+    /// What the operation takes: the JSON form of its WIT argument.
+    #[schemars(schema_with = "json_schema_object")]
+    input: Value,
+    /// What it answers.
+    #[schemars(schema_with = "json_schema_object")]
+    output: Value,
+    /// An input it accepts.
+    #[schemars(schema_with = "example_input")]
+    example: Value,
+}
+
+/// The operations of [`crate::runtime::operation_schemas`] whose interface
+/// is in `exported`, with their example inputs.
+fn exported_operations(exported: &[crate::runtime::Interface]) -> Vec<OperationView> {
+    let examples = crate::runtime::json::EXAMPLES;
+    crate::runtime::operation_schemas()
+        .into_iter()
+        .filter_map(|op| {
+            let (interface, operation) = op.operation.split_once('.')?;
+            exported
+                .iter()
+                .any(|i| i.name() == interface)
+                .then(|| OperationView {
+                    interface: interface.to_string(),
+                    operation: operation.to_string(),
+                    input: op.input.to_value(),
+                    output: op.output.to_value(),
+                    // Every operation has one, and each parses (the
+                    // runtime's tests hold both); `{}` otherwise.
+                    example: examples
+                        .iter()
+                        .find(|(name, _)| *name == op.operation)
+                        .and_then(|(_, json)| serde_json::from_str(json).ok())
+                        .unwrap_or_else(|| Value::Object(Default::default())),
+                })
+        })
+        .collect()
+}
+
+async fn operations(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<Vec<OperationView>>, ApiError> {
+    let record = usable(&state, &principal, &id)?;
+    let airlock = state.airlock().clone();
+    // Loading the installed plugin may compile it (CPU-bound, seconds).
+    let plugin = blocking(move || Ok(airlock.loaded_plugin(&record.plugin_id)?)).await?;
+    let exported: Vec<_> = plugin.interfaces().iter().copied().collect();
+    Ok(Json(exported_operations(&exported)))
 }

@@ -10,6 +10,7 @@ pub mod meta;
 pub mod oauth;
 pub mod plugins;
 pub mod sync;
+pub mod tokens;
 
 use super::error::ApiError;
 use super::openapi::Failure;

@@ -10,12 +10,13 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::blocking;
+use crate::manifest::Manifest;
 use crate::server::auth::{Access, Principal};
 use crate::server::error::{ApiBytes, ApiError, ApiJson, ApiPath};
 use crate::server::openapi::describe::{Described, Schemas};
 use crate::server::openapi::{DocResponse, NoContent, Operation, Routes};
 use crate::server::{AppState, UPLOAD_PATH};
-use crate::service::InstallPlan;
+use crate::service::{CapabilityChange, InstallPlan};
 use crate::store::plugins::PluginRecord;
 use crate::store::tokens::Role;
 
@@ -69,6 +70,18 @@ pub fn routes(r: Routes, max_upload: usize) -> Routes {
     .add(
         op(
             Method::GET,
+            PENDING_PATH,
+            "listPendingPlugins",
+            "List uploads waiting for approval, with their manifests and what they change",
+            Role::Operator,
+            "The install plans waiting for approval, by plugin id",
+            &[],
+        ),
+        pending,
+    )
+    .add(
+        op(
+            Method::GET,
             "/api/v1/plugins/{id}",
             "getPlugin",
             "Inspect an installed plugin (manifest, approved grant), and any upload pending approval",
@@ -113,6 +126,10 @@ pub fn routes(r: Routes, max_upload: usize) -> Routes {
     )
 }
 
+/// The uploads waiting for approval. A static segment: it wins over
+/// `/api/v1/plugins/{id}`, which is why no plugin may have the id `pending`.
+const PENDING_PATH: &str = "/api/v1/plugins/pending";
+
 /// What an upload would do.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 #[schemars(rename = "InstallPlan")]
@@ -125,10 +142,20 @@ struct PlanView {
     sha256: String,
     /// The interfaces the component exports.
     interfaces: Vec<String>,
-    /// The egress the plugin asks for beyond its connections' base URLs.
+    /// The egress the plugin asks for beyond its connections' base URLs
+    /// (the manifest's `egress`): what approving grants. An entry's
+    /// `credential` lists the auth kinds whose credential the host also
+    /// sends to that destination; absent, it receives none.
     grant: Vec<crate::manifest::EgressSpec>,
-    /// What changes from the installed version, in words.
+    /// The whole manifest: name, description, category, auth kinds with the
+    /// OAuth endpoints and API-key header settings, the settings schema and
+    /// the egress entries.
+    manifest: Manifest,
+    /// What changes from the installed version, in words (each line is an
+    /// entry of `diff`, signed `+ ` or `- ` when added or removed).
     changes: Vec<String>,
+    /// What changes from the installed version, one entry per capability.
+    diff: Vec<CapabilityChange>,
     /// `pending-approval`, or `unchanged` when this exact file is installed.
     status: PlanStatus,
 }
@@ -150,7 +177,9 @@ fn plan_view(plan: &InstallPlan) -> PlanView {
         sha256: plan.sha256.clone(),
         interfaces: plan.interfaces.clone(),
         grant: plan.grant.clone(),
+        manifest: plan.manifest.clone(),
         changes: plan.changes.clone(),
+        diff: plan.diff.clone(),
         status: if plan.unchanged() {
             PlanStatus::Unchanged
         } else {
@@ -240,6 +269,16 @@ async fn upload(
     tracing::info!(plugin = %plan.manifest.id, sha256 = %plan.sha256, "plugin uploaded, pending approval");
     pending.insert(plan.manifest.id.clone(), plan);
     Ok(Uploaded(view))
+}
+
+async fn pending(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Json<Vec<PlanView>>, ApiError> {
+    principal.require_unrestricted("listing plugin uploads")?;
+    let mut plans: Vec<PlanView> = state.pending().values().map(plan_view).collect();
+    plans.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(Json(plans))
 }
 
 async fn get(

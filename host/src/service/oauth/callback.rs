@@ -56,9 +56,25 @@ impl CallbackListener {
     }
 }
 
-/// The page the browser sees after the callback. Provider text is
-/// HTML-escaped.
+/// Where the management API's callback page sends the browser next: the
+/// console's connections page, on the same origin.
+pub const CONSOLE_LINK: &str = "/#/connections";
+
+/// The page the browser sees after the management API's callback
+/// (`GET /api/v1/oauth/callback`), with a link back to the console served
+/// by the same server. Provider text is HTML-escaped; the page has no
+/// script or style.
 pub fn callback_page(result: &Result<CallbackOutcome, ServiceError>) -> (StatusCode, String) {
+    page(result, Some(CONSOLE_LINK))
+}
+
+/// The page after the callback: `console` is the link back to the console
+/// where one serves it; the `airlock oauth connect` listener has none (the
+/// listener closes once the browser is back).
+fn page(
+    result: &Result<CallbackOutcome, ServiceError>,
+    console: Option<&str>,
+) -> (StatusCode, String) {
     let (status, title, detail) = match result {
         Ok(o) => (
             StatusCode::OK,
@@ -66,6 +82,14 @@ pub fn callback_page(result: &Result<CallbackOutcome, ServiceError>) -> (StatusC
             format!(
                 "Connection <b>{}</b> is authorised. You can close this window.",
                 escape(&o.connection.name)
+            ),
+        ),
+        Err(e) if console.is_some() => (
+            StatusCode::BAD_REQUEST,
+            "airlock: authorisation failed".to_string(),
+            format!(
+                "{}<br>Start the authorisation again from the connection's page in the console.",
+                escape(&e.to_string())
             ),
         ),
         Err(e) => (
@@ -77,11 +101,17 @@ pub fn callback_page(result: &Result<CallbackOutcome, ServiceError>) -> (StatusC
             ),
         ),
     };
+    let back = console.map_or(String::new(), |href| {
+        format!(
+            "<p><a href=\"{}\">Back to the airlock console</a></p>",
+            escape(href)
+        )
+    });
     (
         status,
         format!(
             "<!doctype html><html><head><meta charset=\"utf-8\"><title>{title}</title></head>\
-             <body><h1>{title}</h1><p>{detail}</p></body></html>"
+             <body><h1>{title}</h1><p>{detail}</p>{back}</body></html>"
         ),
     )
 }
@@ -155,11 +185,11 @@ impl Airlock {
                                     .into(),
                             )
                             .into());
-                        let _ = reply.send(callback_page(&refused));
+                        let _ = reply.send(page(&refused, None));
                         continue;
                     }
                     let result = self.oauth_callback(&query, &start.redirect_uri).await;
-                    let _ = reply.send(callback_page(&result));
+                    let _ = reply.send(page(&result, None));
                     // Let the page reach the browser before closing.
                     let _ = tokio::time::timeout(Duration::from_secs(2), async {
                         while tasks.join_next().await.is_some() {}

@@ -1016,3 +1016,178 @@ impl wiremock::Respond for Incidents {
         ResponseTemplate::new(200).set_body_json(json!({ "result": result }))
     }
 }
+
+/// A manifest for the minimal guest's code under id `upgrade-demo`.
+fn demo_manifest(version: &str, egress: &[(&str, &str)], kinds: &str) -> String {
+    let mut m = format!(
+        r#"id = "upgrade-demo"
+name = "Upgrade demo"
+version = "{version}"
+api-version = "0.1"
+category = "connector"
+description = "The minimal guest under another name."
+
+[auth]
+kinds = {kinds}
+
+[[settings]]
+name = "base-url"
+type = "url"
+required = true
+"#
+    );
+    for (url, credential) in egress {
+        m.push_str(&format!(
+            "\n[[egress]]\nurl = \"{url}\"\nmethods = [\"GET\"]\nreason = \"status\"\ncredential = {credential}\n"
+        ));
+    }
+    m
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_shows_what_it_adds_and_removes_before_approval() {
+    let api = Api::start().await;
+    let admin = api.token("console-admin", Role::Admin, None);
+    let minimal = std::fs::read(airlock_test_artifacts::MINIMAL).unwrap();
+    let v1 = with_manifest(
+        &minimal,
+        &demo_manifest(
+            "1.0.0",
+            &[("https://status.example.com/", "[]")],
+            r#"["bearer"]"#,
+        ),
+    );
+    let plan = api.airlock.plan_install(v1).unwrap();
+    api.airlock.install(&plan, true).unwrap();
+    let v2 = with_manifest(
+        &minimal,
+        &demo_manifest(
+            "2.0.0",
+            &[("https://telemetry.example.net/v1/", r#"["bearer"]"#)],
+            r#"["bearer", "basic"]"#,
+        ),
+    );
+    let uploaded = api
+        .send(
+            "POST",
+            "/api/v1/plugins",
+            Some(&admin),
+            Body::Raw("application/wasm", v2),
+        )
+        .await;
+    assert_eq!(uploaded.status, 202, "{}", uploaded.text());
+
+    let b = Browser::start(1280, 900).await;
+    sign_in(&b, &api, &admin).await;
+    b.goto(&api.url("/#/plugins")).await;
+    b.wait_for("a[href='#/plugins/upgrade-demo']", WAIT).await;
+    assert!(
+        b.find("#main")
+            .await
+            .text()
+            .await
+            .contains("Waiting for approval"),
+        "the pending upgrade is listed"
+    );
+    b.goto(&api.url("/#/plugins/upgrade-demo")).await;
+    b.wait_for("#pending #diff", WAIT).await;
+    let added: Vec<String> = {
+        let mut v = Vec::new();
+        for li in b.find_all("#diff li.added").await {
+            v.push(li.text().await);
+        }
+        v
+    };
+    let removed: Vec<String> = {
+        let mut v = Vec::new();
+        for li in b.find_all("#diff li.removed").await {
+            v.push(li.text().await);
+        }
+        v
+    };
+    assert!(
+        added.iter().any(|t| t.contains("telemetry.example.net")),
+        "the new destination is an addition: {added:?}"
+    );
+    assert!(
+        removed.iter().any(|t| t.contains("status.example.com")),
+        "the dropped destination is a removal: {removed:?}"
+    );
+    let diff = b.find("#diff").await.text().await;
+    assert!(diff.contains("basic") && diff.contains("2.0.0"), "{diff}");
+    // The installed version is shown beside it, unchanged until approval.
+    let installed = b.find("#installed").await.text().await;
+    assert!(installed.contains("1.0.0") && installed.contains("status.example.com"));
+    assert_clean(&b).await;
+    b.shot("upgrade", "01-capability-diff").await;
+    b.find("#approve").await.click().await;
+    b.wait_until(
+        "!document.querySelector('#pending') && !!document.querySelector('#installed')",
+        WAIT,
+    )
+    .await;
+    assert_eq!(
+        api.airlock.list_plugins().unwrap()[0].version,
+        "2.0.0",
+        "approved"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_project_token_sees_its_pages_and_a_revoked_token_is_signed_out() {
+    let api = Api::start().await;
+    let scoped = api.token("console-team", Role::Operator, Some("team-a"));
+    let b = Browser::start(1280, 900).await;
+    sign_in(&b, &api, &scoped).await;
+    let nav = b.find("#nav").await.text().await;
+    assert!(
+        nav.contains("Connections") && nav.contains("Audit"),
+        "{nav}"
+    );
+    assert!(
+        !nav.contains("Plugins"),
+        "host-wide pages are hidden from a project token: {nav}"
+    );
+    assert!(b.find("#whoami").await.text().await.contains("team-a"));
+    b.goto(&api.url("/#/audit")).await;
+    b.wait_for("#audit-form", WAIT).await;
+    assert!(
+        b.find_all("#verify-chain").await.is_empty(),
+        "verifying the whole chain needs an unrestricted token"
+    );
+    // Where the token lives: this tab's session storage, nowhere else.
+    let storage = b
+        .execute(
+            "return { session: sessionStorage.getItem('airlock.token'),
+                      local: localStorage.length, cookie: document.cookie };",
+            &[],
+        )
+        .await;
+    assert_eq!(
+        storage,
+        json!({"session": scoped, "local": 0, "cookie": ""}),
+        "the token is in session storage only"
+    );
+
+    // Revoked while signed in: the next request signs the tab out.
+    api.airlock.revoke_token("console-team").unwrap();
+    b.goto(&api.url("/#/connections")).await;
+    b.wait_for("#signin", WAIT).await;
+    assert!(
+        b.find("#signin").await.text().await.contains("revoked"),
+        "says why"
+    );
+    let left = b
+        .execute("return sessionStorage.getItem('airlock.token');", &[])
+        .await;
+    assert_eq!(left, Value::Null, "the refused token is forgotten");
+    // Signing out forgets it too.
+    let admin = api.token("console-admin", Role::Admin, None);
+    sign_in(&b, &api, &admin).await;
+    b.find("#sign-out").await.click().await;
+    b.wait_for("#signin", WAIT).await;
+    let left = b
+        .execute("return sessionStorage.getItem('airlock.token');", &[])
+        .await;
+    assert_eq!(left, Value::Null);
+}

@@ -54,6 +54,8 @@ export function clearFlash() {
 
 // Report a failed action: the API's message as text, with its code.
 export function fail(error) {
+  // A refused token has already brought the sign-in form back, saying why.
+  if (error && error.status === 401) return;
   const code = error && error.code ? ` (${error.code})` : '';
   flash(`${error && error.message ? error.message : String(error)}${code}`, 'error');
 }
@@ -145,6 +147,8 @@ async function render() {
   try {
     await page[4].render(main, { me, parts: parts.slice(1), params, can, flash, fail, clearFlash });
   } catch (error) {
+    // A refused token has already brought the sign-in form back.
+    if (error.status === 401) return;
     replace(main, h('h1', {}, page[1]));
     fail(error);
   }

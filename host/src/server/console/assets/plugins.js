@@ -2,7 +2,7 @@
 // what they will reach and what changed, approve by hash, remove.
 
 import { api, enc } from './api.js';
-import { h, kv, table, replace, confirmInline, shortHash, when } from './dom.js';
+import { h, kv, table, replace, confirmInline, paged, shortHash, when } from './dom.js';
 
 export async function render(main, ctx) {
   if (ctx.parts[0]) return detail(main, ctx, ctx.parts[0]);
@@ -23,20 +23,23 @@ export async function render(main, ctx) {
         ]
       : null,
     h('h2', {}, 'Installed'),
-    table(
-      ['Name', 'Id', 'Version', ['Category', 'wide-only'], ['SHA-256', 'wide-only'], ['Updated', 'wide-only']],
-      installed.map((p) =>
-        h(
-          'tr',
-          { 'data-plugin': p.id },
-          h('td', {}, h('a', { href: `#/plugins/${enc(p.id)}` }, p.manifest.name)),
-          h('td', { class: 'mono' }, p.id),
-          h('td', {}, p.version),
-          h('td', { class: 'wide-only' }, p.manifest.category),
-          h('td', { class: 'mono wide-only' }, shortHash(p.sha256)),
-          h('td', { class: 'wide-only' }, when(p.updated_at)),
+    paged(
+      installed,
+      25,
+      (rows) =>
+        rows.map((p) =>
+          h(
+            'tr',
+            { 'data-plugin': p.id },
+            h('td', {}, h('a', { href: `#/plugins/${enc(p.id)}` }, p.manifest.name)),
+            h('td', { class: 'mono' }, p.id),
+            h('td', {}, p.version),
+            h('td', { class: 'wide-only' }, p.manifest.category),
+            h('td', { class: 'mono wide-only' }, shortHash(p.sha256)),
+            h('td', { class: 'wide-only' }, when(p.updated_at)),
+          ),
         ),
-      ),
+      ['Name', 'Id', 'Version', ['Category', 'wide-only'], ['SHA-256', 'wide-only'], ['Updated', 'wide-only']],
       { empty: 'No plugin is installed.' },
     ),
   );

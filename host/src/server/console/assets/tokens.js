@@ -2,7 +2,7 @@
 // again), list them, revoke one.
 
 import { api, enc } from './api.js';
-import { h, field, replace, select, table, confirmInline, when } from './dom.js';
+import { h, field, replace, select, paged, confirmInline, when } from './dom.js';
 
 export async function render(main, ctx) {
   const list = await api('GET', '/tokens');
@@ -41,7 +41,7 @@ export async function render(main, ctx) {
       submit.disabled = false;
     }
   });
-  const rows = list.map((t) => {
+  const row = (t) => {
     const revoked = Boolean(t.revoked_at || t.revoked);
     const tr = h(
       'tr',
@@ -69,12 +69,12 @@ export async function render(main, ctx) {
       tr.lastChild.appendChild(b);
     }
     return tr;
-  });
+  };
   replace(
     main,
     h('h1', {}, 'Tokens'),
     shown,
     form,
-    h('section', { id: 'tokens-list' }, h('h2', {}, 'Tokens'), table(['Name', 'Role', 'Project', ['Created', 'wide-only'], 'State', ''], rows)),
+    h('section', { id: 'tokens-list' }, h('h2', {}, 'Tokens'), paged(list, 25, (rows) => rows.map(row), ['Name', 'Role', 'Project', ['Created', 'wide-only'], 'State', ''])),
   );
 }

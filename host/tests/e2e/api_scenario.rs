@@ -743,7 +743,7 @@ fn airlock_serve_prints_where_it_listens_and_a_first_admin_token_then_stops_on_s
     let dir = tempfile::tempdir().unwrap();
     let mut child = serve(dir.path());
     let rx = lines_of(&mut child);
-    let lines = read_until(&rx, "Use it as");
+    let lines = read_until(&rx, "Sign in to the console");
     let text = lines.join("\n");
     let addr = lines
         .iter()
@@ -761,6 +761,17 @@ fn airlock_serve_prints_where_it_listens_and_a_first_admin_token_then_stops_on_s
         .find(|l| l.starts_with("alk_"))
         .unwrap_or_else(|| panic!("{text}"))
         .to_string();
+    // Where the console is, and that the first token signs in to it.
+    assert!(
+        text.contains(&format!("Console: http://{addr}/"))
+            && text.contains(&format!("Sign in to the console at http://{addr}/ with it")),
+        "{text}"
+    );
+    let console = http_get(&addr, "/", "");
+    assert!(
+        console.starts_with("HTTP/1.1 200") && console.contains("/console/app.js"),
+        "{console}"
+    );
     let ok = http_get(&addr, "/api/v1/plugins", &token);
     assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
     assert!(ok.ends_with("[]"), "{ok}");

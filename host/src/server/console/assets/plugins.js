@@ -101,9 +101,10 @@ function pendingPanel(ctx, plan, installed) {
     'section',
     { class: 'panel', id: 'pending' },
     h('h2', {}, installed ? 'Upgrade waiting for approval' : 'Waiting for approval'),
+    // An upgrade leads with what changes; a new plugin with what it is.
+    installed ? [h('h3', {}, 'What changes from the installed version'), diffView(plan)] : null,
     plan.manifest ? manifestView(plan.manifest, plan.grant, plan.interfaces, plan.sha256) : kv([['Id', plan.id], ['Version', plan.version], ['SHA-256', plan.sha256]]),
-    h('h3', {}, installed ? 'What changes from the installed version' : 'What it adds'),
-    diffView(plan),
+    installed ? null : [h('h3', {}, 'What it adds'), diffView(plan)],
     ctx.can('admin') ? h('div', { class: 'actions' }, approve, h('span', { class: 'muted' }, 'Approves exactly this file, by its SHA-256.')) : null,
   );
 }

@@ -26,6 +26,8 @@ const TAB: &str = "\u{E004}";
 
 /// The ServiceNow password the operator types; it must never come back.
 const PASSWORD: &str = "console-canary-pw-7f3a9c";
+/// The password it is replaced with.
+const PASSWORD_2: &str = "console-canary-pw-second-41d2";
 const USER: &str = "airlock.integration";
 
 async fn sign_in(b: &Browser, api: &Api, token: &str) {
@@ -101,9 +103,13 @@ async fn page_source(b: &Browser) -> String {
 }
 
 fn basic() -> String {
+    basic_with(PASSWORD)
+}
+
+fn basic_with(password: &str) -> String {
     format!(
         "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"))
+        base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{password}"))
     )
 }
 
@@ -137,12 +143,22 @@ async fn servicenow_mock() -> MockServer {
         )
         .mount(&server)
         .await;
-    Mock::given(method("POST"))
-        .and(path("/api/now/table/incident"))
+    // After the secret is replaced: the connection test with the new one.
+    Mock::given(method("GET"))
         .and(wiremock::matchers::header(
             "authorization",
-            basic().as_str(),
+            basic_with(PASSWORD_2).as_str(),
         ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"result": [{
+            "sys_id": "6816f79cc0a8016401c5a33be04be441",
+            "user_name": USER,
+            "name": "Airlock Integration"
+        }]})))
+        .mount(&server)
+        .await;
+    // Whatever credential: the test checks which one arrived.
+    Mock::given(method("POST"))
+        .and(path("/api/now/table/incident"))
         .respond_with(ResponseTemplate::new(201).set_body_json(json!({"result": {
             "sys_id": "9d385017c611228701d22104cc95c371",
             "number": "INC0010042",
@@ -243,6 +259,12 @@ async fn an_admin_installs_servicenow_connects_it_and_files_a_ticket_in_the_brow
     assert_eq!(table_default, json!("incident"), "defaults are prefilled");
     choose(&b, "select[name=auth-kind]", "basic").await;
     fill(&b, "input[name=username]", USER).await;
+    // A wrong password: the connection test fails and nothing is saved.
+    fill(&b, "input[name=password]", "not-the-password").await;
+    b.find("#create-connection").await.click().await;
+    let refused = b.wait_for("#flash .msg.error", WAIT).await.text().await;
+    assert!(refused.contains("connection_test_failed"), "{refused}");
+    assert!(api.airlock.connection("sn").is_err(), "nothing saved");
     fill(&b, "input[name=password]", PASSWORD).await;
     assert_eq!(
         b.find("input[name=password]").await.attr("type").await,
@@ -264,6 +286,31 @@ async fn an_admin_installs_servicenow_connects_it_and_files_a_ticket_in_the_brow
         "the account is shown"
     );
     b.shot(TEST, "04-connection").await;
+
+    // Replace the secret: the next test goes out with the new one.
+    b.find("#replace-secret").await.click().await;
+    b.wait_for("#secret-form", WAIT).await;
+    assert_labelled(&b).await;
+    fill(&b, "#secret-form input[name=username]", USER).await;
+    fill(&b, "#secret-form input[name=password]", PASSWORD_2).await;
+    b.find("#secret-form button[type=submit]")
+        .await
+        .click()
+        .await;
+    b.wait_for_text("#flash .msg.ok", "Replaced", WAIT).await;
+    let before = upstream.received_requests().await.unwrap().len();
+    b.find("#test-connection").await.click().await;
+    b.wait_for_text("#test-report", "Airlock Integration", WAIT)
+        .await;
+    let sent = upstream.received_requests().await.unwrap();
+    assert!(sent.len() > before, "tested again");
+    assert_eq!(
+        sent.last().unwrap().headers["authorization"]
+            .to_str()
+            .unwrap(),
+        basic_with(PASSWORD_2),
+        "the replaced credential went out"
+    );
 
     // File a ticket through the operation form.
     b.goto(&api.url(&format!("/#/operations?connection={id}")))
@@ -292,8 +339,8 @@ async fn an_admin_installs_servicenow_connects_it_and_files_a_ticket_in_the_brow
         .expect("the ticket was created upstream");
     assert_eq!(
         post.headers.get("authorization").unwrap().to_str().unwrap(),
-        basic(),
-        "the host injected the credential"
+        basic_with(PASSWORD_2),
+        "the host injected the (replaced) credential"
     );
     let body: Value = serde_json::from_slice(&post.body).unwrap();
     assert_eq!(body["short_description"], "VPN down on floor 3");
@@ -312,9 +359,18 @@ async fn an_admin_installs_servicenow_connects_it_and_files_a_ticket_in_the_brow
         sent.len(),
         "one row per request upstream received"
     );
+    // Filters: none denied for this connection; its allowed rows are there.
+    choose(&b, "#audit-form select[name=connection]", &id).await;
+    choose(&b, "#audit-form select[name=decision]", "denied").await;
+    b.find("#audit-filter").await.click().await;
+    b.wait_for_text("#audit-rows", "No recorded request matches.", WAIT)
+        .await;
+    choose(&b, "#audit-form select[name=decision]", "allowed").await;
+    b.find("#audit-filter").await.click().await;
+    b.wait_for("#audit-rows tr[data-seq]", WAIT).await;
     b.find("#audit-rows tr[data-seq]").await.click().await;
     let detail = b.wait_for("#audit-row", WAIT).await.text().await;
-    assert!(detail.contains("Credential added\nyes") || detail.contains("yes"));
+    assert!(detail.contains("Credential added\nyes"), "{detail}");
     b.find("#verify-chain").await.click().await;
     let verified = b
         .wait_for_text("#verify-result", "The chain verifies", WAIT)
@@ -331,7 +387,8 @@ async fn an_admin_installs_servicenow_connects_it_and_files_a_ticket_in_the_brow
     assert!(!source.contains(PASSWORD));
     b.goto(&api.url(&format!("/#/connections/{id}"))).await;
     b.wait_for("#connection-title", WAIT).await;
-    assert!(!page_source(&b).await.contains(PASSWORD));
+    let source = page_source(&b).await;
+    assert!(!source.contains(PASSWORD) && !source.contains(PASSWORD_2));
 
     // A phone-sized window: the same pages fit.
     b.set_window_size(390, 844).await;
@@ -483,6 +540,23 @@ async fn chat_streams_into_the_page_before_the_answer_is_complete() {
     assert!(item.text().await.contains("Summarise the outage"));
     assert_clean(&b).await;
     b.shot(TEST, "02-answer").await;
+    // Reopened from the list: the stored turn, as the server kept it.
+    b.find("#new-conversation").await.click().await;
+    b.wait_until(
+        "document.querySelectorAll('#chat-log .bubble').length === 0",
+        WAIT,
+    )
+    .await;
+    b.find("#conversations li[data-conversation] a")
+        .await
+        .click()
+        .await;
+    b.wait_for_text(
+        "#chat-log .bubble.assistant",
+        "First words arrive, the rest follows.",
+        WAIT,
+    )
+    .await;
     b.find("#delete-conversation").await.click().await;
     b.wait_for("[data-confirm=yes]", WAIT).await.click().await;
     b.wait_until(
@@ -714,6 +788,57 @@ description = {description}
     );
     assert_clean(&b).await;
     b.shot("hostile_text", "01-hostile-connection").await;
+
+    // Pause, resume, delete (confirmed).
+    b.find("#pause").await.click().await;
+    b.wait_for("#resume", WAIT).await;
+    assert_eq!(
+        api.airlock.connection("hostile").unwrap().status,
+        airlock::service::ConnectionStatus::Paused
+    );
+    b.find("#resume").await.click().await;
+    b.wait_for("#pause", WAIT).await;
+    b.find("#delete").await.click().await;
+    b.wait_for("[data-confirm=yes]", WAIT).await.click().await;
+    b.wait_for("a#new-connection", WAIT).await;
+    assert!(api.airlock.connection("hostile").is_err(), "deleted");
+
+    // A refused request (a private address no one allowed) stands out.
+    let private = api
+        .airlock
+        .add_connection(airlock::service::NewConnection {
+            name: "private".into(),
+            plugin_id: "hostile-text".into(),
+            settings: [("base-url".to_string(), "http://10.255.255.1".to_string())].into(),
+            auth: airlock::service::AuthInput::None,
+            scope: airlock::service::Scope::Global,
+        })
+        .unwrap();
+    let denied = api
+        .send(
+            "POST",
+            &format!("/api/v1/connections/{}/test", private.id),
+            Some(&admin),
+            Body::Empty,
+        )
+        .await;
+    assert_eq!(denied.status, 403, "{}", denied.text());
+    b.goto(&api.url("/#/audit")).await;
+    let row = b.wait_for("#audit-rows tr.denied", WAIT).await;
+    assert!(row.text().await.contains("10.255.255.1"));
+    let colours = b
+        .execute(
+            "const d = getComputedStyle(document.querySelector('#audit-rows tr.denied td')).backgroundColor;
+             const a = document.querySelector('#audit-rows tr.allowed td');
+             return [d, a ? getComputedStyle(a).backgroundColor : 'rgba(0, 0, 0, 0)'];",
+            &[],
+        )
+        .await;
+    assert_ne!(colours[0], colours[1], "denied rows stand out: {colours}");
+    row.click().await;
+    let detail = b.wait_for("#audit-row", WAIT).await.text().await;
+    assert!(detail.contains("Reason"), "{detail}");
+    b.shot("hostile_text", "02-denied-row").await;
 }
 
 fn toml_string(s: &str) -> String {
@@ -917,6 +1042,10 @@ async fn tokens_are_shown_once_and_revoked_and_sync_pages_through_records() {
     assert!(
         !page_source(&b).await.contains(&value),
         "the token is not shown again"
+    );
+    assert!(
+        b.find_all("[data-revoke=console-admin]").await.is_empty(),
+        "the token signed in offers no revoke"
     );
     b.find("[data-revoke=ci-bot]").await.click().await;
     b.wait_for("[data-confirm=yes]", WAIT).await.click().await;

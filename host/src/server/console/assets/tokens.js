@@ -50,10 +50,11 @@ export async function render(main, ctx) {
       h('td', {}, t.role),
       h('td', {}, t.project || 'every project'),
       h('td', { class: 'wide-only' }, when(t.created_at)),
-      h('td', {}, revoked ? `revoked ${when(t.revoked_at)}` : 'live'),
+      h('td', {}, revoked ? `revoked ${when(t.revoked_at)}` : t.id === ctx.me.id ? 'live (signed in)' : 'live'),
       h('td', {}),
     );
-    if (!revoked) {
+    // The token signed in cannot revoke itself (the server refuses it too).
+    if (!revoked && t.id !== ctx.me.id) {
       const b = h('button', { type: 'button', class: 'danger', 'data-revoke': t.name }, 'Revoke');
       b.addEventListener('click', () =>
         confirmInline(main.querySelector('#tokens-list'), `Revoke token ${t.name}? Requests with it are refused from now on.`, 'Revoke', async () => {

@@ -22,6 +22,7 @@ mod idp;
 mod loading;
 mod oauth;
 mod oauth_idp;
+mod readme;
 mod openai;
 mod operate;
 mod operation_json;

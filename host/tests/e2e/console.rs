@@ -1260,6 +1260,13 @@ async fn an_upgrade_shows_what_it_adds_and_removes_before_approval() {
         "2.0.0",
         "approved"
     );
+
+    // Remove, confirmed.
+    b.find("#remove").await.click().await;
+    b.wait_for("[data-confirm=yes]", WAIT).await.click().await;
+    b.wait_for_text("#main", "No plugin is installed.", WAIT)
+        .await;
+    assert!(api.airlock.list_plugins().unwrap().is_empty(), "removed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,7 +16,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::api::{Api, Body, Resp, me_server};
 use crate::api_scenario::{USER, servicenow, servicenow_wasm};
-use crate::common::CANARY;
+use crate::common::{CANARY, with_manifest};
 
 fn install(api: &Api, wasm: Vec<u8>) {
     let plan = api.airlock.plan_install(wasm).unwrap();
@@ -362,81 +362,6 @@ async fn only_unrestricted_admin_tokens_manage_tokens() {
 }
 
 // ---- plugin uploads ----------------------------------------------------------
-
-/// `wasm` with its `airlock-manifest` custom section replaced by `manifest`,
-/// wherever it is (the SDK puts it in a core module inside the component).
-/// Sections are an id byte, a LEB128 size and a body; a custom section's
-/// body starts with its LEB128-prefixed name; a component's core modules
-/// (id 1) and components (id 4) hold sections of their own.
-fn with_manifest(wasm: &[u8], manifest: &str) -> Vec<u8> {
-    const NAME: &[u8] = b"airlock-manifest";
-    fn write_leb(mut n: usize, out: &mut Vec<u8>) {
-        loop {
-            let byte = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                out.push(byte);
-                return;
-            }
-            out.push(byte | 0x80);
-        }
-    }
-    fn read_leb(bytes: &[u8], at: &mut usize) -> usize {
-        let (mut n, mut shift) = (0usize, 0);
-        loop {
-            let b = bytes[*at];
-            *at += 1;
-            n |= usize::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return n;
-            }
-            shift += 7;
-        }
-    }
-    fn section(id: u8, body: &[u8], out: &mut Vec<u8>) {
-        out.push(id);
-        write_leb(body.len(), out);
-        out.extend_from_slice(body);
-    }
-    /// The binary with the section replaced, and how many were.
-    fn rewrite(wasm: &[u8], manifest: &str) -> (Vec<u8>, usize) {
-        // A component's header has layer 1 (bytes 6..8), a module's 0.
-        let component = wasm[6..8] == [1, 0];
-        let mut out = wasm[..8].to_vec();
-        let mut replaced = 0;
-        let mut at = 8;
-        while at < wasm.len() {
-            let id = wasm[at];
-            at += 1;
-            let size = read_leb(wasm, &mut at);
-            let body = &wasm[at..at + size];
-            at += size;
-            let mut p = 0;
-            let is_manifest = id == 0 && {
-                let len = read_leb(body, &mut p);
-                &body[p..p + len] == NAME
-            };
-            if is_manifest {
-                let mut new = Vec::new();
-                write_leb(NAME.len(), &mut new);
-                new.extend_from_slice(NAME);
-                new.extend_from_slice(manifest.as_bytes());
-                section(0, &new, &mut out);
-                replaced += 1;
-            } else if component && (id == 1 || id == 4) {
-                let (inner, n) = rewrite(body, manifest);
-                section(id, &inner, &mut out);
-                replaced += n;
-            } else {
-                section(id, body, &mut out);
-            }
-        }
-        (out, replaced)
-    }
-    let (out, replaced) = rewrite(wasm, manifest);
-    assert_eq!(replaced, 1, "the file has one airlock-manifest section");
-    out
-}
 
 /// The minimal plugin's next version: basic and api-key dropped, oauth2
 /// added, a gateway origin that receives the bearer token, one more

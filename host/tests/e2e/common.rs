@@ -179,3 +179,102 @@ pub fn airlock_in(
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// `wasm` with its `airlock-manifest` custom sections (the SDK puts one in
+/// the component's core module) replaced by one carrying `manifest`.
+pub fn with_manifest(wasm: &[u8], manifest: &str) -> Vec<u8> {
+    let mut out = strip_manifest(wasm);
+    let mut section = Vec::new();
+    leb("airlock-manifest".len(), &mut section);
+    section.extend_from_slice(b"airlock-manifest");
+    section.extend_from_slice(manifest.as_bytes());
+    out.push(0);
+    leb(section.len(), &mut out);
+    out.extend_from_slice(&section);
+    out
+}
+
+fn leb(mut n: usize, out: &mut Vec<u8>) {
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+fn read_leb(bytes: &[u8], at: &mut usize) -> usize {
+    let (mut n, mut shift) = (0usize, 0);
+    loop {
+        let b = bytes[*at];
+        *at += 1;
+        n |= ((b & 0x7f) as usize) << shift;
+        if b & 0x80 == 0 {
+            return n;
+        }
+        shift += 7;
+    }
+}
+
+/// A module or component (header, then sections of id, LEB128 size and
+/// body) without its `airlock-manifest` sections, at any depth: a
+/// component's core modules (section 1) and nested components (section 4)
+/// are rewritten too.
+fn strip_manifest(wasm: &[u8]) -> Vec<u8> {
+    let is_component = wasm[4..8] != [1, 0, 0, 0];
+    let mut out = wasm[..8].to_vec();
+    let mut at = 8;
+    while at < wasm.len() {
+        let id = wasm[at];
+        at += 1;
+        let size = read_leb(wasm, &mut at);
+        let body = &wasm[at..at + size];
+        at += size;
+        if id == 0 {
+            let mut p = 0;
+            let len = read_leb(body, &mut p);
+            if &body[p..p + len] == b"airlock-manifest" {
+                continue;
+            }
+        }
+        let body = if is_component && (id == 1 || id == 4) {
+            strip_manifest(body)
+        } else {
+            body.to_vec()
+        };
+        out.push(id);
+        leb(body.len(), &mut out);
+        out.extend_from_slice(&body);
+    }
+    out
+}
+
+/// One HTTP/1.1 request: the head, then the body by its length.
+pub async fn read_http_request(socket: &mut tokio::net::TcpStream) -> String {
+    let mut request = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = tokio::io::AsyncReadExt::read(socket, &mut buf)
+            .await
+            .unwrap();
+        assert!(n > 0, "the client closed early");
+        request.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&request).to_string();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length = text[..end]
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse::<usize>().ok())?
+                })
+                .unwrap_or(0);
+            if request.len() >= end + 4 + length {
+                return text;
+            }
+        }
+    }
+}

@@ -13,7 +13,7 @@ use airlock::service::{AuthInput, NewConnection};
 use airlock::{Connection, Plugin, ServiceError};
 use secrecy::SecretString;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
@@ -346,28 +346,7 @@ pub async fn trickle_server(
     let head = head.to_string();
     let task = tokio::spawn(async move {
         let (mut socket, _) = listener.accept().await.unwrap();
-        let mut request = Vec::new();
-        let mut buf = [0u8; 4096];
-        // Read the head, then the body by its content-length.
-        loop {
-            let n = socket.read(&mut buf).await.unwrap();
-            assert!(n > 0, "client closed early");
-            request.extend_from_slice(&buf[..n]);
-            let text = String::from_utf8_lossy(&request).to_string();
-            if let Some(end) = text.find("\r\n\r\n") {
-                let length = text[..end]
-                    .lines()
-                    .find_map(|l| {
-                        let (k, v) = l.split_once(':')?;
-                        k.eq_ignore_ascii_case("content-length")
-                            .then(|| v.trim().parse::<usize>().ok())?
-                    })
-                    .unwrap_or(0);
-                if request.len() >= end + 4 + length {
-                    break;
-                }
-            }
-        }
+        let request = crate::common::read_http_request(&mut socket).await;
         socket.write_all(head.as_bytes()).await.unwrap();
         socket.flush().await.unwrap();
         for piece in pieces {
@@ -377,7 +356,7 @@ pub async fn trickle_server(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
         socket.shutdown().await.unwrap();
-        String::from_utf8_lossy(&request).into_owned()
+        request
     });
     (base, task)
 }

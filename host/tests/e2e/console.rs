@@ -401,6 +401,32 @@ async fn an_admin_installs_servicenow_connects_it_and_files_a_ticket_in_the_brow
     b.wait_for("#audit-rows tr[data-seq]", WAIT).await;
     assert_clean(&b).await;
     b.shot(TEST, "08-audit-390px").await;
+    for (page, ready, name) in [
+        ("/#/plugins/servicenow", "#installed", "09-plugin-390px"),
+        (
+            &format!("/#/connections/{id}")[..],
+            "#test-connection",
+            "10-connection-390px",
+        ),
+        (
+            &format!("/#/operations?connection={id}")[..],
+            "#operation-form",
+            "11-operation-390px",
+        ),
+        (
+            &format!("/#/sync?connection={id}")[..],
+            "#runs table",
+            "12-sync-390px",
+        ),
+        ("/#/chat", "#connection-pick", "13-chat-390px"),
+        ("/#/tokens", "#token-form", "14-tokens-390px"),
+    ] {
+        b.goto(&api.url(page)).await;
+        b.wait_for(ready, WAIT).await;
+        assert_clean(&b).await;
+        assert_labelled(&b).await;
+        b.shot(TEST, name).await;
+    }
 }
 
 /// A loopback server answering one OpenAI-style streamed completion: the
@@ -1230,4 +1256,34 @@ async fn a_project_token_sees_its_pages_and_a_revoked_token_is_signed_out() {
         .execute("return sessionStorage.getItem('airlock.token');", &[])
         .await;
     assert_eq!(left, Value::Null);
+}
+
+/// Each script parses as a module (Node.js, which the suite needs for its
+/// identity provider anyway): a syntax error is named here at once rather
+/// than as a page that never signs in.
+#[test]
+fn every_console_script_parses_as_a_module() {
+    use std::io::Write as _;
+    let mut checked = 0;
+    for name in airlock::server::console::asset_names().filter(|n| n.ends_with(".js")) {
+        let mut node = std::process::Command::new("node")
+            .args(["--input-type=module", "--check"])
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("node (installed by .ci/run with the distribution's nodejs)");
+        node.stdin
+            .take()
+            .unwrap()
+            .write_all(airlock::server::console::asset(name).unwrap().as_bytes())
+            .unwrap();
+        let out = node.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        checked += 1;
+    }
+    assert!(checked >= 10, "{checked} scripts");
 }

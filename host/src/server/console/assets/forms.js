@@ -144,6 +144,11 @@ function objectControls(schema, root, example, path) {
 // a switch to edit the whole input as JSON.
 export function schemaForm(schema, example) {
   const c = classify(schema, schema);
+  // An input record without fields (`{}` and nothing else is accepted).
+  const keys = Object.keys(c.schema.properties || {});
+  if (c.schema.type === 'object' && !keys.length && c.schema.additionalProperties === false) {
+    return { node: h('p', { class: 'muted' }, 'This operation takes no input.'), read: () => ({}) };
+  }
   const raw = h('textarea', { class: 'json', name: 'input-json', spellcheck: 'false' }, JSON.stringify(example ?? {}, null, 2));
   const rawField = field('Input (JSON)', raw, 'The whole input as JSON; it is sent as written.');
   rawField.hidden = true;

@@ -158,7 +158,7 @@ pub mod __bindings {
     pub mod base {
         wit_bindgen::generate!({
             world: "plugin-imports",
-            path: "../wit",
+            path: "wit",
             generate_all,
             generate_unused_types: true,
             additional_derives: [PartialEq],
@@ -172,7 +172,7 @@ pub mod __bindings {
                 package airlock:sdk-connector;
                 world connector-export { export airlock:plugin/connector@0.1.0; }
             ",
-            path: "../wit",
+            path: "wit",
             with: {
                 "airlock:plugin/types@0.1.0": crate::__bindings::base::airlock::plugin::types,
             },
@@ -188,7 +188,7 @@ pub mod __bindings {
                 package airlock:sdk-documents;
                 world documents-export { export airlock:plugin/documents@0.1.0; }
             ",
-            path: "../wit",
+            path: "wit",
             with: {
                 "airlock:plugin/types@0.1.0": crate::__bindings::base::airlock::plugin::types,
             },
@@ -204,7 +204,7 @@ pub mod __bindings {
                 package airlock:sdk-tickets;
                 world tickets-export { export airlock:plugin/tickets@0.1.0; }
             ",
-            path: "../wit",
+            path: "wit",
             with: {
                 "airlock:plugin/types@0.1.0": crate::__bindings::base::airlock::plugin::types,
             },
@@ -220,7 +220,7 @@ pub mod __bindings {
                 package airlock:sdk-sync;
                 world sync-export { export airlock:plugin/sync@0.1.0; }
             ",
-            path: "../wit",
+            path: "wit",
             with: {
                 "airlock:plugin/types@0.1.0": crate::__bindings::base::airlock::plugin::types,
             },
@@ -236,7 +236,7 @@ pub mod __bindings {
                 package airlock:sdk-chat;
                 world chat-export { export airlock:plugin/chat@0.1.0; }
             ",
-            path: "../wit",
+            path: "wit",
             with: {
                 "airlock:plugin/types@0.1.0": crate::__bindings::base::airlock::plugin::types,
             },
@@ -661,7 +661,7 @@ mod tests {
         for (interface, version) in spelled {
             assert_eq!(version, API_VERSION, "airlock:plugin/{interface}");
         }
-        let worlds = include_str!("../../wit/worlds.wit");
+        let worlds = include_str!("../wit/worlds.wit");
         assert!(
             worlds.starts_with(&format!("package airlock:plugin@{API_VERSION};")),
             "wit/worlds.wit does not declare airlock:plugin@{API_VERSION}"

@@ -16,6 +16,7 @@ mod chat;
 mod connection;
 mod inspect;
 mod keys;
+mod new;
 mod oauth;
 mod output;
 mod plugin;
@@ -155,6 +156,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             .and_then(|wasm| {
                 inspect::run(&wasm, json).with_context(|| format!("inspecting {}", file.display()))
             }),
+        Command::Plugin(plugin::PluginCommand::New(args)) => new::run(args),
         Command::Completions { shell } => {
             let mut command = Cli::command();
             clap_complete::generate(shell, &mut command, "airlock", &mut std::io::stdout());

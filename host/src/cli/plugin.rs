@@ -1,4 +1,4 @@
-//! `airlock plugin`: inspect, install, list, remove.
+//! `airlock plugin`: inspect, install, list, remove, new.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
@@ -41,11 +41,18 @@ pub enum PluginCommand {
     },
     /// Remove an installed plugin (refused while connections use it).
     Rm { id: String },
+    /// Start a plugin project from a template: Rust (airlock-sdk), JavaScript
+    /// (componentize-js) or Python (componentize-py).
+    ///
+    /// Example: airlock plugin new acme-desk --kind tickets --lang rust
+    New(super::new::NewArgs),
 }
 
 pub fn run(airlock: &Airlock, cmd: PluginCommand) -> anyhow::Result<()> {
     match cmd {
-        PluginCommand::Inspect { .. } => unreachable!("handled without a data directory"),
+        PluginCommand::Inspect { .. } | PluginCommand::New(_) => {
+            unreachable!("handled without a data directory")
+        }
         PluginCommand::Install {
             file,
             approve,

@@ -7,6 +7,9 @@
 //! the connection's credential itself: a plugin never sees a secret) and
 //! [`host`] for settings, logging and a little state.
 //!
+//! The crate's `README.md` walks an author from nothing to an installed
+//! plugin: `airlock plugin new`, the build, the smoke test, install.
+//!
 //! # A minimal plugin
 //!
 //! `Cargo.toml`:

@@ -1,10 +1,13 @@
 //! Prometheus metrics, kept in process and rendered in the text exposition
-//! format (`/metrics`): plugin calls, their errors, latency and the egress
-//! requests the host refused, per plugin and connection; and the management
-//! API's requests per route and status.
+//! format (`/metrics`): plugin calls, their errors, latency, the egress
+//! requests and the WASI operations (sockets, files) the host refused, per
+//! plugin and connection; and the management API's requests per route and
+//! status.
 //!
-//! Recorded at the service layer ([`crate::service::Airlock`]), so a call counts the
-//! same whether it came from the API, the CLI or an embedding application.
+//! Calls are recorded at the service layer ([`crate::service::Airlock`]), so a call counts the
+//! same whether it came from the API, the CLI or an embedding application;
+//! refused WASI operations by the runtime when each call ends (however it
+//! ends), into the metrics its [`RuntimeConfig`](crate::RuntimeConfig) names.
 //! Label sets are bounded: plugins and connections are what the store holds,
 //! routes are the router's templates (never raw paths).
 
@@ -23,6 +26,7 @@ struct CallSeries {
     calls: u64,
     errors: u64,
     egress_denials: u64,
+    wasi_denials: u64,
     /// Cumulative counts per bucket of `BUCKETS`.
     buckets: [u64; BUCKETS.len()],
     seconds: f64,
@@ -81,6 +85,16 @@ impl Metrics {
         }
     }
 
+    /// Record `count` WASI operations (socket, name lookup, file) the host
+    /// refused during one call of `plugin` through `connection`.
+    pub fn record_wasi_denials(&self, plugin: &str, connection: &str, count: u64) {
+        let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        calls
+            .entry((plugin.to_string(), connection.to_string()))
+            .or_default()
+            .wasi_denials += count;
+    }
+
     /// Record one management-API request: `route` is the matched template.
     pub fn record_http(&self, method: &str, route: &str, status: u16) {
         let mut http = self.http.lock().unwrap_or_else(|e| e.into_inner());
@@ -116,6 +130,11 @@ impl Metrics {
             "airlock_egress_denials_total",
             "Outbound requests the host refused during calls, by plugin and connection.",
             &|s| s.egress_denials,
+        );
+        counter(
+            "airlock_wasi_denials_total",
+            "WASI operations (sockets, name lookups, files) the host refused during calls, by plugin and connection.",
+            &|s| s.wasi_denials,
         );
         let name = "airlock_call_duration_seconds";
         let _ = writeln!(
@@ -183,5 +202,27 @@ mod tests {
             "airlock_call_duration_seconds_bucket{plugin=\"sn\",connection=\"prod\",le=\"5\"} 2"
         ));
         assert!(text.contains("connection=\"we\\\"ird\""));
+        assert!(text.contains("airlock_wasi_denials_total{plugin=\"sn\",connection=\"prod\"} 0"));
+    }
+
+    #[test]
+    fn wasi_denials_add_up_per_connection() {
+        let m = Metrics::new();
+        m.record_call("py", "c", Duration::from_millis(1), CallOutcome::Ok);
+        m.record_wasi_denials("py", "c", 2);
+        m.record_wasi_denials("py", "c", 3);
+        let text = m.render();
+        assert!(
+            text.contains("# TYPE airlock_wasi_denials_total counter"),
+            "{text}"
+        );
+        assert!(
+            text.contains("airlock_wasi_denials_total{plugin=\"py\",connection=\"c\"} 5"),
+            "{text}"
+        );
+        assert!(
+            text.contains("airlock_calls_total{plugin=\"py\",connection=\"c\"} 1"),
+            "{text}"
+        );
     }
 }

@@ -8,6 +8,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::stdio::LogWriter;
+use super::wasi_deny::WasiDenials;
 use crate::connection::Connection;
 use crate::egress::CallEgress;
 use crate::limits::Limits;
@@ -22,6 +23,8 @@ pub struct CallState {
     pub(super) egress: CallEgress,
     pub(super) host: HostCtx,
     pub(super) limiter: CallLimiter,
+    /// The `wasi:sockets` and `wasi:filesystem` operations refused so far.
+    pub(super) wasi_denials: WasiDenials,
 }
 
 impl std::fmt::Debug for CallState {
@@ -44,7 +47,14 @@ pub struct HostCtx {
 impl CallState {
     pub(super) fn new(host: HostCtx, egress: CallEgress, limits: &Limits) -> Self {
         // An empty WASI world: no environment, arguments, preopened
-        // directories or network; stdio goes to the host log.
+        // directories or network; stdio goes to the host log. Sockets and
+        // the filesystem are not wasmtime-wasi's (see `wasi_deny`), so its
+        // network settings below are never consulted; they are set to deny
+        // anyway, so that linking wasmtime-wasi's sockets by mistake would
+        // still reach nothing: `allow_tcp`/`allow_udp(false)` refuse a
+        // socket before the OS creates one, `allow_ip_name_lookup(false)`
+        // refuses lookups before the resolver, and `socket_addr_check`
+        // refuses every address a socket would bind or connect to.
         let wasi = WasiCtx::builder()
             .stdout(LogWriter::stream(
                 &host.plugin_id,
@@ -59,6 +69,7 @@ impl CallState {
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
+            .socket_addr_check(|_, _| Box::pin(async { false }))
             .build();
         let mut http = WasiHttpCtx::new();
         http.set_field_size_limit(limits.header_bytes);
@@ -73,6 +84,7 @@ impl CallState {
             egress,
             host,
             limiter: CallLimiter::new(limits),
+            wasi_denials: WasiDenials::default(),
         }
     }
 }

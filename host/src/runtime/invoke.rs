@@ -269,6 +269,41 @@ pub(super) struct Call {
     pub tracker: Arc<CallTracker>,
     /// The call's place on its connection, freed when the call is dropped.
     _slot: CallSlot,
+    /// Where the call's refused WASI operations are counted when it ends.
+    denials: DenialReport,
+}
+
+/// Whom a call's refused WASI operations are reported for, and where.
+struct DenialReport {
+    metrics: Arc<crate::metrics::Metrics>,
+    plugin: String,
+    connection: String,
+}
+
+/// However a call ends (a result, an error, a trap, its deadline, a dropped
+/// stream), the WASI operations refused during it are counted and logged
+/// once.
+impl Drop for Call {
+    fn drop(&mut self) {
+        let denials = &self.store.data().wasi_denials;
+        if denials.count() == 0 {
+            return;
+        }
+        let DenialReport {
+            metrics,
+            plugin,
+            connection,
+        } = &self.denials;
+        tracing::warn!(
+            target: "airlock::wasi",
+            plugin = %plugin,
+            connection = %connection,
+            denied = denials.count(),
+            "the plugin tried to use sockets or files, which airlock refuses: {}",
+            denials.examples().join("; ")
+        );
+        metrics.record_wasi_denials(plugin, connection, denials.count());
+    }
 }
 
 type CallFuture<'a, R> =
@@ -342,6 +377,11 @@ impl Runtime {
             instance,
             tracker,
             _slot: slot,
+            denials: DenialReport {
+                metrics: self.metrics.clone(),
+                plugin: plugin.id().to_string(),
+                connection: connection.name.clone(),
+            },
         })
     }
 

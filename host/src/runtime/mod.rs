@@ -19,6 +19,7 @@ mod plugin;
 mod slots;
 mod stdio;
 mod stream;
+mod wasi_deny;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -39,6 +40,7 @@ use crate::audit::{AuditSink, MemoryAudit};
 use crate::egress::EgressShared;
 use crate::limits::{EPOCH_TICK, Limits};
 use crate::manifest::EgressSpec;
+use crate::metrics::Metrics;
 use crate::net::{AddressPolicy, build_client};
 use crate::plugin_state::{MemoryPluginState, PluginState};
 use call_data::{CallState, HostApi};
@@ -69,6 +71,9 @@ pub struct RuntimeConfig {
     pub audit: Arc<dyn AuditSink>,
     /// Where plugins' key/value state lives.
     pub state: Arc<dyn PluginState>,
+    /// Where each call's refused WASI operations are counted
+    /// (`airlock_wasi_denials_total`); the service passes its own.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Default for RuntimeConfig {
@@ -83,6 +88,7 @@ impl Default for RuntimeConfig {
             max_concurrent_calls: 256,
             audit: Arc::new(MemoryAudit::new()),
             state: Arc::new(MemoryPluginState::new()),
+            metrics: Arc::new(Metrics::new()),
         }
     }
 }
@@ -98,6 +104,7 @@ pub struct Runtime {
     state: Arc<dyn PluginState>,
     address_policy: Arc<AddressPolicy>,
     slots: slots::ConnectionSlots,
+    metrics: Arc<Metrics>,
     _ticker: EpochTicker,
 }
 
@@ -161,18 +168,7 @@ impl Runtime {
         }
         let engine = Engine::new(&cfg).map_err(anyhow::Error::from)?;
 
-        let mut linker: Linker<CallState> = Linker::new(&engine);
-        // The WASI basics Rust's std links, served empty (see CallState::new);
-        // the load-time import allow-list refuses anything else, sockets
-        // included, before a component ever reaches the linker.
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
-        guest_errors::add_to_linker(&mut linker).map_err(anyhow::Error::from)?;
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
-            .map_err(anyhow::Error::from)?;
-        bindings::airlock::plugin::host::add_to_linker::<_, HostApi>(&mut linker, |s| &mut s.host)
-            .map_err(anyhow::Error::from)?;
-        types::add_to_linker::<_, HostApi>(&mut linker, |s| &mut s.host)
-            .map_err(anyhow::Error::from)?;
+        let linker = build_linker(&engine).map_err(anyhow::Error::from)?;
 
         let address_policy = Arc::new(config.address_policy);
         let egress = EgressShared {
@@ -190,8 +186,14 @@ impl Runtime {
             state: config.state,
             address_policy,
             slots: slots::ConnectionSlots::default(),
+            metrics: config.metrics,
             _ticker: ticker,
         })
+    }
+
+    /// Where calls' refused WASI operations are counted.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The limits every call runs under.
@@ -262,6 +264,54 @@ impl Runtime {
         self.load(&wasm)
             .with_context(|| format!("loading plugin {}", path.display()))
     }
+}
+
+/// The linker every plugin is instantiated with: exactly what the
+/// load-time import allow-list (`plugin::ALLOWED_IMPORTS`) lets through.
+///
+/// wasmtime-wasi's WASI 0.2 basics (io, clocks, random, cli) serve an empty
+/// world (see `CallState::new`); sockets and the filesystem are airlock's
+/// denying implementations (`wasi_deny`), never wasmtime-wasi's, so
+/// `wasmtime_wasi::p2::add_to_linker_async` (which links its real ones) is
+/// not used.
+fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<CallState>> {
+    use wasmtime_wasi::cli::{WasiCli, WasiCliView as _};
+    use wasmtime_wasi::clocks::{WasiClocks, WasiClocksView as _};
+    use wasmtime_wasi::p2::bindings::{cli, clocks, io, random};
+    use wasmtime_wasi::random::{WasiRandom, WasiRandomView as _};
+
+    let mut l: Linker<CallState> = Linker::new(engine);
+    io::error::add_to_linker::<_, IoTable>(&mut l, |s| &mut s.table)?;
+    io::poll::add_to_linker::<_, IoTable>(&mut l, |s| &mut s.table)?;
+    io::streams::add_to_linker::<_, IoTable>(&mut l, |s| &mut s.table)?;
+    guest_errors::add_to_linker(&mut l)?;
+    clocks::wall_clock::add_to_linker::<_, WasiClocks>(&mut l, CallState::clocks)?;
+    clocks::monotonic_clock::add_to_linker::<_, WasiClocks>(&mut l, CallState::clocks)?;
+    random::random::add_to_linker::<_, WasiRandom>(&mut l, CallState::random)?;
+    random::insecure::add_to_linker::<_, WasiRandom>(&mut l, CallState::random)?;
+    random::insecure_seed::add_to_linker::<_, WasiRandom>(&mut l, CallState::random)?;
+    cli::exit::add_to_linker::<_, WasiCli>(&mut l, CallState::cli)?;
+    cli::environment::add_to_linker::<_, WasiCli>(&mut l, CallState::cli)?;
+    cli::stdin::add_to_linker::<_, WasiCli>(&mut l, CallState::cli)?;
+    cli::stdout::add_to_linker::<_, WasiCli>(&mut l, CallState::cli)?;
+    cli::stderr::add_to_linker::<_, WasiCli>(&mut l, CallState::cli)?;
+    cli::terminal_input::add_to_linker::<_, WasiCli>(&mut l, CallState::cli)?;
+    cli::terminal_output::add_to_linker::<_, WasiCli>(&mut l, CallState::cli)?;
+    cli::terminal_stdin::add_to_linker::<_, WasiCli>(&mut l, CallState::cli)?;
+    cli::terminal_stdout::add_to_linker::<_, WasiCli>(&mut l, CallState::cli)?;
+    cli::terminal_stderr::add_to_linker::<_, WasiCli>(&mut l, CallState::cli)?;
+    wasi_deny::add_to_linker(&mut l)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut l)?;
+    bindings::airlock::plugin::host::add_to_linker::<_, HostApi>(&mut l, |s| &mut s.host)?;
+    types::add_to_linker::<_, HostApi>(&mut l, |s| &mut s.host)?;
+    Ok(l)
+}
+
+/// `HasData` for the wasi-io interfaces: they need only the call's table.
+struct IoTable;
+
+impl wasmtime::component::HasData for IoTable {
+    type Data<'a> = &'a mut wasmtime::component::ResourceTable;
 }
 
 /// Advances the engine's epoch every [`EPOCH_TICK`] until dropped.

@@ -92,9 +92,10 @@ pub enum LoadError {
     },
     /// The component imports something outside the allow-list.
     #[error(
-        "the plugin imports `{import}`, which airlock does not provide: plugins may import only \
-         airlock:plugin/host, wasi:http/outgoing-handler and the basic WASI interfaces Rust's \
-         standard library links (no sockets, no filesystem access)"
+        "the plugin imports `{import}`, which airlock does not provide: plugins may import \
+         airlock:plugin/host, wasi:http/outgoing-handler and the WASI 0.2 interfaces of an \
+         empty process (io, clocks, random, cli; sockets and filesystem are linked, but every \
+         operation on them is refused)"
     )]
     ForbiddenImport {
         /// The import's full name.
@@ -119,47 +120,186 @@ pub enum LoadError {
     Link(String),
 }
 
-/// The host's own interfaces a plugin may import, at any patch of the
-/// [`API_VERSION`] series.
-const OWN_IMPORTS: &[&str] = &["airlock:plugin/host", "airlock:plugin/types"];
+/// Who serves an import the host links.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Provider {
+    /// airlock's own `airlock:plugin/host` and its types.
+    Airlock,
+    /// wasi-http, every request through the egress hook.
+    Egress,
+    /// wasmtime-wasi, serving an empty world: no environment or arguments,
+    /// stdin empty, stdout and stderr to the host log, the host's clocks and
+    /// randomness.
+    EmptyWasi,
+    /// airlock's denying implementation (`runtime/wasi_deny`): every
+    /// operation refused with access-denied and counted, no resource behind
+    /// it.
+    Denied,
+}
 
-/// Other interface names (before `@version`) a plugin may import, and the
-/// package versions they may carry.
-const ALLOWED_IMPORTS: &[(&str, &str)] = &[
-    ("wasi:http/outgoing-handler", "0.2."),
-    ("wasi:http/types", "0.2."),
-    ("wasi:io/error", "0.2."),
-    ("wasi:io/poll", "0.2."),
-    ("wasi:io/streams", "0.2."),
-    ("wasi:clocks/monotonic-clock", "0.2."),
-    ("wasi:clocks/wall-clock", "0.2."),
-    ("wasi:random/random", "0.2."),
-    ("wasi:random/insecure", "0.2."),
-    ("wasi:random/insecure-seed", "0.2."),
-    ("wasi:cli/environment", "0.2."),
-    ("wasi:cli/exit", "0.2."),
-    ("wasi:cli/stdin", "0.2."),
-    ("wasi:cli/stdout", "0.2."),
-    ("wasi:cli/stderr", "0.2."),
-    ("wasi:cli/terminal-input", "0.2."),
-    ("wasi:cli/terminal-output", "0.2."),
-    ("wasi:cli/terminal-stdin", "0.2."),
-    ("wasi:cli/terminal-stdout", "0.2."),
-    ("wasi:cli/terminal-stderr", "0.2."),
-    // Rust's std links these; the host offers no preopened directory, so
-    // every open fails.
-    ("wasi:filesystem/types", "0.2."),
-    ("wasi:filesystem/preopens", "0.2."),
+/// Which versions of a package an import may name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Series {
+    /// `major.minor` of [`API_VERSION`], any patch.
+    Api,
+    /// WASI 0.2.x: wasmtime 48 implements 0.2.12 and resolves any older 0.2
+    /// import to it; a newer one links only if it asks for nothing more.
+    Wasi02,
+}
+
+impl Series {
+    fn admits(self, version: (u64, u64, u64)) -> bool {
+        let (major, minor, _patch) = version;
+        match self {
+            Series::Api => format!("{major}.{minor}") == api_series(),
+            Series::Wasi02 => (major, minor) == (0, 2),
+        }
+    }
+}
+
+/// Interfaces of one package the host links, and who serves them.
+struct Allowed {
+    package: &'static str,
+    interfaces: &'static [&'static str],
+    series: Series,
+    provider: Provider,
+}
+
+/// Every import a plugin may have; anything else is refused at load
+/// ([`LoadError::ForbiddenImport`]). The linker (`Runtime::new`) links
+/// exactly these, and a unit test links a component importing each.
+const ALLOWED_IMPORTS: &[Allowed] = &[
+    // The contract itself.
+    Allowed {
+        package: "airlock:plugin",
+        interfaces: &["host", "types"],
+        series: Series::Api,
+        provider: Provider::Airlock,
+    },
+    // Outbound HTTP, the one way out: every request passes the egress
+    // checks, gets its credential from the host and is audited.
+    Allowed {
+        package: "wasi:http",
+        interfaces: &["outgoing-handler", "types"],
+        series: Series::Wasi02,
+        provider: Provider::Egress,
+    },
+    // Streams and pollables carry wasi-http's bodies; errors are rendered
+    // bounded (`guest_errors`).
+    Allowed {
+        package: "wasi:io",
+        interfaces: &["error", "poll", "streams"],
+        series: Series::Wasi02,
+        provider: Provider::EmptyWasi,
+    },
+    // Time and randomness reveal nothing a plugin could not learn over its
+    // granted HTTP; every language runtime links them.
+    Allowed {
+        package: "wasi:clocks",
+        interfaces: &["monotonic-clock", "wall-clock"],
+        series: Series::Wasi02,
+        provider: Provider::EmptyWasi,
+    },
+    Allowed {
+        package: "wasi:random",
+        interfaces: &["random", "insecure", "insecure-seed"],
+        series: Series::Wasi02,
+        provider: Provider::EmptyWasi,
+    },
+    // A process's surroundings, all empty: no variables, arguments or
+    // working directory; stdin at end of file; stdout and stderr go to the
+    // host log tagged with plugin and connection; no terminal.
+    Allowed {
+        package: "wasi:cli",
+        interfaces: &[
+            "environment",
+            "exit",
+            "stdin",
+            "stdout",
+            "stderr",
+            "terminal-input",
+            "terminal-output",
+            "terminal-stdin",
+            "terminal-stdout",
+            "terminal-stderr",
+        ],
+        series: Series::Wasi02,
+        provider: Provider::EmptyWasi,
+    },
+    // Imported by toolchains whether a plugin uses them or not
+    // (componentize-py always imports sockets; Rust's std, CPython and
+    // StarlingMonkey import the filesystem), so they must load; all of
+    // wasmtime-wasi 48's WASI 0.2 sockets and filesystem interfaces,
+    // served by implementations that refuse every operation.
+    Allowed {
+        package: "wasi:sockets",
+        interfaces: &[
+            "network",
+            "instance-network",
+            "ip-name-lookup",
+            "tcp",
+            "tcp-create-socket",
+            "udp",
+            "udp-create-socket",
+        ],
+        series: Series::Wasi02,
+        provider: Provider::Denied,
+    },
+    Allowed {
+        package: "wasi:filesystem",
+        interfaces: &["types", "preopens"],
+        series: Series::Wasi02,
+        provider: Provider::Denied,
+    },
 ];
 
-fn import_allowed(name: &str) -> bool {
-    let (iface, version) = name.split_once('@').unwrap_or((name, ""));
-    if OWN_IMPORTS.contains(&iface) {
-        return version.starts_with(&format!("{}.", api_series()));
+/// An import's name, parsed: `wasi:sockets/tcp@0.2.0` is package
+/// `wasi:sockets`, interface `tcp`, version 0.2.0.
+#[derive(Debug, PartialEq, Eq)]
+struct ImportName<'a> {
+    package: &'a str,
+    interface: &'a str,
+    version: (u64, u64, u64),
+}
+
+impl<'a> ImportName<'a> {
+    /// `None` for anything but `ns:pkg/interface@major.minor.patch` (a
+    /// bare function, an unversioned or pre-release interface).
+    fn parse(name: &'a str) -> Option<Self> {
+        let (path, version) = name.split_once('@')?;
+        let (package, interface) = path.split_once('/')?;
+        let mut parts = version.split('.').map(|p| {
+            (!p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| p.parse::<u64>().ok())
+                .flatten()
+        });
+        let version = (parts.next()??, parts.next()??, parts.next()??);
+        if parts.next().is_some() || !package.contains(':') {
+            return None;
+        }
+        Some(Self {
+            package,
+            interface,
+            version,
+        })
     }
+}
+
+/// Who serves the import called `name`, if the host links it.
+pub(crate) fn provider_of(name: &str) -> Option<Provider> {
+    let import = ImportName::parse(name)?;
     ALLOWED_IMPORTS
         .iter()
-        .any(|(allowed, ver)| *allowed == iface && version.starts_with(ver))
+        .find(|a| {
+            a.package == import.package
+                && a.interfaces.contains(&import.interface)
+                && a.series.admits(import.version)
+        })
+        .map(|a| a.provider)
+}
+
+fn import_allowed(name: &str) -> bool {
+    provider_of(name).is_some()
 }
 
 /// Per-interface export handles, resolved once at load.
@@ -343,11 +483,135 @@ mod tests {
             "airlock:plugin/host@{}0.0",
             api_series()
         )));
-        assert!(!import_allowed("wasi:sockets/tcp@0.2.12"));
         assert!(!import_allowed("wasi:http/incoming-handler@0.2.12"));
         assert!(!import_allowed("wasi:http/outgoing-handler@0.3.0"));
+        assert!(!import_allowed(
+            "wasi:http/outgoing-handler@0.2.0-rc-2023-11-10"
+        ));
         assert!(!import_allowed("airlock:plugin/host@1.0.0"));
         assert!(!import_allowed("wasi:cli/environment-extra@0.2.4"));
+        assert!(!import_allowed("wasi:keyvalue/store@0.2.0"));
+        assert!(!import_allowed("acme:evil/backdoor@0.2.0"));
+        assert!(!import_allowed("wasi:sockets@0.2.0"));
+        assert!(!import_allowed("tcp@0.2.0"));
+    }
+
+    #[test]
+    fn sockets_and_filesystem_are_served_by_the_denying_implementations() {
+        for name in [
+            "wasi:sockets/tcp@0.2.0",
+            "wasi:sockets/tcp-create-socket@0.2.3",
+            "wasi:sockets/udp@0.2.12",
+            "wasi:sockets/ip-name-lookup@0.2.0",
+            "wasi:sockets/instance-network@0.2.0",
+            "wasi:sockets/network@0.2.0",
+            "wasi:filesystem/types@0.2.0",
+            "wasi:filesystem/preopens@0.2.12",
+        ] {
+            assert_eq!(provider_of(name), Some(Provider::Denied), "{name}");
+        }
+        assert_eq!(provider_of("wasi:http/types@0.2.0"), Some(Provider::Egress));
+        assert_eq!(
+            provider_of("wasi:cli/stdout@0.2.0"),
+            Some(Provider::EmptyWasi)
+        );
+    }
+
+    #[test]
+    fn import_names_parse_into_package_interface_and_version() {
+        assert_eq!(
+            ImportName::parse("wasi:sockets/tcp@0.2.10"),
+            Some(ImportName {
+                package: "wasi:sockets",
+                interface: "tcp",
+                version: (0, 2, 10)
+            })
+        );
+        for bad in [
+            "wasi:sockets/tcp",
+            "wasi:sockets/tcp@0.2",
+            "wasi:sockets/tcp@0.2.x",
+            "wasi:sockets/tcp@0.2.0.1",
+            "wasi:sockets/tcp@0.2.+1",
+            "sockets/tcp@0.2.0",
+            "f",
+        ] {
+            assert_eq!(ImportName::parse(bad), None, "{bad}");
+        }
+    }
+
+    /// Every WASI 0.2.12 interface of `package` in `wit/deps` that the list
+    /// names, and those it leaves out.
+    fn wasi_interfaces(resolve: &wit_parser::Resolve, package: &str) -> Vec<String> {
+        let (_, pkg) = resolve
+            .packages
+            .iter()
+            .find(|(_, p)| format!("{}:{}", p.name.namespace, p.name.name) == package)
+            .unwrap_or_else(|| panic!("{package} is not in wit/deps"));
+        pkg.interfaces.keys().cloned().collect()
+    }
+
+    /// The list covers every sockets and filesystem interface WASI 0.2
+    /// defines, and a component importing every interface on it links
+    /// against the host's linker (so the list and the linker agree).
+    #[test]
+    fn every_allowed_import_links_and_the_denied_packages_are_complete() {
+        let mut resolve = wit_parser::Resolve::default();
+        resolve
+            .push_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../wit"))
+            .unwrap();
+        for package in ["wasi:sockets", "wasi:filesystem"] {
+            let allowed = ALLOWED_IMPORTS
+                .iter()
+                .find(|a| a.package == package)
+                .unwrap();
+            for iface in wasi_interfaces(&resolve, package) {
+                assert!(
+                    allowed.interfaces.contains(&iface.as_str()),
+                    "{package}/{iface} is in WASI 0.2 but not on the list"
+                );
+            }
+        }
+        let mut imports = String::new();
+        for a in ALLOWED_IMPORTS {
+            let version = match a.series {
+                Series::Api => API_VERSION,
+                Series::Wasi02 => "0.2.12",
+            };
+            for i in a.interfaces {
+                imports.push_str(&format!("  import {}/{i}@{version};\n", a.package));
+            }
+        }
+        let world = format!("package test:all;\nworld all {{\n{imports}}}\n");
+        let pkg = resolve.push_str("all.wit", &world).unwrap();
+        let world = resolve.select_world(&[pkg], Some("all")).unwrap();
+        let mut module =
+            wit_component::dummy_module(&resolve, world, wit_parser::ManglingAndAbi::Standard32);
+        wit_component::embed_component_metadata(
+            &mut module,
+            &resolve,
+            world,
+            wit_component::StringEncoding::UTF8,
+        )
+        .unwrap();
+        let wasm = wit_component::ComponentEncoder::default()
+            .module(&module)
+            .unwrap()
+            .validate(true)
+            .encode()
+            .unwrap();
+        let engine = wasmtime::Engine::default();
+        let component = Component::new(&engine, &wasm).unwrap();
+        let ty = component.component_type();
+        let names: Vec<String> = ty.imports(&engine).map(|(n, _)| n.to_string()).collect();
+        assert!(names.len() > 30, "{names:?}");
+        for name in &names {
+            assert!(import_allowed(name), "{name}");
+        }
+        super::super::build_linker(&engine)
+            .unwrap()
+            .instantiate_pre(&component)
+            .expect("the linker serves every allowed import");
     }
 
     #[test]

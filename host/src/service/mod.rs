@@ -318,6 +318,7 @@ impl Airlock {
             config.limits.clone(),
             config.cleartext_credential_origins.clone(),
         ));
+        let metrics = Arc::new(crate::metrics::Metrics::new());
         let runtime = Runtime::new(RuntimeConfig {
             limits: config.limits,
             cache_dir: Some(config.data_dir.join("cache")),
@@ -330,6 +331,7 @@ impl Airlock {
             max_concurrent_calls: config.max_concurrent_calls,
             audit: audit.clone(),
             state: Arc::new(SqlitePluginState::new(store.clone())),
+            metrics: metrics.clone(),
         })
         .map_err(|e| ServiceError::Internal(format!("cannot start the runtime: {e:#}")))?;
         Ok(Self {
@@ -343,7 +345,7 @@ impl Airlock {
             records: Records::default(),
             oauth,
             oauth_port: config.oauth_callback_port,
-            metrics: Arc::new(crate::metrics::Metrics::new()),
+            metrics,
         })
     }
 

@@ -46,11 +46,17 @@ fn plugin_inspect_prints_the_manifest_and_contract() {
 
 #[test]
 fn plugin_inspect_refuses_bad_files_with_a_reason() {
-    let (ok, _, stderr) = airlock(&["plugin", "inspect", airlock_test_artifacts::SOCKETS]);
-    assert!(!ok);
-    assert!(stderr.contains("wasi:sockets"), "{stderr}");
-
     let dir = tempfile::tempdir().unwrap();
+    let foreign = dir.path().join("foreign.wasm");
+    std::fs::write(
+        &foreign,
+        crate::wasi_deny::component_importing("acme:evil@1.0.0", "backdoor"),
+    )
+    .unwrap();
+    let (ok, _, stderr) = airlock(&["plugin", "inspect", foreign.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(stderr.contains("acme:evil/backdoor"), "{stderr}");
+
     let junk = dir.path().join("junk.wasm");
     std::fs::write(&junk, b"random bytes, not wasm").unwrap();
     let (ok, _, stderr) = airlock(&["plugin", "inspect", junk.to_str().unwrap()]);

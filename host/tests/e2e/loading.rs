@@ -45,14 +45,35 @@ fn component_without_manifest_is_refused() {
 }
 
 #[test]
-fn component_importing_sockets_is_refused() {
-    let wasm = std::fs::read(airlock_test_artifacts::SOCKETS).unwrap();
-    let err = refuse(&wasm);
-    match &err {
-        LoadError::ForbiddenImport { import } => {
-            assert!(import.starts_with("wasi:sockets/"), "{import}")
+fn components_importing_sockets_and_files_load() {
+    // std::net and std::fs: wasi:sockets and wasi:filesystem, linked to
+    // implementations that refuse every operation (see wasi_deny.rs).
+    let plugin = host().load(airlock_test_artifacts::SOCKETS);
+    assert_eq!(plugin.id(), "sockets");
+}
+
+#[test]
+fn a_component_importing_an_interface_the_host_does_not_provide_is_refused() {
+    for (package, interface, import) in [
+        ("acme:evil@1.0.0", "backdoor", "acme:evil/backdoor@1.0.0"),
+        ("wasi:keyvalue@0.2.0", "store", "wasi:keyvalue/store@0.2.0"),
+        // Serving requests is the host's job, never a plugin's import.
+        (
+            "wasi:http@0.2.0",
+            "incoming-handler",
+            "wasi:http/incoming-handler@0.2.0",
+        ),
+    ] {
+        let wasm = crate::wasi_deny::component_importing(package, interface);
+        let err = refuse(&wasm);
+        match &err {
+            LoadError::ForbiddenImport { import: got } => assert_eq!(got, import),
+            other => panic!("expected a forbidden import, got {other}"),
         }
-        other => panic!("expected a forbidden import, got {other}"),
+        assert!(
+            err.to_string().contains("airlock does not provide"),
+            "{err}"
+        );
     }
 }
 

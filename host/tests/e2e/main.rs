@@ -33,4 +33,5 @@ mod service;
 mod servicenow;
 mod sync_complete;
 mod walkthrough;
+mod wasi_deny;
 mod world;

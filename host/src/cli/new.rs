@@ -308,7 +308,7 @@ mod tests {
 
     #[test]
     fn every_language_has_every_kind_and_a_kind_overrides_common() {
-        for lang in [Lang::Rust] {
+        for lang in [Lang::Rust, Lang::Js, Lang::Python] {
             for kind in [Kind::Connector, Kind::Tickets, Kind::Documents, Kind::Ai] {
                 let files = template(lang, kind);
                 let paths: Vec<&str> = files.iter().map(|(p, _)| p.as_str()).collect();

@@ -952,6 +952,61 @@ async fn tokens_are_shown_once_and_revoked_and_sync_pages_through_records() {
     let b = Browser::start(1280, 900).await;
     sign_in(&b, &api, &admin).await;
 
+    // Settings: edited through the form generated from the schema; an
+    // emptied setting is removed (its default applies again).
+    let sn_id = api.airlock.connection("sn").unwrap().id;
+    b.goto(&api.url(&format!("/#/connections/{sn_id}"))).await;
+    b.wait_for("#edit-settings", WAIT).await.click().await;
+    b.wait_for("#settings-form", WAIT).await;
+    assert_labelled(&b).await;
+    fill(&b, "#settings-form [data-setting=table]", "u_case").await;
+    b.find("#settings-form button[type=submit]")
+        .await
+        .click()
+        .await;
+    b.wait_for_text("#flash .msg.ok", "Saved the settings", WAIT)
+        .await;
+    assert_eq!(
+        api.airlock.connection("sn").unwrap().settings.get("table"),
+        Some(&"u_case".to_string())
+    );
+    b.wait_for("#edit-settings", WAIT).await.click().await;
+    b.wait_for("#settings-form", WAIT).await;
+    b.find("#settings-form [data-setting=table]")
+        .await
+        .clear()
+        .await;
+    b.find("#settings-form button[type=submit]")
+        .await
+        .click()
+        .await;
+    b.wait_for_text("#flash .msg.ok", "Saved the settings", WAIT)
+        .await;
+    assert_eq!(
+        api.airlock.connection("sn").unwrap().settings.get("table"),
+        Some(&"incident".to_string()),
+        "removed: the plugin's default applies again"
+    );
+    // A credential's origin cannot move: the server refuses, the page says so.
+    b.wait_for("#edit-settings", WAIT).await.click().await;
+    b.wait_for("#settings-form", WAIT).await;
+    fill(
+        &b,
+        "#settings-form [data-setting=base-url]",
+        "https://elsewhere.example.com",
+    )
+    .await;
+    b.find("#settings-form button[type=submit]")
+        .await
+        .click()
+        .await;
+    let refused = b.wait_for("#flash .msg.error", WAIT).await.text().await;
+    assert!(refused.contains("origin"), "{refused}");
+    assert_eq!(
+        api.airlock.connection("sn").unwrap().settings["base-url"],
+        upstream.uri()
+    );
+
     // Tokens: created and shown once; gone from the page on reload.
     b.goto(&api.url("/#/tokens")).await;
     b.wait_for("#token-form", WAIT).await;

@@ -158,6 +158,7 @@ async function detail(main, ctx, id) {
           window.location.assign(started.authorization_url);
         })
       : null,
+    button('Edit settings', 'edit-settings', async () => settingsEditor(section, ctx, c), 'secondary'),
     c.auth_kind !== 'none' ? button('Replace the secret', 'replace-secret', async () => secretForm(section, ctx, c), 'secondary') : null,
     button('Delete', 'delete', async () =>
       confirmInline(section, `Delete connection ${c.name}? Its credential, cursors, records and conversations are destroyed.`, 'Delete connection', async () => {
@@ -224,5 +225,61 @@ function secretForm(section, ctx, c) {
   });
   section.appendChild(form);
   const first = form.querySelector('input');
+  if (first) first.focus();
+}
+
+// The plugin's settings schema when the token may read it (unrestricted),
+// else the connection's current settings as free text.
+async function settingSpecs(ctx, c) {
+  if (!ctx.me.project) {
+    try {
+      const view = await api('GET', `/plugins/${enc(c.plugin_id)}`);
+      if (view.installed) return view.installed.manifest.settings;
+    } catch (_) {
+      // fall back below
+    }
+  }
+  return Object.keys(c.settings).map((name) => ({ name, type: 'string', required: false, description: '', values: [] }));
+}
+
+async function settingsEditor(section, ctx, c) {
+  const existing = section.querySelector('#settings-form');
+  if (existing) existing.remove();
+  const specs = await settingSpecs(ctx, c);
+  const form = settingsForm(specs, c.settings);
+  const submit = h('button', { type: 'submit' }, 'Save settings');
+  const el = h(
+    'form',
+    { id: 'settings-form', class: 'panel' },
+    h('h3', {}, 'Settings'),
+    h('p', { class: 'muted' }, "Empty removes a setting (its default applies). A connection with a credential keeps its base-url's origin."),
+    form.nodes,
+    h('div', { class: 'actions' }, submit),
+  );
+  el.addEventListener('submit', async (event) => {
+    event.preventDefault();
+    submit.disabled = true;
+    try {
+      const wanted = form.read();
+      const change = {};
+      for (const { name } of specs) {
+        if (wanted[name] !== undefined && wanted[name] !== c.settings[name]) change[name] = wanted[name];
+        if (wanted[name] === undefined && c.settings[name] !== undefined) change[name] = null;
+      }
+      if (!Object.keys(change).length) {
+        ctx.flash('Nothing changed.');
+        return;
+      }
+      await api('PATCH', `/connections/${enc(c.id)}`, { json: { settings: change } });
+      ctx.flash(`Saved the settings of ${c.name}.`);
+      await detail(document.getElementById('main'), ctx, c.id);
+    } catch (error) {
+      ctx.fail(error);
+    } finally {
+      submit.disabled = false;
+    }
+  });
+  section.appendChild(el);
+  const first = el.querySelector('input, select, textarea');
   if (first) first.focus();
 }

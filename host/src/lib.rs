@@ -92,6 +92,7 @@ mod redact;
 pub mod runtime;
 pub mod server;
 pub mod service;
+pub mod signing;
 mod store;
 mod vault;
 

@@ -12,6 +12,7 @@ pub fn run(wasm: &[u8], json: bool) -> anyhow::Result<()> {
         ..RuntimeConfig::default()
     })?;
     let plugin = runtime.load(wasm)?;
+    let signer = airlock::signing::verify(wasm)?;
     let m = plugin.manifest();
     let doc = serde_json::json!({
         "id": m.id,
@@ -25,8 +26,19 @@ pub fn run(wasm: &[u8], json: bool) -> anyhow::Result<()> {
         "auth": m.auth,
         "egress": m.egress,
         "settings": m.settings,
+        "signer": signer.as_ref().map(|s| serde_json::json!({
+            "fingerprint": s.fingerprint,
+            "public_key": s.public_key,
+            "algorithm": s.algorithm,
+        })),
     });
-    output::emit(json, &doc, |_| print_human(&plugin))
+    output::emit(json, &doc, |_| {
+        print_human(&plugin);
+        match &signer {
+            Some(s) => println!("  signer:      {} ({})", s.fingerprint, s.public_key),
+            None => println!("  signer:      unsigned"),
+        }
+    })
 }
 
 /// The human form of `plugin inspect`: what an operator approves at install.

@@ -22,8 +22,10 @@ mod output;
 mod plugin;
 mod secrets;
 mod serve;
+mod sign;
 mod sync;
 mod token;
+mod trust;
 
 use airlock::{Airlock, AirlockConfig};
 
@@ -97,6 +99,9 @@ enum Command {
     /// user; optionally restricted to one project).
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// Trust publisher keys for signed plugins and require signatures.
+    #[command(subcommand)]
+    Trust(trust::TrustCommand),
     /// Print a shell completion script, generated from these commands.
     ///
     /// Example: airlock completions bash > /etc/bash_completion.d/airlock
@@ -157,6 +162,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 inspect::run(&wasm, json).with_context(|| format!("inspecting {}", file.display()))
             }),
         Command::Plugin(plugin::PluginCommand::New(args)) => new::run(args),
+        Command::Plugin(plugin::PluginCommand::Sign(args)) => sign::sign(args),
         Command::Completions { shell } => {
             let mut command = Cli::command();
             clap_complete::generate(shell, &mut command, "airlock", &mut std::io::stdout());
@@ -173,6 +179,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Chat(args) => open(data_dir).and_then(|a| chat::run(&a, args)),
         Command::Conversation(cmd) => open(data_dir).and_then(|a| chat::run_conversation(&a, cmd)),
         Command::Token(cmd) => open(data_dir).and_then(|a| token::run(&a, cmd)),
+        Command::Trust(cmd) => open(data_dir).and_then(|a| trust::run(&a, cmd)),
         Command::Serve(args) => open_quiet(data_dir).and_then(|a| serve::run(a, args)),
     }
 }
@@ -228,6 +235,11 @@ fn hint(e: &anyhow::Error) -> Option<String> {
         ServiceError::NeedsReauth { name } => Some(format!("airlock oauth connect {name}")),
         ServiceError::NeedsApproval { .. } => {
             Some("airlock plugin install FILE (it shows the capabilities to approve)".into())
+        }
+        ServiceError::Trust(airlock::service::TrustError::Untrusted { id, public_key, .. }) => {
+            Some(format!(
+                "airlock trust add NAME --key '{public_key}' --plugin {id}"
+            ))
         }
         ServiceError::Tampered { id, .. } => Some(format!(
             "airlock plugin install FILE --approve (with the file of plugin {id} you trust)"

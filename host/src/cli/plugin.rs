@@ -46,11 +46,21 @@ pub enum PluginCommand {
     ///
     /// Example: airlock plugin new acme-desk --kind tickets --lang rust
     New(super::new::NewArgs),
+    /// Sign a plugin with an OpenSSH key (--key), or attach a signature made
+    /// with `ssh-keygen -Y sign -n airlock-plugin` (--signature).
+    ///
+    /// Example: airlock plugin sign acme.wasm --key ~/.ssh/id_ed25519
+    Sign(super::sign::SignArgs),
+    /// Show who signed a plugin, whether the signature verifies (exit 1 if
+    /// not, or unsigned) and whether this host trusts that key for it.
+    ///
+    /// Example: airlock plugin verify acme.wasm --json
+    Verify(super::sign::VerifyArgs),
 }
 
 pub fn run(airlock: &Airlock, cmd: PluginCommand) -> anyhow::Result<()> {
     match cmd {
-        PluginCommand::Inspect { .. } | PluginCommand::New(_) => {
+        PluginCommand::Inspect { .. } | PluginCommand::New(_) | PluginCommand::Sign(_) => {
             unreachable!("handled without a data directory")
         }
         PluginCommand::Install {
@@ -74,6 +84,7 @@ pub fn run(airlock: &Airlock, cmd: PluginCommand) -> anyhow::Result<()> {
                     "exports": plan.interfaces,
                     "egress": plan.grant.iter().map(ToString::to_string).collect::<Vec<_>>(),
                     "changes": plan.changes,
+                    "signer": plan.signer,
                     "unchanged": plan.unchanged(),
                     "installed": installed,
                 })
@@ -120,6 +131,7 @@ pub fn run(airlock: &Airlock, cmd: PluginCommand) -> anyhow::Result<()> {
                 });
             })
         }
+        PluginCommand::Verify(args) => super::sign::verify(airlock, args),
         PluginCommand::Rm { id } => {
             airlock.remove_plugin(&id)?;
             println!("removed plugin {id}");
@@ -146,6 +158,10 @@ fn print_plan(plan: &airlock::service::InstallPlan) {
         plan.manifest.name, plan.manifest.id, plan.manifest.version
     );
     println!("  sha256:  {}", plan.sha256);
+    println!(
+        "  signer:  {}",
+        super::sign::signer_line(plan.signer.as_ref())
+    );
     println!("  exports: {}", plan.interfaces.join(", "));
     println!(
         "  egress:  each connection's base-url origin{}",

@@ -590,7 +590,9 @@ fn field_error(field: &str, reason: String) -> ManifestError {
     }
 }
 
-fn is_identifier(s: &str) -> bool {
+/// Whether `s` is a valid plugin id: 1-64 characters of a-z, 0-9 and `-`,
+/// starting with a letter.
+pub(crate) fn is_identifier(s: &str) -> bool {
     (1..=64).contains(&s.len())
         && s.starts_with(|c: char| c.is_ascii_lowercase())
         && s.chars()

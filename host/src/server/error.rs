@@ -11,8 +11,8 @@ use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 
 use crate::runtime::types::PluginError;
-use crate::service::ServiceError;
 use crate::service::oauth::OAuthError;
+use crate::service::{ServiceError, TrustError};
 use crate::store::StoreError;
 
 /// An error answer: an HTTP status, a stable machine-readable code and a
@@ -118,6 +118,15 @@ impl From<ServiceError> for ApiError {
                 (StatusCode::BAD_REQUEST, "invalid_request")
             }
             ServiceError::Load(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_plugin"),
+            ServiceError::Signature { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "invalid_signature")
+            }
+            ServiceError::Trust(TrustError::Unsigned { .. }) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "unsigned_plugin")
+            }
+            ServiceError::Trust(TrustError::Untrusted { .. }) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "untrusted_plugin")
+            }
             ServiceError::NeedsApproval { .. } => (StatusCode::CONFLICT, "needs_approval"),
             ServiceError::Paused { .. } => (StatusCode::CONFLICT, "connection_paused"),
             ServiceError::NeedsReauth { .. } => (StatusCode::CONFLICT, "needs_reauth"),
@@ -169,6 +178,9 @@ fn api_step(e: &ServiceError) -> Option<String> {
         ServiceError::NeedsReauth { name } => {
             Some(format!("POST /api/v1/connections/{name}/oauth/start"))
         }
+        ServiceError::Trust(TrustError::Untrusted { id, public_key, .. }) => Some(format!(
+            "trust the key with POST /api/v1/trust/keys {{\"name\": \"...\", \"key\": \"{public_key}\", \"plugin\": \"{id}\"}}"
+        )),
         _ => None,
     }
 }

@@ -172,6 +172,7 @@ pub fn routes(config: &ServerConfig) -> Routes {
     let r = routes::chat::routes(r);
     let r = routes::conversations::routes(r);
     let r = routes::tokens::routes(r);
+    let r = routes::trust::routes(r);
     routes::meta::routes(r)
 }
 

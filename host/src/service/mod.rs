@@ -12,6 +12,7 @@ pub mod oauth;
 mod plugins;
 mod sync;
 mod tokens;
+mod trust;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -32,6 +33,7 @@ pub use connections::{AuthInput, NewConnection};
 pub use plugins::{CapabilityChange, ChangeKind, ChangeSubject, InstallPlan};
 pub use sync::DEFAULT_PAGE_SIZE;
 pub use tokens::NewToken;
+pub use trust::{Signer, TrustError, TrustPolicy, TrustedKey};
 
 use crate::audit::{
     AuditDurability, AuditEntry, AuditError, AuditFilter, SqliteAudit, VerifyReport,
@@ -174,6 +176,20 @@ pub enum ServiceError {
     /// An OAuth2 flow step failed; see [`oauth::OAuthError`].
     #[error(transparent)]
     OAuth(#[from] oauth::OAuthError),
+    /// A plugin file's signature is malformed, not its last section, or
+    /// does not verify over its bytes: the file is refused whatever the
+    /// trust policy says.
+    #[error("plugin `{id}` is refused: {error}")]
+    Signature {
+        /// The plugin's id.
+        id: String,
+        /// What is wrong with its signature.
+        error: crate::signing::SignatureError,
+    },
+    /// The trust policy refused a plugin: `require-signature` is on and the
+    /// file is unsigned, or signed by a key not trusted for its id.
+    #[error(transparent)]
+    Trust(#[from] TrustError),
     /// The caller's request is not acceptable as given (a name, a value, a
     /// combination); the message says what to change.
     #[error("{0}")]

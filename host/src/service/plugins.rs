@@ -8,9 +8,11 @@ use std::sync::Arc;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use super::trust::Signer;
 use super::{Airlock, ServiceError};
 use crate::manifest::{ApiKeySpec, EgressSpec, Manifest, OAuth2Spec, SettingSpec};
 use crate::runtime::Plugin;
+use crate::signing::Signature;
 use crate::store::plugins::{self as repo, PluginRecord};
 
 /// Plugin ids no plugin may have: the management API uses them as paths
@@ -39,6 +41,10 @@ pub struct InstallPlan {
     /// What changes relative to `previous` (a new plugin and its egress
     /// when there is none).
     pub diff: Vec<CapabilityChange>,
+    /// Who signed the file (verified over its bytes) and whether the trust
+    /// policy trusts that key for this plugin id; `None` when unsigned.
+    pub signer: Option<Signer>,
+    signature: Option<Signature>,
     wasm: Arc<Vec<u8>>,
 }
 
@@ -80,6 +86,8 @@ pub enum ChangeSubject {
     Auth,
     /// A connection setting of its schema.
     Settings,
+    /// The key that signed the file (a different key, or none any more).
+    Signer,
 }
 
 /// One difference between an installed plugin and a file of the same id.
@@ -246,10 +254,28 @@ fn settings_diff(old: &[SettingSpec], new: &[SettingSpec], out: &mut Vec<Capabil
     }
 }
 
-/// The capability changes from `old` (installed, with its approved grant)
-/// to `new`: everything [`InstallPlan::diff`] and, in words,
-/// [`InstallPlan::changes`] show.
-fn capability_diff(old: Option<&PluginRecord>, new: &Manifest) -> Vec<CapabilityChange> {
+/// The change of signing key from the installed file (its signer's
+/// fingerprint, if it was signed) to the new one, if any.
+fn signer_diff(old: Option<&str>, new: Option<&Signer>, out: &mut Vec<CapabilityChange>) {
+    let new = new.map(|s| s.fingerprint.as_str());
+    if old != new {
+        let name = |s: Option<&str>| s.unwrap_or("(unsigned)").to_string();
+        out.push(CapabilityChange::new(
+            ChangeKind::Changed,
+            ChangeSubject::Signer,
+            format!("signer {} -> {}", name(old), name(new)),
+        ));
+    }
+}
+
+/// The capability changes from `old` (installed, with its approved grant
+/// and signer) to `new` signed by `signer`: everything
+/// [`InstallPlan::diff`] and, in words, [`InstallPlan::changes`] show.
+fn capability_diff(
+    old: Option<&PluginRecord>,
+    new: &Manifest,
+    signer: Option<&Signer>,
+) -> Vec<CapabilityChange> {
     use ChangeKind::*;
     use ChangeSubject as S;
     let mut changes = Vec::new();
@@ -278,6 +304,7 @@ fn capability_diff(old: Option<&PluginRecord>, new: &Manifest) -> Vec<Capability
             format!("file changed (version still {})", new.version),
         ));
     }
+    signer_diff(old.signer.as_deref(), signer, &mut changes);
     let before: Vec<String> = old
         .approved_grant
         .iter()
@@ -345,9 +372,18 @@ impl Airlock {
     }
 
     /// Validate and compile `wasm` and describe what installing it means.
+    ///
+    /// A signature that does not verify refuses the file whatever the trust
+    /// policy says; under `require-signature` an unsigned file, or one
+    /// signed by a key not trusted for its id, is refused too.
     pub fn plan_install(&self, wasm: Vec<u8>) -> Result<InstallPlan, ServiceError> {
+        // A file that is no component at all is the loader's to name.
         let plugin = self.runtime.load(&wasm)?;
         let manifest = plugin.manifest().clone();
+        let signature = crate::signing::verify(&wasm).map_err(|error| ServiceError::Signature {
+            id: manifest.id.clone(),
+            error,
+        })?;
         if RESERVED_IDS.contains(&manifest.id.as_str()) {
             return Err(ServiceError::Invalid(format!(
                 "plugin id `{}` is reserved (the management API lists uploads waiting for \
@@ -360,7 +396,10 @@ impl Airlock {
             Err(crate::store::StoreError::NotFound(_)) => None,
             Err(e) => return Err(e.into()),
         };
-        let diff = capability_diff(previous.as_ref(), &manifest);
+        let signer = self
+            .trust_policy()?
+            .judge(&manifest.id, signature.as_ref())?;
+        let diff = capability_diff(previous.as_ref(), &manifest, signer.as_ref());
         Ok(InstallPlan {
             sha256: plugin.sha256().to_string(),
             interfaces: plugin
@@ -371,6 +410,8 @@ impl Airlock {
             grant: manifest.egress.clone(),
             changes: diff.iter().map(CapabilityChange::to_string).collect(),
             diff,
+            signer,
+            signature,
             previous,
             manifest,
             wasm: Arc::new(wasm),
@@ -393,6 +434,11 @@ impl Airlock {
                 changes: plan.changes.clone(),
             });
         }
+        // The policy may have changed since the plan (an upload waiting
+        // for approval): judged again now.
+        let signer = self
+            .trust_policy()?
+            .judge(&plan.manifest.id, plan.signature.as_ref())?;
         let path = self.plugin_path(&plan.sha256);
         let dir = path.parent().expect("plugin path has a parent");
         let io = |what: String| move |source| ServiceError::Io { what, source };
@@ -408,6 +454,7 @@ impl Airlock {
             sha256: plan.sha256.clone(),
             manifest: plan.manifest.clone(),
             approved_grant: plan.grant.clone(),
+            signer: signer.map(|s| s.fingerprint),
             installed_at: plan
                 .previous
                 .as_ref()

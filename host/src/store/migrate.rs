@@ -48,6 +48,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "oauth_endpoint_overrides",
         sql: include_str!("../../../migrations/0006_oauth_endpoint_overrides.sql"),
     },
+    Migration {
+        version: 7,
+        name: "plugin_signatures",
+        sql: include_str!("../../../migrations/0007_plugin_signatures.sql"),
+    },
 ];
 
 fn checksum(sql: &str) -> String {

@@ -21,6 +21,7 @@ pub mod plugin_state;
 pub mod plugins;
 pub mod sync;
 pub mod tokens;
+pub mod trust;
 
 pub use plugin_state::SqlitePluginState;
 

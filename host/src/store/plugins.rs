@@ -22,13 +22,17 @@ pub struct PluginRecord {
     pub manifest: Manifest,
     /// The egress rules the operator approved (a subset of the manifest's).
     pub approved_grant: Vec<EgressSpec>,
+    /// The SHA-256 fingerprint (`SHA256:...`) of the key whose signature
+    /// the installed file carried; `null` when it was unsigned.
+    pub signer: Option<String>,
     /// RFC 3339 UTC of the first install.
     pub installed_at: String,
     /// RFC 3339 UTC of the last install (an upgrade or reinstall).
     pub updated_at: String,
 }
 
-const COLUMNS: &str = "id, version, sha256, manifest, approved_grant, installed_at, updated_at";
+const COLUMNS: &str =
+    "id, version, sha256, manifest, approved_grant, installed_at, updated_at, signer";
 
 /// Insert a plugin, or replace the installed one with the same id.
 ///
@@ -49,16 +53,17 @@ pub fn upsert_plugin(
     let grant = to_json(&plugin.approved_grant)?;
     let now = now();
     let (installed_at, updated_at) = tx.query_row(
-        "INSERT INTO plugins (id, version, sha256, manifest, approved_grant, installed_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
+        "INSERT INTO plugins (id, version, sha256, manifest, approved_grant, installed_at, updated_at, signer)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)
          ON CONFLICT (id) DO UPDATE SET
              version = excluded.version,
              sha256 = excluded.sha256,
              manifest = excluded.manifest,
              approved_grant = excluded.approved_grant,
-             updated_at = excluded.updated_at
+             updated_at = excluded.updated_at,
+             signer = excluded.signer
          RETURNING installed_at, updated_at",
-        params![plugin.id, plugin.version, plugin.sha256, manifest, grant, now],
+        params![plugin.id, plugin.version, plugin.sha256, manifest, grant, now, plugin.signer],
         |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
     )?;
     Ok(PluginRecord {
@@ -120,6 +125,7 @@ struct RawPlugin {
     approved_grant: String,
     installed_at: String,
     updated_at: String,
+    signer: Option<String>,
 }
 
 impl RawPlugin {
@@ -132,6 +138,7 @@ impl RawPlugin {
             approved_grant: r.get(4)?,
             installed_at: r.get(5)?,
             updated_at: r.get(6)?,
+            signer: r.get(7)?,
         })
     }
 
@@ -149,6 +156,7 @@ impl RawPlugin {
             approved_grant,
             installed_at: self.installed_at,
             updated_at: self.updated_at,
+            signer: self.signer,
         })
     }
 }
@@ -192,6 +200,7 @@ reason = "lookups"
             manifest,
             installed_at: String::new(),
             updated_at: String::new(),
+            signer: None,
         }
     }
 

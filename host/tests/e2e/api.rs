@@ -442,7 +442,24 @@ const ROUTES: &[Route] = &[
         Role::User,
         Project::Hidden,
     ),
+    r("GET", "/api/v1/trust", Role::Operator, Project::Denied),
+    r("POST", "/api/v1/trust/keys", Role::Admin, Project::Denied),
+    r(
+        "DELETE",
+        "/api/v1/trust/keys/{name}",
+        Role::Admin,
+        Project::Denied,
+    ),
+    r(
+        "PUT",
+        "/api/v1/trust/require-signature",
+        Role::Admin,
+        Project::Denied,
+    ),
 ];
+
+/// A publisher key the trust routes are asked to trust.
+pub const TRUSTED_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJFsYpsKXQQS4ugSE4iqX1febl568q9hIOBXKZE4tVuF alice@example";
 
 /// The one route without a token.
 const PUBLIC: (&str, &str) = ("GET", "/api/v1/oauth/callback");
@@ -472,7 +489,8 @@ fn request(route: &Route, conn: &str, base: &str) -> (String, Body) {
         .path
         .replace("{id}", id)
         .replace("{interface}", "connector")
-        .replace("{operation}", "test-connection");
+        .replace("{operation}", "test-connection")
+        .replace("{name}", "matrix");
     let body = match (route.method, route.path) {
         ("POST", "/api/v1/plugins") => Body::Raw(
             "application/wasm",
@@ -493,6 +511,12 @@ fn request(route: &Route, conn: &str, base: &str) -> (String, Body) {
         }
         ("POST", p) if p.contains("/invoke/") => Body::Json(json!({})),
         ("POST", p) if p.ends_with("/chat") => Body::Json(json!({ "message": "hi" })),
+        ("POST", "/api/v1/trust/keys") => {
+            Body::Json(json!({ "name": "matrix", "key": TRUSTED_KEY }))
+        }
+        ("PUT", "/api/v1/trust/require-signature") => {
+            Body::Json(json!({ "require_signature": true }))
+        }
         _ => Body::Empty,
     };
     (path, body)
@@ -594,6 +618,7 @@ async fn every_route_refuses_missing_revoked_underprivileged_and_other_project_t
     );
     assert_eq!(api.airlock.list_plugins().unwrap().len(), 1);
     assert_eq!(api.airlock.list_tokens().unwrap(), tokens_before);
+    assert_eq!(api.airlock.trust_policy().unwrap(), Default::default());
     api.airlock.audit().flush().await.unwrap();
     assert_eq!(server.received_requests().await.unwrap().len(), sent_before);
     assert_eq!(
@@ -668,7 +693,8 @@ async fn every_route_is_in_the_openapi_document() {
         let concrete = path
             .replace("{id}", "x")
             .replace("{interface}", "connector")
-            .replace("{operation}", "test-connection");
+            .replace("{operation}", "test-connection")
+            .replace("{name}", "x");
         let resp = api.send(method, &concrete, None, Body::Empty).await;
         if (method.as_str(), path.as_str()) == PUBLIC {
             assert_eq!(resp.status, 400, "{}", resp.text());

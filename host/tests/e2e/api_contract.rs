@@ -231,6 +231,7 @@ async fn every_route_answers_as_the_served_document_says() {
         .await;
     assert_eq!(operations.status, 200, "{}", operations.text());
     tokens(&api, &mut c, a, u).await;
+    trust(&api, &mut c, a, o).await;
 
     let listed = c
         .send(
@@ -287,6 +288,29 @@ async fn tokens(api: &Api, c: &mut Contract, a: Option<&str>, u: Option<&str>) {
         .send(api, "DELETE", "/api/v1/tokens/contract", a, Body::Empty)
         .await;
     assert_eq!(revoked.json()["revoked"], true);
+}
+
+/// The trust policy read, a key trusted and removed, signatures required
+/// and no longer.
+async fn trust(api: &Api, c: &mut Contract, a: Option<&str>, o: Option<&str>) {
+    let key = json!({ "name": "contract", "key": crate::api::TRUSTED_KEY, "plugin": "minimal" });
+    let added = c
+        .send(api, "POST", "/api/v1/trust/keys", a, Body::Json(key))
+        .await;
+    assert_eq!(added.status, 201, "{}", added.text());
+    for on in [true, false] {
+        let body = Body::Json(json!({ "require_signature": on }));
+        let set = c
+            .send(api, "PUT", "/api/v1/trust/require-signature", a, body)
+            .await;
+        assert_eq!(set.json()["require_signature"], on);
+    }
+    let policy = c.send(api, "GET", "/api/v1/trust", o, Body::Empty).await;
+    assert_eq!(policy.json()["keys"][0]["name"], "contract");
+    let gone = c
+        .send(api, "DELETE", "/api/v1/trust/keys/contract", a, Body::Empty)
+        .await;
+    assert_eq!(gone.status, 204, "{}", gone.text());
 }
 
 fn path_of(plugin: &str) -> String {

@@ -194,7 +194,8 @@ pub fn with_manifest(wasm: &[u8], manifest: &str) -> Vec<u8> {
     out
 }
 
-fn leb(mut n: usize, out: &mut Vec<u8>) {
+/// `n` as LEB128, appended to `out`.
+pub fn leb(mut n: usize, out: &mut Vec<u8>) {
     loop {
         let byte = (n & 0x7f) as u8;
         n >>= 7;

@@ -15,6 +15,7 @@ const FLOORS: &[&str] = &[
     "redact",
     "metrics",
     "manifest",
+    "signing",
     "store",
     "audit",
     "vault",

@@ -31,6 +31,7 @@ mod scoping;
 mod secrets;
 mod service;
 mod servicenow;
+mod signing;
 mod sync_complete;
 mod walkthrough;
 mod wasi_deny;

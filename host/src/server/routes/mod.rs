@@ -11,6 +11,7 @@ pub mod oauth;
 pub mod plugins;
 pub mod sync;
 pub mod tokens;
+pub mod trust;
 
 use super::error::ApiError;
 use super::openapi::Failure;

@@ -16,7 +16,7 @@ use crate::server::error::{ApiBytes, ApiError, ApiJson, ApiPath};
 use crate::server::openapi::describe::{Described, Schemas};
 use crate::server::openapi::{DocResponse, NoContent, Operation, Routes};
 use crate::server::{AppState, UPLOAD_PATH};
-use crate::service::{CapabilityChange, InstallPlan};
+use crate::service::{CapabilityChange, InstallPlan, Signer};
 use crate::store::plugins::PluginRecord;
 use crate::store::tokens::Role;
 
@@ -56,7 +56,9 @@ pub fn routes(r: Routes, max_upload: usize) -> Routes {
                 (400, "the body is empty (`invalid_request`)"),
                 (
                     422,
-                    "not a valid plugin component or manifest (`invalid_plugin`)",
+                    "not a valid plugin component or manifest (`invalid_plugin`), a signature \
+                     that does not verify (`invalid_signature`), or refused by the trust \
+                     policy (`unsigned_plugin`, `untrusted_plugin`)",
                 ),
                 (
                     429,
@@ -156,6 +158,10 @@ struct PlanView {
     changes: Vec<String>,
     /// What changes from the installed version, one entry per capability.
     diff: Vec<CapabilityChange>,
+    /// Who signed the file (the signature verified over its bytes) and the
+    /// trusted key that vouches for it for this plugin id; `null` when the
+    /// file is unsigned.
+    signer: Option<Signer>,
     /// `pending-approval`, or `unchanged` when this exact file is installed.
     status: PlanStatus,
 }
@@ -180,6 +186,7 @@ fn plan_view(plan: &InstallPlan) -> PlanView {
         manifest: plan.manifest.clone(),
         changes: plan.changes.clone(),
         diff: plan.diff.clone(),
+        signer: plan.signer.clone(),
         status: if plan.unchanged() {
             PlanStatus::Unchanged
         } else {

@@ -631,23 +631,7 @@ async fn the_api_upload_shows_the_signer_and_refuses_per_the_policy() {
     let keys = tempfile::tempdir().unwrap();
     let alice = publisher(keys.path(), "alice");
 
-    let up = upload(&api, &admin, alice.sign(&minimal())).await;
-    assert_eq!(up.status, 202, "{}", up.text());
-    let signer = &up.json()["signer"];
-    assert_eq!(signer["fingerprint"], alice.fingerprint.as_str());
-    assert_eq!(signer["public_key"], alice.bare);
-    assert_eq!(signer["trusted_as"], Value::Null);
-    let plain = upload(&api, &admin, minimal()).await;
-    assert_eq!(
-        plain.json()["signer"],
-        Value::Null,
-        "policy off: unsigned is fine"
-    );
-    let tampered = flipped(&alice.sign(&minimal()), b"connected as ");
-    upload(&api, &admin, tampered)
-        .await
-        .assert_error(422, "invalid_signature");
-
+    api_policy_off(&api, &admin, &alice).await;
     let on = json!({ "require_signature": true });
     let set = api
         .send(
@@ -704,6 +688,27 @@ async fn the_api_upload_shows_the_signer_and_refuses_per_the_policy() {
         .await;
     assert_eq!(listed.json()[0]["signer"], alice.fingerprint.as_str());
     api_key_change(&api, &admin, &alice, keys.path()).await;
+}
+
+/// With the policy off: a signed upload shows its (untrusted) signer, an
+/// unsigned one passes, a tampered one is refused all the same.
+async fn api_policy_off(api: &Api, admin: &str, alice: &Publisher) {
+    let up = upload(api, admin, alice.sign(&minimal())).await;
+    assert_eq!(up.status, 202, "{}", up.text());
+    let signer = &up.json()["signer"];
+    assert_eq!(signer["fingerprint"], alice.fingerprint.as_str());
+    assert_eq!(signer["public_key"], alice.bare);
+    assert_eq!(signer["trusted_as"], Value::Null);
+    let plain = upload(api, admin, minimal()).await;
+    assert_eq!(
+        plain.json()["signer"],
+        Value::Null,
+        "policy off: unsigned is fine"
+    );
+    let tampered = flipped(&alice.sign(&minimal()), b"connected as ");
+    upload(api, admin, tampered)
+        .await
+        .assert_error(422, "invalid_signature");
 }
 
 /// An upgrade signed by another (trusted) key: the diff names both keys;
@@ -835,16 +840,22 @@ fn signatures_made_with_ssh_keygen_attach_verify_and_install() {
     assert_eq!(installed["signer"]["fingerprint"], fingerprint.as_str());
     assert_eq!(installed["signer"]["trusted_as"], "publisher");
 
-    // A signature for the wrong file or purpose is not attached.
+    not_attached(k, d, &sig);
+    ssh_keygen_keys(k, d);
+}
+
+/// A signature ssh-keygen made for another file, or for another
+/// namespace, is not attached (and the file is left as it was).
+fn not_attached(k: &Path, d: &Path, sig: &str) {
     let other = write(k, "other.wasm", &minimal_at("0.9.0"));
-    let err = fails_in(d, &["plugin", "sign", &other, "--signature", &sig], 1);
+    let err = fails_in(d, &["plugin", "sign", &other, "--signature", sig], 1);
     assert!(err.contains("does not verify"), "{err}");
     assert_eq!(
         std::fs::read(&other).unwrap(),
         minimal_at("0.9.0"),
         "untouched"
     );
-    run(Command::new(ssh_keygen)
+    run(Command::new("ssh-keygen")
         .args(["-Y", "sign", "-n", "file", "-f"])
         .arg(k.join("id_ed25519"))
         .arg(&other));
@@ -863,7 +874,6 @@ fn signatures_made_with_ssh_keygen_attach_verify_and_install() {
         err.contains("namespace `file`, not `airlock-plugin`"),
         "{err}"
     );
-    ssh_keygen_keys(k, d);
 }
 
 /// What `plugin sign --key` makes of keys ssh-keygen made: ECDSA P-256

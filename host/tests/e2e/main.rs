@@ -5,6 +5,7 @@ mod api;
 mod api_console;
 mod api_contract;
 mod api_scenario;
+mod authors;
 mod authors_rust;
 mod azure_devops;
 mod browser;

@@ -4,7 +4,7 @@
 // The airlock binary is $AIRLOCK, else `airlock` on PATH.
 
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
 
 function run(program, args) {
   console.log(`> ${program} ${args.join(' ')}`);
@@ -19,8 +19,12 @@ function run(program, args) {
 
 const airlock = process.env.AIRLOCK || 'airlock';
 
-// Exactly the versions package-lock.json pins.
-if (!existsSync('node_modules/.bin/jco')) run('npm', ['ci', '--no-audit', '--no-fund']);
+// Exactly the versions package-lock.json pins: installed on the first
+// build, and again after package-lock.json changed.
+const installed = 'node_modules/.package-lock.json';
+if (!existsSync(installed) || statSync(installed).mtimeMs < statSync('package-lock.json').mtimeMs) {
+  run('npm', ['ci', '--no-audit', '--no-fund']);
+}
 
 mkdirSync('dist', { recursive: true });
 run('jco', [

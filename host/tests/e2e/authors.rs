@@ -7,9 +7,10 @@
 //! a wiremock service: `connector.test-connection` and `tickets.create`
 //! with the credential injected by the host and every request audited.
 //!
-//! The package caches live under `target/authors/` (npm's cache, pip's
-//! cache), so a repeated run installs the tools without downloading them.
-//! Each step prints how long it took.
+//! What the registries served is kept under `target/authors/` (npm's
+//! cache; the wheels requirements.txt names, since pip's own HTTP cache
+//! does not keep them behind every index), so a repeated run installs the
+//! same tools without downloading them. Each step prints how long it took.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -117,12 +118,28 @@ fn a_python_plugin_builds_with_componentize_py_and_runs_in_the_host() {
     let _one = BUILDS.lock().unwrap_or_else(|e| e.into_inner());
     let parent = tempfile::tempdir().unwrap();
     let project = new_project(parent.path(), "py-desk", "python", "python3 build.py");
-    let pip_cache = cache("pip-cache");
-    let env = [
-        ("PIP_CACHE_DIR", pip_cache.as_path()),
-        ("PIP_DISABLE_PIP_VERSION_CHECK", Path::new("1")),
-    ];
+    // The first run installs from PyPI, then keeps the wheels; later runs
+    // install the same files from there, offline.
+    let wheels = cache("pip-wheels");
+    let requirements = std::fs::read_to_string(project.join("requirements.txt")).unwrap();
+    let stamp = wheels.join("requirements.txt");
+    let kept = std::fs::read_to_string(&stamp).is_ok_and(|r| r == requirements);
+    let mut env = vec![("PIP_DISABLE_PIP_VERSION_CHECK", Path::new("1"))];
+    if kept {
+        env.extend([
+            ("PIP_NO_INDEX", Path::new("1")),
+            ("PIP_FIND_LINKS", wheels.as_path()),
+        ]);
+    }
     let (_, build) = run(&project, "python3", &["build.py"], &env);
+    if !kept {
+        let mut args: Vec<&str> = "-m pip download -r requirements.txt -d"
+            .split(' ')
+            .collect();
+        args.push(wheels.to_str().unwrap());
+        run(&project, "python3", &args, &env);
+        std::fs::write(&stamp, &requirements).unwrap();
+    }
     let (tests, test) = run(&project, "python3", &["-m", "unittest", "-v"], &env);
     assert!(
         tests.contains("Ran 3 tests") && tests.contains("\nOK"),

@@ -21,11 +21,15 @@ pub struct Limits {
     pub memory_bytes: usize,
     /// Most elements in any table.
     pub table_elements: usize,
-    /// Most core instances one component may create.
+    /// Most core instances one component may create. Each costs the host
+    /// only its bookkeeping (no linear memory: that is [`Limits::memories`]),
+    /// so this bounds the work of instantiating rather than memory.
     pub instances: usize,
     /// Most tables one component may create.
     pub tables: usize,
-    /// Most linear memories one component may create.
+    /// Most linear memories one component may create. With
+    /// [`Limits::memory_bytes`] this is the call's bound on guest memory:
+    /// `memories x memory_bytes` (256 MiB by default).
     pub memories: usize,
     /// Largest value a host function accepts from the plugin: a longer log
     /// message is truncated, a longer state value refused with
@@ -70,9 +74,21 @@ impl Default for Limits {
             stream_idle: Duration::from_secs(30),
             stream_total: Duration::from_secs(600),
             cpu: Duration::from_secs(5),
+            // componentize-py's CPython starts with 12.6 MiB of linear
+            // memory and componentize-js's StarlingMonkey with 8-12 MiB; both
+            // run their test-connection in 16 MiB (measured with 0.25.1 and
+            // 0.22.0). 64 MiB leaves them room for real answers.
             memory_bytes: 64 << 20,
             table_elements: 20_000,
-            instances: 32,
+            // Core instances per component, measured: a Rust plugin 3,
+            // componentize-js 4, componentize-py 14, and componentize-py
+            // with `--stub-wasi` 44 (a stub module per WASI interface). 64
+            // fits all with room; the pool's total is this times
+            // `max_concurrent_calls`, and an idle host's resident memory is
+            // the same at 32, 64 and 128 (the pool reserves address space,
+            // not memory, for instance slots).
+            instances: 64,
+            // Every component measured above has 2 tables and 1 memory.
             tables: 16,
             memories: 4,
             hostcall_data_bytes: 1 << 20,

@@ -23,6 +23,7 @@ pub fn run(wasm: &[u8], json: bool) -> anyhow::Result<()> {
         "description": m.description,
         "sha256": plugin.sha256(),
         "interfaces": plugin.interfaces(),
+        "category_problem": plugin.check_category().err().map(|e| e.to_string()),
         "auth": m.auth,
         "egress": m.egress,
         "settings": m.settings,
@@ -49,6 +50,10 @@ fn print_human(plugin: &Plugin) {
         println!("  {}", m.description);
     }
     println!("  category:    {}", m.category);
+    if let Err(mismatch) = plugin.check_category() {
+        // Install refuses such a file; say why before anyone tries.
+        println!("  WARNING:     {mismatch}");
+    }
     println!("  api version: {}", m.api_version);
     println!("  sha256:      {}", plugin.sha256());
     let ifaces: Vec<&str> = plugin.interfaces().iter().map(|i| i.name()).collect();

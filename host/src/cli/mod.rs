@@ -19,6 +19,7 @@ mod keys;
 mod new;
 mod oauth;
 mod output;
+mod pack;
 mod plugin;
 mod secrets;
 mod serve;
@@ -162,6 +163,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 inspect::run(&wasm, json).with_context(|| format!("inspecting {}", file.display()))
             }),
         Command::Plugin(plugin::PluginCommand::New(args)) => new::run(args),
+        Command::Plugin(plugin::PluginCommand::Pack(args)) => pack::run(args),
         Command::Plugin(plugin::PluginCommand::Sign(args)) => sign::sign(args),
         Command::Completions { shell } => {
             let mut command = Cli::command();

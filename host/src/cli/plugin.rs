@@ -1,4 +1,4 @@
-//! `airlock plugin`: inspect, install, list, remove, new.
+//! `airlock plugin`: inspect, install, list, remove, new, pack.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
@@ -46,6 +46,12 @@ pub enum PluginCommand {
     ///
     /// Example: airlock plugin new acme-desk --kind tickets --lang rust
     New(super::new::NewArgs),
+    /// Make an installable plugin from a component built by any toolchain
+    /// and its manifest: checks the manifest against the component's
+    /// exports and writes it into the `airlock-manifest` section.
+    ///
+    /// Example: airlock plugin pack component.wasm --manifest airlock.toml -o plugin.wasm
+    Pack(super::pack::PackArgs),
     /// Sign a plugin with an OpenSSH key (--key), or attach a signature made
     /// with `ssh-keygen -Y sign -n airlock-plugin` (--signature).
     ///
@@ -60,7 +66,10 @@ pub enum PluginCommand {
 
 pub fn run(airlock: &Airlock, cmd: PluginCommand) -> anyhow::Result<()> {
     match cmd {
-        PluginCommand::Inspect { .. } | PluginCommand::New(_) | PluginCommand::Sign(_) => {
+        PluginCommand::Inspect { .. }
+        | PluginCommand::New(_)
+        | PluginCommand::Sign(_)
+        | PluginCommand::Pack(_) => {
             unreachable!("handled without a data directory")
         }
         PluginCommand::Install {

@@ -6,8 +6,10 @@
 //! their parsed [`EgressRule`]s, so no later stage parses a URL again.
 //!
 //! [`settings`] checks a connection's settings against the manifest's
-//! settings schema.
+//! settings schema; [`embed`] writes a manifest into a component's bytes
+//! (`plugin pack`).
 
+pub mod embed;
 pub mod settings;
 
 use std::collections::BTreeMap;
@@ -365,7 +367,8 @@ pub enum ManifestError {
     /// built with the SDK's `export!` and a manifest.
     #[error(
         "the component carries no `{MANIFEST_SECTION}` custom section: build the plugin with \
-         `airlock_sdk::export!(.., manifest = \"airlock.toml\")`"
+         `airlock_sdk::export!(.., manifest = \"airlock.toml\")`, or pack a component from \
+         any toolchain with its airlock.toml"
     )]
     Missing,
     /// The component carries this many manifest sections (in it and its

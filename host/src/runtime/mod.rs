@@ -15,6 +15,7 @@ mod guest_errors;
 mod host_api;
 mod invoke;
 pub mod json;
+mod pack;
 mod plugin;
 mod slots;
 mod stdio;
@@ -32,7 +33,8 @@ pub use bindings::{API_VERSION, types};
 pub use cache::{ArtifactKey, CacheOutcome};
 pub use dispatch::{OPERATIONS, operation_schemas};
 pub use invoke::{CallError, LimitKind};
-pub use plugin::{Interface, LoadError, Plugin, precheck};
+pub use pack::{PackError, Packed};
+pub use plugin::{CategoryMismatch, Interface, LoadError, Plugin, check_category, precheck};
 pub use slots::ConnectionLoad;
 pub use stream::ChatStream;
 

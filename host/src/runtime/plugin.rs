@@ -11,7 +11,7 @@ use wasmtime::component::{Component, InstancePre};
 use super::bindings::{API_VERSION, api_series, chat, connector, documents, sync, tickets};
 use super::cache::CacheOutcome;
 use super::call_data::CallState;
-use crate::manifest::{Manifest, ManifestError};
+use crate::manifest::{Category, Manifest, ManifestError};
 use crate::net::EgressRule;
 
 /// The interfaces a plugin can export.
@@ -73,7 +73,8 @@ pub enum LoadError {
     /// A core module where a component is needed.
     #[error(
         "this is a core WebAssembly module, not a component: build the plugin for the \
-         wasm32-wasip2 target with airlock-sdk"
+         wasm32-wasip2 target with airlock-sdk, or with a component toolchain \
+         (componentize-js, componentize-py) against the airlock:plugin WIT"
     )]
     CoreModule,
     /// The embedded manifest is missing or invalid.
@@ -104,7 +105,8 @@ pub enum LoadError {
     /// The component lacks the `connector` export every plugin needs.
     #[error(
         "the plugin exports no `airlock:plugin/connector@{API_VERSION}` interface; every plugin \
-         must (build it with airlock_sdk::export!)"
+         must (airlock_sdk::export! does; other toolchains: target one of the airlock:plugin \
+         worlds)"
     )]
     NoConnector,
     /// An export has the right name but the wrong shape.
@@ -118,6 +120,58 @@ pub enum LoadError {
     /// The component's imports cannot be satisfied by this host.
     #[error("the plugin cannot be linked against this host: {0}")]
     Link(String),
+    /// The manifest's `category` promises an interface the component does
+    /// not export (refused at install and pack; [`Runtime::load`] itself
+    /// accepts it, as the category only labels the plugin).
+    ///
+    /// [`Runtime::load`]: super::Runtime::load
+    #[error(transparent)]
+    Category(#[from] CategoryMismatch),
+}
+
+/// A manifest `category` whose interface the component does not export.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the manifest says category `{category}`, which needs the `{}` export, but the component \
+     exports only {}: export it, or declare the category that fits",
+    .missing.export_name(),
+    .exports.iter().map(|i| i.name()).collect::<Vec<_>>().join(", ")
+)]
+pub struct CategoryMismatch {
+    /// The manifest's category.
+    pub category: Category,
+    /// The interface that category needs and the component lacks.
+    pub missing: Interface,
+    /// What the component does export.
+    pub exports: Vec<Interface>,
+}
+
+impl Interface {
+    /// The interface a plugin of `category` exists to serve (beside
+    /// `connector`, which every plugin exports; `sync` is optional).
+    pub fn for_category(category: Category) -> Option<Interface> {
+        match category {
+            Category::Connector => None,
+            Category::Tickets => Some(Interface::Tickets),
+            Category::Documents => Some(Interface::Documents),
+            Category::AiProvider => Some(Interface::Chat),
+        }
+    }
+}
+
+/// Whether `exports` serve the manifest's `category`.
+pub fn check_category(
+    category: Category,
+    exports: &BTreeSet<Interface>,
+) -> Result<(), CategoryMismatch> {
+    match Interface::for_category(category) {
+        Some(needed) if !exports.contains(&needed) => Err(CategoryMismatch {
+            category,
+            missing: needed,
+            exports: exports.iter().copied().collect(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Who serves an import the host links.
@@ -360,6 +414,12 @@ impl Plugin {
         self.interfaces.contains(&interface)
     }
 
+    /// Whether the exports serve the manifest's `category` (install and
+    /// pack refuse a plugin whose do not).
+    pub fn check_category(&self) -> Result<(), CategoryMismatch> {
+        check_category(self.manifest.category, &self.interfaces)
+    }
+
     /// Whether this load compiled the component or read it from the cache.
     pub fn cache_outcome(&self) -> CacheOutcome {
         self.cache
@@ -373,6 +433,14 @@ impl Plugin {
 
 /// Checks that need no compilation: header, layer, manifest.
 pub fn precheck(wasm: &[u8]) -> Result<(Manifest, String), LoadError> {
+    precheck_component(wasm)?;
+    let manifest = Manifest::from_wasm(wasm)?;
+    let sha256 = hex::encode(Sha256::digest(wasm));
+    Ok((manifest, sha256))
+}
+
+/// The header says WebAssembly, and the component layer.
+pub(super) fn precheck_component(wasm: &[u8]) -> Result<(), LoadError> {
     if wasm.len() < 8 || &wasm[..4] != b"\0asm" {
         return Err(LoadError::NotWasm);
     }
@@ -384,9 +452,7 @@ pub fn precheck(wasm: &[u8]) -> Result<(Manifest, String), LoadError> {
             "unknown WebAssembly version or layer".into(),
         ));
     }
-    let manifest = Manifest::from_wasm(wasm)?;
-    let sha256 = hex::encode(Sha256::digest(wasm));
-    Ok((manifest, sha256))
+    Ok(())
 }
 
 /// Imports and exports of a compiled component, checked against the contract.
@@ -612,6 +678,28 @@ mod tests {
             .unwrap()
             .instantiate_pre(&component)
             .expect("the linker serves every allowed import");
+    }
+
+    #[test]
+    fn a_category_needs_its_interface() {
+        let set = |i: &[Interface]| i.iter().copied().collect::<BTreeSet<_>>();
+        let connector = set(&[Interface::Connector]);
+        assert!(check_category(Category::Connector, &connector).is_ok());
+        let err = check_category(Category::Tickets, &connector).unwrap_err();
+        assert_eq!(err.missing, Interface::Tickets);
+        assert_eq!(
+            err.to_string(),
+            "the manifest says category `tickets`, which needs the \
+             `airlock:plugin/tickets@0.1.0` export, but the component exports only connector: \
+             export it, or declare the category that fits"
+        );
+        let chat = set(&[Interface::Connector, Interface::Chat]);
+        assert!(check_category(Category::AiProvider, &chat).is_ok());
+        assert!(check_category(Category::Documents, &chat).is_err());
+        // More than the category needs is fine (sync, or a second role).
+        let docs = set(&[Interface::Connector, Interface::Documents, Interface::Sync]);
+        assert!(check_category(Category::Documents, &docs).is_ok());
+        assert!(check_category(Category::Connector, &docs).is_ok());
     }
 
     #[test]

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use super::trust::Signer;
 use super::{Airlock, ServiceError};
 use crate::manifest::{ApiKeySpec, EgressSpec, Manifest, OAuth2Spec, SettingSpec};
-use crate::runtime::Plugin;
+use crate::runtime::{LoadError, Plugin};
 use crate::signing::Signature;
 use crate::store::plugins::{self as repo, PluginRecord};
 
@@ -379,6 +379,7 @@ impl Airlock {
     pub fn plan_install(&self, wasm: Vec<u8>) -> Result<InstallPlan, ServiceError> {
         // A file that is no component at all is the loader's to name.
         let plugin = self.runtime.load(&wasm)?;
+        plugin.check_category().map_err(LoadError::from)?;
         let manifest = plugin.manifest().clone();
         let signature = crate::signing::verify(&wasm).map_err(|error| ServiceError::Signature {
             id: manifest.id.clone(),

@@ -27,6 +27,7 @@ mod oauth_idp;
 mod openai;
 mod operate;
 mod operation_json;
+mod pack;
 mod readme;
 mod scoping;
 mod secrets;

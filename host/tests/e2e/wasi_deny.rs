@@ -150,3 +150,52 @@ pub fn component_importing(package: &str, interface: &str) -> Vec<u8> {
     let manifest = airlock::manifest::Manifest::from_wasm(&manifest).unwrap();
     with_manifest(&component, &toml::to_string(&manifest).unwrap())
 }
+
+/// A component instantiating `instances` times a core module (`module`,
+/// WAT), with `minimal`'s manifest and no exports.
+fn component_with_core_instances(module: &str, instances: usize) -> Vec<u8> {
+    let wat = format!(
+        "(component (core module $m {module}) {})",
+        "(core instance (instantiate $m)) ".repeat(instances)
+    );
+    let manifest = std::fs::read(airlock_test_artifacts::MINIMAL).unwrap();
+    let manifest = airlock::manifest::Manifest::from_wasm(&manifest).unwrap();
+    with_manifest(
+        &wat::parse_str(wat).unwrap(),
+        &toml::to_string(&manifest).unwrap(),
+    )
+}
+
+#[test]
+fn the_default_limits_fit_what_component_toolchains_emit() {
+    // The defaults, pooled as a deployment runs them (256 calls).
+    let runtime = airlock::Runtime::new(airlock::RuntimeConfig::default()).unwrap();
+    let limits = runtime.limits().clone();
+    // componentize-py built with --stub-wasi instantiates 44 core modules
+    // (see `Limits::instances`): it compiles and fails only for what it
+    // lacks here, a connector export.
+    let err = runtime
+        .load(&component_with_core_instances("", 44))
+        .expect_err("it exports nothing");
+    assert!(matches!(err, airlock::LoadError::NoConnector), "{err}");
+
+    // One instance more than the limit, or more memories than a call may
+    // have (memory stays bounded), is refused at load, naming the limit.
+    let err = runtime
+        .load(&component_with_core_instances("", limits.instances + 1))
+        .unwrap_err();
+    assert!(
+        err.to_string().contains(&format!(
+            "exceeds the configured maximum of {}",
+            limits.instances
+        )),
+        "{err}"
+    );
+    let err = runtime
+        .load(&component_with_core_instances(
+            "(memory 1)",
+            limits.memories + 1,
+        ))
+        .unwrap_err();
+    assert!(err.to_string().contains("memories"), "{err}");
+}

@@ -12,6 +12,7 @@ use super::Runtime;
 use super::plugin::{CategoryMismatch, LoadError, Plugin, precheck_component};
 use crate::manifest::embed::{SectionError, append_manifest, strip_manifests};
 use crate::manifest::{MANIFEST_SECTION, Manifest, ManifestError, custom_sections};
+use crate::signing::SIGNATURE_SECTION;
 
 /// Why a component and manifest were not packed.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +30,13 @@ pub enum PackError {
         /// How many manifest sections it carries.
         count: usize,
     },
+    /// The component is signed: packing changes its bytes, which would void
+    /// the signature.
+    #[error(
+        "the component carries a signature (`{SIGNATURE_SECTION}`), which packing would void: \
+         pack the unsigned component, then sign the packed plugin"
+    )]
+    Signed,
     /// The component's section framing cannot be walked.
     #[error(transparent)]
     Sections(#[from] SectionError),
@@ -56,7 +64,8 @@ impl Runtime {
     /// Write `manifest` (the text of an `airlock.toml`) into `component`
     /// and check the result as an install would. A component that already
     /// carries a manifest is refused unless `replace` is set; then every
-    /// earlier manifest section is removed first.
+    /// earlier manifest section is removed first. A signed component is
+    /// refused: sign after packing.
     pub fn pack(
         &self,
         component: &[u8],
@@ -64,6 +73,9 @@ impl Runtime {
         replace: bool,
     ) -> Result<Packed, PackError> {
         precheck_component(component)?;
+        if !custom_sections(component, SIGNATURE_SECTION).is_empty() {
+            return Err(PackError::Signed);
+        }
         Manifest::parse(manifest).map_err(PackError::Manifest)?;
         let count = custom_sections(component, MANIFEST_SECTION).len();
         if count > 0 && !replace {

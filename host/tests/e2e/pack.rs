@@ -190,6 +190,23 @@ fn a_second_manifest_is_refused_unless_replacing() {
         matches!(err, PackError::AlreadyPacked { count: 1 }),
         "{err}"
     );
+
+    // A signed file is never repacked (it would void the signature), even
+    // when replacing: sign after packing.
+    let mut signed = std::fs::read(airlock_test_artifacts::NO_MANIFEST).unwrap();
+    let name = airlock::signing::SIGNATURE_SECTION;
+    let body = [
+        &[name.len() as u8][..],
+        name.as_bytes(),
+        b"-----BEGIN SSH SIGNATURE-----",
+    ]
+    .concat();
+    signed.push(0);
+    signed.push(body.len() as u8);
+    signed.extend_from_slice(&body);
+    let err = runtime.pack(&signed, MANIFEST, true).unwrap_err();
+    assert!(matches!(err, PackError::Signed), "{err}");
+    assert!(err.to_string().contains("then sign"), "{err}");
 }
 
 #[test]

@@ -281,8 +281,9 @@ const ALLOWED_IMPORTS: &[Allowed] = &[
         provider: Provider::EmptyWasi,
     },
     // Imported by toolchains whether a plugin uses them or not
-    // (componentize-py always imports sockets; Rust's std, CPython and
-    // StarlingMonkey import the filesystem), so they must load; all of
+    // (componentize-py always imports both, componentize-js the
+    // filesystem, Rust's std what std::net and std::fs use), so they must
+    // load; all of
     // wasmtime-wasi 48's WASI 0.2 sockets and filesystem interfaces,
     // served by implementations that refuse every operation.
     Allowed {

@@ -18,8 +18,8 @@
 //!   `PermissionDenied` rather than a missing file.
 //!
 //! Toolchains link these whether a plugin uses them or not (componentize-py
-//! always imports `wasi:sockets`; Rust's std imports `wasi:filesystem`), so
-//! they must load; a plugin that uses them learns at once that it may not.
+//! always imports both, componentize-js `wasi:filesystem`; Rust's std
+//! whichever of `std::net` and `std::fs` a plugin calls), so they must load; a plugin that uses them learns at once that it may not.
 //! The count of refusals ([`WasiDenials`]) is kept per call and ends up in
 //! the `airlock_wasi_denials_total` metric.
 

@@ -1,4 +1,5 @@
-//! The one `bindgen!` site: host-side types and traits for `airlock:plugin`.
+//! The one `bindgen!` site for `airlock:plugin`: host-side types and traits
+//! (`wasi_deny` has its own for the WASI interfaces it serves).
 //!
 //! Bound to the `plugin-host` world, which exports every interface a plugin
 //! may export; the runtime loads only those a component actually has. WASI

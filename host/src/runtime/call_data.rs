@@ -8,7 +8,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::stdio::LogWriter;
-use super::wasi_deny::WasiDenials;
+use super::wasi_deny::{Denier, WasiDenials};
 use crate::connection::Connection;
 use crate::egress::CallEgress;
 use crate::limits::Limits;
@@ -45,6 +45,11 @@ pub struct HostCtx {
 }
 
 impl CallState {
+    /// The view airlock's denying `wasi:sockets`/`wasi:filesystem` take.
+    pub(super) fn denier(&mut self) -> Denier<'_> {
+        Denier::new(&mut self.table, &mut self.wasi_denials)
+    }
+
     pub(super) fn new(host: HostCtx, egress: CallEgress, limits: &Limits) -> Self {
         // An empty WASI world: no environment, arguments, preopened
         // directories or network; stdio goes to the host log. Sockets and

@@ -302,7 +302,7 @@ fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<CallState>> {
     cli::terminal_stdin::add_to_linker::<_, WasiCli>(&mut l, CallState::cli)?;
     cli::terminal_stdout::add_to_linker::<_, WasiCli>(&mut l, CallState::cli)?;
     cli::terminal_stderr::add_to_linker::<_, WasiCli>(&mut l, CallState::cli)?;
-    wasi_deny::add_to_linker(&mut l)?;
+    wasi_deny::add_to_linker(&mut l, CallState::denier)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut l)?;
     bindings::airlock::plugin::host::add_to_linker::<_, HostApi>(&mut l, |s| &mut s.host)?;
     types::add_to_linker::<_, HostApi>(&mut l, |s| &mut s.host)?;

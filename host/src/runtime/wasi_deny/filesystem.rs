@@ -15,8 +15,7 @@ use self::wasi::filesystem::types::{
     self, Advice, DescriptorFlags, DescriptorStat, DescriptorType, DirectoryEntry, ErrorCode,
     Filesize, MetadataHashValue, NewTimestamp, OpenFlags, PathFlags,
 };
-use super::{Denier, Deny, denier, quoted};
-use crate::runtime::call_data::CallState;
+use super::{Denier, Deny, GetDenier, quoted};
 
 wasmtime::component::bindgen!({
     path: "../wit",
@@ -53,7 +52,10 @@ impl Denier<'_> {
     }
 }
 
-pub(super) fn add_to_linker(l: &mut Linker<CallState>) -> wasmtime::Result<()> {
+pub(super) fn add_to_linker<T: Send + 'static>(
+    l: &mut Linker<T>,
+    denier: GetDenier<T>,
+) -> wasmtime::Result<()> {
     types::add_to_linker::<_, Deny>(l, denier)?;
     preopens::add_to_linker::<_, Deny>(l, denier)
 }

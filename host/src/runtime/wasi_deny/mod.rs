@@ -28,8 +28,6 @@ mod sockets;
 
 use wasmtime::component::{HasData, Linker, ResourceTable};
 
-use super::call_data::CallState;
-
 /// Examples of denied operations a call keeps for its log line.
 const EXAMPLES: usize = 4;
 
@@ -74,11 +72,21 @@ fn quoted(text: &str) -> String {
     format!("{:?}{more}", &text[..end])
 }
 
-/// What the denying implementations borrow from a call's state.
+/// What the denying implementations borrow from a call's state (the view
+/// the embedder's store data hands them, so this module does not know it).
 pub(super) struct Denier<'a> {
     table: &'a mut ResourceTable,
     denials: &'a mut WasiDenials,
 }
+
+impl<'a> Denier<'a> {
+    pub(super) fn new(table: &'a mut ResourceTable, denials: &'a mut WasiDenials) -> Self {
+        Self { table, denials }
+    }
+}
+
+/// How a store's data gives the denying implementations their view.
+pub(super) type GetDenier<T> = fn(&mut T) -> Denier<'_>;
 
 /// `HasData` marker for the denying implementations.
 struct Deny;
@@ -87,18 +95,14 @@ impl HasData for Deny {
     type Data<'a> = Denier<'a>;
 }
 
-fn denier(state: &mut CallState) -> Denier<'_> {
-    Denier {
-        table: &mut state.table,
-        denials: &mut state.wasi_denials,
-    }
-}
-
 /// Link every `wasi:sockets` and `wasi:filesystem` interface wasmtime-wasi
 /// 48 implements for WASI 0.2 to the denying implementations.
-pub(super) fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
-    sockets::add_to_linker(linker)?;
-    filesystem::add_to_linker(linker)
+pub(super) fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    get: GetDenier<T>,
+) -> wasmtime::Result<()> {
+    sockets::add_to_linker(linker, get)?;
+    filesystem::add_to_linker(linker, get)
 }
 
 #[cfg(test)]

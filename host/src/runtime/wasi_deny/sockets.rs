@@ -18,8 +18,7 @@ use self::wasi::sockets::network::{
 use self::wasi::sockets::{
     instance_network, ip_name_lookup, network, tcp, tcp_create_socket, udp, udp_create_socket,
 };
-use super::{Denier, Deny, denier, quoted};
-use crate::runtime::call_data::CallState;
+use super::{Denier, Deny, GetDenier, quoted};
 
 wasmtime::component::bindgen!({
     path: "../wit",
@@ -109,7 +108,10 @@ impl Pollable for UdpRecord {
     async fn ready(&mut self) {}
 }
 
-pub(super) fn add_to_linker(l: &mut Linker<CallState>) -> wasmtime::Result<()> {
+pub(super) fn add_to_linker<T: Send + 'static>(
+    l: &mut Linker<T>,
+    denier: GetDenier<T>,
+) -> wasmtime::Result<()> {
     network::add_to_linker::<_, Deny>(l, &Default::default(), denier)?;
     instance_network::add_to_linker::<_, Deny>(l, denier)?;
     ip_name_lookup::add_to_linker::<_, Deny>(l, denier)?;

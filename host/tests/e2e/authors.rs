@@ -39,8 +39,9 @@ fn cache(name: &str) -> PathBuf {
     repo().join("target/authors").join(name)
 }
 
-/// Run `program args` in `dir` with `env`; its output and how long it took.
-fn run(dir: &Path, program: &str, args: &[&str], env: &[(&str, &Path)]) -> (String, Duration) {
+/// Run `program args` in `dir` with `env` (and `AIRLOCK` naming this
+/// build's binary); its output and how long it took.
+pub fn run(dir: &Path, program: &str, args: &[&str], env: &[(&str, &Path)]) -> (String, Duration) {
     let started = Instant::now();
     let out = Command::new(program)
         .args(args)

@@ -6,7 +6,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
 
 use airlock::audit::AuditFilter;
 use airlock::service::{AuthInput, NewConnection, Scope};
@@ -25,31 +24,9 @@ fn target(name: &str) -> PathBuf {
     repo().join("target/authors").join(name)
 }
 
+/// [`crate::authors::run`]'s output.
 fn run(dir: &Path, program: &str, args: &[&str], env: &[(&str, &Path)]) -> String {
-    let started = Instant::now();
-    let out = Command::new(program)
-        .args(args)
-        .current_dir(dir)
-        .envs(env.iter().map(|(k, v)| (*k, v.as_os_str())))
-        .output()
-        .unwrap_or_else(|e| panic!("running {program}: {e}"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "`{program} {}` in {} failed:\n{text}",
-        args.join(" "),
-        dir.display()
-    );
-    eprintln!(
-        "`{program} {}` took {:.1} s",
-        args.join(" "),
-        started.elapsed().as_secs_f64()
-    );
-    text
+    crate::authors::run(dir, program, args, env).0
 }
 
 /// `cargo package -p airlock-sdk`, verified (the packaged crate builds on

@@ -65,10 +65,7 @@ pub fn sign(args: SignArgs) -> anyhow::Result<()> {
     let wasm = read(&args.file)?;
     let (signed, signature) = match (&args.key, &args.signature) {
         (Some(key), _) => {
-            // The key file's text is wiped when dropped (the parsed key
-            // wipes itself).
-            let text = zeroize::Zeroizing::new(read_text(key)?);
-            let key = SigningKey::from_openssh(&text)
+            let key = SigningKey::from_openssh(&read_text(key)?)
                 .with_context(|| format!("reading the private key {}", key.display()))?;
             signing::sign(&wasm, &key).map_err(anyhow::Error::from)
         }

@@ -3,7 +3,9 @@
 //!
 //! `cargo bench -p airlock --bench runtime` (about 3 minutes; `-- --quick`
 //! for a short run, `-- --only NAME` for one section: startup, instantiate,
-//! call, breakdown, scaling, soak, audit, fairness).
+//! call, breakdown, scaling, soak, audit, fairness, peer, upstreams,
+//! streaming). The run ends with a summary table of every goal, its figure
+//! and the baseline measured in the same run (`summary`).
 //!
 //! The plugin side is the full host path an application gets from
 //! [`airlock::Airlock`]: the connection read from SQLite, a fresh instance
@@ -33,6 +35,13 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use http_body_util::{BodyExt, Full};
 use serde::Deserialize;
+
+mod peer;
+mod streaming;
+mod summary;
+mod upstreams;
+
+use summary::Goal;
 
 const TOKEN: &str = "bench-token-0123456789";
 const SIZES: [(usize, &str); 3] = [(1 << 10, "1 KiB"), (64 << 10, "64 KiB"), (1 << 20, "1 MiB")];
@@ -376,44 +385,77 @@ async fn startup(opts: &Options) {
     println!();
 }
 
-async fn instantiate(opts: &Options) {
+/// A pooled (and an on-demand) instance of the probe plugin per call, its
+/// no-op `test-connection` called, interleaved with a native loopback GET
+/// on the same worker: the GET is the yardstick the goal is set against.
+async fn instantiate(opts: &Options, base: &str) {
     let n = if opts.quick { 500 } else { 5000 };
     let probe_wasm = std::fs::read(airlock_test_artifacts::PROBE).unwrap();
     let cache = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let url: http::Uri = format!("{base}/size/1024/api/me").parse().unwrap();
     let mut rows = Vec::new();
+    let mut native = Vec::with_capacity(2 * n);
     for pooling in [true, false] {
-        let rt = Runtime::new(RuntimeConfig {
-            cache_dir: Some(cache.path().to_path_buf()),
-            pooling,
-            ..RuntimeConfig::default()
-        })
-        .unwrap();
+        let rt = Arc::new(
+            Runtime::new(RuntimeConfig {
+                cache_dir: Some(cache.path().to_path_buf()),
+                pooling,
+                ..RuntimeConfig::default()
+            })
+            .unwrap(),
+        );
         let probe = rt.load(&probe_wasm).unwrap();
         let conn = Connection::new("bench", "bench").with_setting("action", "ok");
-        for _ in 0..100 {
-            rt.test_connection(&probe, &conn).await.unwrap();
-        }
-        let mut samples = Vec::with_capacity(n);
-        for _ in 0..n {
-            let t = Instant::now();
-            rt.test_connection(&probe, &conn).await.unwrap();
-            samples.push(t.elapsed());
-        }
+        let (client, url) = (native_client(), url.clone());
+        let (samples, gets) = on_worker(async move {
+            for _ in 0..100 {
+                rt.test_connection(&probe, &conn).await.unwrap();
+                native_get(&client, &url).await.unwrap();
+            }
+            let (mut samples, mut gets) = (Vec::with_capacity(n), Vec::with_capacity(n));
+            for _ in 0..n {
+                let t = Instant::now();
+                rt.test_connection(&probe, &conn).await.unwrap();
+                samples.push(t.elapsed());
+                let t = Instant::now();
+                native_get(&client, &url).await.unwrap();
+                gets.push(t.elapsed());
+            }
+            (samples, gets)
+        })
+        .await;
         rows.push(stats(samples));
+        native.extend(gets);
     }
-    println!("## instantiate + call a no-op export ({n} calls)\n");
-    println!("| allocation | median | p99 | vs pooled |");
-    println!("|---|---:|---:|---:|");
-    println!(
-        "| pooled | {} | {} | 1.00x |",
+    let native = stats(native);
+    let ratio = |s: &Stats| s.median.as_secs_f64() / native.median.as_secs_f64();
+    summary::add(
+        "pooled instantiate + no-op call: median",
         us(rows[0].median),
-        us(rows[0].p99)
+        format!("{} native GET", us(native.median)),
+        Some(ratio(&rows[0])),
+        Goal::AtMost(0.15),
+    );
+    println!("## instantiate + call a no-op export ({n} calls)\n");
+    println!("| allocation | median | p99 | vs pooled | vs native GET |");
+    println!("|---|---:|---:|---:|---:|");
+    println!(
+        "| native loopback GET of 1 KiB (the yardstick) | {} | {} | | 1.00x |",
+        us(native.median),
+        us(native.p99)
     );
     println!(
-        "| on-demand | {} | {} | {:.2}x |",
+        "| pooled | {} | {} | 1.00x | {:.2}x |",
+        us(rows[0].median),
+        us(rows[0].p99),
+        ratio(&rows[0])
+    );
+    println!(
+        "| on-demand | {} | {} | {:.2}x | {:.2}x |",
         us(rows[1].median),
         us(rows[1].p99),
-        rows[1].median.as_secs_f64() / rows[0].median.as_secs_f64()
+        rows[1].median.as_secs_f64() / rows[0].median.as_secs_f64(),
+        ratio(&rows[1])
     );
     println!();
 }
@@ -466,6 +508,13 @@ async fn call(opts: &Options, base: &str) {
     let host = host(base);
     let client = native_client();
     let (native, plugin) = latency(opts, &host.airlock, &client, base, 1 << 10).await;
+    summary::add(
+        "sequential call, 1 KiB: median latency",
+        us(plugin.median),
+        format!("{} native", us(native.median)),
+        Some(plugin.median.as_secs_f64() / native.median.as_secs_f64()),
+        Goal::AtMost(2.0),
+    );
     println!("## one call: GET 1 KiB of JSON from loopback and parse it\n");
     println!("| side | median | p99 | ratio (median) |");
     println!("|---|---:|---:|---:|");
@@ -675,6 +724,20 @@ async fn soak(opts: &Options, base: &str) {
         .filter(|(t, _)| (t.round() as u64).is_multiple_of(5))
         .map(|(t, rss)| format!("{:.0} s: {}", t, mib(*rss)))
         .collect();
+    summary::add(
+        "64 callers, 1 KiB: CPU per call",
+        us(plugin.cpu_per_call),
+        format!("{} native", us(native.cpu_per_call)),
+        Some(plugin.cpu_per_call.as_secs_f64() / native.cpu_per_call.as_secs_f64()),
+        Goal::AtMost(3.0),
+    );
+    summary::add(
+        "64 callers, 1 KiB: throughput",
+        format!("{:.0} calls/s", plugin.per_sec),
+        format!("{:.0} calls/s native", native.per_sec),
+        Some(plugin.per_sec / native.per_sec),
+        Goal::AtLeast(0.33),
+    );
     println!("## soak: 64 concurrent callers, {secs} s each side, 1 KiB answers\n");
     println!("| side | calls/s | vs native | errors | CPU per call |");
     println!("|---|---:|---:|---:|---:|");
@@ -756,6 +819,21 @@ async fn audit(opts: &Options, base: &str) {
     println!("| audit | calls/s | vs off | errors | CPU per call | rows per commit |");
     println!("|---|---:|---:|---:|---:|---:|");
     let (off, off_cpu) = (rows[0].1.per_sec, rows[0].1.cpu_per_call);
+    let off_text = format!("{off:.0} calls/s (audit off)");
+    summary::add(
+        "audit on (crash-durable, default) vs off, 64 callers: throughput",
+        format!("{:.0} calls/s", rows[1].1.per_sec),
+        off_text.clone(),
+        Some(rows[1].1.per_sec / off),
+        Goal::AtLeast(0.95),
+    );
+    summary::add(
+        "audit on (power-loss durable) vs off, 64 callers: throughput",
+        format!("{:.0} calls/s", rows[2].1.per_sec),
+        off_text,
+        Some(rows[2].1.per_sec / off),
+        Goal::Report,
+    );
     for (label, rate, per_commit) in rows {
         println!(
             "| {label} | {:.0} | {:.2}x | {} | {} ({:+.0} µs) | {per_commit} |",
@@ -902,7 +980,7 @@ async fn main() {
         startup(&opts).await;
     }
     if opts.runs("instantiate") {
-        instantiate(&opts).await;
+        instantiate(&opts, &base).await;
     }
     if opts.runs("call") {
         call(&opts, &base).await;
@@ -922,4 +1000,14 @@ async fn main() {
     if opts.runs("fairness") {
         fairness(&opts, &base).await;
     }
+    if opts.runs("peer") {
+        peer::run(&opts, &base).await;
+    }
+    if opts.runs("upstreams") {
+        upstreams::run(&opts, &base).await;
+    }
+    if opts.runs("streaming") {
+        streaming::run(&opts, &base).await;
+    }
+    summary::print();
 }

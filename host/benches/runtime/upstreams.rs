@@ -1,0 +1,5 @@
+//! (placeholder: filled in by the upstreams section)
+
+use super::Options;
+
+pub async fn run(_opts: &Options, _base: &str) {}

@@ -404,32 +404,16 @@ async fn call(s: &Setup) -> Result<String, ServiceError> {
         .map(|r| r.account.unwrap_or_default())
 }
 
-/// Captures every log line (all levels) of the current thread.
-#[derive(Clone, Default)]
-struct LogCapture(Arc<Mutex<Vec<u8>>>);
+use crate::common::LogCapture;
 
-impl std::io::Write for LogCapture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
+/// Neither a token the provider issued nor the client secret is logged.
+trait AssertClean {
+    fn assert_clean(&self, s: &Setup);
 }
 
-impl LogCapture {
-    fn install(&self) -> tracing::subscriber::DefaultGuard {
-        let me = self.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_writer(move || me.clone())
-            .finish();
-        tracing::subscriber::set_default(subscriber)
-    }
-
+impl AssertClean for LogCapture {
     fn assert_clean(&self, s: &Setup) {
-        let text = String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned();
+        let text = self.text();
         assert!(!text.is_empty(), "the capture saw no log lines");
         for n in s.server.issued().iter().chain([&CLIENT_SECRET.to_string()]) {
             assert!(!text.contains(n.as_str()), "{n} in the logs");

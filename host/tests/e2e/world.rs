@@ -37,8 +37,12 @@ async fn no_file_can_be_opened() {
     assert_ne!(out["read_dir"], "ok", "{out}");
 }
 
+/// stdout and stderr reach the host log, line by line, tagged with the
+/// plugin and the connection, and printing does not fail the call.
 #[tokio::test]
-async fn printing_does_not_fail_the_call() {
+async fn printing_goes_to_the_host_log_tagged_and_does_not_fail_the_call() {
+    let logs = LogCapture::default();
+    let _guard = logs.install();
     let host = host();
     let out = host
         .probe_call(
@@ -49,6 +53,16 @@ async fn printing_does_not_fail_the_call() {
         .await
         .unwrap();
     assert_eq!(out["ok"], true);
+    let text = logs.text();
+    for stream in ["stdout", "stderr"] {
+        let line = text
+            .lines()
+            .find(|l| l.contains(&format!("probe {stream}: hello from the guest")))
+            .unwrap_or_else(|| panic!("no {stream} line in the log:\n{text}"));
+        assert!(line.contains("plugin=probe"), "{line}");
+        assert!(line.contains("connection="), "{line}");
+        assert!(line.contains(&format!("stream=\"{stream}\"")), "{line}");
+    }
 }
 
 #[tokio::test]

@@ -1,4 +1,7 @@
-//! A small blocking HTTP client over `wasi:http/outgoing-handler`.
+//! A small blocking HTTP client. [`Request::send`] hands the whole request
+//! to the host in one call (`airlock:plugin/outbound`) and gets the whole
+//! answer back; [`Request::send_streaming`], and a body over 512 KiB, use
+//! `wasi:http/outgoing-handler`. Both pass the host's same checks.
 //!
 //! ```rust,ignore
 //! use airlock_sdk::http::Request;
@@ -36,6 +39,7 @@
 //! take all of it); anything else → `Upstream { status: 0, .. }` with the
 //! wasi:http error code in the message.
 
+use crate::__bindings::base::airlock::plugin::outbound;
 use crate::__bindings::base::wasi::http::{outgoing_handler, types as wasi};
 use crate::__bindings::base::wasi::io::streams::StreamError;
 use crate::types::{PluginError, RateLimit, UpstreamFailure};
@@ -44,6 +48,11 @@ use serde::de::DeserializeOwned;
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// Largest request body [`Request::send`] hands the host in one call
+/// (`airlock:plugin/outbound`); a larger one streams through wasi:http,
+/// because a host call's data is capped (1 MiB by default) below the
+/// request body cap (10 MiB).
+const WHOLE_BODY_LIMIT: usize = 512 * 1024;
 /// Largest chunk `blocking-write-and-flush` accepts in one call.
 const WRITE_CHUNK: usize = 4096;
 /// How much to ask `blocking-read` for at a time.
@@ -373,7 +382,19 @@ impl Request {
     /// Send the request and read the whole answer, whatever its status
     /// (redirects are returned, not followed). `Err` means no usable answer:
     /// the host refused the request, it timed out, or the transport failed.
+    ///
+    /// The request goes to the host in one call and the whole answer comes
+    /// back in one (`airlock:plugin/outbound`: the same checks as wasi:http,
+    /// without its per-request resources and streams); a body over 512 KiB
+    /// goes through wasi:http.
     pub fn send(self) -> Result<Response, PluginError> {
+        if self
+            .body
+            .as_ref()
+            .is_none_or(|body| body.len() <= WHOLE_BODY_LIMIT)
+        {
+            return self.send_whole();
+        }
         let (incoming, status, headers, what) = self.start()?;
         let body = read_body(&incoming, &what)?;
         Ok(Response {
@@ -406,6 +427,57 @@ impl Request {
         })
     }
 
+    /// [`send`](Request::send) in one host call.
+    fn send_whole(self) -> Result<Response, PluginError> {
+        if let Some(error) = self.error {
+            return Err(error);
+        }
+        let url = Url::parse(&self.url)?;
+        let what = format!("{} {url}", self.method);
+        let mut headers: Vec<(String, Vec<u8>)> = self
+            .headers
+            .iter()
+            .map(|(name, value)| (name.clone(), value.as_bytes().to_vec()))
+            .collect();
+        if let Some(length) = self.implied_content_length() {
+            headers.push(("content-length".into(), length.into_bytes()));
+        }
+        let request = outbound::Request {
+            method: self.method.as_str().to_string(),
+            url: url.to_string(),
+            headers,
+            body: self.body,
+        };
+        match outbound::send(&request) {
+            Ok(Ok(response)) => Ok(Response {
+                status: response.status,
+                headers: response
+                    .headers
+                    .into_iter()
+                    .map(|(name, value)| (name, String::from_utf8_lossy(&value).into_owned()))
+                    .collect(),
+                body: response.body,
+            }),
+            Ok(Err(code)) => Err(error_from_code(code, &what)),
+            Err(outbound::HeaderRefusal::Forbidden(name)) => {
+                Err(header_error(&name, wasi::HeaderError::Forbidden))
+            }
+            Err(outbound::HeaderRefusal::Invalid(name)) => {
+                Err(header_error(&name, wasi::HeaderError::InvalidSyntax))
+            }
+        }
+    }
+
+    /// The `content-length` a body implies, unless one is set.
+    fn implied_content_length(&self) -> Option<String> {
+        let body = self.body.as_ref()?;
+        let has_length = self
+            .headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("content-length"));
+        (!has_length).then(|| body.len().to_string())
+    }
+
     /// Send the request and wait for the response headers.
     #[allow(clippy::type_complexity)]
     fn start(
@@ -423,16 +495,10 @@ impl Request {
                 .append(name, value.as_bytes())
                 .map_err(|e| header_error(name, e))?;
         }
-        if let Some(body) = &self.body {
-            let has_length = self
-                .headers
-                .iter()
-                .any(|(name, _)| name.eq_ignore_ascii_case("content-length"));
-            if !has_length {
-                headers
-                    .append("content-length", body.len().to_string().as_bytes())
-                    .map_err(|e| header_error("content-length", e))?;
-            }
+        if let Some(length) = self.implied_content_length() {
+            headers
+                .append("content-length", length.as_bytes())
+                .map_err(|e| header_error("content-length", e))?;
         }
 
         let request = wasi::OutgoingRequest::new(headers);

@@ -25,7 +25,9 @@
 //!    `content-length`, and the streamed body; the injected credential is
 //!    masked wherever the answer echoes it ([`scrub`]).
 //!
-//! [`send`] runs them; a refusal in stages 1–6, or a resend over the budget,
+//! [`send`] runs them, for requests through wasi:http and for whole ones
+//! ([`CallEgress::send_whole`], the `airlock:plugin/outbound` interface)
+//! alike; a refusal in stages 1–6, or a resend over the budget,
 //! is written to the audit log as denied. Redirects are returned to the
 //! guest, never followed.
 
@@ -39,4 +41,4 @@ mod send;
 mod wire;
 
 pub use call::{CallTracker, EgressShared};
-pub use send::CallEgress;
+pub use send::{CallEgress, WholeError};

@@ -1,11 +1,14 @@
-//! `send_request` for one call: the [`WasiHttpHooks`] implementation and
-//! `CallInner::send`, which runs the stages in order.
+//! `send_request` for one call: the [`WasiHttpHooks`] implementation,
+//! [`CallEgress::send_whole`] for a request whose body is already whole,
+//! and `CallInner::send`, which runs the stages in order for both.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::{HeaderName, Request};
+use bytes::Bytes;
+use http::{HeaderName, Request, Response};
+use http_body_util::{BodyExt, Full};
 use sha2::{Digest, Sha256};
 use wasmtime_wasi_http::{
     DEFAULT_FORBIDDEN_HEADERS, ForbiddenHeaderFilter, RequestOptions, WasiBody, WasiHttpHooks,
@@ -55,6 +58,49 @@ impl CallEgress {
                 deadline: Instant::now() + limits_deadline,
             }),
         }
+    }
+}
+
+/// Why a whole request ([`CallEgress::send_whole`]) got no answer.
+#[derive(Debug)]
+pub enum WholeError {
+    /// The plugin may not set this header; the attempt was recorded as a
+    /// denied audit row, and nothing was sent.
+    ForbiddenHeader(HeaderName),
+    /// Refused or failed, as wasi:http would have said it.
+    Http(HttpError),
+}
+
+impl CallEgress {
+    /// Send a request whose body is already whole and read its whole answer.
+    ///
+    /// The same stages as a request through wasi:http, in the same order
+    /// (the header check wasi:http makes as the guest builds its fields comes
+    /// first); only the resources and streams between guest and host are
+    /// saved. The answer's body is read through the same caps and scrubber,
+    /// and its audit row completed when it has been read.
+    pub async fn send_whole(&self, request: Request<Bytes>) -> Result<Response<Bytes>, WholeError> {
+        if let Some(name) = request
+            .headers()
+            .keys()
+            .find(|n| self.inner.refuse_header(n))
+        {
+            return Err(WholeError::ForbiddenHeader(name.clone()));
+        }
+        let request = request.map(|body| {
+            Full::new(body)
+                .map_err(|never| match never {})
+                .boxed_unsync()
+        });
+        let (response, _io) = self
+            .inner
+            .clone()
+            .send(request, None)
+            .await
+            .map_err(WholeError::Http)?;
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.map_err(WholeError::Http)?.to_bytes();
+        Ok(Response::from_parts(parts, body))
     }
 }
 

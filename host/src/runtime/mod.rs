@@ -15,6 +15,7 @@ mod guest_errors;
 mod host_api;
 mod invoke;
 pub mod json;
+mod outbound;
 mod pack;
 mod plugin;
 mod slots;
@@ -305,6 +306,9 @@ fn build_linker(engine: &Engine) -> wasmtime::Result<Linker<CallState>> {
     wasi_deny::add_to_linker(&mut l, CallState::denier)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut l)?;
     bindings::airlock::plugin::host::add_to_linker::<_, HostApi>(&mut l, |s| &mut s.host)?;
+    bindings::airlock::plugin::outbound::add_to_linker::<_, outbound::OutboundApi>(&mut l, |s| {
+        &mut s.egress
+    })?;
     types::add_to_linker::<_, HostApi>(&mut l, |s| &mut s.host)?;
     Ok(l)
 }

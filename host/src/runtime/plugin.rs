@@ -226,7 +226,7 @@ const ALLOWED_IMPORTS: &[Allowed] = &[
     // The contract itself.
     Allowed {
         package: "airlock:plugin",
-        interfaces: &["host", "types"],
+        interfaces: &["host", "outbound", "types"],
         series: Series::Api,
         provider: Provider::Airlock,
     },

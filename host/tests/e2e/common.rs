@@ -39,6 +39,10 @@ pub fn test_limits() -> Limits {
 pub struct Host {
     pub runtime: Arc<Runtime>,
     pub audit: Arc<MemoryAudit>,
+    /// The probe's `transport` setting for every [`Host::probe_call`]:
+    /// empty for the SDK's default (`airlock:plugin/outbound`), or
+    /// `wasi-http`.
+    pub transport: &'static str,
 }
 
 /// A runtime that, like a local test deployment, explicitly allows loopback.
@@ -64,6 +68,7 @@ pub fn host_with(address_policy: AddressPolicy, limits: Limits) -> Host {
     Host {
         runtime: Arc::new(runtime),
         audit,
+        transport: "",
     }
 }
 
@@ -96,7 +101,7 @@ impl Host {
         base_url: &str,
         settings: &[(&str, &str)],
     ) -> Result<Value, CallError> {
-        let mut conn = bearer_connection(base_url);
+        let mut conn = bearer_connection(base_url).with_setting("transport", self.transport);
         for (k, v) in settings {
             conn = conn.with_setting(*k, *v);
         }

@@ -1,5 +1,10 @@
 //! What a plugin may send, and where: grants, address filtering, forbidden
 //! headers, redirects, body caps, request budgets, audit records.
+//!
+//! Every test runs twice (`main.rs` includes this file a second time as
+//! `egress_wasi_http`): through the SDK's one-call `send`
+//! (`airlock:plugin/outbound`) and through wasi:http, so each promise holds
+//! on both ways out.
 
 use airlock::AddressPolicy;
 use airlock::audit::Decision;
@@ -8,6 +13,29 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::common::*;
+
+/// The probe's transport for this copy of the tests.
+fn transport() -> &'static str {
+    if module_path!().ends_with("egress_wasi_http") {
+        "wasi-http"
+    } else {
+        ""
+    }
+}
+
+fn host() -> Host {
+    host_with(
+        AddressPolicy::parse_allow_list("127.0.0.0/8").unwrap(),
+        test_limits(),
+    )
+}
+
+fn host_with(address_policy: AddressPolicy, limits: airlock::Limits) -> Host {
+    Host {
+        transport: transport(),
+        ..crate::common::host_with(address_policy, limits)
+    }
+}
 
 async fn ok_server() -> MockServer {
     let server = MockServer::start().await;
@@ -177,6 +205,7 @@ async fn a_custom_auth_header_is_forbidden_to_the_guest_and_injected_by_the_host
     let conn = airlock::Connection::new("conn-2", "api-key-connection")
         .with_setting("base-url", server.uri())
         .with_setting("action", "fetch")
+        .with_setting("transport", transport())
         .with_setting("url", format!("{}/data", server.uri()))
         .with_credential(
             key.clone(),
@@ -426,6 +455,7 @@ async fn a_credential_is_never_sent_in_clear_text_to_a_remote_origin() {
     let probe = host.probe();
     let conn = bearer_connection("http://api.example.com")
         .with_setting("action", "fetch")
+        .with_setting("transport", transport())
         .with_setting("url", "http://api.example.com/data");
     let err = host
         .runtime

@@ -18,6 +18,10 @@ mod console;
 mod credentials;
 mod custom_rest;
 mod egress;
+// The egress tests again, through wasi:http instead of the one-call send.
+#[allow(clippy::duplicate_mod)]
+#[path = "egress.rs"]
+mod egress_wasi_http;
 mod floors;
 mod hostile;
 mod idp;

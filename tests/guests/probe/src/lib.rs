@@ -20,7 +20,7 @@ impl Connector for Probe {
             "grow-memory" => grow_memory(),
             "recurse" => json!({ "depth": recurse(black_box(0)) }).to_string(),
             "trap" => trap(),
-            "fetch" => response_json(&fetch_request()?.send()?).to_string(),
+            "fetch" => response_json(&send(fetch_request()?)?).to_string(),
             "fetch-follow" => fetch_follow()?.to_string(),
             "many" => many()?.to_string(),
             "env" => env()?.to_string(),
@@ -115,6 +115,16 @@ fn fetch_request_to(url: String) -> Result<Request, PluginError> {
     Ok(request)
 }
 
+/// Send through the transport the `transport` setting names: `wasi-http`
+/// (streamed through wasi:http, then read whole) or, by default, the SDK's
+/// one-call `send` (airlock:plugin/outbound), so tests cover both.
+fn send(request: Request) -> Result<Response, PluginError> {
+    match host::setting("transport").as_deref() {
+        Some("wasi-http") => request.send_streaming()?.into_response(),
+        _ => request.send(),
+    }
+}
+
 fn response_json(response: &Response) -> Value {
     json!({
         "status": response.status,
@@ -139,7 +149,7 @@ fn error_json(error: &PluginError) -> Value {
 /// method, header and body), reporting both.
 fn fetch_follow() -> Result<Value, PluginError> {
     let url = setting_required("url")?;
-    let first = fetch_request_to(url.clone())?.send()?;
+    let first = send(fetch_request_to(url.clone())?)?;
     let location = (300..400)
         .contains(&first.status)
         .then(|| first.header("location"))
@@ -148,7 +158,7 @@ fn fetch_follow() -> Result<Value, PluginError> {
         None => Value::Null,
         Some(location) => {
             let next = airlock_sdk::http::Url::parse(&url)?.join(location)?;
-            match fetch_request_to(next.to_string())?.send() {
+            match send(fetch_request_to(next.to_string())?) {
                 Ok(response) => response_json(&response),
                 Err(error) => error_json(&error),
             }
@@ -165,7 +175,7 @@ fn many() -> Result<Value, PluginError> {
     let mut ok = 0;
     let mut first_error = None;
     for _ in 0..count {
-        match Request::get(url.as_str()).send() {
+        match send(Request::get(url.as_str())) {
             Ok(_) => ok += 1,
             Err(error) => {
                 first_error.get_or_insert_with(|| format!("{error:?}"));
@@ -254,7 +264,7 @@ fn echo() -> Result<Value, PluginError> {
             "project": context.project,
         },
     });
-    match request.send() {
+    match send(request) {
         Ok(response) => report["response"] = response_json(&response),
         Err(error) => report["error"] = json!(format!("{error:?}")),
     }

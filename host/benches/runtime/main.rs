@@ -3,8 +3,8 @@
 //!
 //! `cargo bench -p airlock --bench runtime` (about 3 minutes; `-- --quick`
 //! for a short run, `-- --only NAME` for one section: startup, instantiate,
-//! call, breakdown, scaling, soak, audit, fairness, peer, upstreams,
-//! streaming). The run ends with a summary table of every goal, its figure
+//! call, breakdown, scaling, soak, audit, fairness, transport, peer,
+//! upstreams, streaming). The run ends with a summary table of every goal, its figure
 //! and the baseline measured in the same run (`summary`).
 //!
 //! The plugin side is the full host path an application gets from
@@ -39,6 +39,7 @@ use serde::Deserialize;
 mod peer;
 mod streaming;
 mod summary;
+mod transport;
 mod upstreams;
 
 use summary::Goal;
@@ -999,6 +1000,9 @@ async fn main() {
     }
     if opts.runs("fairness") {
         fairness(&opts, &base).await;
+    }
+    if opts.runs("transport") {
+        transport::run(&opts, &base).await;
     }
     if opts.runs("peer") {
         peer::run(&opts, &base).await;

@@ -57,9 +57,6 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// How long a batch of outcome rows alone waits for a request row to commit
 /// with. Bounds how stale the on-disk outcomes are while traffic is idle.
 pub const OUTCOME_LINGER: Duration = Duration::from_millis(20);
-/// How long the background committer gathers rows from concurrent
-/// requests before it commits them together.
-const COMMIT_WINDOW: Duration = Duration::from_millis(2);
 /// How often the background thread checkpoints the WAL while rows arrive.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
@@ -312,12 +309,12 @@ impl Shared {
             // Outcome rows alone wait a little for a request row to share
             // a commit with; rows a task left behind are committed now.
             if self.urgent.load(Ordering::Relaxed) {
-                // Several requests wait: gather the rows arriving in the
-                // next moment into the same commit. Each commit writes every
-                // page it dirtied (table and indexes) in full, so at high
-                // concurrency fewer, larger commits are what keeps the audit
-                // log's share of the CPU small.
-                std::thread::sleep(COMMIT_WINDOW);
+                // Several requests wait: commit at once. Rows that arrive
+                // while this commit runs share the next one. (A 2 ms window
+                // gathering more rows per commit saved about 10 µs of CPU
+                // per call at 64 callers but held every waiting request for
+                // it: 0.53x of the audit-off throughput against 0.64x
+                // without, in the benchmark's audit section.)
                 self.urgent.store(false, Ordering::Relaxed);
             } else if has_rows {
                 let queue = lock(&self.queue);

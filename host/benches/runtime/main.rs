@@ -86,14 +86,7 @@ async fn serve() -> SocketAddr {
                         .and_then(|n| n.parse().ok())
                         .unwrap_or(1 << 10);
                     let body = bodies.get(&size).cloned().unwrap_or_default();
-                    async move {
-                        Ok::<_, Infallible>(
-                            hyper::Response::builder()
-                                .header("content-type", "application/json")
-                                .body(Full::new(body))
-                                .unwrap(),
-                        )
-                    }
+                    async move { Ok::<_, Infallible>(json_response(body)) }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
@@ -102,6 +95,14 @@ async fn serve() -> SocketAddr {
         }
     });
     addr
+}
+
+/// A 200 answer carrying `body` as JSON: what both loopback servers send.
+fn json_response(body: Bytes) -> hyper::Response<Full<Bytes>> {
+    hyper::Response::builder()
+        .header("content-type", "application/json")
+        .body(Full::new(body))
+        .unwrap()
 }
 
 // ---- the two sides -----------------------------------------------------------

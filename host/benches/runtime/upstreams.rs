@@ -31,7 +31,6 @@ use std::time::{Duration, Instant};
 use airlock::Airlock;
 use airlock::service::{AuthInput, NewConnection, Scope};
 use futures::future::BoxFuture;
-use http_body_util::Full;
 
 use super::summary::{self, Goal};
 use super::{
@@ -69,12 +68,7 @@ async fn serve_delayed(delay: Duration) -> Upstream {
                         p.fetch_max(h.fetch_add(1, Ordering::Relaxed) + 1, Ordering::Relaxed);
                         tokio::time::sleep(delay).await;
                         h.fetch_sub(1, Ordering::Relaxed);
-                        Ok::<_, Infallible>(
-                            hyper::Response::builder()
-                                .header("content-type", "application/json")
-                                .body(Full::new(body))
-                                .unwrap(),
-                        )
+                        Ok::<_, Infallible>(super::json_response(body))
                     }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()

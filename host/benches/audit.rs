@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use airlock::audit::{
     AUDIT_FILE, AuditDurability, AuditSink, Decision, EgressOutcome, EgressRecord, MemoryAudit,
-    SqliteAudit,
+    AuditLog,
 };
 
 const CONCURRENCY: [usize; 3] = [1, 8, 64];
@@ -62,10 +62,10 @@ struct Cell {
 /// records), then wait for every outcome row to be committed.
 async fn measure(kind: Kind, tasks: usize, duration: Duration, dir: &std::path::Path) -> Cell {
     let data = tempfile::tempdir_in(dir).unwrap();
-    let (sink, sqlite): (Arc<dyn AuditSink>, Option<Arc<SqliteAudit>>) = match kind {
+    let (sink, sqlite): (Arc<dyn AuditSink>, Option<Arc<AuditLog>>) = match kind {
         Kind::Memory => (Arc::new(MemoryAudit::new()), None),
         Kind::Sqlite(durability) => {
-            let audit = SqliteAudit::open(&data.path().join(AUDIT_FILE), durability).unwrap();
+            let audit = AuditLog::open(&data.path().join(AUDIT_FILE), durability).unwrap();
             (audit.clone(), Some(audit))
         }
     };
@@ -112,7 +112,7 @@ async fn measure(kind: Kind, tasks: usize, duration: Duration, dir: &std::path::
             2 * n,
             "every request and outcome row written"
         );
-        let conn = rusqlite::Connection::open(s.path()).unwrap();
+        let conn = rusqlite::Connection::open(s.path().unwrap()).unwrap();
         let report = airlock::audit::verify(&conn).unwrap();
         assert!(report.is_ok(), "{:?}", report.problem);
     }

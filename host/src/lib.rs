@@ -103,7 +103,7 @@ pub use net::{ALLOW_PRIVATE_ENV, AddressPolicy, AllowListError, EgressRule, Orig
 pub use plugin_state::{MemoryPluginState, PluginState, StateError, StateScope};
 pub use runtime::{CallError, Interface, LoadError, Plugin, Runtime, RuntimeConfig, types};
 pub use service::{Airlock, AirlockConfig, ConfigError, ServiceError, oauth};
-pub use store::{DB_FILE, StoreError};
+pub use store::{Backend, DB_FILE, DatabaseUrl, PgTarget, StoreError};
 pub use vault::{KeySource, KeyVersionInfo, VaultError};
 
 #[doc(hidden)]

@@ -46,7 +46,8 @@ impl<'a> StateScope<'a> {
     }
 }
 
-/// Where plugin state lives: SQLite in a full host, memory in tests.
+/// Where plugin state lives: the store (SQLite or PostgreSQL) in a full
+/// host, memory in tests.
 pub trait PluginState: Send + Sync + std::fmt::Debug {
     /// The value of `key` in the scope's state; `None` if unset.
     fn get(&self, scope: StateScope<'_>, key: &str) -> Result<Option<String>, StateError>;

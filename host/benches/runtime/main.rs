@@ -25,7 +25,7 @@ use airlock::AddressPolicy;
 use airlock::KeySource;
 use airlock::audit::{
     AUDIT_FILE, AuditDurability, AuditError, AuditSink, EgressOutcome, EgressRecord, RecordId,
-    SqliteAudit,
+    AuditLog,
 };
 use airlock::credential::{Credential, StaticCredential};
 use airlock::service::Scope;
@@ -563,7 +563,7 @@ async fn breakdown(opts: &Options, base: &str) {
         ),
         (
             "runtime only: static credential, SQLite audit",
-            SqliteAudit::open(&dir.path().join(AUDIT_FILE), AuditDurability::ProcessCrash).unwrap(),
+            AuditLog::open(&dir.path().join(AUDIT_FILE), AuditDurability::ProcessCrash).unwrap(),
         ),
     ];
     let mut runtimes = Vec::new();
@@ -785,7 +785,7 @@ async fn audit(opts: &Options, base: &str) {
     ] {
         let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
         let sqlite =
-            durability.map(|d| SqliteAudit::open(&dir.path().join(AUDIT_FILE), d).unwrap());
+            durability.map(|d| AuditLog::open(&dir.path().join(AUDIT_FILE), d).unwrap());
         let sink: Arc<dyn AuditSink> = match &sqlite {
             None => Arc::new(NoAudit(AtomicU64::new(0))),
             Some(s) => s.clone(),

@@ -36,8 +36,8 @@
 //! rewrite (a ticket, a WORM bucket, another machine's log) and check it
 //! later with [`verify_anchored`].
 
-use rusqlite::Connection;
-use rusqlite::types::Value;
+use crate::store::sql::{Db, params};
+pub(crate) use crate::store::sql::Value;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -108,7 +108,7 @@ pub(crate) fn empty_content() -> Content {
 fn encode(hasher: &mut Sha256, value: &Value) {
     match value {
         Value::Null => hasher.update([0x00]),
-        Value::Integer(i) => {
+        Value::Int(i) => {
             hasher.update([0x01]);
             hasher.update(i.to_be_bytes());
         }
@@ -281,9 +281,13 @@ pub struct Anchor {
     pub hash: String,
 }
 
-fn select_all() -> String {
+/// Rows read per query while verifying: memory stays bounded however long
+/// the log is.
+const VERIFY_PAGE: i64 = 5000;
+
+fn select_page() -> String {
     format!(
-        "SELECT {}, prev_hash, hash FROM audit_log ORDER BY seq",
+        "SELECT {}, prev_hash, hash FROM audit_log WHERE seq > ?1 ORDER BY seq LIMIT ?2",
         CONTENT_COLUMNS.join(", ")
     )
 }
@@ -292,20 +296,38 @@ fn select_all() -> String {
 ///
 /// Rows removed from the end cannot be detected this way; see the module docs
 /// and [`verify_anchored`].
-pub fn verify(conn: &Connection) -> Result<VerifyReport, AuditError> {
+pub fn verify(conn: &dyn Db) -> Result<VerifyReport, AuditError> {
     verify_inner(conn, None)
 }
 
 /// [`verify`], and check that the row at `anchor.seq` still has
 /// `anchor.hash`: detects truncation and rewriting up to the anchor.
-pub fn verify_anchored(conn: &Connection, anchor: &Anchor) -> Result<VerifyReport, AuditError> {
+pub fn verify_anchored(conn: &dyn Db, anchor: &Anchor) -> Result<VerifyReport, AuditError> {
     verify_inner(conn, Some(anchor))
 }
 
-fn verify_inner(conn: &Connection, anchor: Option<&Anchor>) -> Result<VerifyReport, AuditError> {
-    let err = |e: rusqlite::Error| AuditError(format!("reading the audit log: {e}"));
-    let mut stmt = conn.prepare(&select_all()).map_err(err)?;
-    let mut rows = stmt.query([]).map_err(err)?;
+/// The rows after `after`, one page, as (content, prev_hash, hash).
+fn read_page(
+    conn: &dyn Db,
+    after: i64,
+) -> Result<Vec<(Content, Value, Value)>, AuditError> {
+    let err = |e: crate::store::StoreError| AuditError(format!("reading the audit log: {e}"));
+    let rows = conn
+        .query(&select_page(), params![after, VERIFY_PAGE])
+        .map_err(err)?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            let mut values = row.0.into_iter();
+            let content: Content = std::array::from_fn(|_| values.next().unwrap_or(Value::Null));
+            let prev_hash = values.next().unwrap_or(Value::Null);
+            let hash = values.next().unwrap_or(Value::Null);
+            (content, prev_hash, hash)
+        })
+        .collect())
+}
+
+fn verify_inner(conn: &dyn Db, anchor: Option<&Anchor>) -> Result<VerifyReport, AuditError> {
     let mut report = VerifyReport {
         rows: 0,
         last_seq: None,
@@ -313,15 +335,45 @@ fn verify_inner(conn: &Connection, anchor: Option<&Anchor>) -> Result<VerifyRepo
         problem: None,
     };
     let mut anchor_seen = false;
-    while let Some(row) = rows.next().map_err(err)? {
-        let mut content = empty_content();
-        for (i, slot) in content.iter_mut().enumerate() {
-            *slot = row.get(i).map_err(err)?;
+    let mut after = 0;
+    loop {
+        let page = read_page(conn, after)?;
+        let Some(last) = page.last() else { break };
+        if let Value::Int(seq) = last.0[col::SEQ] {
+            after = seq;
         }
-        let prev_hash: Value = row.get(CONTENT_COLUMNS.len()).map_err(err)?;
-        let hash: Value = row.get(CONTENT_COLUMNS.len() + 1).map_err(err)?;
-        // `seq` is the INTEGER PRIMARY KEY, so always an integer.
-        let Value::Integer(seq) = content[col::SEQ] else {
+        for (content, prev_hash, hash) in page {
+            if let Some(problem) = check_row(&mut report, anchor, &mut anchor_seen, content, prev_hash, hash)? {
+                report.problem = Some(problem);
+                return Ok(report);
+            }
+        }
+    }
+    if let Some(anchor) = anchor
+        && !anchor_seen
+    {
+        report.problem = Some(ChainProblem::AnchorMismatch {
+            seq: anchor.seq,
+            expected_hash: anchor.hash.clone(),
+            found_hash: None,
+        });
+    }
+    Ok(report)
+}
+
+/// Check one row against the report so far; advance the report when the
+/// row is sound.
+fn check_row(
+    report: &mut VerifyReport,
+    anchor: Option<&Anchor>,
+    anchor_seen: &mut bool,
+    content: Content,
+    prev_hash: Value,
+    hash: Value,
+) -> Result<Option<ChainProblem>, AuditError> {
+    {
+        // `seq` is the primary key, so always an integer.
+        let Value::Int(seq) = content[col::SEQ] else {
             return Err(AuditError("audit_log.seq is not an integer".into()));
         };
 
@@ -337,8 +389,7 @@ fn verify_inner(conn: &Connection, anchor: Option<&Anchor>) -> Result<VerifyRepo
             }
         };
         if problem.is_some() {
-            report.problem = problem;
-            return Ok(report);
+            return Ok(problem);
         }
         let Value::Text(hash) = hash else {
             unreachable!("checked above")
@@ -346,36 +397,27 @@ fn verify_inner(conn: &Connection, anchor: Option<&Anchor>) -> Result<VerifyRepo
         if let Some(anchor) = anchor
             && anchor.seq == seq
         {
-            anchor_seen = true;
+            *anchor_seen = true;
             if anchor.hash != hash {
-                report.problem = Some(ChainProblem::AnchorMismatch {
+                return Ok(Some(ChainProblem::AnchorMismatch {
                     seq,
                     expected_hash: anchor.hash.clone(),
                     found_hash: Some(hash),
-                });
-                return Ok(report);
+                }));
             }
         }
         report.rows += 1;
         report.last_seq = Some(seq);
         report.last_hash = hash;
     }
-    if let Some(anchor) = anchor
-        && !anchor_seen
-    {
-        report.problem = Some(ChainProblem::AnchorMismatch {
-            seq: anchor.seq,
-            expected_hash: anchor.hash.clone(),
-            found_hash: None,
-        });
-    }
-    Ok(report)
+    Ok(None)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::sqlite::test_support::{connection, database, write_log};
+    use rusqlite::Connection;
+    use crate::audit::writer::test_support::{connection, database, write_log};
 
     /// A log of 10 rows (5 requests, each followed by its outcome) and a
     /// connection to tamper with it.
@@ -390,15 +432,11 @@ mod tests {
     }
 
     fn read_row(conn: &Connection, seq: i64, columns: &[&str]) -> Vec<Value> {
-        conn.query_row(
-            &format!(
-                "SELECT {} FROM audit_log WHERE seq = ?1",
-                columns.join(", ")
-            ),
-            [seq],
-            |r| (0..columns.len()).map(|i| r.get(i)).collect(),
-        )
-        .unwrap()
+        let sql = format!(
+            "SELECT {} FROM audit_log WHERE seq = ?1",
+            columns.join(", ")
+        );
+        Db::query(conn, &sql, params![seq]).unwrap().remove(0).0
     }
 
     fn write_row(conn: &Connection, seq: i64, columns: &[&str], values: &[Value]) {
@@ -407,11 +445,16 @@ mod tests {
             .enumerate()
             .map(|(i, c)| format!("{c} = ?{}", i + 2))
             .collect();
-        let mut params = vec![Value::Integer(seq)];
-        params.extend_from_slice(values);
-        conn.execute(
+        let mut values_with_seq = vec![Value::Int(seq)];
+        values_with_seq.extend_from_slice(values);
+        let bound: Vec<&dyn crate::store::sql::ToSql> = values_with_seq
+            .iter()
+            .map(|v| v as &dyn crate::store::sql::ToSql)
+            .collect();
+        Db::execute(
+            conn,
             &format!("UPDATE audit_log SET {} WHERE seq = ?1", sets.join(", ")),
-            rusqlite::params_from_iter(params),
+            &bound,
         )
         .unwrap();
     }
@@ -463,7 +506,7 @@ mod tests {
         let prev = Value::Text(GENESIS_HASH.into());
         let h = |c: &[Value]| row_hash(&prev, c);
         assert_ne!(h(&[Value::Null]), h(&[Value::Text(String::new())]));
-        assert_ne!(h(&[Value::Integer(1)]), h(&[Value::Text("1".into())]));
+        assert_ne!(h(&[Value::Int(1)]), h(&[Value::Text("1".into())]));
         assert_ne!(
             h(&[Value::Text("ab".into()), Value::Text("c".into())]),
             h(&[Value::Text("a".into()), Value::Text("bc".into())])

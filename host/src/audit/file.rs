@@ -109,7 +109,7 @@ mod tests {
     use super::*;
     use crate::audit::AuditSink;
     use crate::audit::chain::verify;
-    use crate::audit::sqlite::test_support::{open, outcome, record};
+    use crate::audit::writer::test_support::{open, outcome, record};
     use crate::store::Store;
 
     fn count(conn: &Connection, table: &str) -> i64 {
@@ -150,10 +150,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let audit_db = dir.path().join(AUDIT_FILE);
-        let before = legacy_log(store.path(), 5).await;
+        let before = legacy_log(store.sqlite_path().unwrap(), 5).await;
         assert_eq!(before.len(), 10);
 
-        assert_eq!(move_from_store(store.path(), &audit_db).unwrap(), 10);
+        assert_eq!(move_from_store(store.sqlite_path().unwrap(), &audit_db).unwrap(), 10);
         let conn = open_connection(&audit_db).unwrap();
         let after: Vec<(i64, String)> = conn
             .prepare("SELECT seq, hash FROM audit_log ORDER BY seq")
@@ -164,7 +164,7 @@ mod tests {
             .unwrap();
         assert_eq!(after, before);
         assert!(verify(&conn).unwrap().is_ok());
-        let store_conn = open_connection(store.path()).unwrap();
+        let store_conn = open_connection(store.sqlite_path().unwrap()).unwrap();
         assert!(
             !has_log_table(&store_conn).unwrap(),
             "the store keeps no audit_log table"
@@ -175,7 +175,7 @@ mod tests {
         assert_eq!(audit.begin(&record(9)).await.unwrap().0, 11);
         drop(audit);
         assert!(verify(&conn).unwrap().is_ok());
-        assert_eq!(move_from_store(store.path(), &audit_db).unwrap(), 0);
+        assert_eq!(move_from_store(store.sqlite_path().unwrap(), &audit_db).unwrap(), 0);
     }
 
     #[tokio::test]
@@ -183,11 +183,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let audit_db = dir.path().join(AUDIT_FILE);
-        legacy_log(store.path(), 3).await;
+        legacy_log(store.sqlite_path().unwrap(), 3).await;
         // The copy committed, the drop did not happen (a crash between).
         let conn = open_file(&audit_db).unwrap();
         conn.execute(
-            &format!("ATTACH DATABASE '{}' AS store", store.path().display()),
+            &format!("ATTACH DATABASE '{}' AS store", store.sqlite_path().unwrap().display()),
             [],
         )
         .unwrap();
@@ -198,7 +198,7 @@ mod tests {
         .unwrap();
         conn.execute("DETACH DATABASE store", []).unwrap();
 
-        assert_eq!(move_from_store(store.path(), &audit_db).unwrap(), 2);
+        assert_eq!(move_from_store(store.sqlite_path().unwrap(), &audit_db).unwrap(), 2);
         assert_eq!(count(&conn, "audit_log"), 6);
         assert!(verify(&conn).unwrap().is_ok());
     }
@@ -208,11 +208,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let audit_db = dir.path().join(AUDIT_FILE);
         let store = Store::open(dir.path()).unwrap();
-        open_connection(store.path())
+        open_connection(store.sqlite_path().unwrap())
             .unwrap()
             .execute_batch("DROP TABLE audit_log")
             .unwrap();
-        assert_eq!(move_from_store(store.path(), &audit_db).unwrap(), 0);
+        assert_eq!(move_from_store(store.sqlite_path().unwrap(), &audit_db).unwrap(), 0);
         assert!(!audit_db.exists(), "nothing to move creates nothing");
     }
 }

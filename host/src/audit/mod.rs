@@ -7,12 +7,12 @@
 pub mod chain;
 pub mod file;
 pub mod query;
-pub mod sqlite;
+pub mod writer;
 
 pub use chain::{Anchor, ChainProblem, GENESIS_HASH, VerifyReport, verify, verify_anchored};
 pub use file::AUDIT_FILE;
 pub use query::{AuditEntry, AuditFilter, AuditOutcome, DecisionKind, EventEntry, events, list};
-pub use sqlite::{AuditDurability, SqliteAudit};
+pub use writer::{AUDIT_LOCK, AuditDurability, AuditLog};
 
 use std::sync::Mutex;
 

@@ -2,12 +2,12 @@
 
 use std::collections::HashMap;
 
-use rusqlite::Connection;
-use rusqlite::types::Value;
+use crate::store::StoreError;
+use crate::store::sql::{Db, Row, ToSql, Value, params};
 use serde::{Deserialize, Serialize};
 
 use super::AuditError;
-use super::sqlite::format_time;
+use super::writer::format_time;
 
 /// Entries returned when the filter does not say.
 pub const DEFAULT_LIMIT: usize = 100;
@@ -196,10 +196,10 @@ fn request_query(filter: &AuditFilter) -> Result<(String, Vec<Value>), AuditErro
         condition(&mut sql, "time <", time_bound("until", u)?);
     }
     if let Some(b) = filter.before {
-        params.push(Value::Integer(b));
+        params.push(Value::Int(b));
         sql.push_str(&format!(" AND seq < ?{}", params.len()));
     }
-    params.push(Value::Integer(
+    params.push(Value::Int(
         i64::try_from(filter.limit).unwrap_or(i64::MAX),
     ));
     sql.push_str(&format!(" ORDER BY seq DESC LIMIT ?{}", params.len()));
@@ -207,50 +207,59 @@ fn request_query(filter: &AuditFilter) -> Result<(String, Vec<Value>), AuditErro
     Ok((sql, params))
 }
 
+fn read_error(e: StoreError) -> AuditError {
+    AuditError(format!("reading the audit log: {e}"))
+}
+
 /// Requests matching `filter`, newest (highest seq) first, each with its
 /// outcome.
-pub fn list(conn: &Connection, filter: &AuditFilter) -> Result<Vec<AuditEntry>, AuditError> {
-    let err = |e: rusqlite::Error| AuditError(format!("reading the audit log: {e}"));
-
+pub fn list(conn: &dyn Db, filter: &AuditFilter) -> Result<Vec<AuditEntry>, AuditError> {
     let (sql, params) = request_query(filter)?;
-    let mut stmt = conn.prepare(&sql).map_err(err)?;
-    let mut rows = stmt
-        .query(rusqlite::params_from_iter(params.iter()))
-        .map_err(err)?;
-    let mut entries = Vec::new();
-    while let Some(r) = rows.next().map_err(err)? {
-        let seq: i64 = r.get(0).map_err(err)?;
-        let decision: Option<String> = r.get(8).map_err(err)?;
-        let decision = decision
-            .as_deref()
-            .unwrap_or("")
-            .parse::<DecisionKind>()
-            .map_err(|e| AuditError(format!("audit row {seq}: {}", e.0)))?;
-        let text = |i: usize| -> Result<String, AuditError> {
-            Ok(r.get::<_, Option<String>>(i)
-                .map_err(err)?
-                .unwrap_or_default())
-        };
-        entries.push(AuditEntry {
-            seq,
-            time: text(1)?,
-            plugin_id: text(2)?,
-            plugin_version: text(3)?,
-            connection_id: text(4)?,
-            project: r.get(5).map_err(err)?,
-            method: text(6)?,
-            url: text(7)?,
-            decision,
-            reason: r.get(9).map_err(err)?,
-            credential_used: r.get::<_, Option<i64>>(10).map_err(err)?.unwrap_or(0) != 0,
-            request_bytes: to_u64(r.get(11).map_err(err)?),
-            request_sha256: text(12)?,
-            detail: r.get(13).map_err(err)?,
-            outcome: None,
-        });
-    }
-    drop(rows);
+    let bound: Vec<&dyn ToSql> = params.iter().map(|v| v as &dyn ToSql).collect();
+    let rows = conn.query(&sql, &bound).map_err(read_error)?;
+    let mut entries = rows
+        .iter()
+        .map(request_entry)
+        .collect::<Result<Vec<_>, _>>()?;
+    add_outcomes(conn, &mut entries)?;
+    Ok(entries)
+}
 
+/// One request row of [`request_query`] as an entry, its outcome to come.
+fn request_entry(r: &Row) -> Result<AuditEntry, AuditError> {
+    let seq: i64 = r.get(0).map_err(read_error)?;
+    let decision: Option<String> = r.get(8).map_err(read_error)?;
+    let decision = decision
+        .as_deref()
+        .unwrap_or("")
+        .parse::<DecisionKind>()
+        .map_err(|e| AuditError(format!("audit row {seq}: {}", e.0)))?;
+    let text = |i: usize| -> Result<String, AuditError> {
+        Ok(r.get::<Option<String>>(i)
+            .map_err(read_error)?
+            .unwrap_or_default())
+    };
+    Ok(AuditEntry {
+        seq,
+        time: text(1)?,
+        plugin_id: text(2)?,
+        plugin_version: text(3)?,
+        connection_id: text(4)?,
+        project: r.get(5).map_err(read_error)?,
+        method: text(6)?,
+        url: text(7)?,
+        decision,
+        reason: r.get(9).map_err(read_error)?,
+        credential_used: r.get::<Option<i64>>(10).map_err(read_error)?.unwrap_or(0) != 0,
+        request_bytes: to_u64(r.get(11).map_err(read_error)?),
+        request_sha256: text(12)?,
+        detail: r.get(13).map_err(read_error)?,
+        outcome: None,
+    })
+}
+
+/// Attach to each entry the first outcome row of its request.
+fn add_outcomes(conn: &dyn Db, entries: &mut [AuditEntry]) -> Result<(), AuditError> {
     // Outcome rows come after their request. There is no index on
     // `request_seq`, so scan from the oldest request of the page on (by the
     // primary key) and keep the first outcome of each request.
@@ -258,24 +267,24 @@ pub fn list(conn: &Connection, filter: &AuditFilter) -> Result<Vec<AuditEntry>, 
         entries.iter().map(|e| e.seq).min(),
         entries.iter().map(|e| e.seq).max(),
     ) else {
-        return Ok(entries);
+        return Ok(());
     };
     let index: HashMap<i64, usize> = entries
         .iter()
         .enumerate()
         .map(|(i, e)| (e.seq, i))
         .collect();
-    let mut stmt = conn
-        .prepare(
+    let rows = conn
+        .query(
             "SELECT request_seq, seq, time, status, response_bytes, duration_ms, error \
              FROM audit_log \
              WHERE seq > ?1 AND kind = 'outcome' AND request_seq BETWEEN ?1 AND ?2 \
              ORDER BY seq",
+            params![min, max],
         )
-        .map_err(err)?;
-    let mut rows = stmt.query([min, max]).map_err(err)?;
-    while let Some(r) = rows.next().map_err(err)? {
-        let request_seq: i64 = r.get(0).map_err(err)?;
+        .map_err(read_error)?;
+    for r in &rows {
+        let request_seq: i64 = r.get(0).map_err(read_error)?;
         let Some(entry) = index.get(&request_seq).map(|&i| &mut entries[i]) else {
             continue;
         };
@@ -283,21 +292,21 @@ pub fn list(conn: &Connection, filter: &AuditFilter) -> Result<Vec<AuditEntry>, 
             continue;
         }
         entry.outcome = Some(AuditOutcome {
-            seq: r.get(1).map_err(err)?,
+            seq: r.get(1).map_err(read_error)?,
             time: r
-                .get::<_, Option<String>>(2)
-                .map_err(err)?
+                .get::<Option<String>>(2)
+                .map_err(read_error)?
                 .unwrap_or_default(),
             status: r
-                .get::<_, Option<i64>>(3)
-                .map_err(err)?
+                .get::<Option<i64>>(3)
+                .map_err(read_error)?
                 .and_then(|s| u16::try_from(s).ok()),
-            response_bytes: to_u64(r.get(4).map_err(err)?),
-            duration_ms: to_u64(r.get(5).map_err(err)?),
-            error: r.get(6).map_err(err)?,
+            response_bytes: to_u64(r.get(4).map_err(read_error)?),
+            duration_ms: to_u64(r.get(5).map_err(read_error)?),
+            error: r.get(6).map_err(read_error)?,
         });
     }
-    Ok(entries)
+    Ok(())
 }
 
 /// An operator's change as the log keeps it (an `event` row).
@@ -320,30 +329,27 @@ pub struct EventEntry {
 /// Operator events, newest first, of one connection (its id) or all; at most
 /// `limit`.
 pub fn events(
-    conn: &Connection,
+    conn: &dyn Db,
     connection_id: Option<&str>,
     limit: usize,
 ) -> Result<Vec<EventEntry>, AuditError> {
-    let err = |e: rusqlite::Error| AuditError(format!("reading the audit log: {e}"));
-    let mut stmt = conn
-        .prepare(
-            "SELECT seq, time, actor, plugin_id, connection_id, detail FROM audit_log \
-             WHERE kind = 'event' AND (?1 IS NULL OR connection_id = ?1) \
-             ORDER BY seq DESC LIMIT ?2",
-        )
-        .map_err(err)?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let mut rows = stmt
-        .query(rusqlite::params![connection_id, limit])
-        .map_err(err)?;
+    let rows = conn
+        .query(
+            "SELECT seq, time, actor, plugin_id, connection_id, detail FROM audit_log \
+             WHERE kind = 'event' AND (CAST(?1 AS TEXT) IS NULL OR connection_id = ?1) \
+             ORDER BY seq DESC LIMIT ?2",
+            params![connection_id, limit],
+        )
+        .map_err(read_error)?;
     let mut entries = Vec::new();
-    while let Some(r) = rows.next().map_err(err)? {
+    for r in &rows {
         let text = |i: usize| -> Result<String, AuditError> {
-            Ok(r.get::<_, Option<String>>(i)
-                .map_err(err)?
+            Ok(r.get::<Option<String>>(i)
+                .map_err(read_error)?
                 .unwrap_or_default())
         };
-        let seq: i64 = r.get(0).map_err(err)?;
+        let seq: i64 = r.get(0).map_err(read_error)?;
         let detail = serde_json::from_str(&text(5)?)
             .map_err(|e| AuditError(format!("audit row {seq}: its detail is not JSON: {e}")))?;
         entries.push(EventEntry {
@@ -362,8 +368,10 @@ pub fn events(
 mod tests {
     use std::time::{Duration, SystemTime};
 
+    use rusqlite::Connection;
+
     use super::*;
-    use crate::audit::sqlite::test_support::{connection, database, open, outcome, record};
+    use crate::audit::writer::test_support::{connection, database, open, outcome, record};
     use crate::audit::{AuditSink, Decision};
 
     /// 2024-05-01T00:00:00Z
@@ -610,13 +618,12 @@ mod tests {
         let (_dir, conn, _) = fixture().await;
         let plan = |filter: AuditFilter| -> String {
             let (sql, params) = request_query(&filter).unwrap();
-            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
-            let rows = stmt
-                .query_map(rusqlite::params_from_iter(params.iter()), |r| {
-                    r.get::<_, String>(3)
-                })
-                .unwrap();
-            rows.collect::<Result<Vec<_>, _>>().unwrap().join("; ")
+            let bound: Vec<&dyn ToSql> = params.iter().map(|v| v as &dyn ToSql).collect();
+            let rows = Db::query(&conn, &format!("EXPLAIN QUERY PLAN {sql}"), &bound).unwrap();
+            rows.iter()
+                .map(|r| r.get::<String>(3).unwrap())
+                .collect::<Vec<_>>()
+                .join("; ")
         };
         for (filter, index) in [
             (

@@ -28,6 +28,7 @@ mod sync;
 mod token;
 mod trust;
 
+use airlock::DatabaseUrl;
 use airlock::{Airlock, AirlockConfig};
 
 #[derive(Debug, Parser)]
@@ -46,6 +47,12 @@ struct Cli {
     /// Data directory (database, vault key file, plugins, cache).
     #[arg(long, global = true, env = "AIRLOCK_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Database: `postgres://user:password@host:port/name` for a database
+    /// several servers share (it then holds the audit log too); default:
+    /// `airlock.db` in the data directory. Prefer the environment variable
+    /// over the flag: a password on a command line is visible to other users.
+    #[arg(long, global = true, env = "AIRLOCK_DATABASE", value_name = "URL", hide_env_values = true)]
+    database: Option<DatabaseUrl>,
     /// Do not print the start-up lines (data directory, key source, egress
     /// warnings) before a command's output.
     #[arg(long, short, global = true)]
@@ -155,7 +162,9 @@ pub fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let data_dir = cli.data_dir.unwrap_or_else(AirlockConfig::default_data_dir);
     let quiet = cli.quiet;
-    let open = |dir| open(dir, quiet);
+    let database = cli.database;
+    let open = |dir| open(dir, database.clone(), quiet);
+    let open_quiet = |dir| open_quiet(dir, database.clone());
     match cli.command {
         Command::Plugin(plugin::PluginCommand::Inspect { file, json }) => std::fs::read(&file)
             .with_context(|| format!("reading {}", file.display()))
@@ -278,9 +287,17 @@ fn man(dir: Option<PathBuf>) -> anyhow::Result<()> {
     }
 }
 
-fn open(data_dir: PathBuf, quiet: bool) -> anyhow::Result<Airlock> {
-    let config = AirlockConfig::new(&data_dir)?;
-    let airlock = Airlock::open(config)
+/// The configuration for `data_dir`, with `--database` when given.
+fn config(data_dir: &std::path::Path, database: Option<DatabaseUrl>) -> anyhow::Result<AirlockConfig> {
+    let mut config = AirlockConfig::new(data_dir)?;
+    if let Some(database) = database {
+        config.database = database;
+    }
+    Ok(config)
+}
+
+fn open(data_dir: PathBuf, database: Option<DatabaseUrl>, quiet: bool) -> anyhow::Result<Airlock> {
+    let airlock = Airlock::open(config(&data_dir, database)?)
         .with_context(|| format!("opening data directory {}", data_dir.display()))?;
     if !quiet {
         for line in airlock.startup_summary() {
@@ -292,9 +309,9 @@ fn open(data_dir: PathBuf, quiet: bool) -> anyhow::Result<Airlock> {
 
 /// Open without printing the summary (the server prints it with its
 /// address).
-fn open_quiet(data_dir: PathBuf) -> anyhow::Result<Airlock> {
-    let config = AirlockConfig::new(&data_dir)?;
-    Airlock::open(config).with_context(|| format!("opening data directory {}", data_dir.display()))
+fn open_quiet(data_dir: PathBuf, database: Option<DatabaseUrl>) -> anyhow::Result<Airlock> {
+    Airlock::open(config(&data_dir, database)?)
+        .with_context(|| format!("opening data directory {}", data_dir.display()))
 }
 
 /// Run an async library call from a command.

@@ -114,6 +114,13 @@ impl From<ServiceError> for ApiError {
                 (StatusCode::NOT_FOUND, "not_found")
             }
             ServiceError::Store(StoreError::Conflict(_)) => (StatusCode::CONFLICT, "conflict"),
+            // The shared database is down or restarting: nothing was done,
+            // and the same request succeeds once it is back.
+            ServiceError::Store(StoreError::Unavailable { .. })
+            | ServiceError::OAuth(OAuthError::Store(StoreError::Unavailable { .. })) => {
+                tracing::warn!(error = %e, "database unavailable answering an API request");
+                (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable")
+            }
             ServiceError::Invalid(_) | ServiceError::Settings(_) => {
                 (StatusCode::BAD_REQUEST, "invalid_request")
             }
@@ -329,6 +336,24 @@ mod tests {
         };
         assert!(stalled.to_string().contains("after 3 pages"), "{stalled}");
         assert_eq!(mapped(stalled), (StatusCode::BAD_GATEWAY, "sync_stalled"));
+    }
+
+    #[test]
+    fn a_database_that_is_down_is_503_and_says_so() {
+        let down = || StoreError::Unavailable {
+            database: "postgres://airlock:***@db:5432/airlock".into(),
+            reason: "connection refused".into(),
+        };
+        let api = ApiError::from(ServiceError::Store(down()));
+        assert_eq!(
+            (api.status, api.code),
+            (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable")
+        );
+        assert!(api.message.contains("without restarting airlock"), "{}", api.message);
+        assert_eq!(
+            mapped(ServiceError::OAuth(OAuthError::Store(down()))),
+            (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable")
+        );
     }
 
     #[test]

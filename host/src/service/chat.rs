@@ -46,12 +46,12 @@ use crate::runtime::ChatStream;
 use crate::runtime::types::{
     ChatMessage, ChatRequest, ChatResponse, PluginError, Role, TokenUsage,
 };
-use crate::store::Store;
 use crate::store::connections::ConnectionRecord;
 use crate::store::conversations::{
     self as repo, ChatOptions, ConversationRecord, MessageRecord, MessageRole, NewMessage,
     ProjectFilter,
 };
+use crate::store::{Store, StoreError};
 
 /// Largest message a caller may add, in bytes.
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
@@ -425,7 +425,7 @@ impl Airlock {
         Ok(self.store.read(|c| {
             let record = repo::get_conversation(c, id, &projects)?;
             let messages = repo::messages(c, id)?;
-            Ok((record, messages))
+            Ok::<_, StoreError>((record, messages))
         })?)
     }
 

@@ -35,9 +35,7 @@ pub use sync::DEFAULT_PAGE_SIZE;
 pub use tokens::NewToken;
 pub use trust::{Signer, TrustError, TrustPolicy, TrustedKey};
 
-use crate::audit::{
-    AuditDurability, AuditEntry, AuditError, AuditFilter, SqliteAudit, VerifyReport,
-};
+use crate::audit::{AuditDurability, AuditEntry, AuditError, AuditFilter, AuditLog, VerifyReport};
 use crate::credential::oauth::OAuthContext;
 use crate::limits::Limits;
 use crate::net::{
@@ -46,11 +44,15 @@ use crate::net::{
 };
 use crate::runtime::{CallError, LoadError, Plugin, Runtime, RuntimeConfig};
 use crate::store::SqlitePluginState;
-use crate::store::{RecordCache, Store, StoreError};
+use crate::store::{DatabaseUrl, RecordCache, Store, StoreError};
 use crate::vault::{KeySource, Vault, VaultError};
 
 /// Environment variable naming the data directory.
 pub const DATA_DIR_ENV: &str = "AIRLOCK_DATA_DIR";
+
+/// Environment variable naming the database (`postgres://...`); unset or
+/// `sqlite`: `airlock.db` in the data directory.
+pub const DATABASE_ENV: &str = "AIRLOCK_DATABASE";
 
 /// Environment variable setting the OAuth callback port.
 pub const OAUTH_PORT_ENV: &str = "AIRLOCK_OAUTH_PORT";
@@ -61,6 +63,10 @@ pub struct AirlockConfig {
     /// The data directory: database, audit log, key file, installed
     /// plugins and compiled-component cache. Created when missing.
     pub data_dir: PathBuf,
+    /// Where the data is kept: SQLite in the data directory (the default),
+    /// or a PostgreSQL database several servers share, which then holds the
+    /// audit log too; `AIRLOCK_DATABASE` when set.
+    pub database: DatabaseUrl,
     /// Where the master key comes from; `None` reads the environment
     /// (`AIRLOCK_MASTER_KEY`, `AIRLOCK_MASTER_PASSPHRASE`) or uses the key
     /// file next to the data.
@@ -95,6 +101,9 @@ pub enum ConfigError {
     /// `AIRLOCK_EGRESS_ALLOW_PRIVATE` has an entry that is not a range.
     #[error(transparent)]
     AllowList(#[from] AllowListError),
+    /// `AIRLOCK_DATABASE` is not a database URL airlock can use.
+    #[error("invalid {DATABASE_ENV}: {0}")]
+    Database(String),
     /// `AIRLOCK_CLEARTEXT_CREDENTIAL_ORIGINS` has an entry that is not an
     /// http(s) origin.
     #[error(
@@ -111,6 +120,10 @@ impl AirlockConfig {
     pub fn new(data_dir: impl Into<PathBuf>) -> Result<Self, ConfigError> {
         Ok(Self {
             data_dir: data_dir.into(),
+            database: match std::env::var(DATABASE_ENV) {
+                Ok(url) => DatabaseUrl::parse(&url).map_err(ConfigError::Database)?,
+                Err(_) => DatabaseUrl::Sqlite,
+            },
             key_source: None,
             limits: Limits::default(),
             address_policy: AddressPolicy::from_env()?,
@@ -281,7 +294,7 @@ pub struct Airlock {
     key_source: String,
     store: Arc<Store>,
     vault: Arc<Vault>,
-    audit: Arc<SqliteAudit>,
+    audit: Arc<AuditLog>,
     runtime: Arc<Runtime>,
     loaded: Mutex<HashMap<String, Arc<Plugin>>>,
     records: Records,
@@ -307,20 +320,19 @@ impl std::fmt::Debug for Airlock {
 }
 
 impl Airlock {
-    /// Open (or create) the data directory: migrate the database, unlock the
-    /// vault (a wrong master key fails here, before anything is written),
-    /// open the audit log in `audit.db` (moving there a log an older airlock
-    /// kept in `airlock.db`) and start the runtime.
+    /// Open (or create) the data directory and the database: migrate the
+    /// database, unlock the vault (a wrong master key fails here, before
+    /// anything is written), open the audit log (in `audit.db`, moving there
+    /// a log an older airlock kept in `airlock.db`; or in the shared
+    /// PostgreSQL database) and start the runtime.
     pub fn open(config: AirlockConfig) -> Result<Self, ServiceError> {
-        let store = Arc::new(Store::open(&config.data_dir)?);
+        let store = Arc::new(Store::open_url(&config.database, &config.data_dir)?);
         let source = match config.key_source {
             Some(s) => s,
             None => KeySource::from_env(&config.data_dir)?,
         };
         let vault = Arc::new(Vault::open(store.clone(), &source)?);
-        let audit_path = config.data_dir.join(crate::audit::AUDIT_FILE);
-        crate::audit::file::move_from_store(store.path(), &audit_path)?;
-        let audit = SqliteAudit::open(&audit_path, config.audit_durability)?;
+        let audit = open_audit(&store, &config.data_dir, config.audit_durability)?;
         // Token requests go through a filtering client of their own, under
         // the same address policy and audited to the same log as plugins'.
         let oauth = Arc::new(OAuthContext::new(
@@ -370,6 +382,7 @@ impl Airlock {
     pub fn startup_summary(&self) -> Vec<String> {
         let mut lines = vec![
             format!("data directory: {}", self.data_dir.display()),
+            format!("database: {} ({})", self.store.describe(), self.store.backend()),
             format!("master key: {}", self.key_source),
         ];
         let policy = self.runtime.address_policy();
@@ -418,7 +431,7 @@ impl Airlock {
     }
 
     /// The audit log every outbound request is recorded in.
-    pub fn audit(&self) -> &Arc<SqliteAudit> {
+    pub fn audit(&self) -> &Arc<AuditLog> {
         &self.audit
     }
 
@@ -438,17 +451,13 @@ impl Airlock {
 
     /// Check the audit log's hash chain.
     pub fn verify_audit(&self) -> Result<VerifyReport, ServiceError> {
-        // Outcome rows are committed lazily; a reader sees them all.
-        self.audit.commit_pending();
-        let conn = crate::store::open_connection(self.audit.path())?;
-        Ok(crate::audit::verify(&conn)?)
+        // Outcome rows are committed lazily; `read` commits them first.
+        Ok(self.audit.read(crate::audit::verify)?)
     }
 
     /// Recorded requests matching `filter`, newest first.
     pub fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, ServiceError> {
-        self.audit.commit_pending();
-        let conn = crate::store::open_connection(self.audit.path())?;
-        Ok(crate::audit::list(&conn, filter)?)
+        Ok(self.audit.read(|db| crate::audit::list(db, filter))?)
     }
 
     /// Operator changes on record (credentials replaced), newest first: of
@@ -459,11 +468,27 @@ impl Airlock {
         limit: usize,
     ) -> Result<Vec<crate::audit::EventEntry>, ServiceError> {
         let connection_id = connection.map(|c| self.connection(c)).transpose()?;
-        let conn = crate::store::open_connection(self.audit.path())?;
-        Ok(crate::audit::events(
-            &conn,
-            connection_id.as_ref().map(|c| c.id.as_str()),
-            limit,
-        )?)
+        let id = connection_id.as_ref().map(|c| c.id.as_str());
+        Ok(self
+            .audit
+            .read(|db| crate::audit::events(db, id, limit))?)
     }
+}
+
+/// The audit log beside the store: `audit.db` in the data directory for
+/// SQLite (moving there a log an older airlock kept in `airlock.db`), the
+/// shared database's `audit_log` table for PostgreSQL.
+fn open_audit(
+    store: &Store,
+    data_dir: &Path,
+    durability: AuditDurability,
+) -> Result<Arc<AuditLog>, ServiceError> {
+    if let Some(pool) = store.postgres() {
+        return Ok(AuditLog::open_postgres(pool.clone(), durability)?);
+    }
+    let audit_path = data_dir.join(crate::audit::AUDIT_FILE);
+    if let Some(store_db) = store.sqlite_path() {
+        crate::audit::file::move_from_store(store_db, &audit_path)?;
+    }
+    Ok(AuditLog::open(&audit_path, durability)?)
 }

@@ -2,7 +2,7 @@
 //! pinned, and the capabilities it asks for shown for approval; a changed
 //! file under an installed id is refused until approved again.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -371,6 +371,39 @@ impl Airlock {
         self.data_dir.join("plugins").join(format!("{sha256}.wasm"))
     }
 
+    /// The installed file of plugin `id`; when this data directory does not
+    /// hold it (another server on the same database installed it), its
+    /// bytes from the database, written to `path` once they match the
+    /// pinned hash. The caller checks the hash of what is returned.
+    fn read_plugin_file(&self, id: &str, sha256: &str, path: &Path) -> Result<Vec<u8>, ServiceError> {
+        let io = |what: String| move |source| ServiceError::Io { what, source };
+        match std::fs::read(path) {
+            Ok(wasm) => return Ok(wasm),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(io(format!("reading plugin `{id}` from {}", path.display()))(e));
+            }
+            Err(_) => {}
+        }
+        let Some(wasm) = self
+            .store
+            .read(|c| crate::store::plugin_files::get(c, sha256))?
+        else {
+            return Err(io(format!("reading plugin `{id}` from {}", path.display()))(
+                std::io::ErrorKind::NotFound.into(),
+            ));
+        };
+        if hex::encode(Sha256::digest(&wasm)) == sha256 {
+            let dir = path.parent().expect("plugin path has a parent");
+            std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+            // A name of its own: calls restoring the same file at once
+            // each rename a whole copy into place.
+            let tmp = path.with_extension(format!("wasm.{}.tmp", crate::store::new_id()));
+            std::fs::write(&tmp, &wasm).map_err(io(format!("writing {}", tmp.display())))?;
+            std::fs::rename(&tmp, path).map_err(io(format!("writing {}", path.display())))?;
+        }
+        Ok(wasm)
+    }
+
     /// Validate and compile `wasm` and describe what installing it means.
     ///
     /// A signature that does not verify refuses the file whatever the trust
@@ -462,7 +495,16 @@ impl Airlock {
                 .map_or(now.clone(), |p| p.installed_at.clone()),
             updated_at: now,
         };
-        self.store.write(|tx| repo::upsert_plugin(tx, &record))?;
+        // The bytes go to the database with the record: a server that lacks
+        // the file (another server installed it) restores it from there.
+        self.store.write(|tx| {
+            crate::store::plugin_files::put(tx, &record.sha256, plan.wasm.as_slice())?;
+            repo::upsert_plugin(tx, &record)?;
+            if let Some(previous) = &plan.previous {
+                crate::store::plugin_files::remove_unused(tx, &previous.sha256)?;
+            }
+            Ok(())
+        })?;
         tracing::info!(plugin = %record.id, version = %record.version, sha256 = %record.sha256, "plugin installed");
         Ok(record)
     }
@@ -475,7 +517,10 @@ impl Airlock {
     /// Remove an installed plugin (refused while connections use it).
     pub fn remove_plugin(&self, id: &str) -> Result<(), ServiceError> {
         let record = self.store.read(|c| repo::get_plugin(c, id))?;
-        self.store.write(|tx| repo::delete_plugin(tx, id))?;
+        self.store.write(|tx| {
+            repo::delete_plugin(tx, id)?;
+            crate::store::plugin_files::remove_unused(tx, &record.sha256)
+        })?;
         let _ = std::fs::remove_file(self.plugin_path(&record.sha256));
         Ok(())
     }
@@ -501,10 +546,7 @@ impl Airlock {
             return Ok((record, p.clone()));
         }
         let path = self.plugin_path(&record.sha256);
-        let wasm = std::fs::read(&path).map_err(|source| ServiceError::Io {
-            what: format!("reading plugin `{id}` from {}", path.display()),
-            source,
-        })?;
+        let wasm = self.read_plugin_file(id, &record.sha256, &path)?;
         if hex::encode(Sha256::digest(&wasm)) != record.sha256 {
             return Err(ServiceError::Tampered {
                 id: id.to_string(),

@@ -70,10 +70,23 @@ impl Airlock {
 
     /// On a data directory that never had a token, create an admin token
     /// named `name` and return it (the server prints it on its first start).
+    ///
+    /// The check and the creation share one write transaction: servers
+    /// starting together on one database create one token between them.
     pub fn first_admin_token(&self, name: &str) -> Result<Option<NewToken>, ServiceError> {
-        if self.store.read(repo::any_token)? {
-            return Ok(None);
-        }
-        self.create_token(name, Role::Admin, None).map(Some)
+        validate_token_name(name)?;
+        let created = self.store.write(|tx| {
+            if repo::any_token(tx)? {
+                return Ok(None);
+            }
+            repo::create_token(tx, name, Role::Admin, None).map(Some)
+        })?;
+        Ok(created.map(|(record, token)| {
+            tracing::info!(token = %record.name, "first admin token created");
+            NewToken {
+                record,
+                token: token.into(),
+            }
+        }))
     }
 }

@@ -17,15 +17,19 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use rusqlite::Connection;
+use super::StoreError;
+use super::sql::{Db, DbExt, params};
 
 /// Most records one cache holds; past it the cache starts over.
 const MAX_ENTRIES: usize = 4096;
 
 /// The counter the config-changing triggers bump.
-pub fn config_version(conn: &Connection) -> rusqlite::Result<i64> {
-    conn.prepare_cached("SELECT n FROM config_version WHERE id = 1")?
-        .query_row([], |r| r.get(0))
+pub fn config_version(conn: &dyn Db) -> Result<i64, StoreError> {
+    conn.query_row(
+        "SELECT n FROM config_version WHERE id = 1",
+        params![],
+        |r| r.get(0),
+    )
 }
 
 /// Records of one kind by key, each with the counter it was read at.
@@ -51,13 +55,13 @@ impl<V> std::fmt::Debug for RecordCache<V> {
 impl<V> RecordCache<V> {
     /// The record under `key`: the cached copy when nothing changed since it
     /// was read, otherwise `read`'s answer (cached when it succeeds).
-    pub fn get_or_read<E: From<rusqlite::Error>>(
+    pub fn get_or_read<E: From<StoreError>>(
         &self,
-        conn: &Connection,
+        conn: &dyn Db,
         key: &str,
-        read: impl FnOnce(&Connection) -> Result<V, E>,
+        read: impl FnOnce(&dyn Db) -> Result<V, E>,
     ) -> Result<Arc<V>, E> {
-        if !conn.is_autocommit() {
+        if conn.in_transaction() {
             return read(conn).map(Arc::new);
         }
         let version = config_version(conn)?;
@@ -80,6 +84,7 @@ impl<V> RecordCache<V> {
 mod tests {
     use super::*;
     use crate::store::Store;
+    use crate::store::testing::TestStore;
 
     fn count_reads(
         store: &Store,
@@ -91,11 +96,11 @@ mod tests {
             .read(|c| {
                 cache.get_or_read(c, key, |c| {
                     *reads += 1;
-                    let name: String =
-                        c.query_row("SELECT version FROM plugins WHERE id = ?1", [key], |r| {
-                            r.get(0)
-                        })?;
-                    Ok::<_, crate::store::StoreError>(name)
+                    c.query_row(
+                        "SELECT version FROM plugins WHERE id = ?1",
+                        params![key],
+                        |r| r.get::<String>(0),
+                    )
                 })
             })
             .unwrap()
@@ -103,61 +108,62 @@ mod tests {
             .clone()
     }
 
-    fn insert_plugin(c: &Connection, id: &str, version: &str) {
-        c.execute(
-            "INSERT INTO plugins (id, version, sha256, manifest, approved_grant, installed_at, updated_at)
-             VALUES (?1, ?2, 'x', '{}', '[]', 'now', 'now')",
-            [id, version],
-        )
-        .unwrap();
-    }
-
-    #[test]
-    fn a_copy_is_served_until_any_process_changes_the_tables() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+    fn set_version(store: &Store, version: &str) {
         store
             .write(|tx| {
-                insert_plugin(tx, "p", "first");
-                Ok(())
+                tx.execute(
+                    "UPDATE plugins SET version = ?1 WHERE id = 'p'",
+                    params![version],
+                )
+            })
+            .unwrap();
+    }
+
+    crate::on_both_backends!(a_copy_is_served_until_any_process_changes_the_tables);
+
+    fn a_copy_is_served_until_any_process_changes_the_tables(store: &TestStore) {
+        store
+            .write(|tx| {
+                tx.execute(
+                    "INSERT INTO plugins (id, version, sha256, manifest, approved_grant, \
+                     installed_at, updated_at) \
+                     VALUES ('p', 'first', 'x', '{}', '[]', 'now', 'now')",
+                    params![],
+                )
             })
             .unwrap();
         let cache = RecordCache::default();
         let mut reads = 0;
-        assert_eq!(count_reads(&store, &cache, "p", &mut reads), "first");
-        assert_eq!(count_reads(&store, &cache, "p", &mut reads), "first");
+        assert_eq!(count_reads(store, &cache, "p", &mut reads), "first");
+        assert_eq!(count_reads(store, &cache, "p", &mut reads), "first");
         assert_eq!(reads, 1, "the second lookup is served from memory");
 
-        // Another process (its own connection) changes it: the next lookup
-        // reads again and sees the change.
-        let other = crate::store::open_connection(store.path()).unwrap();
-        other
-            .execute("UPDATE plugins SET version = 'second' WHERE id = 'p'", [])
-            .unwrap();
-        assert_eq!(count_reads(&store, &cache, "p", &mut reads), "second");
+        // Another process or server (its own store on the same database)
+        // changes it: the next lookup reads again and sees the change.
+        let other = store.reopen();
+        set_version(&other, "second");
+        assert_eq!(count_reads(store, &cache, "p", &mut reads), "second");
         assert_eq!(reads, 2);
 
         // A change rolled back inside a transaction is never cached.
         let _ = store.write(|tx| {
             tx.execute(
                 "UPDATE plugins SET version = 'rolled-back' WHERE id = 'p'",
-                [],
+                params![],
             )?;
             let seen = cache
                 .get_or_read(tx, "p", |c| {
-                    c.query_row("SELECT version FROM plugins WHERE id = 'p'", [], |r| {
-                        r.get::<_, String>(0)
+                    c.query_row("SELECT version FROM plugins WHERE id = 'p'", params![], |r| {
+                        r.get::<String>(0)
                     })
                 })
                 .unwrap();
             assert_eq!(seen.as_str(), "rolled-back");
-            Err::<(), _>(crate::store::StoreError::Conflict("roll back".into()))
+            Err::<(), _>(StoreError::Conflict("roll back".into()))
         });
-        other
-            .execute("UPDATE plugins SET version = 'third' WHERE id = 'p'", [])
-            .unwrap();
-        assert_eq!(count_reads(&store, &cache, "p", &mut reads), "third");
-        assert_eq!(count_reads(&store, &cache, "p", &mut reads), "third");
+        set_version(&other, "third");
+        assert_eq!(count_reads(store, &cache, "p", &mut reads), "third");
+        assert_eq!(count_reads(store, &cache, "p", &mut reads), "third");
         assert_eq!(reads, 3);
     }
 }

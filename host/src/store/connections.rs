@@ -6,9 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::str::FromStr;
 
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use serde::{Deserialize, Serialize};
 
+use super::sql::{Db, DbExt, Row, Tx, params};
 use super::{StoreError, exists, new_id, now};
 use crate::manifest::AuthKind;
 
@@ -163,13 +163,13 @@ const COLUMNS: &str = "id, name, plugin_id, settings, auth_kind, auth_config, is
 /// the same transaction); its timestamps are set to now. A project scope is
 /// stored sorted and without duplicates. Returns the record as stored.
 pub fn insert_connection(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     record: &ConnectionRecord,
 ) -> Result<ConnectionRecord, StoreError> {
     let plugin_installed = exists(
         tx,
         "SELECT 1 FROM plugins WHERE id = ?1",
-        [&record.plugin_id],
+        params![record.plugin_id],
     )?;
     if !plugin_installed {
         return Err(StoreError::NotFound(format!(
@@ -180,7 +180,7 @@ pub fn insert_connection(
     let name_taken = exists(
         tx,
         "SELECT 1 FROM connections WHERE name = ?1",
-        [&record.name],
+        params![record.name],
     )?;
     if name_taken {
         return Err(StoreError::Conflict(format!(
@@ -218,18 +218,22 @@ pub fn insert_connection(
             now,
         ],
     )
-    .map_err(|e| match e.sqlite_error_code() {
-        Some(rusqlite::ErrorCode::ConstraintViolation) => StoreError::Conflict(format!(
-            "connection `{}` (id {}) cannot be stored: {e}",
-            record.name, record.id
-        )),
-        _ => e.into(),
+    .map_err(|e| {
+        if is_constraint_violation(&e) {
+            StoreError::Conflict(format!(
+                "connection `{}` (id {}) cannot be stored: {e}",
+                record.name, record.id
+            ))
+        } else {
+            e
+        }
     })?;
     if let Scope::Projects(projects) = &scope {
-        let mut stmt =
-            tx.prepare("INSERT INTO connection_projects (connection_id, project) VALUES (?1, ?2)")?;
         for project in projects {
-            stmt.execute(params![record.id, project])?;
+            tx.execute(
+                "INSERT INTO connection_projects (connection_id, project) VALUES (?1, ?2)",
+                params![record.id, project],
+            )?;
         }
     }
     Ok(ConnectionRecord {
@@ -241,47 +245,43 @@ pub fn insert_connection(
 }
 
 /// The connection whose id, or else whose name, is `id_or_name`.
-pub fn get_connection(conn: &Connection, id_or_name: &str) -> Result<ConnectionRecord, StoreError> {
-    // Cached: this runs on every call.
+pub fn get_connection(conn: &dyn Db, id_or_name: &str) -> Result<ConnectionRecord, StoreError> {
+    // Both engines cache the prepared statement: this runs on every call.
     let raw = conn
-        .prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM connections WHERE id = ?1 OR name = ?1
-             ORDER BY id = ?1 DESC LIMIT 1"
-        ))?
-        .query_row([id_or_name], RawConnection::from_row)
-        .optional()?
+        .query_opt(
+            &format!(
+                "SELECT {COLUMNS} FROM connections WHERE id = ?1 OR name = ?1
+                 ORDER BY id = ?1 DESC LIMIT 1"
+            ),
+            params![id_or_name],
+            RawConnection::from_row,
+        )?
         .ok_or_else(|| StoreError::NotFound(format!("connection `{id_or_name}`")))?;
     raw.decode(conn)
 }
 
 /// Connections matching `filter`, ordered by name.
 pub fn list_connections(
-    conn: &Connection,
+    conn: &dyn Db,
     filter: &ConnectionFilter,
 ) -> Result<Vec<ConnectionRecord>, StoreError> {
-    let mut stmt = conn.prepare(&format!(
-        "SELECT {COLUMNS} FROM connections c
-         WHERE (?1 IS NULL OR c.plugin_id = ?1)
-           AND (?2 IS NULL OR c.is_global = 1 OR EXISTS (
-                SELECT 1 FROM connection_projects p
-                WHERE p.connection_id = c.id AND p.project = ?2))
-         ORDER BY c.name"
-    ))?;
-    let raw = stmt
-        .query_map(
-            params![filter.plugin_id, filter.project],
-            RawConnection::from_row,
-        )?
-        .collect::<Result<Vec<_>, _>>()?;
+    let raw = conn.query_map(
+        &format!(
+            "SELECT {COLUMNS} FROM connections c
+             WHERE (CAST(?1 AS TEXT) IS NULL OR c.plugin_id = ?1)
+               AND (CAST(?2 AS TEXT) IS NULL OR c.is_global = 1 OR EXISTS (
+                    SELECT 1 FROM connection_projects p
+                    WHERE p.connection_id = c.id AND p.project = ?2))
+             ORDER BY c.name"
+        ),
+        params![filter.plugin_id, filter.project],
+        RawConnection::from_row,
+    )?;
     raw.into_iter().map(|r| r.decode(conn)).collect()
 }
 
 /// Set the status of connection `id`.
-pub fn set_status(
-    tx: &Transaction<'_>,
-    id: &str,
-    status: ConnectionStatus,
-) -> Result<(), StoreError> {
+pub fn set_status(tx: &Tx<'_>, id: &str, status: ConnectionStatus) -> Result<(), StoreError> {
     let n = tx.execute(
         "UPDATE connections SET status = ?2, updated_at = ?3 WHERE id = ?1",
         params![id, status.as_str(), now()],
@@ -293,7 +293,7 @@ pub fn set_status(
 /// together, so the header an API key is sent in never disagrees with the
 /// settings that name it.
 pub fn update_settings_and_auth(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     id: &str,
     settings: &BTreeMap<String, String>,
     auth: &AuthConfig,
@@ -307,8 +307,8 @@ pub fn update_settings_and_auth(
 
 /// Delete connection `id`. Its projects, secrets, OAuth states, plugin state
 /// and sync runs and records go with it (foreign-key cascades).
-pub fn delete_connection(tx: &Transaction<'_>, id: &str) -> Result<(), StoreError> {
-    let n = tx.execute("DELETE FROM connections WHERE id = ?1", [id])?;
+pub fn delete_connection(tx: &Tx<'_>, id: &str) -> Result<(), StoreError> {
+    let n = tx.execute("DELETE FROM connections WHERE id = ?1", params![id])?;
     found(n, id)
 }
 
@@ -320,7 +320,7 @@ pub fn delete_connection(tx: &Transaction<'_>, id: &str) -> Result<(), StoreErro
 /// [`StoreError::NoMatch`] listing the plugin's connections and their scopes.
 /// The status is not considered: a paused connection is still returned.
 pub fn resolve_for_project(
-    conn: &Connection,
+    conn: &dyn Db,
     plugin_id: &str,
     project: &str,
 ) -> Result<ConnectionRecord, StoreError> {
@@ -376,11 +376,23 @@ pub fn resolve_for_project(
     }
 }
 
-fn found(changed: usize, id: &str) -> Result<(), StoreError> {
+fn found(changed: u64, id: &str) -> Result<(), StoreError> {
     if changed == 0 {
         Err(StoreError::NotFound(format!("connection `{id}`")))
     } else {
         Ok(())
+    }
+}
+
+/// Whether `e` is the engine refusing a row for a constraint (a taken id).
+fn is_constraint_violation(e: &StoreError) -> bool {
+    match e {
+        StoreError::Sqlite(e) => {
+            e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation)
+        }
+        // SQLSTATE class 23: integrity constraint violation.
+        StoreError::Postgres(e) => e.code().is_some_and(|c| c.code().starts_with("23")),
+        _ => false,
     }
 }
 
@@ -416,7 +428,7 @@ struct RawConnection {
 }
 
 impl RawConnection {
-    fn from_row(r: &Row<'_>) -> rusqlite::Result<Self> {
+    fn from_row(r: &Row) -> Result<Self, StoreError> {
         Ok(Self {
             id: r.get(0)?,
             name: r.get(1)?,
@@ -431,7 +443,7 @@ impl RawConnection {
         })
     }
 
-    fn decode(self, conn: &Connection) -> Result<ConnectionRecord, StoreError> {
+    fn decode(self, conn: &dyn Db) -> Result<ConnectionRecord, StoreError> {
         let corrupt = |what: &str, e: &dyn fmt::Display| {
             StoreError::Corrupt(format!("{what} of connection `{}`: {e}", self.name))
         };
@@ -447,12 +459,11 @@ impl RawConnection {
         let scope = if self.is_global {
             Scope::Global
         } else {
-            let mut stmt = conn.prepare_cached(
+            let projects = conn.query_map(
                 "SELECT project FROM connection_projects WHERE connection_id = ?1 ORDER BY project",
+                params![self.id],
+                |r| r.get::<String>(0),
             )?;
-            let projects = stmt
-                .query_map([&self.id], |r| r.get::<_, String>(0))?
-                .collect::<Result<Vec<_>, _>>()?;
             Scope::Projects(projects)
         };
         Ok(ConnectionRecord {
@@ -474,7 +485,21 @@ impl RawConnection {
 mod tests {
     use super::*;
     use crate::store::Store;
-    use crate::store::plugins::testing::{install, open_store};
+    use crate::store::plugins::testing::install;
+    use crate::store::testing::TestStore;
+
+    crate::on_both_backends!(
+        insert_and_get_by_id_or_name,
+        duplicate_names_are_a_conflict,
+        unknown_plugins_are_not_found,
+        an_empty_project_scope_is_refused,
+        list_filters_by_plugin_and_project,
+        status_and_settings_updates,
+        delete_cascades_to_dependent_rows,
+        resolve_prefers_a_project_scoped_connection_over_a_global_one,
+        resolve_reports_ambiguity_naming_the_candidates,
+        resolve_without_a_match_lists_what_exists
+    );
 
     fn add(store: &Store, name: &str, plugin: &str, scope: Scope) -> ConnectionRecord {
         let mut c = ConnectionRecord::new(name, plugin, AuthKind::Bearer);
@@ -493,11 +518,11 @@ mod tests {
     fn count(store: &Store, table: &str, id: &str) -> u32 {
         store
             .read(|c| {
-                Ok(c.query_row(
+                c.query_row(
                     &format!("SELECT COUNT(*) FROM {table} WHERE connection_id = ?1"),
-                    [id],
+                    params![id],
                     |r| r.get(0),
-                )?)
+                )
             })
             .unwrap()
     }
@@ -553,10 +578,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn insert_and_get_by_id_or_name() {
-        let (_dir, store) = open_store();
-        install(&store, "jira");
+    fn insert_and_get_by_id_or_name(store: &TestStore) {
+        install(store, "jira");
         let mut c = ConnectionRecord::new("work", "jira", AuthKind::Basic);
         c.settings
             .insert("base-url".into(), "https://jira.example.com".into());
@@ -580,45 +603,37 @@ mod tests {
         assert_eq!(err.to_string(), "connection `nope` not found");
     }
 
-    #[test]
-    fn duplicate_names_are_a_conflict() {
-        let (_dir, store) = open_store();
-        install(&store, "jira");
-        add(&store, "work", "jira", Scope::Global);
+    fn duplicate_names_are_a_conflict(store: &TestStore) {
+        install(store, "jira");
+        add(store, "work", "jira", Scope::Global);
         let again = ConnectionRecord::new("work", "jira", AuthKind::Bearer);
         let err = store.write(|tx| insert_connection(tx, &again)).unwrap_err();
         assert!(matches!(err, StoreError::Conflict(_)), "{err}");
         assert_eq!(err.to_string(), "a connection named `work` already exists");
     }
 
-    #[test]
-    fn unknown_plugins_are_not_found() {
-        let (_dir, store) = open_store();
+    fn unknown_plugins_are_not_found(store: &TestStore) {
         let c = ConnectionRecord::new("work", "jira", AuthKind::Bearer);
         let err = store.write(|tx| insert_connection(tx, &c)).unwrap_err();
         assert!(matches!(err, StoreError::NotFound(_)), "{err}");
         assert_eq!(err.to_string(), "plugin `jira` not found");
     }
 
-    #[test]
-    fn an_empty_project_scope_is_refused() {
-        let (_dir, store) = open_store();
-        install(&store, "jira");
+    fn an_empty_project_scope_is_refused(store: &TestStore) {
+        install(store, "jira");
         let mut c = ConnectionRecord::new("work", "jira", AuthKind::Bearer);
         c.scope = Scope::Projects(vec![]);
         let err = store.write(|tx| insert_connection(tx, &c)).unwrap_err();
         assert!(err.to_string().contains("at least one project"), "{err}");
     }
 
-    #[test]
-    fn list_filters_by_plugin_and_project() {
-        let (_dir, store) = open_store();
-        install(&store, "jira");
-        install(&store, "confluence");
-        add(&store, "d-global", "jira", Scope::Global);
-        add(&store, "c-web", "jira", projects(&["web"]));
-        add(&store, "b-api", "jira", projects(&["api"]));
-        add(&store, "a-docs", "confluence", projects(&["web"]));
+    fn list_filters_by_plugin_and_project(store: &TestStore) {
+        install(store, "jira");
+        install(store, "confluence");
+        add(store, "d-global", "jira", Scope::Global);
+        add(store, "c-web", "jira", projects(&["web"]));
+        add(store, "b-api", "jira", projects(&["api"]));
+        add(store, "a-docs", "confluence", projects(&["web"]));
 
         let all = store
             .read(|c| list_connections(c, &ConnectionFilter::default()))
@@ -648,11 +663,9 @@ mod tests {
         assert_eq!(got[0].scope, projects(&["web"]));
     }
 
-    #[test]
-    fn status_and_settings_updates() {
-        let (_dir, store) = open_store();
-        install(&store, "jira");
-        let c = add(&store, "work", "jira", Scope::Global);
+    fn status_and_settings_updates(store: &TestStore) {
+        install(store, "jira");
+        let c = add(store, "work", "jira", Scope::Global);
         std::thread::sleep(std::time::Duration::from_millis(5));
         store
             .write(|tx| set_status(tx, &c.id, ConnectionStatus::NeedsReauth))
@@ -679,12 +692,10 @@ mod tests {
         assert!(matches!(err, StoreError::NotFound(_)), "{err}");
     }
 
-    #[test]
-    fn delete_cascades_to_dependent_rows() {
-        let (_dir, store) = open_store();
-        install(&store, "jira");
-        let c = add(&store, "work", "jira", projects(&["web"]));
-        let keep = add(&store, "other", "jira", Scope::Global);
+    fn delete_cascades_to_dependent_rows(store: &TestStore) {
+        install(store, "jira");
+        let c = add(store, "work", "jira", projects(&["web"]));
+        let keep = add(store, "other", "jira", Scope::Global);
         let now = now();
         store
             .write(|tx| {
@@ -696,12 +707,14 @@ mod tests {
                     )?;
                     let run = format!("run-{id}");
                     tx.execute(
-                        "INSERT INTO sync_runs (id, connection_id, full, started_at, status)
+                        "INSERT INTO sync_runs (id, connection_id, \"full\", started_at, status)
                          VALUES (?1, ?2, 1, ?3, 'running')",
                         params![run, id, now],
                     )?;
                     tx.execute(
-                        "INSERT INTO sync_records VALUES (?1, 'issue', '1', NULL, '{}', ?2, ?3)",
+                        "INSERT INTO sync_records
+                             (connection_id, kind, record_id, updated_at, data, run_id, synced_at)
+                         VALUES (?1, 'issue', '1', NULL, '{}', ?2, ?3)",
                         params![id, run, now],
                     )?;
                 }
@@ -716,10 +729,10 @@ mod tests {
             "sync_runs",
             "sync_records",
         ] {
-            assert_eq!(count(&store, table, &c.id), 0, "{table}");
+            assert_eq!(count(store, table, &c.id), 0, "{table}");
         }
         for table in ["plugin_state", "sync_runs", "sync_records"] {
-            assert_eq!(count(&store, table, &keep.id), 1, "{table}");
+            assert_eq!(count(store, table, &keep.id), 1, "{table}");
         }
         let err = store.read(|conn| get_connection(conn, &c.id)).unwrap_err();
         assert!(matches!(err, StoreError::NotFound(_)));
@@ -727,14 +740,12 @@ mod tests {
         assert!(matches!(err, StoreError::NotFound(_)), "{err}");
     }
 
-    #[test]
-    fn resolve_prefers_a_project_scoped_connection_over_a_global_one() {
-        let (_dir, store) = open_store();
-        install(&store, "jira");
-        install(&store, "confluence");
-        add(&store, "shared", "jira", Scope::Global);
-        add(&store, "web-only", "jira", projects(&["web"]));
-        add(&store, "docs-web", "confluence", projects(&["web"]));
+    fn resolve_prefers_a_project_scoped_connection_over_a_global_one(store: &TestStore) {
+        install(store, "jira");
+        install(store, "confluence");
+        add(store, "shared", "jira", Scope::Global);
+        add(store, "web-only", "jira", projects(&["web"]));
+        add(store, "docs-web", "confluence", projects(&["web"]));
 
         let got = store
             .read(|c| resolve_for_project(c, "jira", "web"))
@@ -746,12 +757,10 @@ mod tests {
         assert_eq!(got.name, "shared");
     }
 
-    #[test]
-    fn resolve_reports_ambiguity_naming_the_candidates() {
-        let (_dir, store) = open_store();
-        install(&store, "jira");
-        add(&store, "g1", "jira", Scope::Global);
-        add(&store, "g2", "jira", Scope::Global);
+    fn resolve_reports_ambiguity_naming_the_candidates(store: &TestStore) {
+        install(store, "jira");
+        add(store, "g1", "jira", Scope::Global);
+        add(store, "g2", "jira", Scope::Global);
         let err = store
             .read(|c| resolve_for_project(c, "jira", "web"))
             .unwrap_err();
@@ -760,13 +769,13 @@ mod tests {
         assert!(msg.contains("`g1`, `g2`") && msg.contains("`web`"), "{msg}");
 
         // One scoped connection settles it despite two globals.
-        add(&store, "s1", "jira", projects(&["web"]));
+        add(store, "s1", "jira", projects(&["web"]));
         let got = store
             .read(|c| resolve_for_project(c, "jira", "web"))
             .unwrap();
         assert_eq!(got.name, "s1");
 
-        add(&store, "s2", "jira", projects(&["api", "web"]));
+        add(store, "s2", "jira", projects(&["api", "web"]));
         let err = store
             .read(|c| resolve_for_project(c, "jira", "web"))
             .unwrap_err();
@@ -776,14 +785,12 @@ mod tests {
         assert!(!msg.contains("g1"), "{msg}");
     }
 
-    #[test]
-    fn resolve_without_a_match_lists_what_exists() {
-        let (_dir, store) = open_store();
-        install(&store, "jira");
-        install(&store, "confluence");
-        add(&store, "a", "jira", projects(&["p2", "p1"]));
-        add(&store, "b", "jira", projects(&["p3"]));
-        add(&store, "docs", "confluence", Scope::Global);
+    fn resolve_without_a_match_lists_what_exists(store: &TestStore) {
+        install(store, "jira");
+        install(store, "confluence");
+        add(store, "a", "jira", projects(&["p2", "p1"]));
+        add(store, "b", "jira", projects(&["p3"]));
+        add(store, "docs", "confluence", Scope::Global);
 
         let err = store
             .read(|c| resolve_for_project(c, "jira", "web"))

@@ -12,9 +12,9 @@
 //! plugin's gateway session, for example), in the conversation's own state
 //! scope; deleting the conversation deletes those keys with it.
 
-use rusqlite::{Connection, OptionalExtension, Transaction, named_params, params};
 use serde::Serialize;
 
+use super::sql::{Db, DbExt, Row, Tx, params};
 use super::{StoreError, now};
 
 /// Who wrote a message.
@@ -111,9 +111,9 @@ impl ProjectFilter {
 }
 
 /// SQL true when a row's `project` passes the filter whose
-/// [`ProjectFilter::params`] are bound to `:any` and `:project`. `IS`
-/// matches NULL (no project) to NULL only.
-const PROJECT_MATCHES: &str = "(:any OR project IS :project)";
+/// [`ProjectFilter::params`] are bound to `?2` and `?3`. `IS NOT DISTINCT
+/// FROM` matches NULL (no project) to NULL only.
+const PROJECT_MATCHES: &str = "(?2 = 1 OR project IS NOT DISTINCT FROM ?3)";
 
 /// One stored message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
@@ -172,7 +172,7 @@ pub fn title_of(message: &str) -> String {
     }
 }
 
-fn conversation_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConversationRecord> {
+fn conversation_from_row(r: &Row) -> Result<ConversationRecord, StoreError> {
     Ok(ConversationRecord {
         id: r.get(0)?,
         connection_id: r.get(1)?,
@@ -185,10 +185,7 @@ fn conversation_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Conversation
 
 const COLUMNS: &str = "id, connection_id, project, title, created_at, updated_at";
 
-pub fn insert_conversation(
-    tx: &Transaction<'_>,
-    record: &ConversationRecord,
-) -> Result<(), StoreError> {
+pub fn insert_conversation(tx: &Tx<'_>, record: &ConversationRecord) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO conversations (id, connection_id, project, title, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -207,81 +204,68 @@ pub fn insert_conversation(
 /// The conversation `id`, if `projects` admits its project; not found
 /// otherwise, exactly as if it did not exist.
 pub fn get_conversation(
-    conn: &Connection,
+    conn: &dyn Db,
     id: &str,
     projects: &ProjectFilter,
 ) -> Result<ConversationRecord, StoreError> {
     let (any, project) = projects.params();
-    conn.query_row(
-        &format!("SELECT {COLUMNS} FROM conversations WHERE id = :id AND {PROJECT_MATCHES}"),
-        named_params! { ":id": id, ":any": any, ":project": project },
+    conn.query_opt(
+        &format!("SELECT {COLUMNS} FROM conversations WHERE id = ?1 AND {PROJECT_MATCHES}"),
+        params![id, any, project],
         conversation_from_row,
-    )
-    .optional()?
+    )?
     .ok_or_else(|| projects.not_found(id))
 }
 
 /// Conversations `projects` admits, newest activity first; only one
 /// connection's when given.
 pub fn list_conversations(
-    conn: &Connection,
+    conn: &dyn Db,
     connection_id: Option<&str>,
     projects: &ProjectFilter,
     limit: u32,
 ) -> Result<Vec<ConversationRecord>, StoreError> {
     let (any, project) = projects.params();
-    let mut stmt = conn.prepare(&format!(
-        "SELECT {COLUMNS} FROM conversations
-         WHERE (:connection IS NULL OR connection_id = :connection) AND {PROJECT_MATCHES}
-         ORDER BY updated_at DESC, id LIMIT :limit"
-    ))?;
-    let rows = stmt.query_map(
-        named_params! {
-            ":connection": connection_id,
-            ":any": any,
-            ":project": project,
-            ":limit": limit,
-        },
+    conn.query_map(
+        &format!(
+            "SELECT {COLUMNS} FROM conversations
+             WHERE (CAST(?1 AS TEXT) IS NULL OR connection_id = ?1) AND {PROJECT_MATCHES}
+             ORDER BY updated_at DESC, id LIMIT ?4"
+        ),
+        params![connection_id, any, project, limit],
         conversation_from_row,
-    )?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    )
 }
 
 /// A conversation's messages in order.
-pub fn messages(
-    conn: &Connection,
-    conversation_id: &str,
-) -> Result<Vec<MessageRecord>, StoreError> {
-    let mut stmt = conn.prepare(
+pub fn messages(conn: &dyn Db, conversation_id: &str) -> Result<Vec<MessageRecord>, StoreError> {
+    conn.query_map(
         "SELECT seq, role, content, model, created_at FROM conversation_messages
          WHERE conversation_id = ?1 ORDER BY seq",
-    )?;
-    let mut rows = stmt.query([conversation_id])?;
-    let mut out = Vec::new();
-    while let Some(r) = rows.next()? {
-        let role: String = r.get(1)?;
-        out.push(MessageRecord {
-            seq: r.get(0)?,
-            role: MessageRole::parse(&role)?,
-            content: r.get(2)?,
-            model: r.get(3)?,
-            created_at: r.get(4)?,
-        });
-    }
-    Ok(out)
+        params![conversation_id],
+        |r| {
+            Ok(MessageRecord {
+                seq: r.get(0)?,
+                role: MessageRole::parse(&r.get::<String>(1)?)?,
+                content: r.get(2)?,
+                model: r.get(3)?,
+                created_at: r.get(4)?,
+            })
+        },
+    )
 }
 
 /// Append messages after the last one and touch the conversation.
 pub fn append_messages(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     conversation_id: &str,
     new: &[NewMessage],
 ) -> Result<(), StoreError> {
     // The caller looked the conversation up in its scope already.
-    get_conversation(tx, conversation_id, &ProjectFilter::Any)?;
+    get_conversation(&**tx, conversation_id, &ProjectFilter::Any)?;
     let last: u32 = tx.query_row(
         "SELECT COALESCE(MAX(seq), 0) FROM conversation_messages WHERE conversation_id = ?1",
-        [conversation_id],
+        params![conversation_id],
         |r| r.get(0),
     )?;
     let at = now();
@@ -310,22 +294,23 @@ pub fn append_messages(
 /// state kept for it (keys under `conversation/<id>/` in the conversation's
 /// own scope: its connection and project).
 pub fn delete_conversation(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     id: &str,
     projects: &ProjectFilter,
 ) -> Result<(), StoreError> {
-    let record = get_conversation(tx, id, projects)?;
+    let record = get_conversation(&**tx, id, projects)?;
     tx.execute(
         "DELETE FROM plugin_state
-         WHERE connection_id = ?1 AND project IS ?2 AND substr(key, 1, ?3) = ?4",
+         WHERE connection_id = ?1 AND project IS NOT DISTINCT FROM ?2
+           AND substr(key, 1, ?3) = ?4",
         params![
             record.connection_id,
             record.project,
-            state_prefix(id).len() as i64,
+            state_prefix(id).len(),
             state_prefix(id)
         ],
     )?;
-    tx.execute("DELETE FROM conversations WHERE id = ?1", [id])?;
+    tx.execute("DELETE FROM conversations WHERE id = ?1", params![id])?;
     Ok(())
 }
 
@@ -334,24 +319,23 @@ pub fn state_prefix(conversation_id: &str) -> String {
     format!("conversation/{conversation_id}/")
 }
 
-pub fn chat_options(conn: &Connection, connection_id: &str) -> Result<ChatOptions, StoreError> {
+pub fn chat_options(conn: &dyn Db, connection_id: &str) -> Result<ChatOptions, StoreError> {
     Ok(conn
-        .query_row(
+        .query_opt(
             "SELECT redaction, system_prompt FROM chat_options WHERE connection_id = ?1",
-            [connection_id],
+            params![connection_id],
             |r| {
                 Ok(ChatOptions {
-                    redaction: r.get::<_, i64>(0)? != 0,
+                    redaction: r.get::<i64>(0)? != 0,
                     system_prompt: r.get(1)?,
                 })
             },
-        )
-        .optional()?
+        )?
         .unwrap_or_default())
 }
 
 pub fn set_chat_options(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     connection_id: &str,
     options: &ChatOptions,
 ) -> Result<(), StoreError> {
@@ -375,11 +359,19 @@ pub fn set_chat_options(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Store;
+    use crate::store::testing::TestStore;
 
-    fn store_with_connection() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+    crate::on_both_backends!(
+        conversations_round_trip_and_delete_their_plugin_state,
+        a_conversation_is_seen_only_through_its_own_project,
+        deleting_takes_only_the_conversations_own_scope_of_state,
+        options_round_trip,
+        options_default_to_redaction_on
+    );
+
+    /// Plugin `p`, global connection `c1` and three plugin-state keys
+    /// without a project in `store`.
+    fn with_connection(store: &TestStore) {
         store
             .write(|tx| {
                 tx.execute_batch(
@@ -395,7 +387,6 @@ mod tests {
                 Ok(())
             })
             .unwrap();
-        (dir, store)
     }
 
     fn message(role: MessageRole, content: &str) -> NewMessage {
@@ -406,9 +397,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn conversations_round_trip_and_delete_their_plugin_state() {
-        let (_dir, store) = store_with_connection();
+    fn conversations_round_trip_and_delete_their_plugin_state(store: &TestStore) {
+        with_connection(store);
         let record = conversation("k1", None);
         store
             .write(|tx| {
@@ -458,11 +448,11 @@ mod tests {
         // Only that conversation's keys went (not `k10`'s, not others).
         let keys: Vec<String> = store
             .read(|c| {
-                let mut stmt = c.prepare("SELECT key FROM plugin_state ORDER BY key")?;
-                let keys = stmt
-                    .query_map([], |r| r.get(0))?
-                    .collect::<Result<_, _>>()?;
-                Ok(keys)
+                c.query_map(
+                    "SELECT key FROM plugin_state ORDER BY key",
+                    params![],
+                    |r| r.get(0),
+                )
             })
             .unwrap();
         assert_eq!(keys, ["conversation/k10/session", "other"]);
@@ -485,9 +475,8 @@ mod tests {
         ids
     }
 
-    #[test]
-    fn a_conversation_is_seen_only_through_its_own_project() {
-        let (_dir, store) = store_with_connection();
+    fn a_conversation_is_seen_only_through_its_own_project(store: &TestStore) {
+        with_connection(store);
         store
             .write(|tx| {
                 insert_conversation(tx, &conversation("cx", Some("x")))?;
@@ -532,9 +521,8 @@ mod tests {
         assert_eq!(ids(of_c1), ["cx"]);
     }
 
-    #[test]
-    fn deleting_takes_only_the_conversations_own_scope_of_state() {
-        let (_dir, store) = store_with_connection();
+    fn deleting_takes_only_the_conversations_own_scope_of_state(store: &TestStore) {
+        with_connection(store);
         store
             .write(|tx| {
                 insert_conversation(tx, &conversation("k1", Some("x")))?;
@@ -557,13 +545,11 @@ mod tests {
             .unwrap();
         let left: Vec<(Option<String>, String)> = store
             .read(|c| {
-                let mut stmt = c.prepare(
+                c.query_map(
                     "SELECT project, key FROM plugin_state ORDER BY project IS NOT NULL, project, key",
-                )?;
-                let rows = stmt
-                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
-                    .collect::<Result<_, _>>()?;
-                Ok(rows)
+                    params![],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
             })
             .unwrap();
         let expected: Vec<(Option<String>, String)> = [
@@ -578,9 +564,8 @@ mod tests {
         assert_eq!(left, expected);
     }
 
-    #[test]
-    fn options_round_trip() {
-        let (_dir, store) = store_with_connection();
+    fn options_round_trip(store: &TestStore) {
+        with_connection(store);
         let options = ChatOptions {
             redaction: false,
             system_prompt: Some("You are an SRE.".into()),
@@ -600,9 +585,8 @@ mod tests {
         assert!(t.ends_with('…'));
     }
 
-    #[test]
-    fn options_default_to_redaction_on() {
-        let (_dir, store) = store_with_connection();
+    fn options_default_to_redaction_on(store: &TestStore) {
+        with_connection(store);
         let options = store.read(|c| chat_options(c, "nope")).unwrap();
         assert!(options.redaction);
         assert_eq!(options.system_prompt, None);

@@ -1,22 +1,32 @@
-//! Numbered migrations from `migrations/`, applied in order at start-up and
-//! recorded in `schema_migrations`. Each runs in its own transaction together
-//! with its record, so a failing migration leaves the database as it was.
+//! Numbered migrations, applied in order at start-up and recorded in
+//! `schema_migrations`. Each runs in its own transaction together with its
+//! record, so a failing migration leaves the database as it was. SQLite and
+//! PostgreSQL have their own lists (`migrations/` and
+//! `migrations/postgres/`), numbered on their own; a database recording a
+//! version past the end of its list was written by a newer airlock and is
+//! refused untouched.
 
 use std::path::Path;
 
-use rusqlite::{Connection, TransactionBehavior, params};
+use rusqlite::{Connection, TransactionBehavior};
 use sha2::{Digest, Sha256};
 
+use super::postgres::{MIGRATION_LOCK, PgPool};
+use super::sql::{Db, DbExt, Tx, params};
 use super::{StoreError, now};
 
+/// One numbered migration.
 #[derive(Debug, Clone, Copy)]
 pub struct Migration {
+    /// Its number; applied in increasing order.
     pub version: u32,
+    /// A short name, recorded beside the number.
     pub name: &'static str,
+    /// The SQL; its SHA-256 is recorded and checked on every start.
     pub sql: &'static str,
 }
 
-/// Every migration this build knows, in order.
+/// Every SQLite migration this build knows, in order.
 pub const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
@@ -53,76 +63,138 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "plugin_signatures",
         sql: include_str!("../../../migrations/0007_plugin_signatures.sql"),
     },
+    Migration {
+        version: 8,
+        name: "shared_servers",
+        sql: include_str!("../../../migrations/0008_shared_servers.sql"),
+    },
 ];
+
+/// Every PostgreSQL migration this build knows, in order.
+pub const MIGRATIONS_POSTGRES: &[Migration] = &[Migration {
+    version: 1,
+    name: "initial",
+    sql: include_str!("../../../migrations/postgres/0001_initial.sql"),
+}];
 
 fn checksum(sql: &str) -> String {
     hex::encode(Sha256::digest(sql.as_bytes()))
 }
 
-/// Bring `conn` up to the last of `migrations`.
-pub fn migrate(
-    conn: &mut Connection,
-    path: &Path,
-    migrations: &[Migration],
-) -> Result<(), StoreError> {
-    conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (
-            version    INTEGER PRIMARY KEY,
-            name       TEXT NOT NULL,
-            checksum   TEXT NOT NULL,
-            applied_at TEXT NOT NULL
-        )",
-    )?;
+const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    BIGINT PRIMARY KEY,
+    name       TEXT NOT NULL,
+    checksum   TEXT NOT NULL,
+    applied_at TEXT NOT NULL
+)";
+
+/// What is left to apply, after checking the recorded versions: `Err` for
+/// a newer database or a changed migration.
+fn pending<'m>(
+    db: &dyn Db,
+    database: &str,
+    migrations: &'m [Migration],
+) -> Result<Vec<&'m Migration>, StoreError> {
     let supported = migrations.last().map_or(0, |m| m.version);
-    let found: u32 = conn.query_row(
+    let found: u32 = db.query_row(
         "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-        [],
+        params![],
         |r| r.get(0),
     )?;
     if found > supported {
         return Err(StoreError::TooNew {
-            path: path.to_path_buf(),
+            database: database.to_string(),
             found,
             supported,
         });
     }
+    let mut todo = Vec::new();
     for m in migrations {
-        let recorded: Option<String> = conn
-            .query_row(
-                "SELECT checksum FROM schema_migrations WHERE version = ?1",
-                [m.version],
-                |r| r.get(0),
-            )
-            .ok();
+        let recorded: Option<String> = db.query_opt(
+            "SELECT checksum FROM schema_migrations WHERE version = ?1",
+            params![m.version],
+            |r| r.get(0),
+        )?;
         match recorded {
-            Some(sum) if sum == checksum(m.sql) => continue,
+            Some(sum) if sum == checksum(m.sql) => {}
             Some(_) => {
                 return Err(StoreError::MigrationMismatch {
                     version: m.version,
                     name: m.name,
                 });
             }
-            None => {}
+            None => todo.push(m),
         }
-        let fail = |source| StoreError::Migration {
+    }
+    Ok(todo)
+}
+
+/// Apply `m` and record it, inside the caller's transaction.
+fn apply(tx: &Tx<'_>, m: &Migration) -> Result<(), StoreError> {
+    let fail = |source| StoreError::Migration {
+        version: m.version,
+        name: m.name,
+        source: Box::new(source),
+    };
+    tx.execute_batch(m.sql).map_err(fail)?;
+    tx.execute(
+        "INSERT INTO schema_migrations (version, name, checksum, applied_at)
+         VALUES (?1, ?2, ?3, ?4)",
+        params![m.version, m.name, checksum(m.sql), now()],
+    )
+    .map_err(fail)?;
+    tracing::info!(version = m.version, name = m.name, "applied migration");
+    Ok(())
+}
+
+/// Bring the SQLite database `conn` up to the last of `migrations`.
+pub fn migrate(
+    conn: &mut Connection,
+    path: &Path,
+    migrations: &[Migration],
+) -> Result<(), StoreError> {
+    migrate_sqlite(conn, path, migrations)
+}
+
+pub(super) fn migrate_sqlite(
+    conn: &mut Connection,
+    path: &Path,
+    migrations: &[Migration],
+) -> Result<(), StoreError> {
+    Db::execute_batch(&*conn, CREATE_TABLE)?;
+    let todo = pending(&*conn, &path.display().to_string(), migrations)?;
+    for m in todo {
+        let fail = |source: rusqlite::Error| StoreError::Migration {
             version: m.version,
             name: m.name,
-            source,
+            source: Box::new(source.into()),
         };
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(fail)?;
-        tx.execute_batch(m.sql).map_err(fail)?;
-        tx.execute(
-            "INSERT INTO schema_migrations (version, name, checksum, applied_at)
-             VALUES (?1, ?2, ?3, ?4)",
-            params![m.version, m.name, checksum(m.sql), now()],
-        )
-        .map_err(fail)?;
+        apply(&Tx(&*tx), m)?;
         tx.commit().map_err(fail)?;
-        tracing::info!(version = m.version, name = m.name, "applied migration");
     }
     Ok(())
+}
+
+/// Bring the PostgreSQL database up to the last of `migrations`, holding a
+/// lock every server takes first, so servers starting together migrate once
+/// and none runs against a half-migrated schema.
+pub(super) fn migrate_postgres(pool: &PgPool, migrations: &[Migration]) -> Result<(), StoreError> {
+    pool.transact_locked(Some(MIGRATION_LOCK), |tx| {
+        tx.execute_batch(CREATE_TABLE)?;
+        Ok::<_, StoreError>(())
+    })?;
+    pool.transact_locked(Some(MIGRATION_LOCK), |tx| {
+        let todo = pending(&**tx, pool.shown(), migrations)?;
+        // All pending migrations in one transaction (PostgreSQL's DDL is
+        // transactional): a failure leaves the database as it was.
+        for m in todo {
+            apply(tx, m)?;
+        }
+        Ok(())
+    })
 }
 
 #[cfg(test)]
@@ -266,5 +338,105 @@ mod tests {
         let err = migrate(&mut conn, &path, MIGRATIONS).unwrap_err();
         assert!(matches!(err, StoreError::TooNew { found: 99, .. }), "{err}");
         assert!(err.to_string().contains("upgrade airlock"));
+    }
+
+    mod postgres {
+        use super::super::*;
+        use crate::store::{PgTarget, Store};
+
+        fn fresh() -> (PgTarget, String) {
+            let pg = airlock_test_artifacts::postgres::shared();
+            let url = pg.database();
+            let name = url.rsplit('/').next().unwrap().to_string();
+            (PgTarget::parse(&url).unwrap(), name)
+        }
+
+        fn versions(name: &str) -> String {
+            airlock_test_artifacts::postgres::shared()
+                .psql(name, "SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_migrations")
+        }
+
+        #[test]
+        fn servers_starting_together_migrate_once() {
+            let (target, name) = fresh();
+            let opened: Vec<_> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..3)
+                    .map(|_| s.spawn(|| Store::open_postgres(&target).map(|_| ())))
+                    .collect();
+                handles.into_iter().map(|h| h.join().unwrap()).collect()
+            });
+            for result in opened {
+                result.unwrap();
+            }
+            let expected: Vec<String> =
+                MIGRATIONS_POSTGRES.iter().map(|m| m.version.to_string()).collect();
+            assert_eq!(versions(&name).trim(), expected.join(","));
+            // Opening again applies nothing and changes nothing.
+            Store::open_postgres(&target).unwrap();
+            assert_eq!(versions(&name).trim(), expected.join(","));
+        }
+
+        #[test]
+        fn a_failing_migration_leaves_the_database_as_it_was() {
+            let (target, name) = fresh();
+            Store::open_postgres(&target).unwrap();
+            let last = MIGRATIONS_POSTGRES.last().unwrap().version;
+            let mut broken = MIGRATIONS_POSTGRES.to_vec();
+            broken.push(Migration {
+                version: last + 1,
+                name: "half",
+                sql: "CREATE TABLE half_done (x BIGINT); INSERT INTO no_such_table VALUES (1);",
+            });
+            let err = Store::open_postgres_with(&target, &broken).unwrap_err();
+            assert!(
+                err.to_string()
+                    .contains(&format!("migration {} (half) failed and was rolled back", last + 1)),
+                "{err}"
+            );
+            let pg = airlock_test_artifacts::postgres::shared();
+            assert_eq!(
+                pg.psql(&name, "SELECT count(*) FROM pg_tables WHERE tablename = 'half_done'")
+                    .trim(),
+                "0"
+            );
+            assert_eq!(versions(&name).trim(), last.to_string());
+        }
+
+        #[test]
+        fn a_newer_database_is_refused_untouched() {
+            let (target, name) = fresh();
+            Store::open_postgres(&target).unwrap();
+            let pg = airlock_test_artifacts::postgres::shared();
+            pg.psql(
+                &name,
+                "INSERT INTO schema_migrations VALUES (99, 'future', 'x', '2030-01-01T00:00:00Z')",
+            );
+            let before = pg.psql(&name, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'");
+            let err = Store::open_postgres(&target).unwrap_err();
+            assert!(matches!(err, StoreError::TooNew { found: 99, .. }), "{err}");
+            let message = err.to_string();
+            assert!(message.contains("upgrade airlock"), "{message}");
+            assert!(message.contains(&name), "names the database: {message}");
+            let after = pg.psql(&name, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'");
+            assert_eq!(before, after);
+        }
+
+        #[test]
+        fn an_unreachable_database_is_a_clear_error_without_the_password() {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let target =
+                PgTarget::parse(&format!("postgres://airlock:s3cret@127.0.0.1:{port}/nothing"))
+                    .unwrap();
+            let err = Store::open_postgres(&target).unwrap_err();
+            let message = err.to_string();
+            assert!(matches!(err, StoreError::Unavailable { .. }), "{message}");
+            assert!(message.contains(&format!("127.0.0.1:{port}")), "{message}");
+            assert!(!message.contains("s3cret"), "{message}");
+            assert!(message.contains("without restarting airlock"), "{message}");
+        }
     }
 }

@@ -1,22 +1,30 @@
-//! The SQLite store: one database file in the data directory, opened with
-//! WAL, foreign keys, a busy timeout and fsync on commit, migrated at start-up.
+//! The store: everything airlock keeps, in one database behind one
+//! interface ([`sql::Db`]) with two implementations. SQLite, one file in
+//! the data directory opened with WAL, foreign keys, a busy timeout and
+//! fsync on commit, is the embedded default; PostgreSQL ([`postgres`]) lets
+//! several servers share connections, vault, tokens and audit log. Both are
+//! migrated at start-up from their own numbered migrations, recorded, and a
+//! database a newer airlock wrote is refused untouched.
 //!
-//! Writes go through [`Store::write`], which opens the transaction with
-//! `BEGIN IMMEDIATE` so a writer never fails half-way on a lock upgrade.
-//! Each concern owns the SQL of its tables: the vault (`key_versions`,
-//! `secrets`, `vault_meta`) and the repositories in this module (everything
-//! else). The audit log has a file of its own (`crate::audit::file`); the
-//! `audit_log` table migration 0001 creates here held it in older versions
-//! and is moved out and dropped at start-up. The records every plugin call reads
-//! are served from [`RecordCache`]s while the `config_version` counter
-//! says no process changed them.
+//! Writes go through [`Store::write`], one writer at a time: SQLite opens
+//! the transaction with `BEGIN IMMEDIATE`, PostgreSQL takes an advisory lock
+//! every server shares. Each concern owns the SQL of its tables: the vault
+//! (`key_versions`, `secrets`, `vault_meta`) and the repositories in this
+//! module (everything else). With SQLite the audit log has a file of its own
+//! (`crate::audit::file`). The records every plugin call reads are served
+//! from [`RecordCache`]s while the `config_version` counter says no process
+//! (no server) changed them.
 
 mod cache;
 mod migrate;
+pub mod postgres;
+pub mod sql;
 
 pub mod connections;
 pub mod conversations;
+pub mod leases;
 pub mod oauth;
+pub mod plugin_files;
 pub mod plugin_state;
 pub mod plugins;
 pub mod sync;
@@ -26,19 +34,66 @@ pub mod trust;
 pub use plugin_state::SqlitePluginState;
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, Params, Transaction, TransactionBehavior};
+use rusqlite::{Connection, TransactionBehavior};
 
 pub use cache::RecordCache;
-pub use migrate::{MIGRATIONS, Migration, migrate};
+pub use migrate::{MIGRATIONS, MIGRATIONS_POSTGRES, Migration, migrate};
+pub use postgres::{PgPool, PgTarget};
+pub use sql::{Backend, Db, DbExt, Tx};
 
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "airlock.db";
 
 /// How long a connection waits on another writer before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Which database airlock keeps its data in, parsed once at the edge from
+/// `--database` / `AIRLOCK_DATABASE` (absent: SQLite in the data directory).
+#[derive(Debug, Clone)]
+pub enum DatabaseUrl {
+    /// `airlock.db` in the data directory.
+    Sqlite,
+    /// A PostgreSQL database several servers share.
+    Postgres(PgTarget),
+}
+
+impl DatabaseUrl {
+    /// Parse `--database`: `postgres://...`, or `sqlite` for the default.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if s.is_empty() || s == "sqlite" {
+            return Ok(Self::Sqlite);
+        }
+        PgTarget::parse(s)
+            .map(Self::Postgres)
+            .map_err(|e| format!("--database `{}`: {e}", shown_url(s)))
+    }
+}
+
+impl std::str::FromStr for DatabaseUrl {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::parse(s)
+    }
+}
+
+/// `s` with any password replaced, for messages about a URL that did not
+/// parse.
+fn shown_url(s: &str) -> String {
+    match url::Url::parse(s) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) if s.contains('@') => "(a URL with credentials, not shown)".into(),
+        Err(_) => s.to_string(),
+    }
+}
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -61,15 +116,26 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
+    /// The shared database does not answer (down, restarting, unreachable).
     #[error(
-        "database {path} has schema version {found}, but this airlock supports up to \
+        "database {database} is unavailable ({reason}); nothing was changed, and calls \
+         succeed again once it is back, without restarting airlock"
+    )]
+    Unavailable {
+        /// The database URL without its password.
+        database: String,
+        /// What the driver said.
+        reason: String,
+    },
+    #[error(
+        "database {database} has schema version {found}, but this airlock supports up to \
          {supported}: it was written by a newer airlock; upgrade airlock (the database is \
          left untouched)"
     )]
     /// The database's schema is newer than this build knows; it is not touched.
     TooNew {
-        /// The database file.
-        path: PathBuf,
+        /// The database (file path or URL without password).
+        database: String,
         /// The schema version the database records.
         found: u32,
         /// The newest schema version this build has migrations for.
@@ -82,9 +148,9 @@ pub enum StoreError {
         version: u32,
         /// The migration's name.
         name: &'static str,
-        /// SQLite's error.
+        /// The database's error.
         #[source]
-        source: rusqlite::Error,
+        source: Box<StoreError>,
     },
     #[error(
         "migration {version} ({name}) recorded in the database differs from this airlock's \
@@ -110,16 +176,31 @@ pub enum StoreError {
     /// A stored value does not decode (bad JSON, an unknown enum value).
     #[error("invalid stored data: {0}")]
     Corrupt(String),
+    /// A query that must return a row returned none (a store bug, or a row
+    /// another process deleted).
+    #[error("the database returned no row where one was expected")]
+    NoRows,
     /// Any other SQLite error.
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// Any other PostgreSQL error.
+    #[error("database error: {}", postgres::describe(.0))]
+    Postgres(#[from] tokio_postgres::Error),
 }
 
 /// The database. Cheap to share behind an `Arc`.
 #[derive(Debug)]
 pub struct Store {
-    path: PathBuf,
-    conn: Mutex<Connection>,
+    inner: Inner,
+}
+
+#[derive(Debug)]
+enum Inner {
+    Sqlite {
+        path: PathBuf,
+        conn: Mutex<Connection>,
+    },
+    Postgres(Arc<PgPool>),
 }
 
 impl Store {
@@ -131,55 +212,123 @@ impl Store {
         })?;
         let path = data_dir.join(DB_FILE);
         let mut conn = open_connection(&path)?;
-        migrate(&mut conn, &path, MIGRATIONS)?;
+        migrate::migrate_sqlite(&mut conn, &path, MIGRATIONS)?;
         Ok(Self {
-            path,
-            conn: Mutex::new(conn),
+            inner: Inner::Sqlite {
+                path,
+                conn: Mutex::new(conn),
+            },
         })
     }
 
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Connect to a shared PostgreSQL database and migrate it (servers
+    /// starting together migrate once).
+    pub fn open_postgres(target: &PgTarget) -> Result<Self, StoreError> {
+        Self::open_postgres_with(target, MIGRATIONS_POSTGRES)
     }
 
-    /// Read with the shared connection.
+    /// [`Store::open_postgres`] with a given migration list (tests).
+    pub fn open_postgres_with(
+        target: &PgTarget,
+        migrations: &[Migration],
+    ) -> Result<Self, StoreError> {
+        let pool = Arc::new(PgPool::connect(target.clone())?);
+        migrate::migrate_postgres(&pool, migrations)?;
+        Ok(Self {
+            inner: Inner::Postgres(pool),
+        })
+    }
+
+    /// Open the database `url` names; SQLite lives in `data_dir`.
+    pub fn open_url(url: &DatabaseUrl, data_dir: &Path) -> Result<Self, StoreError> {
+        match url {
+            DatabaseUrl::Sqlite => Self::open(data_dir),
+            DatabaseUrl::Postgres(target) => Self::open_postgres(target),
+        }
+    }
+
+    /// Which engine holds the data.
+    pub fn backend(&self) -> Backend {
+        match &self.inner {
+            Inner::Sqlite { .. } => Backend::Sqlite,
+            Inner::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// The SQLite database file; `None` on PostgreSQL.
+    pub fn sqlite_path(&self) -> Option<&Path> {
+        match &self.inner {
+            Inner::Sqlite { path, .. } => Some(path),
+            Inner::Postgres(_) => None,
+        }
+    }
+
+    /// The PostgreSQL pool; `None` on SQLite.
+    pub fn postgres(&self) -> Option<&Arc<PgPool>> {
+        match &self.inner {
+            Inner::Sqlite { .. } => None,
+            Inner::Postgres(pool) => Some(pool),
+        }
+    }
+
+    /// Where the data is, for messages: the file, or the URL without its
+    /// password.
+    pub fn describe(&self) -> String {
+        match &self.inner {
+            Inner::Sqlite { path, .. } => path.display().to_string(),
+            Inner::Postgres(pool) => pool.shown().to_string(),
+        }
+    }
+
+    /// Read outside a transaction.
     pub fn read<R>(
         &self,
-        f: impl FnOnce(&Connection) -> Result<R, StoreError>,
+        f: impl FnOnce(&dyn Db) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
-        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        f(&conn)
+        self.read_with(f)
     }
 
-    /// Run `f` in a `BEGIN IMMEDIATE` transaction, committed (and fsynced)
-    /// when it returns `Ok`, rolled back otherwise.
+    /// [`Store::read`] for callers with their own error type.
+    pub fn read_with<R, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&dyn Db) -> Result<R, E>,
+    ) -> Result<R, E> {
+        match &self.inner {
+            Inner::Sqlite { conn, .. } => {
+                let conn = conn.lock().unwrap_or_else(|e| e.into_inner());
+                f(&*conn)
+            }
+            Inner::Postgres(pool) => pool.read(f),
+        }
+    }
+
+    /// Run `f` in a write transaction, committed (and made durable) when it
+    /// returns `Ok`, rolled back otherwise.
     pub fn write<R>(
         &self,
-        f: impl FnOnce(&Transaction<'_>) -> Result<R, StoreError>,
+        f: impl FnOnce(&Tx<'_>) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
-        let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let out = f(&tx)?;
-        tx.commit()?;
-        Ok(out)
+        self.transact(f)
     }
-}
 
-impl Store {
     /// [`Store::write`] for callers with their own error type (e.g. a
     /// service composing store and vault writes in one transaction).
     pub fn transact<R, E: From<StoreError>>(
         &self,
-        f: impl FnOnce(&Transaction<'_>) -> Result<R, E>,
+        f: impl FnOnce(&Tx<'_>) -> Result<R, E>,
     ) -> Result<R, E> {
-        let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(StoreError::from)?;
-        let out = f(&tx)?;
-        tx.commit().map_err(StoreError::from)?;
-        Ok(out)
+        match &self.inner {
+            Inner::Sqlite { conn, .. } => {
+                let mut conn = conn.lock().unwrap_or_else(|e| e.into_inner());
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(StoreError::from)?;
+                let out = f(&Tx(&*tx))?;
+                tx.commit().map_err(StoreError::from)?;
+                Ok(out)
+            }
+            Inner::Postgres(pool) => pool.transact(f),
+        }
     }
 }
 
@@ -218,19 +367,8 @@ pub fn now() -> String {
 }
 
 /// Whether `sql` (a `SELECT 1 ...` query) returns at least one row.
-///
-/// The repositories check for a row before writing so they can answer with
-/// their own `NotFound` or `Conflict` message instead of SQLite's constraint
-/// error; each caller keeps its message and this keeps the query.
-pub(crate) fn exists(
-    conn: &Connection,
-    sql: &str,
-    params: impl Params,
-) -> Result<bool, StoreError> {
-    Ok(conn
-        .query_row(sql, params, |_| Ok(()))
-        .optional()?
-        .is_some())
+pub(crate) fn exists(db: &dyn Db, sql: &str, params: sql::Params<'_>) -> Result<bool, StoreError> {
+    db.exists(sql, params)
 }
 
 /// A random 128-bit id as lower-case hex.
@@ -243,22 +381,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn exists_says_whether_a_row_matches() {
-        let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch("CREATE TABLE t (k TEXT, v TEXT); INSERT INTO t VALUES ('a', 'x');")
-            .unwrap();
-        let sql = "SELECT 1 FROM t WHERE k = ?1 AND v = ?2";
-        assert!(exists(&conn, sql, ["a", "x"]).unwrap());
-        assert!(!exists(&conn, sql, ["a", "y"]).unwrap());
-        assert!(exists(&conn, "SELECT 1 FROM t LIMIT 1", []).unwrap());
-        conn.execute("DELETE FROM t", []).unwrap();
-        assert!(!exists(&conn, "SELECT 1 FROM t LIMIT 1", []).unwrap());
-    }
-
-    #[test]
-    fn exists_passes_sql_errors_on() {
-        let conn = Connection::open_in_memory().unwrap();
-        let err = exists(&conn, "SELECT 1 FROM missing", []).unwrap_err();
-        assert!(matches!(err, StoreError::Sqlite(_)), "{err:?}");
+    fn database_urls_parse_once_and_hide_passwords() {
+        assert!(matches!(DatabaseUrl::parse("").unwrap(), DatabaseUrl::Sqlite));
+        assert!(matches!(DatabaseUrl::parse("sqlite").unwrap(), DatabaseUrl::Sqlite));
+        let pg = DatabaseUrl::parse("postgres://a:pw@localhost:5432/airlock").unwrap();
+        assert!(matches!(pg, DatabaseUrl::Postgres(_)));
+        assert!(!format!("{pg:?}").contains("pw"));
+        let err = DatabaseUrl::parse("mysql://a:topsecret@h/db").unwrap_err();
+        assert!(err.contains("use postgres://"), "{err}");
+        assert!(!err.contains("topsecret"), "{err}");
+        let err = DatabaseUrl::parse("postgres://a:topsecret@h/db?sslmode=verify-full").unwrap_err();
+        assert!(!err.contains("topsecret") && err.contains("TLS"), "{err}");
     }
 }
+
+/// Stores for tests that run against both engines: [`testing::TestStore`]
+/// and the [`on_both_backends!`](crate::on_both_backends) macro.
+#[cfg(test)]
+pub(crate) mod testing;

@@ -3,9 +3,10 @@
 //! and connections (`connection_oauth_endpoints`), and pending
 //! authorisations (`oauth_states`).
 
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use serde::Serialize;
+use time::format_description::well_known::Rfc3339;
 
+use super::sql::{Db, DbExt, Row, Tx, params};
 use super::{StoreError, exists, new_id, now};
 
 /// The OAuth app (client) registered for a plugin.
@@ -67,7 +68,7 @@ pub struct OAuthStateRecord {
 /// Its endpoint overrides are replaced by `endpoints` (all `None` clears
 /// them).
 pub fn upsert_oauth_app(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     plugin_id: &str,
     client_id: &str,
     endpoints: &EndpointTexts,
@@ -98,45 +99,40 @@ pub fn upsert_oauth_app(
 }
 
 /// The OAuth app registered for `plugin_id`, if any.
-pub fn get_oauth_app(
-    conn: &Connection,
-    plugin_id: &str,
-) -> Result<Option<OAuthAppRecord>, StoreError> {
-    Ok(conn
-        .query_row(
-            "SELECT id, plugin_id, client_id, created_at, updated_at,
-                    authorize_url, token_url, issuer
-             FROM oauth_apps WHERE plugin_id = ?1",
-            [plugin_id],
-            |r| {
-                Ok(OAuthAppRecord {
-                    id: r.get(0)?,
-                    plugin_id: r.get(1)?,
-                    client_id: r.get(2)?,
-                    created_at: r.get(3)?,
-                    updated_at: r.get(4)?,
-                    endpoints: EndpointTexts {
-                        authorize_url: r.get(5)?,
-                        token_url: r.get(6)?,
-                        issuer: r.get(7)?,
-                    },
-                })
-            },
-        )
-        .optional()?)
+pub fn get_oauth_app(conn: &dyn Db, plugin_id: &str) -> Result<Option<OAuthAppRecord>, StoreError> {
+    conn.query_opt(
+        "SELECT id, plugin_id, client_id, created_at, updated_at,
+                authorize_url, token_url, issuer
+         FROM oauth_apps WHERE plugin_id = ?1",
+        params![plugin_id],
+        |r| {
+            Ok(OAuthAppRecord {
+                id: r.get(0)?,
+                plugin_id: r.get(1)?,
+                client_id: r.get(2)?,
+                created_at: r.get(3)?,
+                updated_at: r.get(4)?,
+                endpoints: EndpointTexts {
+                    authorize_url: r.get(5)?,
+                    token_url: r.get(6)?,
+                    issuer: r.get(7)?,
+                },
+            })
+        },
+    )
 }
 
 /// Replace the endpoint overrides of connection `connection_id`; all `None`
 /// removes them.
 pub fn set_connection_endpoints(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     connection_id: &str,
     endpoints: &EndpointTexts,
 ) -> Result<(), StoreError> {
     if !exists(
-        tx,
+        &**tx,
         "SELECT 1 FROM connections WHERE id = ?1",
-        [connection_id],
+        params![connection_id],
     )? {
         return Err(StoreError::NotFound(format!(
             "connection `{connection_id}`"
@@ -145,7 +141,7 @@ pub fn set_connection_endpoints(
     if endpoints.is_empty() {
         tx.execute(
             "DELETE FROM connection_oauth_endpoints WHERE connection_id = ?1",
-            [connection_id],
+            params![connection_id],
         )?;
         return Ok(());
     }
@@ -171,14 +167,14 @@ pub fn set_connection_endpoints(
 
 /// The endpoint overrides of connection `connection_id` (empty when none).
 pub fn connection_endpoints(
-    conn: &Connection,
+    conn: &dyn Db,
     connection_id: &str,
 ) -> Result<EndpointTexts, StoreError> {
     Ok(conn
-        .query_row(
+        .query_opt(
             "SELECT authorize_url, token_url, issuer
              FROM connection_oauth_endpoints WHERE connection_id = ?1",
-            [connection_id],
+            params![connection_id],
             |r| {
                 Ok(EndpointTexts {
                     authorize_url: r.get(0)?,
@@ -186,8 +182,7 @@ pub fn connection_endpoints(
                     issuer: r.get(2)?,
                 })
             },
-        )
-        .optional()?
+        )?
         .unwrap_or_default())
 }
 
@@ -199,8 +194,11 @@ pub fn connection_endpoints(
         reason = "no command removes an OAuth app or purges expired states yet"
     )
 )]
-pub fn delete_oauth_app(tx: &Transaction<'_>, plugin_id: &str) -> Result<(), StoreError> {
-    let n = tx.execute("DELETE FROM oauth_apps WHERE plugin_id = ?1", [plugin_id])?;
+pub fn delete_oauth_app(tx: &Tx<'_>, plugin_id: &str) -> Result<(), StoreError> {
+    let n = tx.execute(
+        "DELETE FROM oauth_apps WHERE plugin_id = ?1",
+        params![plugin_id],
+    )?;
     if n == 0 {
         return Err(StoreError::NotFound(format!(
             "OAuth app for plugin `{plugin_id}`"
@@ -210,14 +208,11 @@ pub fn delete_oauth_app(tx: &Transaction<'_>, plugin_id: &str) -> Result<(), Sto
 }
 
 /// Record a pending authorisation.
-pub fn insert_oauth_state(
-    tx: &Transaction<'_>,
-    state: &OAuthStateRecord,
-) -> Result<(), StoreError> {
+pub fn insert_oauth_state(tx: &Tx<'_>, state: &OAuthStateRecord) -> Result<(), StoreError> {
     let connection_exists = exists(
-        tx,
+        &**tx,
         "SELECT 1 FROM connections WHERE id = ?1",
-        [&state.connection_id],
+        params![state.connection_id],
     )?;
     if !connection_exists {
         return Err(StoreError::NotFound(format!(
@@ -226,9 +221,9 @@ pub fn insert_oauth_state(
         )));
     }
     let duplicate = exists(
-        tx,
+        &**tx,
         "SELECT 1 FROM oauth_states WHERE state_hash = ?1",
-        [&state.state_hash],
+        params![state.state_hash],
     )?;
     if duplicate {
         return Err(StoreError::Conflict(
@@ -256,18 +251,16 @@ pub fn insert_oauth_state(
 /// usable once: it is deleted whether or not it has expired, and the caller
 /// checks `expires_at`.
 pub fn take_oauth_state(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     state_hash: &str,
 ) -> Result<Option<OAuthStateRecord>, StoreError> {
-    Ok(tx
-        .query_row(
-            "DELETE FROM oauth_states WHERE state_hash = ?1
-             RETURNING state_hash, connection_id, key_version, verifier, redirect_uri,
-                       created_at, expires_at",
-            [state_hash],
-            state_from_row,
-        )
-        .optional()?)
+    tx.query_opt(
+        "DELETE FROM oauth_states WHERE state_hash = ?1
+         RETURNING state_hash, connection_id, key_version, verifier, redirect_uri,
+                   created_at, expires_at",
+        params![state_hash],
+        state_from_row,
+    )
 }
 
 /// Delete the authorisations that expired at or before `now` (RFC 3339).
@@ -279,18 +272,45 @@ pub fn take_oauth_state(
         reason = "no command removes an OAuth app or purges expired states yet"
     )
 )]
-pub fn purge_expired_states(tx: &Transaction<'_>, now: &str) -> Result<usize, StoreError> {
-    time::OffsetDateTime::parse(now, &time::format_description::well_known::Rfc3339)
+pub fn purge_expired_states(tx: &Tx<'_>, now: &str) -> Result<usize, StoreError> {
+    let now = time::OffsetDateTime::parse(now, &Rfc3339)
         .map_err(|e| StoreError::Corrupt(format!("`{now}` is not an RFC 3339 time: {e}")))?;
-    // Compared as times, not text: RFC 3339 strings with different
-    // fractional-second lengths do not sort as the times they denote.
-    Ok(tx.execute(
-        "DELETE FROM oauth_states WHERE julianday(expires_at) <= julianday(?1)",
-        [now],
-    )?)
+    let mut purged = 0;
+    for hash in expired_states(&**tx, now)? {
+        let n = tx.execute(
+            "DELETE FROM oauth_states WHERE state_hash = ?1",
+            params![hash],
+        )?;
+        purged += usize::try_from(n).unwrap_or(usize::MAX);
+    }
+    Ok(purged)
 }
 
-fn state_from_row(r: &Row<'_>) -> rusqlite::Result<OAuthStateRecord> {
+/// The state hashes of the authorisations that expired at or before `now`.
+/// Compared as times, not text: RFC 3339 strings with different
+/// fractional-second lengths do not sort as the times they denote, and the
+/// engines share no date functions, so the times are compared here. An
+/// expiry that is not a time never expires (as SQLite's `julianday` of it
+/// was NULL).
+fn expired_states(db: &dyn Db, now: time::OffsetDateTime) -> Result<Vec<String>, StoreError> {
+    let states = db.query_map(
+        "SELECT state_hash, expires_at FROM oauth_states",
+        params![],
+        |r| Ok((r.get::<String>(0)?, r.get::<String>(1)?)),
+    )?;
+    Ok(states
+        .into_iter()
+        .filter(|(_, expires_at)| parse_time(expires_at).is_some_and(|at| at <= now))
+        .map(|(hash, _)| hash)
+        .collect())
+}
+
+/// `s` as a time, if it is RFC 3339.
+fn parse_time(s: &str) -> Option<time::OffsetDateTime> {
+    time::OffsetDateTime::parse(s, &Rfc3339).ok()
+}
+
+fn state_from_row(r: &Row) -> Result<OAuthStateRecord, StoreError> {
     Ok(OAuthStateRecord {
         state_hash: r.get(0)?,
         connection_id: r.get(1)?,
@@ -306,22 +326,34 @@ fn state_from_row(r: &Row<'_>) -> rusqlite::Result<OAuthStateRecord> {
 mod tests {
     use super::*;
     use crate::manifest::AuthKind;
-    use crate::store::Store;
     use crate::store::connections::{ConnectionRecord, delete_connection, insert_connection};
-    use crate::store::plugins::testing::{install, open_store};
+    use crate::store::plugins::testing::install;
+    use crate::store::testing::TestStore;
 
-    /// A store with plugin `jira`, one connection, and vault key version 1.
-    fn setup() -> (tempfile::TempDir, Store, ConnectionRecord) {
-        let (dir, store) = open_store();
-        install(&store, "jira");
+    crate::on_both_backends!(
+        apps_upsert_get_delete,
+        states_are_single_use,
+        expired_states_are_still_taken_once,
+        states_need_an_existing_connection,
+        purge_removes_only_expired_states,
+        connection_endpoints_are_replaced_cleared_and_go_with_the_connection,
+        states_go_with_their_connection
+    );
+
+    /// Plugin `jira`, one connection, and vault key version 1 in `store`.
+    fn setup(store: &TestStore) -> ConnectionRecord {
+        install(store, "jira");
         let c = ConnectionRecord::new("work", "jira", AuthKind::Oauth2);
-        let c = store
+        store
             .write(|tx| {
-                tx.execute("INSERT INTO key_versions VALUES (1, x'00', ?1, 1)", [now()])?;
+                tx.execute(
+                    "INSERT INTO key_versions (version, wrapped_key, created_at, active)
+                     VALUES (1, ?1, ?2, 1)",
+                    params![vec![0u8], now()],
+                )?;
                 insert_connection(tx, &c)
             })
-            .unwrap();
-        (dir, store, c)
+            .unwrap()
     }
 
     fn state(hash: &str, connection_id: &str, expires_at: &str) -> OAuthStateRecord {
@@ -336,9 +368,7 @@ mod tests {
         }
     }
 
-    #[test]
-    fn apps_upsert_get_delete() {
-        let (_dir, store) = open_store();
+    fn apps_upsert_get_delete(store: &TestStore) {
         assert_eq!(store.read(|c| get_oauth_app(c, "jira")).unwrap(), None);
 
         let id = store
@@ -371,9 +401,8 @@ mod tests {
         assert_eq!(err.to_string(), "OAuth app for plugin `jira` not found");
     }
 
-    #[test]
-    fn states_are_single_use() {
-        let (_dir, store, c) = setup();
+    fn states_are_single_use(store: &TestStore) {
+        let c = setup(store);
         let s = state("aa", &c.id, "2999-01-01T00:00:00Z");
         store.write(|tx| insert_oauth_state(tx, &s)).unwrap();
 
@@ -385,9 +414,8 @@ mod tests {
         assert_eq!(store.write(|tx| take_oauth_state(tx, "aa")).unwrap(), None);
     }
 
-    #[test]
-    fn expired_states_are_still_taken_once() {
-        let (_dir, store, c) = setup();
+    fn expired_states_are_still_taken_once(store: &TestStore) {
+        let c = setup(store);
         let s = state("bb", &c.id, "2000-01-01T00:00:00Z");
         store.write(|tx| insert_oauth_state(tx, &s)).unwrap();
         assert_eq!(
@@ -397,18 +425,16 @@ mod tests {
         assert_eq!(store.write(|tx| take_oauth_state(tx, "bb")).unwrap(), None);
     }
 
-    #[test]
-    fn states_need_an_existing_connection() {
-        let (_dir, store, _c) = setup();
+    fn states_need_an_existing_connection(store: &TestStore) {
+        setup(store);
         let s = state("cc", "nope", "2999-01-01T00:00:00Z");
         let err = store.write(|tx| insert_oauth_state(tx, &s)).unwrap_err();
         assert!(matches!(err, StoreError::NotFound(_)), "{err}");
         assert_eq!(err.to_string(), "connection `nope` not found");
     }
 
-    #[test]
-    fn purge_removes_only_expired_states() {
-        let (_dir, store, c) = setup();
+    fn purge_removes_only_expired_states(store: &TestStore) {
+        let c = setup(store);
         store
             .write(|tx| {
                 insert_oauth_state(tx, &state("old", &c.id, "2025-01-01T10:00:00Z"))?;
@@ -440,9 +466,8 @@ mod tests {
         assert!(err.to_string().contains("yesterday"), "{err}");
     }
 
-    #[test]
-    fn connection_endpoints_are_replaced_cleared_and_go_with_the_connection() {
-        let (_dir, store, c) = setup();
+    fn connection_endpoints_are_replaced_cleared_and_go_with_the_connection(store: &TestStore) {
+        let c = setup(store);
         let none = store.read(|db| connection_endpoints(db, &c.id)).unwrap();
         assert!(none.is_empty());
         let set = EndpointTexts {
@@ -482,9 +507,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn states_go_with_their_connection() {
-        let (_dir, store, c) = setup();
+    fn states_go_with_their_connection(store: &TestStore) {
+        let c = setup(store);
         store
             .write(|tx| insert_oauth_state(tx, &state("dd", &c.id, "2999-01-01T00:00:00Z")))
             .unwrap();

@@ -1,16 +1,17 @@
 //! [`PluginState`] backed by the `plugin_state` table, keyed by
 //! (connection, project, key); a NULL project is the no-project scope.
-//! Every query compares the project with `IS`, which matches NULL to NULL,
-//! so the one statement serves both kinds of scope.
+//! Every query compares the project with `IS NOT DISTINCT FROM`, which
+//! matches NULL to NULL (in SQLite and PostgreSQL alike), so the one
+//! statement serves both kinds of scope.
 
 use std::sync::Arc;
 
-use rusqlite::{OptionalExtension, params};
-
+use super::sql::{DbExt, params};
 use super::{Store, StoreError, exists, now};
 use crate::plugin_state::{PluginState, StateError, StateScope};
 
-/// Plugin state kept in SQLite. Removed with its connection.
+/// Plugin state kept in the store (SQLite or PostgreSQL). Removed with its
+/// connection.
 #[derive(Debug, Clone)]
 pub struct SqlitePluginState {
     store: Arc<Store>,
@@ -30,14 +31,12 @@ impl PluginState for SqlitePluginState {
     fn get(&self, scope: StateScope<'_>, key: &str) -> Result<Option<String>, StateError> {
         self.store
             .read(|conn| {
-                Ok(conn
-                    .query_row(
-                        "SELECT value FROM plugin_state
-                         WHERE connection_id = ?1 AND project IS ?2 AND key = ?3",
-                        params![scope.connection_id, scope.project, key],
-                        |r| r.get(0),
-                    )
-                    .optional()?)
+                conn.query_opt(
+                    "SELECT value FROM plugin_state
+                     WHERE connection_id = ?1 AND project IS NOT DISTINCT FROM ?2 AND key = ?3",
+                    params![scope.connection_id, scope.project, key],
+                    |r| r.get(0),
+                )
             })
             .map_err(store_error)
     }
@@ -56,7 +55,7 @@ impl PluginState for SqlitePluginState {
                 let connection_exists = exists(
                     tx,
                     "SELECT 1 FROM connections WHERE id = ?1",
-                    [connection_id],
+                    params![connection_id],
                 )?;
                 if !connection_exists {
                     return Err(StoreError::NotFound(format!(
@@ -66,7 +65,7 @@ impl PluginState for SqlitePluginState {
                 let replacing = exists(
                     tx,
                     "SELECT 1 FROM plugin_state
-                     WHERE connection_id = ?1 AND project IS ?2 AND key = ?3",
+                     WHERE connection_id = ?1 AND project IS NOT DISTINCT FROM ?2 AND key = ?3",
                     params![connection_id, project, key],
                 )?;
                 // No upsert: its conflict target cannot name both unique
@@ -75,13 +74,14 @@ impl PluginState for SqlitePluginState {
                 if replacing {
                     tx.execute(
                         "UPDATE plugin_state SET value = ?4, updated_at = ?5
-                         WHERE connection_id = ?1 AND project IS ?2 AND key = ?3",
+                         WHERE connection_id = ?1 AND project IS NOT DISTINCT FROM ?2 AND key = ?3",
                         params![connection_id, project, key, value, now()],
                     )?;
                     return Ok(true);
                 }
                 let keys: i64 = tx.query_row(
-                    "SELECT COUNT(*) FROM plugin_state WHERE connection_id = ?1 AND project IS ?2",
+                    "SELECT COUNT(*) FROM plugin_state
+                     WHERE connection_id = ?1 AND project IS NOT DISTINCT FROM ?2",
                     params![connection_id, project],
                     |r| r.get(0),
                 )?;
@@ -108,7 +108,7 @@ impl PluginState for SqlitePluginState {
             .write(|tx| {
                 tx.execute(
                     "DELETE FROM plugin_state
-                     WHERE connection_id = ?1 AND project IS ?2 AND key = ?3",
+                     WHERE connection_id = ?1 AND project IS NOT DISTINCT FROM ?2 AND key = ?3",
                     params![scope.connection_id, scope.project, key],
                 )?;
                 Ok(())
@@ -122,16 +122,24 @@ mod tests {
     use super::*;
     use crate::manifest::AuthKind;
     use crate::store::connections::{ConnectionRecord, delete_connection, insert_connection};
-    use crate::store::plugins::testing::{install, open_store};
+    use crate::store::plugins::testing::install;
+    use crate::store::testing::TestStore;
 
-    fn setup() -> (tempfile::TempDir, Arc<Store>, SqlitePluginState, String) {
-        let (dir, store) = open_store();
-        install(&store, "jira");
+    crate::on_both_backends!(
+        set_get_replace_delete_in_every_kind_of_scope,
+        max_keys_refuses_new_keys_but_not_replacements,
+        keys_are_per_connection_and_project,
+        one_row_per_key_and_scope_is_enforced_by_the_schema,
+        unknown_connections_are_refused_clearly,
+        state_goes_with_its_connection,
+        another_server_sees_the_same_state
+    );
+
+    fn setup(store: &TestStore) -> (SqlitePluginState, String) {
+        install(store, "jira");
         let c = ConnectionRecord::new("work", "jira", AuthKind::Bearer);
         store.write(|tx| insert_connection(tx, &c)).unwrap();
-        let store = Arc::new(store);
-        let state = SqlitePluginState::new(store.clone());
-        (dir, store, state, c.id)
+        (SqlitePluginState::new(store.store.clone()), c.id)
     }
 
     /// The scopes of one connection: two projects, the empty-named one and
@@ -145,9 +153,8 @@ mod tests {
         ]
     }
 
-    #[test]
-    fn set_get_replace_delete_in_every_kind_of_scope() {
-        let (_dir, _store, state, id) = setup();
+    fn set_get_replace_delete_in_every_kind_of_scope(store: &TestStore) {
+        let (state, id) = setup(store);
         for scope in scopes(&id) {
             assert_eq!(state.get(scope, "k").unwrap(), None);
             state.set(scope, "k", "v1", 4).unwrap();
@@ -160,9 +167,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn max_keys_refuses_new_keys_but_not_replacements() {
-        let (_dir, _store, state, id) = setup();
+    fn max_keys_refuses_new_keys_but_not_replacements(store: &TestStore) {
+        let (state, id) = setup(store);
         for scope in [StateScope::new(&id, Some("x")), StateScope::new(&id, None)] {
             state.set(scope, "a", "1", 2).unwrap();
             state.set(scope, "b", "2", 2).unwrap();
@@ -182,9 +188,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn keys_are_per_connection_and_project() {
-        let (_dir, store, state, id) = setup();
+    fn keys_are_per_connection_and_project(store: &TestStore) {
+        let (state, id) = setup(store);
         let other = ConnectionRecord::new("other", "jira", AuthKind::Bearer);
         store.write(|tx| insert_connection(tx, &other)).unwrap();
         let all: Vec<StateScope<'_>> = scopes(&id).into_iter().chain(scopes(&other.id)).collect();
@@ -201,9 +206,8 @@ mod tests {
         assert_eq!(state.get(all[3], "k").unwrap().as_deref(), Some("3"));
     }
 
-    #[test]
-    fn one_row_per_key_and_scope_is_enforced_by_the_schema() {
-        let (_dir, store, _state, id) = setup();
+    fn one_row_per_key_and_scope_is_enforced_by_the_schema(store: &TestStore) {
+        let (_state, id) = setup(store);
         let insert = |project: Option<&str>| {
             store.write(|tx| {
                 tx.execute(
@@ -220,9 +224,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn unknown_connections_are_refused_clearly() {
-        let (_dir, _store, state, _id) = setup();
+    fn unknown_connections_are_refused_clearly(store: &TestStore) {
+        let (state, _id) = setup(store);
         let err = state
             .set(StateScope::new("nope", Some("x")), "k", "v", 4)
             .unwrap_err();
@@ -236,9 +239,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn state_goes_with_its_connection() {
-        let (_dir, store, state, id) = setup();
+    fn state_goes_with_its_connection(store: &TestStore) {
+        let (state, id) = setup(store);
         for scope in scopes(&id) {
             state.set(scope, "k", "v", 4).unwrap();
         }
@@ -247,8 +249,26 @@ mod tests {
             assert_eq!(state.get(scope, "k").unwrap(), None);
         }
         let left: i64 = store
-            .read(|c| Ok(c.query_row("SELECT COUNT(*) FROM plugin_state", [], |r| r.get(0))?))
+            .read(|c| c.query_row("SELECT COUNT(*) FROM plugin_state", params![], |r| r.get(0)))
             .unwrap();
         assert_eq!(left, 0);
+    }
+
+    /// Two processes (or two servers on one PostgreSQL database) share one
+    /// connection's state, and its key limit.
+    fn another_server_sees_the_same_state(store: &TestStore) {
+        let (state, id) = setup(store);
+        let other = SqlitePluginState::new(Arc::new(store.reopen()));
+        for scope in [StateScope::new(&id, Some("x")), StateScope::new(&id, None)] {
+            state.set(scope, "a", "1", 2).unwrap();
+            assert_eq!(other.get(scope, "a").unwrap().as_deref(), Some("1"));
+            other.set(scope, "b", "2", 2).unwrap();
+            assert_eq!(
+                state.set(scope, "c", "3", 2).unwrap_err(),
+                StateError::Full { max: 2 }
+            );
+            other.delete(scope, "a").unwrap();
+            assert_eq!(state.get(scope, "a").unwrap(), None);
+        }
     }
 }

@@ -3,9 +3,9 @@
 //! A row records which `.wasm` (by SHA-256) is installed under an id, its
 //! parsed manifest, and the egress rules the operator approved at install.
 
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use serde::Serialize;
 
+use super::sql::{Db, DbExt, Row, Tx, params};
 use super::{StoreError, exists, now};
 use crate::manifest::{EgressSpec, Manifest};
 
@@ -39,10 +39,7 @@ const COLUMNS: &str =
 /// The store sets the timestamps: `installed_at` is now for a new plugin and
 /// kept on update, `updated_at` is now. The record's own timestamps are
 /// ignored; the returned record carries the stored ones.
-pub fn upsert_plugin(
-    tx: &Transaction<'_>,
-    plugin: &PluginRecord,
-) -> Result<PluginRecord, StoreError> {
+pub fn upsert_plugin(tx: &Tx<'_>, plugin: &PluginRecord) -> Result<PluginRecord, StoreError> {
     if plugin.manifest.id != plugin.id || plugin.manifest.version != plugin.version {
         return Err(StoreError::Conflict(format!(
             "plugin record `{}` {} carries the manifest of `{}` {}",
@@ -64,7 +61,7 @@ pub fn upsert_plugin(
              signer = excluded.signer
          RETURNING installed_at, updated_at",
         params![plugin.id, plugin.version, plugin.sha256, manifest, grant, now, plugin.signer],
-        |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
+        |r| Ok((r.get::<String>(0)?, r.get::<String>(1)?)),
     )?;
     Ok(PluginRecord {
         installed_at,
@@ -74,40 +71,44 @@ pub fn upsert_plugin(
 }
 
 /// The installed plugin `id`.
-pub fn get_plugin(conn: &Connection, id: &str) -> Result<PluginRecord, StoreError> {
-    // Cached: this runs on every call.
-    conn.prepare_cached(&format!("SELECT {COLUMNS} FROM plugins WHERE id = ?1"))?
-        .query_row([id], RawPlugin::from_row)
-        .optional()?
-        .ok_or_else(|| StoreError::NotFound(format!("plugin `{id}`")))?
-        .decode()
+pub fn get_plugin(conn: &dyn Db, id: &str) -> Result<PluginRecord, StoreError> {
+    // Both engines cache the prepared statement: this runs on every call.
+    conn.query_opt(
+        &format!("SELECT {COLUMNS} FROM plugins WHERE id = ?1"),
+        params![id],
+        RawPlugin::from_row,
+    )?
+    .ok_or_else(|| StoreError::NotFound(format!("plugin `{id}`")))?
+    .decode()
 }
 
 /// Every installed plugin, ordered by id.
-pub fn list_plugins(conn: &Connection) -> Result<Vec<PluginRecord>, StoreError> {
-    let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM plugins ORDER BY id"))?;
-    let raw = stmt
-        .query_map([], RawPlugin::from_row)?
-        .collect::<Result<Vec<_>, _>>()?;
+pub fn list_plugins(conn: &dyn Db) -> Result<Vec<PluginRecord>, StoreError> {
+    let raw = conn.query_map(
+        &format!("SELECT {COLUMNS} FROM plugins ORDER BY id"),
+        params![],
+        RawPlugin::from_row,
+    )?;
     raw.into_iter().map(RawPlugin::decode).collect()
 }
 
 /// Uninstall plugin `id`. Refused while connections still use it.
-pub fn delete_plugin(tx: &Transaction<'_>, id: &str) -> Result<(), StoreError> {
-    if !exists(tx, "SELECT 1 FROM plugins WHERE id = ?1", [id])? {
+pub fn delete_plugin(tx: &Tx<'_>, id: &str) -> Result<(), StoreError> {
+    if !exists(tx, "SELECT 1 FROM plugins WHERE id = ?1", params![id])? {
         return Err(StoreError::NotFound(format!("plugin `{id}`")));
     }
-    let mut stmt = tx.prepare("SELECT name FROM connections WHERE plugin_id = ?1 ORDER BY name")?;
-    let users = stmt
-        .query_map([id], |r| r.get::<_, String>(0))?
-        .collect::<Result<Vec<_>, _>>()?;
+    let users = tx.query_map(
+        "SELECT name FROM connections WHERE plugin_id = ?1 ORDER BY name",
+        params![id],
+        |r| r.get::<String>(0),
+    )?;
     if !users.is_empty() {
         return Err(StoreError::Conflict(format!(
             "plugin `{id}` still has connections: {}; remove them first",
             users.join(", ")
         )));
     }
-    tx.execute("DELETE FROM plugins WHERE id = ?1", [id])?;
+    tx.execute("DELETE FROM plugins WHERE id = ?1", params![id])?;
     Ok(())
 }
 
@@ -129,7 +130,7 @@ struct RawPlugin {
 }
 
 impl RawPlugin {
-    fn from_row(r: &Row<'_>) -> rusqlite::Result<Self> {
+    fn from_row(r: &Row) -> Result<Self, StoreError> {
         Ok(Self {
             id: r.get(0)?,
             version: r.get(1)?,
@@ -166,13 +167,6 @@ impl RawPlugin {
 pub(crate) mod testing {
     use super::*;
     use crate::store::Store;
-
-    /// A fresh store in a temporary directory (kept alive by the guard).
-    pub(crate) fn open_store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        (dir, store)
-    }
 
     /// A plugin record from a minimal manifest.
     pub(crate) fn plugin(id: &str) -> PluginRecord {
@@ -214,14 +208,22 @@ reason = "lookups"
 mod tests {
     use super::testing::*;
     use super::*;
+    use crate::store::testing::TestStore;
 
-    #[test]
-    fn upsert_get_and_list() {
-        let (_dir, store) = open_store();
-        let stored = install(&store, "jira");
+    crate::on_both_backends!(
+        upsert_get_and_list,
+        update_replaces_and_keeps_installed_at,
+        a_record_with_another_plugins_manifest_is_refused,
+        missing_plugins_are_not_found,
+        delete_removes_an_unused_plugin,
+        delete_is_refused_while_connections_use_the_plugin
+    );
+
+    fn upsert_get_and_list(store: &TestStore) {
+        let stored = install(store, "jira");
         assert!(!stored.installed_at.is_empty());
         assert_eq!(stored.installed_at, stored.updated_at);
-        install(&store, "confluence");
+        install(store, "confluence");
 
         let got = store.read(|c| get_plugin(c, "jira")).unwrap();
         assert_eq!(got, stored);
@@ -237,10 +239,8 @@ mod tests {
         assert_eq!(ids, ["confluence", "jira"]);
     }
 
-    #[test]
-    fn update_replaces_and_keeps_installed_at() {
-        let (_dir, store) = open_store();
-        let first = install(&store, "jira");
+    fn update_replaces_and_keeps_installed_at(store: &TestStore) {
+        let first = install(store, "jira");
         std::thread::sleep(std::time::Duration::from_millis(5));
         let mut next = plugin("jira");
         next.sha256 = "cd".repeat(32);
@@ -256,9 +256,7 @@ mod tests {
         assert_eq!(store.read(list_plugins).unwrap().len(), 1);
     }
 
-    #[test]
-    fn a_record_with_another_plugins_manifest_is_refused() {
-        let (_dir, store) = open_store();
+    fn a_record_with_another_plugins_manifest_is_refused(store: &TestStore) {
         let mut p = plugin("jira");
         p.id = "confluence".into();
         let err = store.write(|tx| upsert_plugin(tx, &p)).unwrap_err();
@@ -266,9 +264,7 @@ mod tests {
         assert!(err.to_string().contains("`jira`"), "{err}");
     }
 
-    #[test]
-    fn missing_plugins_are_not_found() {
-        let (_dir, store) = open_store();
+    fn missing_plugins_are_not_found(store: &TestStore) {
         let err = store.read(|c| get_plugin(c, "nope")).unwrap_err();
         assert!(matches!(err, StoreError::NotFound(_)));
         assert_eq!(err.to_string(), "plugin `nope` not found");
@@ -276,21 +272,17 @@ mod tests {
         assert!(matches!(err, StoreError::NotFound(_)), "{err}");
     }
 
-    #[test]
-    fn delete_removes_an_unused_plugin() {
-        let (_dir, store) = open_store();
-        install(&store, "jira");
+    fn delete_removes_an_unused_plugin(store: &TestStore) {
+        install(store, "jira");
         store.write(|tx| delete_plugin(tx, "jira")).unwrap();
         assert!(store.read(list_plugins).unwrap().is_empty());
     }
 
-    #[test]
-    fn delete_is_refused_while_connections_use_the_plugin() {
+    fn delete_is_refused_while_connections_use_the_plugin(store: &TestStore) {
         use crate::manifest::AuthKind;
         use crate::store::connections::{ConnectionRecord, delete_connection, insert_connection};
 
-        let (_dir, store) = open_store();
-        install(&store, "jira");
+        install(store, "jira");
         let b = ConnectionRecord::new("b-conn", "jira", AuthKind::Bearer);
         let a = ConnectionRecord::new("a-conn", "jira", AuthKind::Bearer);
         store

@@ -4,9 +4,9 @@
 //! one transaction ([`commit_page`]), so after a failure the next run resumes
 //! from the last committed page ([`last_cursor`]).
 
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use serde::Serialize;
 
+use super::sql::{Db, DbExt, Row, Tx, params};
 use super::{StoreError, exists, new_id, now};
 
 /// One sync of a connection.
@@ -47,16 +47,13 @@ pub struct SyncRecordRow {
     pub data: String,
 }
 
+/// `full` is quoted: FULL is a reserved word in PostgreSQL.
 const RUN_COLUMNS: &str =
-    "id, connection_id, full, started_at, finished_at, status, cursor, pages, records, error";
+    r#"id, connection_id, "full", started_at, finished_at, status, cursor, pages, records, error"#;
 
 /// Start a run for `connection_id`.
-pub fn start_run(
-    tx: &Transaction<'_>,
-    connection_id: &str,
-    full: bool,
-) -> Result<SyncRun, StoreError> {
-    ensure_connection(tx, connection_id)?;
+pub fn start_run(tx: &Tx<'_>, connection_id: &str, full: bool) -> Result<SyncRun, StoreError> {
+    ensure_connection(&**tx, connection_id)?;
     let run = SyncRun {
         id: new_id(),
         connection_id: connection_id.to_string(),
@@ -70,8 +67,8 @@ pub fn start_run(
         error: None,
     };
     tx.execute(
-        "INSERT INTO sync_runs (id, connection_id, full, started_at, status)
-         VALUES (?1, ?2, ?3, ?4, 'running')",
+        r#"INSERT INTO sync_runs (id, connection_id, "full", started_at, status)
+           VALUES (?1, ?2, ?3, ?4, 'running')"#,
         params![run.id, run.connection_id, run.full, run.started_at],
     )?;
     Ok(run)
@@ -82,13 +79,13 @@ pub fn start_run(
 /// (`None` keeps the run's previous cursor). Atomic with whatever else the
 /// caller's transaction does.
 pub fn commit_page(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     run_id: &str,
     connection_id: &str,
     records: &[SyncRecordRow],
     next_cursor: Option<&str>,
 ) -> Result<(), StoreError> {
-    let (owner, status) = run_owner_and_status(tx, run_id)?;
+    let (owner, status) = run_owner_and_status(&**tx, run_id)?;
     if owner != connection_id {
         return Err(StoreError::Conflict(format!(
             "sync run `{run_id}` belongs to connection `{owner}`, not `{connection_id}`"
@@ -109,44 +106,44 @@ pub fn commit_page(
         }
     }
     let synced_at = now();
-    let mut upsert = tx.prepare_cached(
-        "INSERT INTO sync_records
-             (connection_id, kind, record_id, updated_at, data, run_id, synced_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-         ON CONFLICT (connection_id, kind, record_id) DO UPDATE SET
-             updated_at = excluded.updated_at,
-             data = excluded.data,
-             run_id = excluded.run_id,
-             synced_at = excluded.synced_at",
-    )?;
     for r in records {
-        upsert.execute(params![
-            connection_id,
-            r.kind,
-            r.record_id,
-            r.updated_at,
-            r.data,
-            run_id,
-            synced_at
-        ])?;
+        tx.execute(
+            "INSERT INTO sync_records
+                 (connection_id, kind, record_id, updated_at, data, run_id, synced_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (connection_id, kind, record_id) DO UPDATE SET
+                 updated_at = excluded.updated_at,
+                 data = excluded.data,
+                 run_id = excluded.run_id,
+                 synced_at = excluded.synced_at",
+            params![
+                connection_id,
+                r.kind,
+                r.record_id,
+                r.updated_at,
+                r.data,
+                run_id,
+                synced_at
+            ],
+        )?;
     }
     tx.execute(
         "UPDATE sync_runs
          SET pages = pages + 1, records = records + ?2, cursor = COALESCE(?3, cursor)
          WHERE id = ?1",
-        params![run_id, records.len() as i64, next_cursor],
+        params![run_id, records.len(), next_cursor],
     )?;
     Ok(())
 }
 
 /// Mark run `run_id` finished, succeeded or failed (with `error`).
 pub fn finish_run(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     run_id: &str,
     succeeded: bool,
     error: Option<&str>,
 ) -> Result<(), StoreError> {
-    let (_, status) = run_owner_and_status(tx, run_id)?;
+    let (_, status) = run_owner_and_status(&**tx, run_id)?;
     if status != "running" {
         return Err(StoreError::Conflict(format!(
             "sync run `{run_id}` has already finished ({status})"
@@ -166,73 +163,65 @@ pub fn finish_run(
 
 /// The cursor to resume `connection_id` from: that of the most recent run
 /// that committed one, whether or not the run later failed.
-pub fn last_cursor(conn: &Connection, connection_id: &str) -> Result<Option<String>, StoreError> {
+pub fn last_cursor(conn: &dyn Db, connection_id: &str) -> Result<Option<String>, StoreError> {
     ensure_connection(conn, connection_id)?;
     // Runs are ordered by insertion (rowid), not by `started_at`: timestamps
     // within one second do not sort reliably as text.
-    Ok(conn
-        .query_row(
-            "SELECT cursor FROM sync_runs
-             WHERE connection_id = ?1 AND cursor IS NOT NULL
-             ORDER BY rowid DESC LIMIT 1",
-            [connection_id],
-            |r| r.get(0),
-        )
-        .optional()?)
+    conn.query_opt(
+        "SELECT cursor FROM sync_runs
+         WHERE connection_id = ?1 AND cursor IS NOT NULL
+         ORDER BY rowid DESC LIMIT 1",
+        params![connection_id],
+        |r| r.get(0),
+    )
 }
 
 /// The latest `limit` runs of `connection_id`, newest first.
 pub fn list_runs(
-    conn: &Connection,
+    conn: &dyn Db,
     connection_id: &str,
     limit: usize,
 ) -> Result<Vec<SyncRun>, StoreError> {
     ensure_connection(conn, connection_id)?;
-    let mut stmt = conn.prepare(&format!(
-        "SELECT {RUN_COLUMNS} FROM sync_runs WHERE connection_id = ?1
-         ORDER BY rowid DESC LIMIT ?2"
-    ))?;
-    let runs = stmt
-        .query_map(params![connection_id, to_i64(limit)], run_from_row)?
-        .collect::<Result<_, _>>()?;
-    Ok(runs)
+    conn.query_map(
+        &format!(
+            "SELECT {RUN_COLUMNS} FROM sync_runs WHERE connection_id = ?1
+             ORDER BY rowid DESC LIMIT ?2"
+        ),
+        params![connection_id, limit],
+        run_from_row,
+    )
 }
 
 /// Records of `connection_id`, ordered by kind and record id, paged.
 pub fn list_records(
-    conn: &Connection,
+    conn: &dyn Db,
     connection_id: &str,
     limit: usize,
     offset: usize,
 ) -> Result<Vec<SyncRecordRow>, StoreError> {
     ensure_connection(conn, connection_id)?;
-    let mut stmt = conn.prepare(
+    conn.query_map(
         "SELECT kind, record_id, updated_at, data FROM sync_records
          WHERE connection_id = ?1
          ORDER BY kind, record_id LIMIT ?2 OFFSET ?3",
-    )?;
-    let rows = stmt
-        .query_map(params![connection_id, to_i64(limit), to_i64(offset)], |r| {
+        params![connection_id, limit, offset],
+        |r| {
             Ok(SyncRecordRow {
                 kind: r.get(0)?,
                 record_id: r.get(1)?,
                 updated_at: r.get(2)?,
                 data: r.get(3)?,
             })
-        })?
-        .collect::<Result<_, _>>()?;
-    Ok(rows)
+        },
+    )
 }
 
-fn to_i64(n: usize) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
-}
-
-fn ensure_connection(conn: &Connection, connection_id: &str) -> Result<(), StoreError> {
+fn ensure_connection(conn: &dyn Db, connection_id: &str) -> Result<(), StoreError> {
     if exists(
         conn,
         "SELECT 1 FROM connections WHERE id = ?1",
-        [connection_id],
+        params![connection_id],
     )? {
         Ok(())
     } else {
@@ -242,17 +231,16 @@ fn ensure_connection(conn: &Connection, connection_id: &str) -> Result<(), Store
     }
 }
 
-fn run_owner_and_status(conn: &Connection, run_id: &str) -> Result<(String, String), StoreError> {
-    conn.query_row(
+fn run_owner_and_status(conn: &dyn Db, run_id: &str) -> Result<(String, String), StoreError> {
+    conn.query_opt(
         "SELECT connection_id, status FROM sync_runs WHERE id = ?1",
-        [run_id],
+        params![run_id],
         |r| Ok((r.get(0)?, r.get(1)?)),
-    )
-    .optional()?
+    )?
     .ok_or_else(|| StoreError::NotFound(format!("sync run `{run_id}`")))
 }
 
-fn run_from_row(r: &Row<'_>) -> rusqlite::Result<SyncRun> {
+fn run_from_row(r: &Row) -> Result<SyncRun, StoreError> {
     Ok(SyncRun {
         id: r.get(0)?,
         connection_id: r.get(1)?,
@@ -271,16 +259,24 @@ fn run_from_row(r: &Row<'_>) -> rusqlite::Result<SyncRun> {
 mod tests {
     use super::*;
     use crate::manifest::AuthKind;
-    use crate::store::Store;
     use crate::store::connections::{ConnectionRecord, delete_connection, insert_connection};
-    use crate::store::plugins::testing::{install, open_store};
+    use crate::store::plugins::testing::install;
+    use crate::store::testing::TestStore;
 
-    fn setup() -> (tempfile::TempDir, Store, String) {
-        let (dir, store) = open_store();
-        install(&store, "jira");
+    crate::on_both_backends!(
+        a_run_commits_pages_and_finishes,
+        a_failed_run_keeps_the_cursor_of_its_last_committed_page,
+        pages_are_checked,
+        unknown_connections_are_not_found,
+        runs_and_records_go_with_their_connection
+    );
+
+    /// Plugin `jira` and one connection in `store`; the connection's id.
+    fn setup(store: &TestStore) -> String {
+        install(store, "jira");
         let c = ConnectionRecord::new("work", "jira", AuthKind::Bearer);
         store.write(|tx| insert_connection(tx, &c)).unwrap();
-        (dir, store, c.id)
+        c.id
     }
 
     fn rec(kind: &str, id: &str, data: &str) -> SyncRecordRow {
@@ -292,9 +288,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_run_commits_pages_and_finishes() {
-        let (_dir, store, conn_id) = setup();
+    fn a_run_commits_pages_and_finishes(store: &TestStore) {
+        let conn_id = setup(store);
         let run = store.write(|tx| start_run(tx, &conn_id, true)).unwrap();
         assert_eq!(run.status, "running");
         assert!(run.full);
@@ -371,9 +366,8 @@ mod tests {
         assert!(err.to_string().contains("already finished"), "{err}");
     }
 
-    #[test]
-    fn a_failed_run_keeps_the_cursor_of_its_last_committed_page() {
-        let (_dir, store, conn_id) = setup();
+    fn a_failed_run_keeps_the_cursor_of_its_last_committed_page(store: &TestStore) {
+        let conn_id = setup(store);
         assert_eq!(store.read(|c| last_cursor(c, &conn_id)).unwrap(), None);
 
         let first = store.write(|tx| start_run(tx, &conn_id, true)).unwrap();
@@ -426,9 +420,8 @@ mod tests {
         assert_eq!(records.len(), 2, "the rolled-back page left no records");
     }
 
-    #[test]
-    fn pages_are_checked() {
-        let (_dir, store, conn_id) = setup();
+    fn pages_are_checked(store: &TestStore) {
+        let conn_id = setup(store);
         let run = store.write(|tx| start_run(tx, &conn_id, false)).unwrap();
 
         let err = store
@@ -452,9 +445,8 @@ mod tests {
         assert!(matches!(err, StoreError::NotFound(_)), "{err}");
     }
 
-    #[test]
-    fn unknown_connections_are_not_found() {
-        let (_dir, store, _) = setup();
+    fn unknown_connections_are_not_found(store: &TestStore) {
+        setup(store);
         let err = store.write(|tx| start_run(tx, "nope", true)).unwrap_err();
         assert_eq!(err.to_string(), "connection `nope` not found");
         assert!(store.read(|c| last_cursor(c, "nope")).is_err());
@@ -462,9 +454,8 @@ mod tests {
         assert!(store.read(|c| list_records(c, "nope", 5, 0)).is_err());
     }
 
-    #[test]
-    fn runs_and_records_go_with_their_connection() {
-        let (_dir, store, conn_id) = setup();
+    fn runs_and_records_go_with_their_connection(store: &TestStore) {
+        let conn_id = setup(store);
         let run = store.write(|tx| start_run(tx, &conn_id, true)).unwrap();
         store
             .write(|tx| commit_page(tx, &run.id, &conn_id, &[rec("a", "1", "{}")], Some("c")))
@@ -472,11 +463,11 @@ mod tests {
         store.write(|tx| delete_connection(tx, &conn_id)).unwrap();
         let counts: (u32, u32) = store
             .read(|c| {
-                Ok(c.query_row(
+                c.query_row(
                     "SELECT (SELECT COUNT(*) FROM sync_runs), (SELECT COUNT(*) FROM sync_records)",
-                    [],
+                    params![],
                     |r| Ok((r.get(0)?, r.get(1)?)),
-                )?)
+                )
             })
             .unwrap();
         assert_eq!(counts, (0, 0));

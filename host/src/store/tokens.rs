@@ -6,10 +6,11 @@ use std::fmt;
 use std::str::FromStr;
 
 use base64::Engine as _;
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::sql::{Db, DbExt, Row, Tx, params};
 use super::{StoreError, exists, new_id, now};
 
 /// Prefix of every token, so a leaked one is recognisable in logs and
@@ -97,7 +98,7 @@ pub fn token_hash(token: &str) -> String {
 
 const COLUMNS: &str = "id, name, role, project, created_at, revoked_at";
 
-fn from_row(row: &Row<'_>) -> rusqlite::Result<(TokenRecord, String)> {
+fn from_row(row: &Row) -> Result<(TokenRecord, String), StoreError> {
     let role: String = row.get(2)?;
     Ok((
         TokenRecord {
@@ -121,12 +122,12 @@ fn decode((mut record, role): (TokenRecord, String)) -> Result<TokenRecord, Stor
 
 /// Create a token; returns its record and the token, which is not stored.
 pub fn create_token(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     name: &str,
     role: Role,
     project: Option<&str>,
 ) -> Result<(TokenRecord, String), StoreError> {
-    let taken = exists(tx, "SELECT 1 FROM api_tokens WHERE name = ?1", [name])?;
+    let taken = exists(&**tx, "SELECT 1 FROM api_tokens WHERE name = ?1", params![name])?;
     if taken {
         return Err(StoreError::Conflict(format!(
             "a token named `{name}` already exists; revoke it or pick another name"
@@ -160,37 +161,35 @@ pub fn create_token(
 }
 
 /// The token whose hash is `hash`, revoked or not.
-pub fn find_by_hash(conn: &Connection, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
-    conn.query_row(
+pub fn find_by_hash(conn: &dyn Db, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
+    conn.query_opt(
         &format!("SELECT {COLUMNS} FROM api_tokens WHERE token_hash = ?1"),
-        [hash],
+        params![hash],
         from_row,
-    )
-    .optional()?
+    )?
     .map(decode)
     .transpose()
 }
 
 /// Every token, oldest first.
-pub fn list_tokens(conn: &Connection) -> Result<Vec<TokenRecord>, StoreError> {
-    let mut stmt = conn.prepare(&format!(
-        "SELECT {COLUMNS} FROM api_tokens ORDER BY created_at, name"
-    ))?;
-    let rows = stmt
-        .query_map([], from_row)?
-        .collect::<Result<Vec<_>, _>>()?;
+pub fn list_tokens(conn: &dyn Db) -> Result<Vec<TokenRecord>, StoreError> {
+    let rows = conn.query_map(
+        &format!("SELECT {COLUMNS} FROM api_tokens ORDER BY created_at, name"),
+        params![],
+        from_row,
+    )?;
     rows.into_iter().map(decode).collect()
 }
 
 /// Whether any token, revoked or not, exists (the server creates a first
 /// admin token only on a data directory that never had one).
-pub fn any_token(conn: &Connection) -> Result<bool, StoreError> {
-    exists(conn, "SELECT 1 FROM api_tokens LIMIT 1", [])
+pub fn any_token(conn: &dyn Db) -> Result<bool, StoreError> {
+    exists(conn, "SELECT 1 FROM api_tokens LIMIT 1", params![])
 }
 
 /// Revoke the token with this id or name. Revoking twice keeps the first
 /// revocation time.
-pub fn revoke_token(tx: &Transaction<'_>, id_or_name: &str) -> Result<TokenRecord, StoreError> {
+pub fn revoke_token(tx: &Tx<'_>, id_or_name: &str) -> Result<TokenRecord, StoreError> {
     let n = tx.execute(
         "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, ?2)
          WHERE id = ?1 OR name = ?1",
@@ -201,32 +200,29 @@ pub fn revoke_token(tx: &Transaction<'_>, id_or_name: &str) -> Result<TokenRecor
     }
     tx.query_row(
         &format!("SELECT {COLUMNS} FROM api_tokens WHERE id = ?1 OR name = ?1"),
-        [id_or_name],
+        params![id_or_name],
         from_row,
     )
-    .map_err(StoreError::from)
     .and_then(decode)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::testing::TestStore;
 
-    fn store() -> (tempfile::TempDir, super::super::Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = super::super::Store::open(dir.path()).unwrap();
-        (dir, store)
-    }
+    crate::on_both_backends!(
+        only_the_hash_is_stored_and_it_finds_the_token,
+        names_are_unique_and_revocation_sticks
+    );
 
-    #[test]
-    fn only_the_hash_is_stored_and_it_finds_the_token() {
-        let (_dir, store) = store();
+    fn only_the_hash_is_stored_and_it_finds_the_token(store: &TestStore) {
         let (record, token) = store
             .write(|tx| create_token(tx, "ci", Role::Operator, Some("web")))
             .unwrap();
         assert!(token.starts_with(TOKEN_PREFIX) && token.len() > 40);
         let stored: String = store
-            .read(|c| Ok(c.query_row("SELECT token_hash FROM api_tokens", [], |r| r.get(0))?))
+            .read(|c| c.query_row("SELECT token_hash FROM api_tokens", params![], |r| r.get(0)))
             .unwrap();
         assert_eq!(stored, token_hash(&token));
         assert!(!stored.contains(&token[TOKEN_PREFIX.len()..]));
@@ -243,9 +239,7 @@ mod tests {
         );
     }
 
-    #[test]
-    fn names_are_unique_and_revocation_sticks() {
-        let (_dir, store) = store();
+    fn names_are_unique_and_revocation_sticks(store: &TestStore) {
         store
             .write(|tx| create_token(tx, "a", Role::Admin, None))
             .unwrap();

@@ -4,9 +4,9 @@
 //! switch (`trust_policy`). Keys arrive here parsed and fingerprinted
 //! ([`crate::signing::PublisherKey`]); this module only stores them.
 
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use serde::Serialize;
 
+use super::sql::{Db, DbExt, Row, Tx, params};
 use super::{StoreError, exists, now};
 use crate::signing::PublisherKey;
 
@@ -35,7 +35,7 @@ impl TrustedKey {
 
 const COLUMNS: &str = "name, public_key, fingerprint, plugin_id, added_at";
 
-fn from_row(r: &Row<'_>) -> rusqlite::Result<TrustedKey> {
+fn from_row(r: &Row) -> Result<TrustedKey, StoreError> {
     Ok(TrustedKey {
         name: r.get(0)?,
         public_key: r.get(1)?,
@@ -47,24 +47,26 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<TrustedKey> {
 
 /// Trust `key` under `name`, for plugin `plugin` or (`None`) every plugin.
 pub fn add_key(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     name: &str,
     key: &PublisherKey,
     plugin: Option<&str>,
 ) -> Result<TrustedKey, StoreError> {
-    if exists(tx, "SELECT 1 FROM trusted_keys WHERE name = ?1", [name])? {
+    if exists(
+        tx,
+        "SELECT 1 FROM trusted_keys WHERE name = ?1",
+        params![name],
+    )? {
         return Err(StoreError::Conflict(format!(
             "a trusted key is already named `{name}`; remove it first or pick another name"
         )));
     }
-    let same: Option<String> = tx
-        .query_row(
-            "SELECT name FROM trusted_keys
-             WHERE fingerprint = ?1 AND COALESCE(plugin_id, '') = COALESCE(?2, '')",
-            params![key.fingerprint, plugin],
-            |r| r.get(0),
-        )
-        .optional()?;
+    let same: Option<String> = tx.query_opt(
+        "SELECT name FROM trusted_keys
+         WHERE fingerprint = ?1 AND COALESCE(plugin_id, '') = COALESCE(CAST(?2 AS TEXT), '')",
+        params![key.fingerprint, plugin],
+        |r| r.get(0),
+    )?;
     if let Some(same) = same {
         return Err(StoreError::Conflict(format!(
             "key {} is already trusted {} as `{same}`",
@@ -94,39 +96,38 @@ pub fn add_key(
 }
 
 /// Every trusted key, by name.
-pub fn list_keys(conn: &Connection) -> Result<Vec<TrustedKey>, StoreError> {
-    let mut stmt = conn.prepare(&format!("SELECT {COLUMNS} FROM trusted_keys ORDER BY name"))?;
-    let keys = stmt
-        .query_map([], from_row)?
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(keys)
+pub fn list_keys(conn: &dyn Db) -> Result<Vec<TrustedKey>, StoreError> {
+    conn.query_map(
+        &format!("SELECT {COLUMNS} FROM trusted_keys ORDER BY name"),
+        params![],
+        from_row,
+    )
 }
 
 /// Stop trusting the key named `name`; returns what it was.
-pub fn remove_key(tx: &Transaction<'_>, name: &str) -> Result<TrustedKey, StoreError> {
+pub fn remove_key(tx: &Tx<'_>, name: &str) -> Result<TrustedKey, StoreError> {
     let key = tx
-        .query_row(
+        .query_opt(
             &format!("SELECT {COLUMNS} FROM trusted_keys WHERE name = ?1"),
-            [name],
+            params![name],
             from_row,
-        )
-        .optional()?
+        )?
         .ok_or_else(|| StoreError::NotFound(format!("trusted key `{name}`")))?;
-    tx.execute("DELETE FROM trusted_keys WHERE name = ?1", [name])?;
+    tx.execute("DELETE FROM trusted_keys WHERE name = ?1", params![name])?;
     Ok(key)
 }
 
 /// Whether installs and uploads must carry a trusted signature.
-pub fn require_signature(conn: &Connection) -> Result<bool, StoreError> {
-    Ok(conn.query_row(
+pub fn require_signature(conn: &dyn Db) -> Result<bool, StoreError> {
+    conn.query_row(
         "SELECT require_signature FROM trust_policy WHERE id = 1",
-        [],
+        params![],
         |r| r.get(0),
-    )?)
+    )
 }
 
 /// Turn `require-signature` on or off.
-pub fn set_require_signature(tx: &Transaction<'_>, on: bool) -> Result<(), StoreError> {
+pub fn set_require_signature(tx: &Tx<'_>, on: bool) -> Result<(), StoreError> {
     tx.execute(
         "UPDATE trust_policy SET require_signature = ?1, updated_at = ?2 WHERE id = 1",
         params![on, now()],
@@ -137,7 +138,13 @@ pub fn set_require_signature(tx: &Transaction<'_>, on: bool) -> Result<(), Store
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::plugins::testing::open_store;
+    use crate::store::testing::TestStore;
+
+    crate::on_both_backends!(
+        keys_are_added_listed_and_removed_by_name,
+        a_name_or_a_key_and_scope_is_taken_once,
+        require_signature_is_off_until_turned_on
+    );
 
     const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJFsYpsKXQQS4ugSE4iqX1febl568q9hIOBXKZE4tVuF alice@example";
 
@@ -145,9 +152,7 @@ mod tests {
         PublisherKey::parse(KEY).unwrap()
     }
 
-    #[test]
-    fn keys_are_added_listed_and_removed_by_name() {
-        let (_dir, store) = open_store();
+    fn keys_are_added_listed_and_removed_by_name(store: &TestStore) {
         let global = store
             .write(|tx| add_key(tx, "alice", &key(), None))
             .unwrap();
@@ -164,9 +169,7 @@ mod tests {
         assert_eq!(store.read(list_keys).unwrap().len(), 1);
     }
 
-    #[test]
-    fn a_name_or_a_key_and_scope_is_taken_once() {
-        let (_dir, store) = open_store();
+    fn a_name_or_a_key_and_scope_is_taken_once(store: &TestStore) {
         store
             .write(|tx| add_key(tx, "alice", &key(), None))
             .unwrap();
@@ -184,9 +187,7 @@ mod tests {
         );
     }
 
-    #[test]
-    fn require_signature_is_off_until_turned_on() {
-        let (_dir, store) = open_store();
+    fn require_signature_is_off_until_turned_on(store: &TestStore) {
         assert!(!store.read(require_signature).unwrap());
         store.write(|tx| set_require_signature(tx, true)).unwrap();
         assert!(store.read(require_signature).unwrap());

@@ -58,8 +58,9 @@ pub enum VaultError {
     MissingKeyFile {
         /// Where the key file was expected.
         path: PathBuf,
-        /// The database whose vault needs it.
-        db: PathBuf,
+        /// The database whose vault needs it: its file, or its URL without
+        /// the password.
+        db: String,
     },
 
     /// Reading or creating the key file failed in the file system
@@ -86,8 +87,8 @@ pub enum VaultError {
         /// Where the key came from, as [`KeySource::describe`](crate::KeySource::describe)
         /// puts it.
         key_source: String,
-        /// The database.
-        db: PathBuf,
+        /// The database: its file, or its URL without the password.
+        db: String,
         /// Advice when the vault was made with the other kind of master key
         /// (a parenthesis with a leading space); empty otherwise.
         hint: String,
@@ -148,7 +149,7 @@ pub enum VaultError {
     #[error(
         "the vault's record of which secret rows are current {problem}: it was altered or \
          removed outside airlock, so no stored secret can be trusted and each is refused until \
-         it is re-entered. Restore airlock.db from your newest backup, or re-enter the secrets \
+         it is re-entered. Restore the database from your newest backup, or re-enter the secrets \
          (for OAuth connections, by running their OAuth flow again)"
     )]
     LedgerInvalid {
@@ -162,7 +163,7 @@ pub enum VaultError {
     /// table, was replaced with an older copy while airlock was running.
     #[error(
         "the vault's record of which secret rows are current went back from generation {seen} \
-         to {found} while airlock was running: airlock.db (or part of it) was replaced with an \
+         to {found} while airlock was running: the database (or part of it) was replaced with an \
          older copy, so this process refuses every stored secret. Find out who replaced it and \
          restore the newest copy, or re-enter the secrets; note that a restarted airlock cannot \
          tell an older copy from the current one"
@@ -236,15 +237,10 @@ pub enum VaultError {
     #[error("vault data is inconsistent: {0}")]
     Corrupt(String),
 
-    /// The database failed underneath (SQLite error, busy, I/O).
+    /// The database failed underneath (a SQLite or PostgreSQL error, busy,
+    /// unavailable, I/O).
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-impl From<rusqlite::Error> for VaultError {
-    fn from(e: rusqlite::Error) -> Self {
-        Self::Store(StoreError::Sqlite(e))
-    }
 }
 
 /// The middle of [`VaultError::RestoredSecret`]'s message.

@@ -115,14 +115,14 @@ impl KeySource {
     pub(crate) fn load_existing(
         &self,
         meta: &BTreeMap<String, Vec<u8>>,
-        db: &Path,
+        db: &str,
         env: EnvLookup<'_>,
     ) -> Result<Key256, VaultError> {
         match self {
             Self::Env => env_key(env),
             Self::File(path) => read_key_file(path)?.ok_or_else(|| VaultError::MissingKeyFile {
                 path: path.clone(),
-                db: db.to_path_buf(),
+                db: db.to_string(),
             }),
             Self::Passphrase(passphrase) => {
                 let salt = meta.get(META_SALT).ok_or_else(|| {

@@ -21,11 +21,12 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 use hmac::{Hmac, Mac};
-use rusqlite::{Connection, Transaction, params};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use super::VaultError;
+use crate::store::StoreError;
+use crate::store::sql::{Db, DbExt, Tx, params};
 
 /// `vault_meta` name of the encoded ledger.
 pub(super) const META_LEDGER: &str = "secret-ledger";
@@ -90,23 +91,27 @@ fn take_part(bytes: &[u8]) -> Option<(String, &[u8])> {
 
 /// The stored ledger and its tag, read in one statement so they belong
 /// together even while another process writes.
-pub(super) fn read_stored(conn: &Connection) -> rusqlite::Result<Stored> {
-    conn.prepare_cached(
+pub(super) fn read_stored(conn: &dyn Db) -> Result<Stored, StoreError> {
+    conn.query_row(
         "SELECT (SELECT value FROM vault_meta WHERE name = ?1),
                 (SELECT value FROM vault_meta WHERE name = ?2)",
-    )?
-    .query_row([META_LEDGER, META_LEDGER_TAG], |r| {
-        Ok(Stored {
-            ledger: r.get(0)?,
-            tag: r.get(1)?,
-        })
-    })
+        params![META_LEDGER, META_LEDGER_TAG],
+        |r| {
+            Ok(Stored {
+                ledger: r.get(0)?,
+                tag: r.get(1)?,
+            })
+        },
+    )
 }
 
 /// The stored tag alone: what a read compares.
-pub(super) fn read_tag(conn: &Connection) -> rusqlite::Result<Option<Vec<u8>>> {
-    conn.prepare_cached("SELECT (SELECT value FROM vault_meta WHERE name = ?1)")?
-        .query_row([META_LEDGER_TAG], |r| r.get(0))
+pub(super) fn read_tag(conn: &dyn Db) -> Result<Option<Vec<u8>>, StoreError> {
+    conn.query_row(
+        "SELECT (SELECT value FROM vault_meta WHERE name = ?1)",
+        params![META_LEDGER_TAG],
+        |r| r.get(0),
+    )
 }
 
 /// The `vault_meta` rows as stored (either may be missing).
@@ -125,19 +130,22 @@ impl Stored {
 }
 
 /// The `(owner, field)` ledger keys of every row in `secrets`.
-pub(super) fn live_keys(conn: &Connection) -> rusqlite::Result<HashSet<String>> {
-    let mut stmt = conn.prepare("SELECT connection_id, oauth_app_id, field FROM secrets")?;
-    let rows = stmt.query_map([], |r| {
-        let (connection, app, field): (Option<String>, Option<String>, String) =
-            (r.get(0)?, r.get(1)?, r.get(2)?);
-        Ok(match (connection, app) {
-            (Some(id), _) => entry_key("connection", &id, &field),
-            (None, Some(id)) => entry_key("oauth-app", &id, &field),
-            // The CHECK constraint rules this out; no key matches it.
-            (None, None) => String::new(),
-        })
-    })?;
-    rows.collect()
+pub(super) fn live_keys(conn: &dyn Db) -> Result<HashSet<String>, StoreError> {
+    let rows = conn.query_map(
+        "SELECT connection_id, oauth_app_id, field FROM secrets",
+        params![],
+        |r| {
+            let (connection, app, field): (Option<String>, Option<String>, String) =
+                (r.get(0)?, r.get(1)?, r.get(2)?);
+            Ok(match (connection, app) {
+                (Some(id), _) => entry_key("connection", &id, &field),
+                (None, Some(id)) => entry_key("oauth-app", &id, &field),
+                // The CHECK constraint rules this out; no key matches it.
+                (None, None) => String::new(),
+            })
+        },
+    )?;
+    Ok(rows.into_iter().collect())
 }
 
 /// What this process last verified.
@@ -242,7 +250,7 @@ impl Keeper {
     /// tampered or rolled-back ledger records would bless the rows it
     /// names, while an empty one only ever holds what is written from now
     /// on, so each secret re-entered is trusted again and no other.
-    pub(super) fn base_for_write(&self, tx: &Transaction<'_>) -> Result<Ledger, VaultError> {
+    pub(super) fn base_for_write(&self, tx: &Tx<'_>) -> Result<Ledger, VaultError> {
         let stored = read_stored(tx)?;
         match self.verify(&stored, false) {
             Ok(ledger) => Ok((*ledger).clone()),
@@ -263,20 +271,28 @@ impl Keeper {
     }
 
     /// Write `ledger` and its tag in `tx`.
-    pub(super) fn store(&self, tx: &Transaction<'_>, ledger: &Ledger) -> rusqlite::Result<()> {
+    pub(super) fn store(&self, tx: &Tx<'_>, ledger: &Ledger) -> Result<(), StoreError> {
         let encoded = ledger.encode();
         let tag = self.tag(&encoded);
-        let mut insert =
-            tx.prepare_cached("INSERT OR REPLACE INTO vault_meta (name, value) VALUES (?1, ?2)")?;
-        insert.execute(params![META_LEDGER, encoded])?;
-        insert.execute(params![META_LEDGER_TAG, &tag[..]])?;
+        put_meta(tx, META_LEDGER, &encoded)?;
+        put_meta(tx, META_LEDGER_TAG, &tag)?;
         Ok(())
     }
 
     /// Whether `tx` holds no ledger at all (a vault from before the ledger).
-    pub(super) fn absent(tx: &Transaction<'_>) -> rusqlite::Result<bool> {
-        Ok(read_stored(tx)?.is_absent())
+    pub(super) fn absent(tx: &Tx<'_>) -> Result<bool, StoreError> {
+        Ok(read_stored(&**tx)?.is_absent())
     }
+}
+
+/// Insert or replace the `vault_meta` row `name` in `tx`.
+pub(super) fn put_meta(tx: &Tx<'_>, name: &str, value: &[u8]) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO vault_meta (name, value) VALUES (?1, ?2)
+         ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        params![name, value],
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]

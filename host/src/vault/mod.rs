@@ -145,11 +145,11 @@ use std::fmt;
 use std::path::Path;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
+use crate::store::sql::{Backend, Db, DbExt, Row, Tx, params};
 use crate::store::{RecordCache, Store, StoreError, new_id, now};
 use crypto::{Key256, MAGIC_CHECK, MAGIC_SEALED, MAGIC_WRAPPED};
 pub use error::VaultError;
@@ -231,6 +231,17 @@ pub struct KeyVersionInfo {
     pub oauth_states: usize,
 }
 
+/// A row of [`Vault::versions`]' query.
+fn key_version_info(r: &Row) -> Result<KeyVersionInfo, StoreError> {
+    Ok(KeyVersionInfo {
+        version: r.get(0)?,
+        created_at: r.get(1)?,
+        active: r.get(2)?,
+        secrets: r.get(3)?,
+        oauth_states: r.get(4)?,
+    })
+}
+
 /// The unwrapped data keys.
 struct KeyRing {
     keys: BTreeMap<u32, Key256>,
@@ -255,7 +266,7 @@ impl fmt::Debug for Vault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ring = self.ring();
         f.debug_struct("Vault")
-            .field("db", &self.store.path())
+            .field("db", &self.store.describe())
             .field("key_source", &self.source_description)
             .field("versions", &ring.keys.keys().collect::<Vec<_>>())
             .field("active", &ring.active)
@@ -270,31 +281,27 @@ struct StoredState {
     versions: Vec<(u32, Vec<u8>, bool)>,
 }
 
-fn read_state(conn: &Connection) -> Result<StoredState, VaultError> {
-    let mut meta = BTreeMap::new();
-    let mut stmt = conn.prepare("SELECT name, value FROM vault_meta")?;
-    let rows = stmt.query_map([], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?))
-    })?;
-    for row in rows {
-        let (name, value) = row?;
-        meta.insert(name, value);
-    }
-    let mut stmt =
-        conn.prepare("SELECT version, wrapped_key, active FROM key_versions ORDER BY version")?;
-    let versions = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-        .collect::<Result<Vec<_>, _>>()?;
+fn read_state(conn: &dyn Db) -> Result<StoredState, VaultError> {
+    let meta = conn
+        .query_map("SELECT name, value FROM vault_meta", params![], |r| {
+            Ok((r.get::<String>(0)?, r.get::<Vec<u8>>(1)?))
+        })?
+        .into_iter()
+        .collect();
+    let versions = conn.query_map(
+        "SELECT version, wrapped_key, active FROM key_versions ORDER BY version",
+        params![],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
     Ok(StoredState { meta, versions })
 }
 
-fn active_version(conn: &Connection) -> Result<u32, VaultError> {
-    conn.query_row(
+fn active_version(conn: &dyn Db) -> Result<u32, VaultError> {
+    conn.query_opt(
         "SELECT version FROM key_versions WHERE active = 1",
-        [],
+        params![],
         |r| r.get(0),
-    )
-    .optional()?
+    )?
     .ok_or_else(|| VaultError::Corrupt("no active key version".to_string()))
 }
 
@@ -429,7 +436,7 @@ impl Vault {
     ) -> Result<Self, VaultError> {
         let wrong = |hint: &str| VaultError::WrongMasterKey {
             key_source: source.describe(),
-            db: store.path().to_path_buf(),
+            db: store.describe(),
             hint: hint.to_string(),
         };
         match state.meta.get(META_KIND).map(Vec::as_slice) {
@@ -453,7 +460,7 @@ impl Vault {
                 ));
             }
         }
-        let kek = source.load_existing(&state.meta, store.path(), env)?;
+        let kek = source.load_existing(&state.meta, &store.describe(), env)?;
         let check = &state.meta[META_CHECK];
         let plain =
             crypto::open(&kek, MAGIC_CHECK, CHECK_AAD.as_bytes(), check).map_err(|_| wrong(""))?;
@@ -471,7 +478,7 @@ impl Vault {
         }
         let active =
             active.ok_or_else(|| VaultError::Corrupt("no active key version".to_string()))?;
-        let source_description = describe_opened(source, store.path(), false);
+        let source_description = describe_opened(source, store.sqlite_path(), false);
         let vault = Self {
             store,
             ledger: ledger::Keeper::new(derive_key(&kek, ledger::KEY_PURPOSE)),
@@ -505,18 +512,16 @@ impl Vault {
             let exists: bool = tx.query_row(
                 "SELECT EXISTS (SELECT 1 FROM vault_meta WHERE name = ?1)
                      OR EXISTS (SELECT 1 FROM key_versions)",
-                [META_CHECK],
+                params![META_CHECK],
                 |r| r.get(0),
             )?;
             if exists {
                 return Ok(false);
             }
-            let mut insert =
-                tx.prepare("INSERT OR REPLACE INTO vault_meta (name, value) VALUES (?1, ?2)")?;
             for (name, value) in &init.meta {
-                insert.execute(params![name, value])?;
+                ledger::put_meta(tx, name, value)?;
             }
-            insert.execute(params![META_CHECK, check])?;
+            ledger::put_meta(tx, META_CHECK, &check)?;
             tx.execute(
                 "INSERT INTO key_versions (version, wrapped_key, created_at, active)
                  VALUES (1, ?1, ?2, 1)",
@@ -542,7 +547,7 @@ impl Vault {
                 keys: BTreeMap::from([(1, data_key)]),
                 active: 1,
             }),
-            source_description: describe_opened(source, store.path(), init.created_file),
+            source_description: describe_opened(source, store.sqlite_path(), init.created_file),
             sealed: RecordCache::default(),
             ledger: keeper,
         }))
@@ -564,7 +569,7 @@ impl Vault {
     /// transaction.
     pub fn seal_secret(
         &self,
-        tx: &Transaction<'_>,
+        tx: &Tx<'_>,
         owner: &SecretOwner,
         field: &str,
         plaintext: &SecretString,
@@ -620,10 +625,10 @@ impl Vault {
     }
 
     /// [`Vault::open_secret`] on a connection or transaction the caller
-    /// already holds (`&Transaction` derefs to `&Connection`).
+    /// already holds (`&Tx` derefs to `&dyn Db`).
     pub fn open_secret_in(
         &self,
-        conn: &Connection,
+        conn: &dyn Db,
         owner: &SecretOwner,
         field: &str,
     ) -> Result<Option<SecretString>, VaultError> {
@@ -635,7 +640,7 @@ impl Vault {
     /// check it is the current one.
     fn open_row(
         &self,
-        conn: &Connection,
+        conn: &dyn Db,
         owner: &SecretOwner,
         field: &str,
         row: Option<&SealedRow>,
@@ -667,7 +672,7 @@ impl Vault {
             return Ok(None);
         };
         let plain = self.open_sealed(conn, owner, field, &row)?;
-        let current = self.ledger.verify(&row.ledger, conn.is_autocommit())?;
+        let current = self.ledger.verify(&row.ledger, !conn.in_transaction())?;
         check_current(&current, owner, field, &row.id)?;
         secret_text(owner, field, &plain).map(Some)
     }
@@ -675,7 +680,7 @@ impl Vault {
     /// Decrypt `row` after the key-version checks.
     fn open_sealed(
         &self,
-        conn: &Connection,
+        conn: &dyn Db,
         owner: &SecretOwner,
         field: &str,
         row: &SealedRow,
@@ -697,7 +702,7 @@ impl Vault {
     /// it, so a copy put back later is refused.
     pub fn delete_secret(
         &self,
-        tx: &Transaction<'_>,
+        tx: &Tx<'_>,
         owner: &SecretOwner,
         field: &str,
     ) -> Result<bool, VaultError> {
@@ -714,14 +719,13 @@ impl Vault {
         Ok(n > 0)
     }
 
-    /// Delete every secret of `owner`; how many there were. The store runs
-    /// with `secure_delete`, so SQLite overwrites the freed ciphertext; the
-    /// ledger forgets them, so copies put back later are refused.
-    pub fn delete_secrets(
-        &self,
-        tx: &Transaction<'_>,
-        owner: &SecretOwner,
-    ) -> Result<usize, VaultError> {
+    /// Delete every secret of `owner`; how many there were. On SQLite the
+    /// store runs with `secure_delete`, so SQLite overwrites the freed
+    /// ciphertext; on PostgreSQL the rows are deleted when the transaction
+    /// commits, and reclaiming their space (VACUUM) is the database
+    /// operator's. The ledger forgets them, so copies put back later are
+    /// refused.
+    pub fn delete_secrets(&self, tx: &Tx<'_>, owner: &SecretOwner) -> Result<usize, VaultError> {
         let n = tx.execute(
             &format!("DELETE FROM secrets WHERE {} = ?1", owner.column()),
             params![owner.id()],
@@ -729,7 +733,7 @@ impl Vault {
         if n > 0 {
             self.record(tx, None)?;
         }
-        Ok(n)
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
 
     // ----- blobs for other tables -----------------------------------------
@@ -769,7 +773,7 @@ impl Vault {
     /// the blob.
     pub fn seal_blob_in(
         &self,
-        conn: &Connection,
+        conn: &dyn Db,
         aad_id: &str,
         field: &str,
         plaintext: &[u8],
@@ -811,7 +815,7 @@ impl Vault {
     /// stale. It also finds a key version another process created.
     pub fn open_blob_in(
         &self,
-        conn: &Connection,
+        conn: &dyn Db,
         aad_id: &str,
         field: &str,
         key_version: u32,
@@ -853,7 +857,7 @@ impl Vault {
             let old_active = active_version(tx)?;
             let version: u32 = tx.query_row(
                 "SELECT COALESCE(MAX(version), 0) + 1 FROM key_versions",
-                [],
+                params![],
                 |r| r.get(0),
             )?;
             let wrapped = crypto::seal(
@@ -863,7 +867,10 @@ impl Vault {
                 &wrap_aad(version),
                 new_key.expose(),
             )?;
-            tx.execute("UPDATE key_versions SET active = 0 WHERE active = 1", [])?;
+            tx.execute(
+                "UPDATE key_versions SET active = 0 WHERE active = 1",
+                params![],
+            )?;
             tx.execute(
                 "INSERT INTO key_versions (version, wrapped_key, created_at, active)
                  VALUES (?1, ?2, ?3, 1)",
@@ -898,14 +905,12 @@ impl Vault {
     /// each one checked first. Row ids stay, so the ledger stays as it is.
     fn reseal_secrets(
         &self,
-        tx: &Transaction<'_>,
+        tx: &Tx<'_>,
         old_active: u32,
         version: u32,
         key: &Key256,
     ) -> Result<(), VaultError> {
         let current = self.ledger.verify(&ledger::read_stored(tx)?, false)?;
-        let mut update =
-            tx.prepare("UPDATE secrets SET key_version = ?1, ciphertext = ?2 WHERE id = ?3")?;
         for row in secret_rows(tx)? {
             let plain = self.open_secret_row(tx, &row, AAD_SECRET, old_active)?;
             check_current(&current, &row.owner, &row.field, &row.id)?;
@@ -916,7 +921,10 @@ impl Vault {
                 &secret_aad(&row.id, &row.owner, &row.field, version),
                 &plain,
             )?;
-            update.execute(params![version, sealed, row.id])?;
+            tx.execute(
+                "UPDATE secrets SET key_version = ?1, ciphertext = ?2 WHERE id = ?3",
+                params![version, sealed, row.id],
+            )?;
         }
         Ok(())
     }
@@ -925,7 +933,7 @@ impl Vault {
     /// which must be under the `active` version.
     fn open_secret_row(
         &self,
-        conn: &Connection,
+        conn: &dyn Db,
         row: &SecretRow,
         domain: &str,
         active: u32,
@@ -945,25 +953,21 @@ impl Vault {
     /// were.
     fn reseal_oauth_states(
         &self,
-        tx: &Transaction<'_>,
+        tx: &Tx<'_>,
         old_active: u32,
         version: u32,
         key: &Key256,
     ) -> Result<usize, VaultError> {
-        let states = {
-            let mut stmt =
-                tx.prepare("SELECT state_hash, key_version, verifier FROM oauth_states")?;
-            stmt.query_map([], |r| {
+        let states = tx.query_map(
+            "SELECT state_hash, key_version, verifier FROM oauth_states",
+            params![],
+            |r| {
                 Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, u32>(1)?,
-                    r.get::<_, Vec<u8>>(2)?,
+                    r.get::<String>(0)?,
+                    r.get::<u32>(1)?,
+                    r.get::<Vec<u8>>(2)?,
                 ))
-            })?
-            .collect::<Result<Vec<_>, _>>()?
-        };
-        let mut update = tx.prepare(
-            "UPDATE oauth_states SET key_version = ?1, verifier = ?2 WHERE state_hash = ?3",
+            },
         )?;
         let mut dropped = 0usize;
         for (state_hash, row_version, blob) in states {
@@ -979,14 +983,18 @@ impl Vault {
                 Ok(plain) => {
                     let (_, sealed) =
                         seal_blob_under(key, version, &state_hash, PKCE_VERIFIER_FIELD, &plain)?;
-                    update.execute(params![version, sealed, state_hash])?;
+                    tx.execute(
+                        "UPDATE oauth_states SET key_version = ?1, verifier = ?2
+                         WHERE state_hash = ?3",
+                        params![version, sealed, state_hash],
+                    )?;
                 }
                 Err(VaultError::Store(e)) => return Err(VaultError::Store(e)),
                 Err(e) => {
                     tracing::warn!(error = %e, "rotation drops a pending OAuth authorisation");
                     tx.execute(
                         "DELETE FROM oauth_states WHERE state_hash = ?1",
-                        [&state_hash],
+                        params![state_hash],
                     )?;
                     dropped += 1;
                 }
@@ -1002,7 +1010,7 @@ impl Vault {
     /// then has no entry and is refused.
     fn record(
         &self,
-        tx: &Transaction<'_>,
+        tx: &Tx<'_>,
         current: Option<(&SecretOwner, &str, &str)>,
     ) -> Result<(), VaultError> {
         let mut ledger = self.ledger.base_for_write(tx)?;
@@ -1043,14 +1051,16 @@ impl Vault {
                 generation: 1,
                 ..Default::default()
             };
-            let mut update = tx.prepare("UPDATE secrets SET ciphertext = ?1 WHERE id = ?2")?;
             for row in secret_rows(tx)? {
                 match self.open_secret_row(tx, &row, AAD_SECRET_LEGACY, active) {
                     Ok(plain) => {
                         let key = self.key(tx, row.version, &|| row.owner.describe(&row.field))?;
                         let aad = secret_aad(&row.id, &row.owner, &row.field, row.version);
                         let sealed = crypto::seal(&key, MAGIC_SEALED, row.version, &aad, &plain)?;
-                        update.execute(params![sealed, row.id])?;
+                        tx.execute(
+                            "UPDATE secrets SET ciphertext = ?1 WHERE id = ?2",
+                            params![sealed, row.id],
+                        )?;
                     }
                     Err(VaultError::Store(e)) => return Err(VaultError::Store(e)),
                     // Rolls back what was resealed so far.
@@ -1081,18 +1091,17 @@ impl Vault {
     }
 
     /// Delete key version `version`. Refused for the active version and for
-    /// a version any row still uses. Afterwards the write-ahead log is
-    /// checkpointed and truncated (best effort), so the deleted wrapped key
-    /// does not linger in the `-wal` file.
+    /// a version any row still uses. Afterwards, on SQLite, the write-ahead
+    /// log is checkpointed and truncated (best effort), so the deleted
+    /// wrapped key does not linger in the `-wal` file (see
+    /// [`Vault::checkpoint_wal`] for PostgreSQL).
     pub fn retire(&self, version: u32) -> Result<(), VaultError> {
         write_vault(&self.store, |tx| {
-            let active: Option<bool> = tx
-                .query_row(
-                    "SELECT active FROM key_versions WHERE version = ?1",
-                    [version],
-                    |r| r.get(0),
-                )
-                .optional()?;
+            let active: Option<bool> = tx.query_opt(
+                "SELECT active FROM key_versions WHERE version = ?1",
+                params![version],
+                |r| r.get(0),
+            )?;
             match active {
                 None => return Err(VaultError::NoSuchVersion { version }),
                 Some(true) => return Err(VaultError::RetireActive { version }),
@@ -1101,7 +1110,7 @@ impl Vault {
             let (secrets, oauth_states): (usize, usize) = tx.query_row(
                 "SELECT (SELECT COUNT(*) FROM secrets WHERE key_version = ?1),
                         (SELECT COUNT(*) FROM oauth_states WHERE key_version = ?1)",
-                [version],
+                params![version],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )?;
             if secrets + oauth_states > 0 {
@@ -1111,42 +1120,50 @@ impl Vault {
                     oauth_states,
                 });
             }
-            tx.execute("DELETE FROM key_versions WHERE version = ?1", [version])?;
+            tx.execute(
+                "DELETE FROM key_versions WHERE version = ?1",
+                params![version],
+            )?;
             Ok(())
         })?;
         self.ring_mut().keys.remove(&version);
+        self.checkpoint_wal();
+        tracing::info!(version, "vault key version retired");
+        Ok(())
+    }
+
+    /// SQLite: checkpoint and truncate the write-ahead log (best effort), so
+    /// rows just deleted (a retired wrapped key) leave the `-wal` file; the
+    /// store's `secure_delete` has already zeroed them in the database file.
+    ///
+    /// PostgreSQL has no file of airlock's to checkpoint: the committed
+    /// transaction deleted the row, and what the server keeps of deleted
+    /// rows until it reuses the space (VACUUM) and recycles its own
+    /// write-ahead log is the database operator's to manage.
+    fn checkpoint_wal(&self) {
+        if self.store.backend() != Backend::Sqlite {
+            return;
+        }
         let checkpoint = self.store.read(|conn| {
-            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
-            Ok(())
+            conn.query("PRAGMA wal_checkpoint(TRUNCATE)", params![])?;
+            Ok::<_, StoreError>(())
         });
         if let Err(e) = checkpoint {
             tracing::warn!(error = %e, "checkpoint after retiring a key version failed");
         }
-        tracing::info!(version, "vault key version retired");
-        Ok(())
     }
 
     /// Every key version, oldest first, with how many rows use it.
     pub fn versions(&self) -> Result<Vec<KeyVersionInfo>, VaultError> {
         read_vault(&self.store, |conn| {
-            let mut stmt = conn.prepare(
+            Ok(conn.query_map(
                 "SELECT k.version, k.created_at, k.active,
                         (SELECT COUNT(*) FROM secrets s WHERE s.key_version = k.version),
                         (SELECT COUNT(*) FROM oauth_states o WHERE o.key_version = k.version)
                  FROM key_versions k ORDER BY k.version",
-            )?;
-            let rows = stmt
-                .query_map([], |r| {
-                    Ok(KeyVersionInfo {
-                        version: r.get(0)?,
-                        created_at: r.get(1)?,
-                        active: r.get(2)?,
-                        secrets: r.get(3)?,
-                        oauth_states: r.get(4)?,
-                    })
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(rows)
+                params![],
+                key_version_info,
+            )?)
         })
     }
 
@@ -1164,20 +1181,18 @@ impl Vault {
     /// process does not have it yet: another process may have rotated.
     fn key(
         &self,
-        conn: &Connection,
+        conn: &dyn Db,
         version: u32,
         what: &dyn Fn() -> String,
     ) -> Result<Key256, VaultError> {
         if let Some(key) = self.ring().keys.get(&version) {
             return Ok(key.clone());
         }
-        let wrapped: Option<Vec<u8>> = conn
-            .query_row(
-                "SELECT wrapped_key FROM key_versions WHERE version = ?1",
-                [version],
-                |r| r.get(0),
-            )
-            .optional()?;
+        let wrapped: Option<Vec<u8>> = conn.query_opt(
+            "SELECT wrapped_key FROM key_versions WHERE version = ?1",
+            params![version],
+            |r| r.get(0),
+        )?;
         let wrapped = wrapped.ok_or_else(|| VaultError::UnknownKeyVersion {
             what: what(),
             version,
@@ -1191,7 +1206,7 @@ impl Vault {
     }
 
     /// The active version as `conn` sees it, and its key.
-    fn active_key(&self, conn: &Connection) -> Result<(u32, Key256), VaultError> {
+    fn active_key(&self, conn: &dyn Db) -> Result<(u32, Key256), VaultError> {
         let version = active_version(conn)?;
         let key = self.key(conn, version, &|| {
             format!("the active key version {version}")
@@ -1236,7 +1251,7 @@ impl Vault {
 
     fn open_checked(
         &self,
-        conn: &Connection,
+        conn: &dyn Db,
         what: &dyn Fn() -> String,
         aad: &[u8],
         column_version: u32,
@@ -1250,13 +1265,15 @@ impl Vault {
     }
 }
 
-/// The start-up description of an opened source.
-fn describe_opened(source: &KeySource, db: &Path, created_file: bool) -> String {
+/// The start-up description of an opened source. `db` is the SQLite
+/// database file; on PostgreSQL (`None`) the data is not in a file a key
+/// file could sit next to.
+fn describe_opened(source: &KeySource, db: Option<&Path>, created_file: bool) -> String {
     let base = source.describe();
     let KeySource::File(path) = source else {
         return base;
     };
-    let beside_data = match (path.parent(), db.parent()) {
+    let beside_data = match (path.parent(), db.and_then(Path::parent)) {
         (Some(a), Some(b)) => same_dir(a, b),
         _ => false,
     };
@@ -1293,46 +1310,51 @@ struct SealedRow {
 /// `owner`'s `field` as stored, with the active key version and the
 /// ledger's tag (and, `with_ledger`, the ledger) from the same statement.
 fn sealed_row(
-    conn: &Connection,
+    conn: &dyn Db,
     owner: &SecretOwner,
     field: &str,
     with_ledger: bool,
 ) -> Result<Option<SealedRow>, VaultError> {
+    // Only the parameters the statement names are passed: PostgreSQL cannot
+    // type a parameter the SQL does not use.
     let ledger = if with_ledger {
-        "(SELECT value FROM vault_meta WHERE name = ?3)"
+        "(SELECT value FROM vault_meta WHERE name = ?4)"
     } else {
         "NULL"
     };
-    Ok(conn
-        .prepare_cached(&format!(
-            "SELECT id, key_version, ciphertext,
-                    (SELECT version FROM key_versions WHERE active = 1),
-                    (SELECT value FROM vault_meta WHERE name = ?4),
-                    {ledger}
-             FROM secrets WHERE {} = ?1 AND field = ?2",
-            owner.column()
-        ))?
-        .query_row(
-            params![
-                owner.id(),
-                field,
-                ledger::META_LEDGER,
-                ledger::META_LEDGER_TAG
-            ],
-            |r| {
-                Ok(SealedRow {
-                    id: r.get(0)?,
-                    version: r.get(1)?,
-                    ciphertext: r.get(2)?,
-                    active: r.get(3)?,
-                    ledger: ledger::Stored {
-                        tag: r.get(4)?,
-                        ledger: r.get(5)?,
-                    },
-                })
-            },
-        )
-        .optional()?)
+    let sql = format!(
+        "SELECT id, key_version, ciphertext,
+                (SELECT version FROM key_versions WHERE active = 1),
+                (SELECT value FROM vault_meta WHERE name = ?3),
+                {ledger}
+         FROM secrets WHERE {} = ?1 AND field = ?2",
+        owner.column()
+    );
+    let (id, tag) = (owner.id(), ledger::META_LEDGER_TAG);
+    let row = if with_ledger {
+        conn.query_opt(
+            &sql,
+            params![id, field, tag, ledger::META_LEDGER],
+            sealed_from_row,
+        )?
+    } else {
+        conn.query_opt(&sql, params![id, field, tag], sealed_from_row)?
+    };
+    Ok(row)
+}
+
+/// A [`sealed_row`] result.
+fn sealed_from_row(r: &Row) -> Result<SealedRow, StoreError> {
+    Ok(SealedRow {
+        id: r.get(0)?,
+        version: r.get(1)?,
+        ciphertext: r.get(2)?,
+        active: r.get(3)?,
+        ledger: ledger::Stored {
+            tag: r.get(4)?,
+            ledger: r.get(5)?,
+        },
+    })
 }
 
 /// A decrypted secret as text.
@@ -1371,45 +1393,35 @@ struct SecretRow {
     ciphertext: Vec<u8>,
 }
 
-fn secret_rows(conn: &Connection) -> Result<Vec<SecretRow>, VaultError> {
-    let mut stmt = conn.prepare(
+fn secret_rows(conn: &dyn Db) -> Result<Vec<SecretRow>, VaultError> {
+    let rows = conn.query_map(
         "SELECT id, connection_id, oauth_app_id, field, key_version, ciphertext
          FROM secrets ORDER BY id",
+        params![],
+        secret_from_row,
     )?;
-    let rows = stmt
-        .query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, Option<String>>(1)?,
-                r.get::<_, Option<String>>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, u32>(4)?,
-                r.get::<_, Vec<u8>>(5)?,
-            ))
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
-    rows.into_iter()
-        .map(
-            |(id, connection_id, oauth_app_id, field, version, ciphertext)| {
-                let owner = match (connection_id, oauth_app_id) {
-                    (Some(c), None) => SecretOwner::Connection(c),
-                    (None, Some(a)) => SecretOwner::OAuthApp(a),
-                    _ => {
-                        return Err(VaultError::Corrupt(format!(
-                            "secret row {id} has no single owner"
-                        )));
-                    }
-                };
-                Ok(SecretRow {
-                    id,
-                    owner,
-                    field,
-                    version,
-                    ciphertext,
-                })
-            },
-        )
-        .collect()
+    rows.into_iter().collect()
+}
+
+/// A [`secret_rows`] row; `Ok(Err)` for a row without a single owner.
+fn secret_from_row(r: &Row) -> Result<Result<SecretRow, VaultError>, StoreError> {
+    let id: String = r.get(0)?;
+    let owner = match (r.get::<Option<String>>(1)?, r.get::<Option<String>>(2)?) {
+        (Some(c), None) => SecretOwner::Connection(c),
+        (None, Some(a)) => SecretOwner::OAuthApp(a),
+        _ => {
+            return Ok(Err(VaultError::Corrupt(format!(
+                "secret row {id} has no single owner"
+            ))));
+        }
+    };
+    Ok(Ok(SecretRow {
+        id,
+        owner,
+        field: r.get(3)?,
+        version: r.get(4)?,
+        ciphertext: r.get(5)?,
+    }))
 }
 
 /// A 256-bit key for `purpose`, derived from the master key (HMAC-SHA256
@@ -1426,30 +1438,16 @@ fn derive_key(kek: &Key256, purpose: &str) -> [u8; 32] {
 /// [`Store::read`] with a closure that fails with a [`VaultError`].
 fn read_vault<R>(
     store: &Store,
-    f: impl FnOnce(&Connection) -> Result<R, VaultError>,
+    f: impl FnOnce(&dyn Db) -> Result<R, VaultError>,
 ) -> Result<R, VaultError> {
-    let mut failure = None;
-    let out = store.read(|conn| {
-        f(conn).map_err(|e| {
-            failure = Some(e);
-            StoreError::Conflict("vault read failed".to_string())
-        })
-    });
-    out.map_err(|e| failure.take().unwrap_or(VaultError::Store(e)))
+    store.read_with(f)
 }
 
-/// [`Store::write`] with a closure that fails with a [`VaultError`]: the
+/// [`Store::transact`] with a closure that fails with a [`VaultError`]: the
 /// transaction rolls back and the closure's error is returned.
 fn write_vault<R>(
     store: &Store,
-    f: impl FnOnce(&Transaction<'_>) -> Result<R, VaultError>,
+    f: impl FnOnce(&Tx<'_>) -> Result<R, VaultError>,
 ) -> Result<R, VaultError> {
-    let mut failure = None;
-    let out = store.write(|tx| {
-        f(tx).map_err(|e| {
-            failure = Some(e);
-            StoreError::Conflict("vault write failed".to_string())
-        })
-    });
-    out.map_err(|e| failure.take().unwrap_or(VaultError::Store(e)))
+    store.transact(f)
 }

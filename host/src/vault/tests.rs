@@ -5,13 +5,44 @@ use std::sync::{Arc, Barrier};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use rusqlite::params;
 use secrecy::{ExposeSecret, SecretString};
 use tempfile::TempDir;
 
 use super::key_source::KEY_FILE;
 use super::*;
+use crate::store::sql::Params;
+use crate::store::testing::TestStore;
 use crate::store::{DB_FILE, Store};
+
+crate::on_both_backends!(
+    roundtrip_connection_secret,
+    roundtrip_oauth_app_secret,
+    roundtrip_blob_bound_to_id_and_field,
+    flipped_bits_fail_to_decrypt,
+    ciphertext_copied_to_another_row_or_field_fails,
+    wrong_master_key_is_refused_before_anything_is_written,
+    passphrase_vault_opens_with_the_same_passphrase_only,
+    env_key_source,
+    key_file_is_created_once_private_and_described,
+    truncated_key_file_is_an_error_and_never_replaced,
+    missing_key_file_after_keys_exist_is_an_error,
+    rotation_reencrypts_everything_and_restored_old_ciphertext_is_stale,
+    rotation_drops_unverifiable_oauth_states,
+    retire_refuses_active_and_used_versions,
+    concurrent_reads_during_rotation_never_fail,
+    a_second_vault_on_the_same_database_follows_rotation,
+    a_vault_on_another_store_follows_a_rotation_without_being_reopened,
+    an_older_row_restored_within_one_key_version_is_refused,
+    a_cached_row_is_never_served_past_a_newer_write,
+    a_deleted_secret_put_back_is_refused,
+    a_secret_deleted_by_a_cascade_is_forgotten_at_the_next_write,
+    rotation_refuses_a_row_restored_within_the_version,
+    a_whole_vault_snapshot_is_caught_only_by_a_running_process,
+    an_altered_or_removed_ledger_refuses_every_secret_until_re_entered,
+    a_vault_from_before_the_ledger_adopts_its_secrets_once,
+    readers_never_fail_while_another_process_rewrites_secrets,
+    debug_output_never_contains_key_material,
+);
 
 // ----- helpers ---------------------------------------------------------------
 
@@ -19,6 +50,7 @@ fn no_env(_: &str) -> Option<OsString> {
     None
 }
 
+/// A SQLite store, for the tests about its files.
 fn fixture() -> (TempDir, Arc<Store>) {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(dir.path()).unwrap());
@@ -37,7 +69,7 @@ fn try_open(store: &Arc<Store>, source: &KeySource) -> Result<Vault, VaultError>
     Vault::open_with(Arc::clone(store), source, &no_env)
 }
 
-fn exec(store: &Store, sql: &str, params: impl rusqlite::Params) {
+fn exec(store: &Store, sql: &str, params: Params<'_>) {
     store
         .write(|tx| {
             tx.execute(sql, params)?;
@@ -48,24 +80,25 @@ fn exec(store: &Store, sql: &str, params: impl rusqlite::Params) {
 
 fn count(store: &Store, sql: &str) -> i64 {
     store
-        .read(|c| Ok(c.query_row(sql, [], |r| r.get(0))?))
+        .read(|c| c.query_row(sql, params![], |r| r.get(0)))
         .unwrap()
 }
 
 fn add_connection(store: &Store, id: &str) {
     exec(
         store,
-        "INSERT OR IGNORE INTO plugins
+        "INSERT INTO plugins
              (id, version, sha256, manifest, approved_grant, installed_at, updated_at)
-         VALUES ('p', '1', 'x', '{}', '[]', 't', 't')",
-        [],
+         VALUES ('p', '1', 'x', '{}', '[]', 't', 't')
+         ON CONFLICT (id) DO NOTHING",
+        params![],
     );
     exec(
         store,
         "INSERT INTO connections
              (id, name, plugin_id, settings, auth_kind, is_global, status, created_at, updated_at)
          VALUES (?1, ?1, 'p', '{}', 'bearer', 1, 'active', 't', 't')",
-        [id],
+        params![id],
     );
 }
 
@@ -74,7 +107,7 @@ fn add_oauth_app(store: &Store, id: &str) {
         store,
         "INSERT INTO oauth_apps (id, plugin_id, client_id, created_at, updated_at)
          VALUES (?1, ?1, 'client', 't', 't')",
-        [id],
+        params![id],
     );
 }
 
@@ -99,13 +132,13 @@ fn open(vault: &Vault, owner: &SecretOwner, field: &str) -> Result<Option<String
 fn secret_row(store: &Store, owner_col: &str, owner: &str, field: &str) -> (u32, Vec<u8>) {
     store
         .read(|c| {
-            Ok(c.query_row(
+            c.query_row(
                 &format!(
                     "SELECT key_version, ciphertext FROM secrets WHERE {owner_col} = ?1 AND field = ?2"
                 ),
                 params![owner, field],
                 |r| Ok((r.get(0)?, r.get(1)?)),
-            )?)
+            )
         })
         .unwrap()
 }
@@ -140,11 +173,11 @@ fn add_oauth_state(
 fn oauth_state(store: &Store, state_hash: &str) -> (u32, Vec<u8>) {
     store
         .read(|c| {
-            Ok(c.query_row(
+            c.query_row(
                 "SELECT key_version, verifier FROM oauth_states WHERE state_hash = ?1",
-                [state_hash],
+                params![state_hash],
                 |r| Ok((r.get(0)?, r.get(1)?)),
-            )?)
+            )
         })
         .unwrap()
 }
@@ -156,15 +189,29 @@ fn db_bytes(dir: &Path) -> (Vec<u8>, Vec<u8>) {
     (db, wal)
 }
 
+/// Everything a refused open must leave as it was: every row of the
+/// vault's tables and, on SQLite, the database and WAL files' bytes.
+fn db_state(t: &TestStore) -> (Vec<Vec<Row>>, Option<(Vec<u8>, Vec<u8>)>) {
+    let rows = [
+        "SELECT name, value FROM vault_meta ORDER BY name",
+        "SELECT version, wrapped_key, created_at, active FROM key_versions ORDER BY version",
+        "SELECT id, key_version, ciphertext, updated_at FROM secrets ORDER BY id",
+    ]
+    .iter()
+    .map(|sql| t.read(|c| c.query(sql, params![])).unwrap())
+    .collect();
+    let files = t.sqlite_path().map(|_| db_bytes(t.dir()));
+    (rows, files)
+}
+
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 // ----- roundtrips ----------------------------------------------------------
 
-#[test]
-fn roundtrip_connection_secret() {
-    let (dir, store) = fixture();
+fn roundtrip_connection_secret(t: &TestStore) {
+    let (dir, store) = (&t.dir, &t.store);
     let vault = open_vault(&store, &key_file(&dir));
     add_connection(&store, "c1");
     let owner = conn("c1");
@@ -184,11 +231,11 @@ fn roundtrip_connection_secret() {
     // Replacing keeps one row per field, with a fresh id.
     let id_before: String = store
         .read(|c| {
-            Ok(
-                c.query_row("SELECT id FROM secrets WHERE field = 'token'", [], |r| {
-                    r.get(0)
-                })?,
-            )
+            Ok(c.query_row(
+                "SELECT id FROM secrets WHERE field = 'token'",
+                params![],
+                |r| r.get(0),
+            )?)
         })
         .unwrap();
     seal(&vault, &owner, "token", "tok-2");
@@ -199,11 +246,11 @@ fn roundtrip_connection_secret() {
     assert_eq!(count(&store, "SELECT COUNT(*) FROM secrets"), 2);
     let id_after: String = store
         .read(|c| {
-            Ok(
-                c.query_row("SELECT id FROM secrets WHERE field = 'token'", [], |r| {
-                    r.get(0)
-                })?,
-            )
+            Ok(c.query_row(
+                "SELECT id FROM secrets WHERE field = 'token'",
+                params![],
+                |r| r.get(0),
+            )?)
         })
         .unwrap();
     assert_ne!(id_before, id_after);
@@ -238,9 +285,8 @@ fn roundtrip_connection_secret() {
     );
 }
 
-#[test]
-fn roundtrip_oauth_app_secret() {
-    let (dir, store) = fixture();
+fn roundtrip_oauth_app_secret(t: &TestStore) {
+    let (dir, store) = (&t.dir, &t.store);
     let vault = open_vault(&store, &key_file(&dir));
     add_oauth_app(&store, "app1");
     add_connection(&store, "app1"); // same id, other owner kind
@@ -270,13 +316,16 @@ fn roundtrip_oauth_app_secret() {
 
     // Deleting the app cascades to its secrets.
     seal(&vault, &app, "client-secret", "again");
-    exec(&store, "DELETE FROM oauth_apps WHERE id = 'app1'", []);
+    exec(
+        &store,
+        "DELETE FROM oauth_apps WHERE id = 'app1'",
+        params![],
+    );
     assert_eq!(open(&vault, &app, "client-secret").unwrap(), None);
 }
 
-#[test]
-fn roundtrip_blob_bound_to_id_and_field() {
-    let (dir, store) = fixture();
+fn roundtrip_blob_bound_to_id_and_field(t: &TestStore) {
+    let (dir, store) = (&t.dir, &t.store);
     let vault = open_vault(&store, &key_file(&dir));
     let (version, blob) = vault
         .seal_blob("hash-1", PKCE_VERIFIER_FIELD, b"verifier-bytes")
@@ -320,9 +369,8 @@ fn roundtrip_blob_bound_to_id_and_field() {
 
 // ----- tampering -------------------------------------------------------------
 
-#[test]
-fn flipped_bits_fail_to_decrypt() {
-    let (dir, store) = fixture();
+fn flipped_bits_fail_to_decrypt(t: &TestStore) {
+    let (dir, store) = (&t.dir, &t.store);
     let vault = open_vault(&store, &key_file(&dir));
     add_connection(&store, "c1");
     let owner = conn("c1");
@@ -376,9 +424,8 @@ fn flipped_bits_fail_to_decrypt() {
     );
 }
 
-#[test]
-fn ciphertext_copied_to_another_row_or_field_fails() {
-    let (dir, store) = fixture();
+fn ciphertext_copied_to_another_row_or_field_fails(t: &TestStore) {
+    let (dir, store) = (&t.dir, &t.store);
     let vault = open_vault(&store, &key_file(&dir));
     add_connection(&store, "c1");
     add_connection(&store, "c2");
@@ -392,7 +439,7 @@ fn ciphertext_copied_to_another_row_or_field_fails() {
         "UPDATE secrets SET ciphertext =
              (SELECT ciphertext FROM secrets WHERE connection_id = 'c1' AND field = 'token')
          WHERE connection_id = 'c2' AND field = 'token'",
-        [],
+        params![],
     );
     match open(&vault, &conn("c2"), "token") {
         Err(VaultError::Decrypt { what }) => assert_eq!(what, "secret 'token' of connection c2"),
@@ -405,7 +452,7 @@ fn ciphertext_copied_to_another_row_or_field_fails() {
         "UPDATE secrets SET ciphertext =
              (SELECT ciphertext FROM secrets WHERE connection_id = 'c1' AND field = 'token')
          WHERE connection_id = 'c1' AND field = 'password'",
-        [],
+        params![],
     );
     assert!(matches!(
         open(&vault, &conn("c1"), "password"),
@@ -413,11 +460,15 @@ fn ciphertext_copied_to_another_row_or_field_fails() {
     ));
 
     // The whole row moved to another owner (same id, same ciphertext).
-    exec(&store, "DELETE FROM secrets WHERE connection_id = 'c2'", []);
+    exec(
+        &store,
+        "DELETE FROM secrets WHERE connection_id = 'c2'",
+        params![],
+    );
     exec(
         &store,
         "UPDATE secrets SET connection_id = 'c2' WHERE connection_id = 'c1' AND field = 'token'",
-        [],
+        params![],
     );
     assert!(matches!(
         open(&vault, &conn("c2"), "token"),
@@ -443,9 +494,8 @@ fn ciphertext_copied_to_another_row_or_field_fails() {
 
 // ----- master key ---------------------------------------------------------
 
-#[test]
-fn wrong_master_key_is_refused_before_anything_is_written() {
-    let (dir, store) = fixture();
+fn wrong_master_key_is_refused_before_anything_is_written(t: &TestStore) {
+    let (dir, store) = (&t.dir, &t.store);
     let source = key_file(&dir);
     let vault = open_vault(&store, &source);
     add_connection(&store, "c1");
@@ -460,7 +510,7 @@ fn wrong_master_key_is_refused_before_anything_is_written() {
         )
     };
     let rows_before = rows(&store);
-    let bytes_before = db_bytes(dir.path());
+    let bytes_before = db_state(t);
 
     // Another key file.
     let other_dir = tempfile::tempdir().unwrap();
@@ -497,7 +547,7 @@ fn wrong_master_key_is_refused_before_anything_is_written() {
     assert!(!err.to_string().contains("hunter2"));
 
     assert_eq!(rows(&store), rows_before);
-    assert_eq!(db_bytes(dir.path()), bytes_before, "the database changed");
+    assert_eq!(db_state(t), bytes_before, "the database changed");
 
     // The right key still opens it.
     let vault = open_vault(&store, &source);
@@ -507,9 +557,8 @@ fn wrong_master_key_is_refused_before_anything_is_written() {
     );
 }
 
-#[test]
-fn passphrase_vault_opens_with_the_same_passphrase_only() {
-    let (dir, store) = fixture();
+fn passphrase_vault_opens_with_the_same_passphrase_only(t: &TestStore) {
+    let (dir, store) = (&t.dir, &t.store);
     let source = KeySource::Passphrase(SecretString::from("correct horse battery staple"));
     let vault = open_vault(&store, &source);
     assert_eq!(vault.describe_source(), "passphrase (Argon2id)");
@@ -525,14 +574,14 @@ fn passphrase_vault_opens_with_the_same_passphrase_only() {
         .read(|c| {
             Ok(c.query_row(
                 "SELECT value FROM vault_meta WHERE name = 'argon2-salt'",
-                [],
+                params![],
                 |r| r.get(0),
             )?)
         })
         .unwrap();
     assert_eq!(salt.len(), 16);
 
-    let bytes_before = db_bytes(dir.path());
+    let bytes_before = db_state(t);
     let err = try_open(&store, &KeySource::Passphrase(SecretString::from("wrong"))).unwrap_err();
     assert!(matches!(err, VaultError::WrongMasterKey { .. }), "{err:?}");
     let err = try_open(&store, &key_file(&dir)).unwrap_err();
@@ -544,7 +593,7 @@ fn passphrase_vault_opens_with_the_same_passphrase_only() {
         !dir.path().join(KEY_FILE).exists(),
         "key file created for a passphrase vault"
     );
-    assert_eq!(db_bytes(dir.path()), bytes_before);
+    assert_eq!(db_state(t), bytes_before);
 
     let vault = open_vault(&store, &source);
     assert_eq!(
@@ -553,9 +602,8 @@ fn passphrase_vault_opens_with_the_same_passphrase_only() {
     );
 }
 
-#[test]
-fn env_key_source() {
-    let (dir, store) = fixture();
+fn env_key_source(t: &TestStore) {
+    let (dir, store) = (&t.dir, &t.store);
     let key = STANDARD.encode(rand::random::<[u8; 32]>());
     let env = |name: &str| (name == MASTER_KEY_VAR).then(|| OsString::from(format!("{key}\n")));
     let source = KeySource::from_lookup(dir.path(), &env).unwrap();
@@ -624,9 +672,8 @@ fn key_source_from_env_precedence_and_errors() {
     ));
 }
 
-#[test]
-fn key_file_is_created_once_private_and_described() {
-    let (dir, store) = fixture();
+fn key_file_is_created_once_private_and_described(t: &TestStore) {
+    let (dir, store) = (&t.dir, &t.store);
     let path = dir.path().join(KEY_FILE);
     let vault = open_vault(&store, &key_file(&dir));
     assert_eq!(
@@ -660,7 +707,8 @@ fn key_file_is_created_once_private_and_described() {
     assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
 
     // A raw 32-byte key file elsewhere works as well.
-    let (dir2, store2) = fixture();
+    let t2 = TestStore::new(t.backend());
+    let (dir2, store2) = (&t2.dir, &t2.store);
     let elsewhere = tempfile::tempdir().unwrap();
     let raw = elsewhere.path().join("raw.key");
     std::fs::write(&raw, [5u8; 32]).unwrap();
@@ -673,9 +721,8 @@ fn key_file_is_created_once_private_and_described() {
     assert!(!dir2.path().join(KEY_FILE).exists());
 }
 
-#[test]
-fn truncated_key_file_is_an_error_and_never_replaced() {
-    let (dir, store) = fixture();
+fn truncated_key_file_is_an_error_and_never_replaced(t: &TestStore) {
+    let (dir, store) = (&t.dir, &t.store);
     let path = dir.path().join(KEY_FILE);
     drop(open_vault(&store, &key_file(&dir)));
     let full = std::fs::read(&path).unwrap();
@@ -693,7 +740,8 @@ fn truncated_key_file_is_an_error_and_never_replaced() {
     assert!(err.to_string().contains("decodes to 16 bytes"), "{err}");
 
     // Even on a brand-new database an existing bad key file is not replaced.
-    let (dir2, store2) = fixture();
+    let t2 = TestStore::new(t.backend());
+    let (dir2, store2) = (&t2.dir, &t2.store);
     let path2 = dir2.path().join(KEY_FILE);
     std::fs::write(&path2, &full[..10]).unwrap();
     assert!(matches!(
@@ -709,14 +757,13 @@ fn truncated_key_file_is_an_error_and_never_replaced() {
     open_vault(&store, &key_file(&dir));
 }
 
-#[test]
-fn missing_key_file_after_keys_exist_is_an_error() {
-    let (dir, store) = fixture();
+fn missing_key_file_after_keys_exist_is_an_error(t: &TestStore) {
+    let (dir, store) = (&t.dir, &t.store);
     let path = dir.path().join(KEY_FILE);
     drop(open_vault(&store, &key_file(&dir)));
     let saved = std::fs::read(&path).unwrap();
     std::fs::remove_file(&path).unwrap();
-    let bytes_before = db_bytes(dir.path());
+    let bytes_before = db_state(t);
 
     let err = try_open(&store, &key_file(&dir)).unwrap_err();
     assert!(matches!(err, VaultError::MissingKeyFile { .. }), "{err:?}");
@@ -725,7 +772,7 @@ fn missing_key_file_after_keys_exist_is_an_error() {
         "{err}"
     );
     assert!(!path.exists(), "a new key file was created");
-    assert_eq!(db_bytes(dir.path()), bytes_before);
+    assert_eq!(db_state(t), bytes_before);
 
     std::fs::write(&path, saved).unwrap();
     open_vault(&store, &key_file(&dir));
@@ -733,9 +780,8 @@ fn missing_key_file_after_keys_exist_is_an_error() {
 
 // ----- rotation ------------------------------------------------------------
 
-#[test]
-fn rotation_reencrypts_everything_and_restored_old_ciphertext_is_stale() {
-    let (dir, store) = fixture();
+fn rotation_reencrypts_everything_and_restored_old_ciphertext_is_stale(t: &TestStore) {
+    let (dir, store) = (&t.dir, &t.store);
     let vault = open_vault(&store, &key_file(&dir));
     add_connection(&store, "c1");
     add_connection(&store, "c2");
@@ -842,7 +888,7 @@ fn rotation_reencrypts_everything_and_restored_old_ciphertext_is_stale() {
     exec(
         &store,
         "UPDATE secrets SET key_version = 2 WHERE connection_id = 'c1' AND field = 'token'",
-        [],
+        params![],
     );
     assert!(matches!(
         open(&vault, &conn("c1"), "token"),
@@ -892,9 +938,8 @@ fn rotation_reencrypts_everything_and_restored_old_ciphertext_is_stale() {
     );
 }
 
-#[test]
-fn rotation_drops_unverifiable_oauth_states() {
-    let (dir, store) = fixture();
+fn rotation_drops_unverifiable_oauth_states(t: &TestStore) {
+    let (dir, store) = (&t.dir, &t.store);
     let vault = open_vault(&store, &key_file(&dir));
     add_connection(&store, "c1");
     add_oauth_state(&store, &vault, "good", "c1", b"g");
@@ -903,7 +948,7 @@ fn rotation_drops_unverifiable_oauth_states() {
     exec(
         &store,
         "UPDATE oauth_states SET verifier = ?1 WHERE state_hash = 'bad'",
-        [good_blob],
+        params![good_blob],
     );
     vault.rotate().unwrap();
     assert_eq!(count(&store, "SELECT COUNT(*) FROM oauth_states"), 1);
@@ -916,9 +961,8 @@ fn rotation_drops_unverifiable_oauth_states() {
     );
 }
 
-#[test]
-fn retire_refuses_active_and_used_versions() {
-    let (dir, store) = fixture();
+fn retire_refuses_active_and_used_versions(t: &TestStore) {
+    let (dir, store) = (&t.dir, &t.store);
     let vault = open_vault(&store, &key_file(&dir));
     add_connection(&store, "c1");
     seal(&vault, &conn("c1"), "token", "t");
@@ -988,13 +1032,12 @@ fn retire_refuses_active_and_used_versions() {
     assert_eq!(vault.rotate().unwrap(), 3);
 }
 
-#[test]
-fn concurrent_reads_during_rotation_never_fail() {
+fn concurrent_reads_during_rotation_never_fail(t: &TestStore) {
     const SECRETS: usize = 40;
     const THREADS: usize = 8;
     const READS_PER_THREAD: usize = 125; // 1,000 in all
 
-    let (dir, store) = fixture();
+    let (dir, store) = (&t.dir, &t.store);
     let vault = Arc::new(open_vault(&store, &key_file(&dir)));
     for i in 0..SECRETS {
         add_connection(&store, &format!("c{i}"));
@@ -1089,11 +1132,10 @@ fn concurrent_reads_during_rotation_never_fail() {
     }
 }
 
-#[test]
-fn a_second_vault_on_the_same_database_follows_rotation() {
+fn a_second_vault_on_the_same_database_follows_rotation(t: &TestStore) {
     // Another process (e.g. the CLI) rotating: this vault has not seen the
     // new key, and loads it on demand.
-    let (dir, store) = fixture();
+    let (dir, store) = (&t.dir, &t.store);
     let a = open_vault(&store, &key_file(&dir));
     let b = open_vault(&store, &key_file(&dir));
     add_connection(&store, "c1");
@@ -1195,7 +1237,11 @@ fn set_ledger_meta(store: &Store, stored: &ledger::Stored) {
         (ledger::META_LEDGER, &stored.ledger),
         (ledger::META_LEDGER_TAG, &stored.tag),
     ] {
-        exec(store, "DELETE FROM vault_meta WHERE name = ?1", [name]);
+        exec(
+            store,
+            "DELETE FROM vault_meta WHERE name = ?1",
+            params![name],
+        );
         if let Some(value) = value {
             exec(
                 store,
@@ -1247,9 +1293,8 @@ fn every_kind(store: &Store) -> Vec<(SecretOwner, &'static str)> {
     ]
 }
 
-#[test]
-fn an_older_row_restored_within_one_key_version_is_refused() {
-    let (dir, store) = fixture();
+fn an_older_row_restored_within_one_key_version_is_refused(t: &TestStore) {
+    let (dir, store) = (&t.dir, &t.store);
     let vault = open_vault(&store, &key_file(&dir));
     let secrets = every_kind(&store);
     for (owner, field) in &secrets {
@@ -1311,11 +1356,10 @@ fn an_older_row_restored_within_one_key_version_is_refused() {
     }
 }
 
-#[test]
-fn a_cached_row_is_never_served_past_a_newer_write() {
+fn a_cached_row_is_never_served_past_a_newer_write(t: &TestStore) {
     // The record cache trusts the config_version counter, which anyone who
     // can write the database can set back; the ledger's tag is read fresh.
-    let (dir, store) = fixture();
+    let (dir, store) = (&t.dir, &t.store);
     let vault = open_vault(&store, &key_file(&dir));
     add_connection(&store, "c1");
     seal(&vault, &conn("c1"), "token", "old-1");
@@ -1325,10 +1369,10 @@ fn a_cached_row_is_never_served_past_a_newer_write() {
     );
     let counter = count(&store, "SELECT n FROM config_version");
     // Another process writes a new value; the counter is then set back.
-    let other_store = Arc::new(Store::open(dir.path()).unwrap());
+    let other_store = Arc::new(t.reopen());
     let other = open_vault(&other_store, &key_file(&dir));
     seal(&other, &conn("c1"), "token", "new-2");
-    exec(&store, "UPDATE config_version SET n = ?1", [counter]);
+    exec(&store, "UPDATE config_version SET n = ?1", params![counter]);
     assert_eq!(
         open(&vault, &conn("c1"), "token").unwrap().as_deref(),
         Some("new-2")
@@ -1343,16 +1387,15 @@ fn a_cached_row_is_never_served_past_a_newer_write() {
         Some("new-3")
     );
     put_back(&store, &current);
-    exec(&store, "UPDATE config_version SET n = ?1", [counter]);
+    exec(&store, "UPDATE config_version SET n = ?1", params![counter]);
     assert_eq!(
         open(&vault, &conn("c1"), "token").unwrap().as_deref(),
         Some("new-3")
     );
 }
 
-#[test]
-fn a_deleted_secret_put_back_is_refused() {
-    let (dir, store) = fixture();
+fn a_deleted_secret_put_back_is_refused(t: &TestStore) {
+    let (dir, store) = (&t.dir, &t.store);
     let vault = open_vault(&store, &key_file(&dir));
     add_connection(&store, "c1");
     add_connection(&store, "c2");
@@ -1382,7 +1425,7 @@ fn a_deleted_secret_put_back_is_refused() {
     // with its secret.
     write_vault(&store, |tx| {
         vault.delete_secrets(tx, &conn("c2"))?;
-        tx.execute("DELETE FROM connections WHERE id = 'c2'", [])?;
+        tx.execute("DELETE FROM connections WHERE id = 'c2'", params![])?;
         Ok(())
     })
     .unwrap();
@@ -1399,20 +1442,19 @@ fn a_deleted_secret_put_back_is_refused() {
     );
 }
 
-#[test]
-fn a_secret_deleted_by_a_cascade_is_forgotten_at_the_next_write() {
+fn a_secret_deleted_by_a_cascade_is_forgotten_at_the_next_write(t: &TestStore) {
     // Deleting an OAuth app row with SQL takes its secret with it (ON DELETE
     // CASCADE) without the vault seeing it. Put back as it was, the app's
     // last secret is still the one the ledger names, until the next write
     // of any secret drops entries whose row is gone.
-    let (dir, store) = fixture();
+    let (dir, store) = (&t.dir, &t.store);
     let vault = open_vault(&store, &key_file(&dir));
     add_oauth_app(&store, "app");
     add_connection(&store, "c1");
     let app = SecretOwner::OAuthApp("app".to_string());
     seal(&vault, &app, "client-secret", "cs-1");
     let row = copy_row(&store, &app, "client-secret");
-    exec(&store, "DELETE FROM oauth_apps WHERE id = 'app'", []);
+    exec(&store, "DELETE FROM oauth_apps WHERE id = 'app'", params![]);
     assert_eq!(open(&vault, &app, "client-secret").unwrap(), None);
     seal(&vault, &conn("c1"), "token", "value");
     add_oauth_app(&store, "app");
@@ -1424,9 +1466,8 @@ fn a_secret_deleted_by_a_cascade_is_forgotten_at_the_next_write() {
     );
 }
 
-#[test]
-fn rotation_refuses_a_row_restored_within_the_version() {
-    let (dir, store) = fixture();
+fn rotation_refuses_a_row_restored_within_the_version(t: &TestStore) {
+    let (dir, store) = (&t.dir, &t.store);
     let vault = open_vault(&store, &key_file(&dir));
     add_connection(&store, "c1");
     add_connection(&store, "c2");
@@ -1466,9 +1507,8 @@ fn rotation_refuses_a_row_restored_within_the_version() {
     );
 }
 
-#[test]
-fn a_whole_vault_snapshot_is_caught_only_by_a_running_process() {
-    let (dir, store) = fixture();
+fn a_whole_vault_snapshot_is_caught_only_by_a_running_process(t: &TestStore) {
+    let (dir, store) = (&t.dir, &t.store);
     let vault = open_vault(&store, &key_file(&dir));
     add_connection(&store, "c1");
     seal(&vault, &conn("c1"), "token", "old-1");
@@ -1524,9 +1564,8 @@ fn a_whole_vault_snapshot_is_caught_only_by_a_running_process() {
     );
 }
 
-#[test]
-fn an_altered_or_removed_ledger_refuses_every_secret_until_re_entered() {
-    let (dir, store) = fixture();
+fn an_altered_or_removed_ledger_refuses_every_secret_until_re_entered(t: &TestStore) {
+    let (dir, store) = (&t.dir, &t.store);
     let vault = open_vault(&store, &key_file(&dir));
     add_connection(&store, "c1");
     add_connection(&store, "c2");
@@ -1613,9 +1652,8 @@ fn make_legacy(store: &Store, vault: &Vault, owner: &SecretOwner, field: &str) -
     legacy_aad
 }
 
-#[test]
-fn a_vault_from_before_the_ledger_adopts_its_secrets_once() {
-    let (dir, store) = fixture();
+fn a_vault_from_before_the_ledger_adopts_its_secrets_once(t: &TestStore) {
+    let (dir, store) = (&t.dir, &t.store);
     let vault = open_vault(&store, &key_file(&dir));
     let secrets = every_kind(&store);
     for (owner, field) in &secrets {
@@ -1671,15 +1709,14 @@ fn a_vault_from_before_the_ledger_adopts_its_secrets_once() {
     assert_restored(open(&again, &owner, field), false, &owner.describe(field));
 }
 
-#[test]
-fn readers_never_fail_while_another_process_rewrites_secrets() {
+fn readers_never_fail_while_another_process_rewrites_secrets(t: &TestStore) {
     const SECRETS: usize = 6;
     const ROUNDS: usize = 15;
     const READERS: usize = 3;
-    let (dir, store) = fixture();
+    let (dir, store) = (&t.dir, &t.store);
     let vault = Arc::new(open_vault(&store, &key_file(&dir)));
     // Its own connection to the same file: another process, to SQLite.
-    let other_store = Arc::new(Store::open(dir.path()).unwrap());
+    let other_store = Arc::new(t.reopen());
     let other = Arc::new(open_vault(&other_store, &key_file(&dir)));
     for i in 0..SECRETS {
         add_connection(&store, &format!("c{i}"));
@@ -1833,16 +1870,15 @@ fn canary_never_reaches_the_database_files() {
     );
     store
         .read(|c| {
-            c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
-            Ok(())
+            c.query("PRAGMA wal_checkpoint(TRUNCATE)", params![])?;
+            Ok::<_, StoreError>(())
         })
         .unwrap();
     check("after checkpoint");
 }
 
-#[test]
-fn debug_output_never_contains_key_material() {
-    let (dir, store) = fixture();
+fn debug_output_never_contains_key_material(t: &TestStore) {
+    let (dir, store) = (&t.dir, &t.store);
     let vault = open_vault(&store, &key_file(&dir));
     let text = std::fs::read_to_string(dir.path().join(KEY_FILE)).unwrap();
     let kek = STANDARD.decode(text.trim()).unwrap();
@@ -1871,7 +1907,8 @@ fn debug_output_never_contains_key_material() {
     let pass = KeySource::Passphrase(SecretString::from("my-passphrase"));
     let debug = format!("{pass:?} {}", pass.describe());
     assert!(!debug.contains("my-passphrase"), "{debug}");
-    let (_dir2, store2) = fixture();
+    let t2 = TestStore::new(t.backend());
+    let store2 = &t2.store;
     let vault = open_vault(&store2, &pass);
     assert!(!format!("{vault:?}").contains("my-passphrase"));
 }
@@ -1880,7 +1917,7 @@ fn debug_output_never_contains_key_material() {
 fn secure_delete_is_on() {
     let (_dir, store) = fixture();
     let on: i64 = store
-        .read(|c| Ok(c.query_row("PRAGMA secure_delete", [], |r| r.get(0))?))
+        .read(|c| c.query_row("PRAGMA secure_delete", params![], |r| r.get(0)))
         .unwrap();
     assert_eq!(on, 1);
 }

@@ -38,6 +38,7 @@ mod secrets;
 mod service;
 mod servicenow;
 mod signing;
+mod scale_out;
 mod sync_complete;
 mod walkthrough;
 mod wasi_deny;

@@ -631,3 +631,42 @@ fn a_swapped_installed_file_is_refused_not_run() {
     assert!(matches!(err, ServiceError::Tampered { .. }), "{err}");
     assert!(err.to_string().contains("reinstall the plugin"), "{err}");
 }
+
+/// The installed bytes are kept in the database too: a data directory that
+/// lost the file (or a server that never had it) restores it, checked
+/// against the pinned hash; bytes that do not match are refused and never
+/// written to the data directory.
+#[test]
+fn a_missing_installed_file_is_restored_from_the_database_only_when_it_matches() {
+    let dir = tempfile::tempdir().unwrap();
+    let airlock = open(dir.path());
+    install(&airlock, airlock_test_artifacts::MINIMAL);
+    drop(airlock);
+    let installed: Vec<_> = std::fs::read_dir(dir.path().join("plugins"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(installed.len(), 1, "{installed:?}");
+    std::fs::remove_file(&installed[0]).unwrap();
+    let reopened = open(dir.path());
+    reopened.loaded_plugin("minimal").unwrap();
+    assert_eq!(
+        std::fs::read(&installed[0]).unwrap(),
+        std::fs::read(airlock_test_artifacts::MINIMAL).unwrap(),
+        "restored byte for byte"
+    );
+    drop(reopened);
+
+    // Someone who can write the database swaps the kept bytes.
+    std::fs::remove_file(&installed[0]).unwrap();
+    let db = rusqlite::Connection::open(dir.path().join(airlock::DB_FILE)).unwrap();
+    db.execute(
+        "UPDATE plugin_files SET bytes = ?1",
+        [std::fs::read(airlock_test_artifacts::PROBE).unwrap()],
+    )
+    .unwrap();
+    let reopened = open(dir.path());
+    let err = reopened.loaded_plugin("minimal").unwrap_err();
+    assert!(matches!(err, ServiceError::Tampered { .. }), "{err}");
+    assert!(!installed[0].exists(), "refused bytes are not written");
+}

@@ -20,3 +20,5 @@
 //! use [`PLUGINS`] rather than scanning it to find the real plugins.
 
 include!(concat!(env!("OUT_DIR"), "/artifacts.rs"));
+
+pub mod postgres;

@@ -12,7 +12,6 @@ use oauth2::{
     AuthUrl, ClientId, ClientSecret, EndpointNotSet, EndpointSet, HttpRequest, HttpResponse,
     RedirectUrl, RequestTokenError, TokenResponse, TokenUrl,
 };
-use rusqlite::Transaction;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
@@ -22,6 +21,7 @@ use super::{
 use crate::audit::{Decision, EgressOutcome, EgressRecord};
 use crate::credential::field;
 use crate::net::Target;
+use crate::store::Tx;
 use crate::vault::SecretOwner;
 
 /// Token responses larger than this are refused.
@@ -266,7 +266,7 @@ pub(crate) fn describe(
 /// `token_endpoint` that issued them is stored with them.
 pub(crate) fn store_tokens(
     ctx: &OAuthContext,
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     connection_id: &str,
     tokens: &BasicTokenResponse,
     keep_refresh: bool,

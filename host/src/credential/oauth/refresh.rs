@@ -14,6 +14,7 @@ use super::exchange::{self, AuditMeta, ExchangeError};
 use super::{OAuthContext, REFRESH_MARGIN_SECS, unix_now, unix_now_ms};
 use crate::credential::{Credential, CredentialError, CredentialSource, field};
 use crate::manifest::OAuth2Spec;
+use crate::store::StoreError;
 use crate::store::connections::{self as repo, ConnectionRecord, ConnectionStatus};
 use crate::vault::SecretOwner;
 
@@ -75,7 +76,7 @@ impl OAuthCredential {
             let access = vault.open_secret_in(c, &owner, field::ACCESS_TOKEN);
             let expires = vault.open_secret_in(c, &owner, field::EXPIRES_AT);
             let refresh_at = vault.open_secret_in(c, &owner, field::REFRESH_AT);
-            Ok((access, expires, refresh_at))
+            Ok::<_, StoreError>((access, expires, refresh_at))
         });
         let (access, expires, refresh_at) = read.map_err(|e| self.unavailable(e))?;
         let Some(access) = access.map_err(|e| self.unavailable(e))? else {

@@ -52,7 +52,7 @@ impl Airlock {
             return Err(ServiceError::Invalid("the OAuth client id is empty".into()));
         }
         self.store.transact(|tx| {
-            let plugin = crate::store::plugins::get_plugin(tx, plugin_id)?;
+            let plugin = crate::store::plugins::get_plugin(&**tx, plugin_id)?;
             if !endpoints.is_empty() && plugin.manifest.auth.oauth2.is_none() {
                 return Err(OAuthError::NoEndpoints(plugin_id.to_string()).into());
             }

@@ -134,7 +134,7 @@ impl Airlock {
         let expires_at = rfc3339(now + STATE_LIFETIME);
         self.store.transact(|tx| {
             let (key_version, sealed) = self.vault.seal_blob_in(
-                tx,
+                &**tx,
                 &hash,
                 PKCE_VERIFIER_FIELD,
                 verifier.secret().as_bytes(),
@@ -268,7 +268,7 @@ impl Airlock {
                     return Ok(None);
                 }
                 let verifier = self.vault.open_blob_in(
-                    tx,
+                    &**tx,
                     &record.state_hash,
                     PKCE_VERIFIER_FIELD,
                     record.key_version,

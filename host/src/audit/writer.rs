@@ -1,5 +1,7 @@
-//! [`SqliteAudit`]: the audit log in the `audit_log` table, written with
-//! group commit by whoever holds the writer.
+//! [`AuditLog`]: the audit log in the `audit_log` table, written with
+//! group commit by whoever holds the writer. The table lives in its own
+//! SQLite file (`audit.db`, see [`super::file`]) or, when several servers
+//! share a PostgreSQL database, in that database.
 //!
 //! `begin` queues its row and then tries to become the committer: whoever
 //! takes the writer lock appends every row queued at that moment in one
@@ -30,6 +32,18 @@
 //! keeps the head in memory and re-reads it inside each transaction, so
 //! another writer on the same file (a second process) is noticed and the
 //! chain stays linear.
+//!
+//! On PostgreSQL every server's transaction takes one advisory lock
+//! ([`AUDIT_LOCK`]) before it reads the head: the servers append to **one**
+//! chain, one transaction at a time, each batching its own waiting rows.
+//! One chain rather than one per server, because one chain is one order
+//! (`seq`) every reader and `airlock audit verify` agree on, and a server
+//! that dies leaves nothing half-linked: its uncommitted rows were never
+//! part of the chain and its requests were never sent. The price is that
+//! appends from all servers serialise on the lock; a batch holds it for one
+//! commit. PostgreSQL commits synchronously (`synchronous_commit` on), so a
+//! committed row survives a crash of the database server as well as of
+//! airlock, whatever [`AuditDurability`] says.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -38,9 +52,12 @@ use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
 use futures::future::BoxFuture;
-use rusqlite::types::Value;
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::Connection;
 use tokio::sync::oneshot;
+
+use crate::store::postgres::PgPool;
+use crate::store::sql::{Db, DbExt, ToSql, Value, params};
+use crate::store::StoreError;
 
 use super::chain::{CONTENT_COLUMNS, Content, GENESIS_HASH, col, empty_content, row_hash};
 use super::{
@@ -102,7 +119,7 @@ fn text(s: &str) -> Value {
 }
 
 fn int(n: u64) -> Value {
-    Value::Integer(i64::try_from(n).unwrap_or(i64::MAX))
+    Value::Int(i64::try_from(n).unwrap_or(i64::MAX))
 }
 
 /// The content of a `request` row, `seq` left to the writer.
@@ -123,7 +140,7 @@ fn request_content(record: &EgressRecord) -> Result<Content, AuditError> {
             c[col::REASON] = text(reason);
         }
     }
-    c[col::CREDENTIAL_USED] = Value::Integer(record.credential_used.into());
+    c[col::CREDENTIAL_USED] = Value::Int(record.credential_used.into());
     c[col::REQUEST_BYTES] = int(record.request_bytes);
     c[col::REQUEST_SHA256] = text(&record.request_sha256);
     c[col::DETAIL] = record.detail.as_deref().map_or(Value::Null, text);
@@ -139,10 +156,10 @@ fn outcome_content(id: RecordId, outcome: &EgressOutcome) -> Content {
     c[col::REQUEST_SEQ] = int(id.0);
     c[col::STATUS] = outcome
         .status
-        .map_or(Value::Null, |s| Value::Integer(s.into()));
+        .map_or(Value::Null, |s| Value::Int(s.into()));
     c[col::RESPONSE_BYTES] = int(outcome.response_bytes);
     c[col::DURATION_MS] =
-        Value::Integer(i64::try_from(outcome.duration.as_millis()).unwrap_or(i64::MAX));
+        Value::Int(i64::try_from(outcome.duration.as_millis()).unwrap_or(i64::MAX));
     c[col::ERROR] = outcome.error.as_deref().map_or(Value::Null, text);
     c
 }
@@ -284,7 +301,7 @@ impl Shared {
     /// The background committer: outcome rows nobody else picked up after
     /// [`OUTCOME_LINGER`], failed outcome rows after [`RETRY_AFTER`], and a
     /// passive WAL checkpoint now and then so commits do not pay for it.
-    fn background(&self, checkpoint: Connection) {
+    fn background(&self, checkpoint: Option<Connection>) {
         let mut last_checkpoint = std::time::Instant::now();
         let mut commits_at_checkpoint = 0;
         loop {
@@ -333,7 +350,10 @@ impl Shared {
             }
             self.commit_all();
             let commits = self.counters.commits.load(Ordering::Relaxed);
-            if commits != commits_at_checkpoint && last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+            if let Some(checkpoint) = &checkpoint
+                && commits != commits_at_checkpoint
+                && last_checkpoint.elapsed() >= CHECKPOINT_EVERY
+            {
                 if let Err(e) = checkpoint.execute_batch("PRAGMA wal_checkpoint(PASSIVE)") {
                     tracing::warn!(target: "airlock::audit", "WAL checkpoint failed: {e}");
                 }
@@ -344,17 +364,29 @@ impl Shared {
     }
 }
 
-/// The audit log in SQLite. See the module docs.
-pub struct SqliteAudit {
-    path: PathBuf,
+/// The advisory lock PostgreSQL appends take: one chain across servers.
+pub const AUDIT_LOCK: i64 = 0x6169_726c_6f63_6b03;
+
+/// Where the log is kept.
+#[derive(Debug, Clone)]
+enum Location {
+    /// Its own SQLite file.
+    File(PathBuf),
+    /// The `audit_log` table of a shared PostgreSQL database.
+    Postgres(Arc<PgPool>),
+}
+
+/// The audit log. See the module docs.
+pub struct AuditLog {
+    location: Location,
     shared: Arc<Shared>,
     background: Option<JoinHandle<()>>,
 }
 
-impl std::fmt::Debug for SqliteAudit {
+impl std::fmt::Debug for AuditLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteAudit")
-            .field("path", &self.path)
+        f.debug_struct("AuditLog")
+            .field("location", &self.location)
             .field("durability", &self.shared.durability)
             .field("commits", &self.commits())
             .field("rows_written", &self.rows_written())
@@ -362,7 +394,7 @@ impl std::fmt::Debug for SqliteAudit {
     }
 }
 
-impl SqliteAudit {
+impl AuditLog {
     /// Open (creating and migrating if needed) the audit file at `db_path`
     /// (`<data dir>/audit.db`, see [`super::file`]) with connections of its
     /// own, and start its background committer.
@@ -379,12 +411,45 @@ impl SqliteAudit {
             .map_err(|e| fail(&e))?;
         let head = read_head(&conn).map_err(|e| fail(&e))?;
         let checkpoint = crate::store::open_connection(db_path).map_err(|e| fail(&e))?;
+        Self::start(
+            Location::File(db_path.to_path_buf()),
+            WriterDb::Sqlite(conn),
+            head,
+            Some(checkpoint),
+            durability,
+        )
+    }
 
+    /// The log in the `audit_log` table of the shared PostgreSQL database
+    /// `pool` is connected to (created by its migrations).
+    pub fn open_postgres(
+        pool: Arc<PgPool>,
+        durability: AuditDurability,
+    ) -> Result<Arc<Self>, AuditError> {
+        let head = pool
+            .read(|db| read_head(db))
+            .map_err(|e| AuditError(format!("cannot open audit log in {}: {e}", pool.shown())))?;
+        Self::start(
+            Location::Postgres(pool.clone()),
+            WriterDb::Postgres(pool),
+            head,
+            None,
+            durability,
+        )
+    }
+
+    fn start(
+        location: Location,
+        db: WriterDb,
+        head: Head,
+        checkpoint: Option<Connection>,
+        durability: AuditDurability,
+    ) -> Result<Arc<Self>, AuditError> {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Vec::new()),
             queued: Condvar::new(),
             writer: Mutex::new(Writer {
-                conn,
+                db,
                 head,
                 retry: Vec::new(),
             }),
@@ -400,18 +465,43 @@ impl SqliteAudit {
             std::thread::Builder::new()
                 .name("airlock-audit".into())
                 .spawn(move || shared.background(checkpoint))
-                .map_err(|e| fail(&e))?
+                .map_err(|e| AuditError(format!("cannot start the audit committer: {e}")))?
         };
         Ok(Arc::new(Self {
-            path: db_path.to_path_buf(),
+            location,
             shared,
             background: Some(background),
         }))
     }
 
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// The SQLite file; `None` when the log is in PostgreSQL.
+    pub fn path(&self) -> Option<&Path> {
+        match &self.location {
+            Location::File(path) => Some(path),
+            Location::Postgres(_) => None,
+        }
+    }
+
+    /// Read the log after committing what is queued: on a connection of its
+    /// own to the file, or from the shared database's pool.
+    pub fn read<R>(
+        &self,
+        f: impl FnOnce(&dyn Db) -> Result<R, AuditError>,
+    ) -> Result<R, AuditError> {
+        self.commit_pending();
+        let fail = |e: StoreError| AuditError(format!("reading the audit log: {e}"));
+        match &self.location {
+            Location::File(path) => {
+                let conn = crate::store::open_connection(path).map_err(fail)?;
+                f(&conn)
+            }
+            Location::Postgres(pool) => pool.read(|db| f(db).map_err(Failed::Audit)).map_err(
+                |e| match e {
+                    Failed::Audit(e) => e,
+                    Failed::Store(e) => fail(e),
+                },
+            ),
+        }
     }
 
     /// What a committed row survives, as chosen when the log was opened.
@@ -465,7 +555,7 @@ fn stopped() -> AuditError {
     AuditError("the audit writer has stopped".into())
 }
 
-impl SqliteAudit {
+impl AuditLog {
     /// Append an operator's change to the chain; committed when this
     /// resolves (with the durability requests get).
     pub async fn record_event(&self, event: &OperatorEvent) -> Result<RecordId, AuditError> {
@@ -489,7 +579,7 @@ impl SqliteAudit {
     }
 }
 
-impl AuditSink for SqliteAudit {
+impl AuditSink for AuditLog {
     fn begin<'a>(
         &'a self,
         record: &'a EgressRecord,
@@ -503,7 +593,7 @@ impl AuditSink for SqliteAudit {
     }
 }
 
-impl Drop for SqliteAudit {
+impl Drop for AuditLog {
     /// Stops the background committer and commits what is queued.
     fn drop(&mut self) {
         self.shared.stopping.store(true, Ordering::Relaxed);
@@ -528,20 +618,35 @@ struct Head {
     hash: String,
 }
 
-fn read_head(conn: &Connection) -> rusqlite::Result<Head> {
+fn read_head(conn: &dyn Db) -> Result<Head, StoreError> {
     Ok(conn
-        .prepare_cached("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")?
-        .query_row([], |r| {
-            Ok(Head {
-                seq: r.get(0)?,
-                hash: r.get(1)?,
-            })
-        })
-        .optional()?
+        .query_opt(
+            "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
+            params![],
+            |r| {
+                Ok(Head {
+                    seq: r.get(0)?,
+                    hash: r.get(1)?,
+                })
+            },
+        )?
         .unwrap_or_else(|| Head {
             seq: 0,
             hash: GENESIS_HASH.to_string(),
         }))
+}
+
+/// A failure inside [`AuditLog::read`] on the pool: the reader's, or the
+/// database's.
+enum Failed {
+    Audit(AuditError),
+    Store(StoreError),
+}
+
+impl From<StoreError> for Failed {
+    fn from(e: StoreError) -> Self {
+        Failed::Store(e)
+    }
 }
 
 /// The row insert, built once from the chain's column list.
@@ -556,8 +661,16 @@ static INSERT_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     )
 });
 
+/// What the writer appends through.
+enum WriterDb {
+    /// Its own connection to the file.
+    Sqlite(Connection),
+    /// The shared database's pool.
+    Postgres(Arc<PgPool>),
+}
+
 struct Writer {
-    conn: Connection,
+    db: WriterDb,
     head: Head,
     /// Outcome rows from failed batches, with the attempts made so far.
     retry: Vec<(Box<Content>, u32)>,
@@ -636,62 +749,79 @@ impl Writer {
 
     /// Append `rows` in one transaction; their seqs on success. The in-memory
     /// head moves only when the commit succeeds.
-    fn append(&mut self, rows: &mut [(Box<Content>, u32)]) -> rusqlite::Result<Vec<i64>> {
-        // BEGIN/COMMIT through cached statements: this runs for every batch.
-        self.conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
-        let result = self.append_in_transaction(rows);
-        let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
-        let ended = self.conn.prepare_cached(end)?.execute([]);
-        match (result, ended) {
-            (Ok((head, seqs)), Ok(_)) => {
-                self.head = head;
-                Ok(seqs)
-            }
-            (Err(e), _) | (Ok(_), Err(e)) => {
-                if !self.conn.is_autocommit() {
-                    let _ = self.conn.execute_batch("ROLLBACK");
-                }
-                Err(e)
-            }
-        }
+    fn append(&mut self, rows: &mut [(Box<Content>, u32)]) -> Result<Vec<i64>, StoreError> {
+        let known = &self.head;
+        let (head, seqs) = match &self.db {
+            WriterDb::Sqlite(conn) => append_to_file(conn, known, rows)?,
+            WriterDb::Postgres(pool) => pool.transact_locked(Some(AUDIT_LOCK), |tx| {
+                append_in_transaction(&**tx, known, rows, false)
+            })?,
+        };
+        self.head = head;
+        Ok(seqs)
     }
+}
 
-    /// The inserts of [`Writer::append`], inside its transaction: the head
-    /// and seqs to adopt once it commits.
-    fn append_in_transaction(
-        &mut self,
-        rows: &mut [(Box<Content>, u32)],
-    ) -> rusqlite::Result<(Head, Vec<i64>)> {
-        let tx = &self.conn;
-        let stored = read_head(tx)?;
-        if stored != self.head {
-            tracing::warn!(
-                target: "airlock::audit",
-                "audit log head moved to seq {} outside this writer (another process?); \
-                 continuing from it",
-                stored.seq
-            );
-        }
-        let mut head = stored;
-        let mut seqs = Vec::with_capacity(rows.len());
-        {
-            let mut stmt = tx.prepare_cached(&INSERT_SQL)?;
-            for (content, _) in rows.iter_mut() {
-                let seq = head.seq + 1;
-                content[col::SEQ] = Value::Integer(seq);
-                let prev_hash = Value::Text(std::mem::take(&mut head.hash));
-                let hash = row_hash(&prev_hash, &content[..]);
-                stmt.execute(rusqlite::params_from_iter(
-                    content
-                        .iter()
-                        .chain([&prev_hash, &Value::Text(hash.clone())]),
-                ))?;
-                seqs.push(seq);
-                head = Head { seq, hash };
+/// [`append_in_transaction`] in a `BEGIN IMMEDIATE` transaction on the
+/// file's own connection.
+fn append_to_file(
+    conn: &Connection,
+    known: &Head,
+    rows: &mut [(Box<Content>, u32)],
+) -> Result<(Head, Vec<i64>), StoreError> {
+    // BEGIN/COMMIT through cached statements: this runs for every batch.
+    Db::execute(conn, "BEGIN IMMEDIATE", params![])?;
+    let result = append_in_transaction(conn, known, rows, true);
+    let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+    let ended = Db::execute(conn, end, params![]);
+    match (result, ended) {
+        (Ok(out), Ok(_)) => Ok(out),
+        (Err(e), _) | (Ok(_), Err(e)) => {
+            if !conn.is_autocommit() {
+                let _ = conn.execute_batch("ROLLBACK");
             }
+            Err(e)
         }
-        Ok((head, seqs))
     }
+}
+
+/// The inserts of [`Writer::append`], inside its transaction: the head and
+/// seqs to adopt once it commits. `warn_moved`: a head moved by someone else
+/// is worth a warning (a second process on the file), not on a database
+/// several servers share.
+fn append_in_transaction(
+    tx: &dyn Db,
+    known: &Head,
+    rows: &mut [(Box<Content>, u32)],
+    warn_moved: bool,
+) -> Result<(Head, Vec<i64>), StoreError> {
+    let stored = read_head(tx)?;
+    if warn_moved && stored != *known {
+        tracing::warn!(
+            target: "airlock::audit",
+            "audit log head moved to seq {} outside this writer (another process?); \
+             continuing from it",
+            stored.seq
+        );
+    }
+    let mut head = stored;
+    let mut seqs = Vec::with_capacity(rows.len());
+    for (content, _) in rows.iter_mut() {
+        let seq = head.seq + 1;
+        content[col::SEQ] = Value::Int(seq);
+        let prev_hash = Value::Text(std::mem::take(&mut head.hash));
+        let hash = row_hash(&prev_hash, &content[..]);
+        let hash_value = Value::Text(hash.clone());
+        let bound: Vec<&dyn ToSql> = content
+            .iter()
+            .chain([&prev_hash, &hash_value])
+            .map(|v| v as &dyn ToSql)
+            .collect();
+        tx.execute(&INSERT_SQL, &bound)?;
+        seqs.push(seq);
+        head = Head { seq, hash };
+    }
+    Ok((head, seqs))
 }
 
 #[cfg(test)]
@@ -700,7 +830,7 @@ pub(crate) mod test_support {
     use std::sync::Arc;
     use std::time::{Duration, SystemTime};
 
-    use super::{AuditDurability, SqliteAudit};
+    use super::{AuditDurability, AuditLog};
     use crate::audit::{AuditSink, Decision, EgressOutcome, EgressRecord};
 
     /// A migrated audit file in a temporary directory.
@@ -742,8 +872,8 @@ pub(crate) mod test_support {
         }
     }
 
-    pub(crate) fn open(path: &std::path::Path) -> Arc<SqliteAudit> {
-        SqliteAudit::open(path, AuditDurability::ProcessCrash).unwrap()
+    pub(crate) fn open(path: &std::path::Path) -> Arc<AuditLog> {
+        AuditLog::open(path, AuditDurability::ProcessCrash).unwrap()
     }
 
     /// `n` requests with their outcomes, one after the other: seq 2i+1 is
@@ -1085,7 +1215,7 @@ mod tests {
     async fn open_creates_the_file_and_refuses_one_from_a_newer_airlock() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.db");
-        let audit = SqliteAudit::open(&path, AuditDurability::PowerLoss).unwrap();
+        let audit = AuditLog::open(&path, AuditDurability::PowerLoss).unwrap();
         assert_eq!(audit.begin(&record(0)).await.unwrap(), RecordId(1));
         drop(audit);
         connection(&path)
@@ -1094,7 +1224,7 @@ mod tests {
                 [],
             )
             .unwrap();
-        let err = SqliteAudit::open(&path, AuditDurability::PowerLoss).unwrap_err();
+        let err = AuditLog::open(&path, AuditDurability::PowerLoss).unwrap_err();
         assert!(err.to_string().contains("newer airlock"), "{err}");
         assert_eq!(count(&connection(&path)), 1, "the log is left as it was");
     }

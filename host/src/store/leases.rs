@@ -11,21 +11,19 @@ use std::time::Duration;
 use super::sql::{Db, DbExt, Tx, params};
 use super::{StoreError, now};
 
-/// Who holds a lease: this process, told apart from every other process
-/// and server by a random part.
-pub fn process_holder() -> &'static str {
-    static HOLDER: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    HOLDER.get_or_init(|| {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_string())
-            .unwrap_or_default();
-        format!(
-            "{}:{}:{}",
-            if host.is_empty() { "host" } else { &host },
-            std::process::id(),
-            &super::new_id()[..8]
-        )
-    })
+/// A new holder name: the host, the process and a random part, so every
+/// server (and every `Airlock` embedded in one process) is its own holder
+/// and an operator reading the table sees where a lease is held.
+pub fn new_holder() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    format!(
+        "{}:{}:{}",
+        if host.is_empty() { "host" } else { &host },
+        std::process::id(),
+        &super::new_id()[..8]
+    )
 }
 
 /// The time `after` from now, in the store's timestamp format.
@@ -150,7 +148,8 @@ mod tests {
             Ok(())
         );
         assert!(!store.write(|tx| renew(tx, "oauth-refresh:c", "dead", TTL)).unwrap());
-        assert!(process_holder().contains(&std::process::id().to_string()));
-        assert_eq!(process_holder(), process_holder());
+        let holder = new_holder();
+        assert!(holder.contains(&std::process::id().to_string()), "{holder}");
+        assert_ne!(holder, new_holder(), "every holder is its own");
     }
 }

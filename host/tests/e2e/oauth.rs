@@ -589,6 +589,53 @@ async fn a_hundred_concurrent_calls_on_an_expired_token_refresh_once() {
     assert_eq!(s.server.refresh_requests.load(Ordering::SeqCst), 1);
 }
 
+/// Three servers on one PostgreSQL database (three `Airlock`s, each with its
+/// own data directory, sharing the master key): a hundred calls spread over
+/// them on an expired token make one refresh at the provider between them,
+/// and the rotated refresh token is the one stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_calls_over_three_servers_refresh_once() {
+    let database =
+        airlock::DatabaseUrl::parse(&airlock_test_artifacts::postgres::shared().database())
+            .unwrap();
+    let key = tempfile::tempdir().unwrap();
+    let open = |dir: &std::path::Path| {
+        let mut config = crate::service::config(dir);
+        config.key_source = Some(airlock::KeySource::File(key.path().join("master.key")));
+        config.database = database.clone();
+        config.pooling = false;
+        config.max_concurrent_calls = 128;
+        Airlock::open(config).unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let first = open(dir.path());
+    crate::service::install(&first, airlock_test_artifacts::OAUTH_MINIMAL);
+    let server = AuthServer::start().await;
+    first
+        .add_connection(connection("work", &server, true))
+        .unwrap();
+    let s = Setup {
+        dir,
+        airlock: first,
+        server,
+    };
+    s.server.next_expires_in.store(1, Ordering::SeqCst);
+    connect(&s, "work").await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    s.server.next_expires_in.store(3600, Ordering::SeqCst);
+    let (dir_b, dir_c) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let servers = [&s.airlock, &open(dir_b.path()), &open(dir_c.path())];
+
+    let calls = (0..100).map(|i| servers[i % 3].test_connection("work"));
+    for r in futures::future::join_all(calls).await {
+        assert_eq!(r.unwrap().account.as_deref(), Some("alice"));
+    }
+    assert_eq!(s.server.refresh_requests.load(Ordering::SeqCst), 1);
+    assert_eq!(s.server.api_requests.load(Ordering::SeqCst), 100);
+    assert_eq!(secret(&s, "refresh-token"), s.server.current_refresh());
+    assert_eq!(secret(&s, "access-token"), s.server.current_access());
+}
+
 /// Tokens that live shorter than the refresh margin are due as soon as they
 /// arrive: a burst of calls still makes one refresh, not one per call, and
 /// no call fails on a refresh token another call already rotated.

@@ -146,6 +146,9 @@ pub(crate) struct OAuthContext {
     /// Origins the operator allows to receive credentials over plain http.
     pub cleartext: Vec<Origin>,
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Who this host is when it holds a refresh lease: unique to this
+    /// `Airlock`, so two embedded in one process are two holders.
+    pub lease_holder: String,
 }
 
 impl std::fmt::Debug for OAuthContext {
@@ -171,6 +174,7 @@ impl OAuthContext {
             limits,
             cleartext,
             locks: Mutex::new(HashMap::new()),
+            lease_holder: crate::store::leases::new_holder(),
         }
     }
 

@@ -1,9 +1,11 @@
 //! The OAuth2 credential source: the stored access token, refreshed before
 //! it expires or after the upstream refused it, once per connection however
-//! many calls need it at the same moment.
+//! many calls need it at the same moment, on this server (a lock per
+//! connection) and across servers sharing the database (a lease in it).
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use oauth2::RefreshToken;
@@ -15,8 +17,48 @@ use super::{OAuthContext, REFRESH_MARGIN_SECS, unix_now, unix_now_ms};
 use crate::credential::{Credential, CredentialError, CredentialSource, field};
 use crate::manifest::OAuth2Spec;
 use crate::store::StoreError;
+use crate::store::leases;
 use crate::store::connections::{self as repo, ConnectionRecord, ConnectionStatus};
 use crate::vault::SecretOwner;
+
+/// How long a refresh may hold the connection's lease before another
+/// server takes it over (the holder died): longer than a token request may
+/// take.
+const REFRESH_LEASE: Duration = Duration::from_secs(30);
+/// How often a server waiting for another's refresh looks again.
+const REFRESH_LEASE_POLL: Duration = Duration::from_millis(25);
+
+/// What waiting for the refresh lease gave.
+enum Taken<'a> {
+    /// Another caller or server refreshed meanwhile: its token.
+    Replaced(SecretString),
+    /// The lease: this caller refreshes.
+    Lease(RefreshLease<'a>),
+}
+
+/// A held refresh lease; released on drop unless the token transaction
+/// released it already (releasing twice changes nothing).
+struct RefreshLease<'a> {
+    credential: &'a OAuthCredential,
+    name: String,
+    holder: &'a str,
+}
+
+impl Drop for RefreshLease<'_> {
+    fn drop(&mut self) {
+        let released = self
+            .credential
+            .ctx
+            .store
+            .write(|tx| leases::release(tx, &self.name, self.holder));
+        if let Err(e) = released {
+            tracing::warn!(
+                connection = %self.credential.record.name,
+                "releasing the refresh lease failed (it runs out on its own): {e}"
+            );
+        }
+    }
+}
 
 /// Reads the access token from the vault for each request and refreshes it.
 pub(crate) struct OAuthCredential {
@@ -141,6 +183,60 @@ impl OAuthCredential {
         }
     }
 
+    /// Whether the stored token is no longer `stale`: another caller (or
+    /// server) refreshed it; then the newer one.
+    fn replaced(&self, stale: &SecretString) -> Result<Option<SecretString>, CredentialError> {
+        let current = self.load()?.ok_or_else(|| CredentialError::Missing {
+            connection: self.record.name.clone(),
+        })?;
+        let same = stale
+            .expose_secret()
+            .as_bytes()
+            .ct_eq(current.access.expose_secret().as_bytes());
+        Ok((!bool::from(same)).then_some(current.access))
+    }
+
+    /// The connection's refresh lease, shared by every server on the
+    /// database: taken when free (or run out: its holder died), else waited
+    /// for while the stored token is watched. When the token is replaced
+    /// meanwhile, that one is the answer and no refresh is made, so however
+    /// many servers find the token due at once, one refresh reaches the
+    /// identity provider and its rotated refresh token is stored once.
+    async fn take_lease(&self, stale: &SecretString) -> Result<Taken<'_>, CredentialError> {
+        let name = format!("oauth-refresh:{}", self.record.id);
+        let holder = self.ctx.lease_holder.as_str();
+        let give_up = std::time::Instant::now() + REFRESH_LEASE + REFRESH_LEASE_POLL * 20;
+        loop {
+            let got = self
+                .ctx
+                .store
+                .write(|tx| leases::acquire(tx, &name, holder, REFRESH_LEASE))
+                .map_err(|e| self.unavailable(e))?;
+            let lease = got.is_ok().then(|| RefreshLease {
+                credential: self,
+                name: name.clone(),
+                holder,
+            });
+            // Looked at after the lease: a refresh that ended just before
+            // it was taken is seen here.
+            if let Some(access) = self.replaced(stale)? {
+                return Ok(Taken::Replaced(access));
+            }
+            if let Some(lease) = lease {
+                return Ok(Taken::Lease(lease));
+            }
+            if std::time::Instant::now() > give_up {
+                return Err(CredentialError::RefreshFailed {
+                    connection: self.record.name.clone(),
+                    reason: "another airlock server holds its refresh and has not finished; \
+                             try again"
+                        .into(),
+                });
+            }
+            tokio::time::sleep(REFRESH_LEASE_POLL).await;
+        }
+    }
+
     /// Refresh under the connection's lock, replacing `stale`: the access
     /// token the caller found due (expired or about to) or saw refused. After
     /// acquiring the lock the stored token is looked at again; when another
@@ -151,18 +247,10 @@ impl OAuthCredential {
     async fn refresh_once(&self, stale: &SecretString) -> Result<SecretString, CredentialError> {
         let lock = self.ctx.lock_for(&self.record.id);
         let _guard = lock.lock().await;
-        let current = self.load()?.ok_or_else(|| CredentialError::Missing {
-            connection: self.record.name.clone(),
-        })?;
-        let replaced = !bool::from(
-            stale
-                .expose_secret()
-                .as_bytes()
-                .ct_eq(current.access.expose_secret().as_bytes()),
-        );
-        if replaced {
-            return Ok(current.access);
-        }
+        let lease = match self.take_lease(stale).await? {
+            Taken::Replaced(access) => return Ok(access),
+            Taken::Lease(lease) => lease,
+        };
 
         let refresh = self
             .ctx
@@ -208,11 +296,13 @@ impl OAuthCredential {
                 });
             }
         };
-        // The new access token and a rotated refresh token in one transaction.
+        // The new access token and a rotated refresh token in one
+        // transaction, which also ends the lease.
         self.ctx
             .store
             .transact(|tx| {
                 exchange::store_tokens(&self.ctx, tx, &self.record.id, &tokens, true, &eps.token)?;
+                leases::release(tx, &lease.name, lease.holder)?;
                 Ok::<_, super::OAuthError>(())
             })
             .map_err(|e| self.unavailable(e))?;

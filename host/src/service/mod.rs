@@ -54,6 +54,9 @@ pub const DATA_DIR_ENV: &str = "AIRLOCK_DATA_DIR";
 /// `sqlite`: `airlock.db` in the data directory.
 pub const DATABASE_ENV: &str = "AIRLOCK_DATABASE";
 
+/// [`AirlockConfig::sync_lease`] unless set.
+pub const DEFAULT_SYNC_LEASE: std::time::Duration = std::time::Duration::from_secs(120);
+
 /// Environment variable setting the OAuth callback port.
 pub const OAUTH_PORT_ENV: &str = "AIRLOCK_OAUTH_PORT";
 
@@ -93,6 +96,10 @@ pub struct AirlockConfig {
     /// Origins that may receive a credential over plain http although they
     /// are not loopback; `AIRLOCK_CLEARTEXT_CREDENTIAL_ORIGINS`, else none.
     pub cleartext_credential_origins: Vec<Origin>,
+    /// How long a running sync holds its connection's lease without
+    /// committing a page before another server may take the sync over (its
+    /// server died). Default 2 minutes: longer than any one page may take.
+    pub sync_lease: std::time::Duration,
 }
 
 /// An environment setting [`AirlockConfig::new`] could not use.
@@ -138,6 +145,7 @@ impl AirlockConfig {
                 Ok(list) => parse_cleartext_origins(&list).map_err(ConfigError::Cleartext)?,
                 Err(_) => Vec::new(),
             },
+            sync_lease: DEFAULT_SYNC_LEASE,
         })
     }
 
@@ -301,6 +309,7 @@ pub struct Airlock {
     oauth: Arc<OAuthContext>,
     oauth_port: u16,
     metrics: Arc<crate::metrics::Metrics>,
+    sync_lease: std::time::Duration,
 }
 
 /// The records every call reads, cached while the store says nothing changed.
@@ -374,6 +383,7 @@ impl Airlock {
             oauth,
             oauth_port: config.oauth_callback_port,
             metrics,
+            sync_lease: config.sync_lease,
         })
     }
 

@@ -136,6 +136,18 @@ pub fn commit_page(
     Ok(())
 }
 
+/// Mark every run of `connection_id` still `running` as failed with
+/// `error`: runs whose server stopped before finishing them (the caller
+/// holds the connection's sync lease, so none of them is really running).
+/// How many there were.
+pub fn fail_interrupted(tx: &Tx<'_>, connection_id: &str, error: &str) -> Result<u64, StoreError> {
+    tx.execute(
+        "UPDATE sync_runs SET finished_at = ?2, status = 'failed', error = ?3
+         WHERE connection_id = ?1 AND status = 'running'",
+        params![connection_id, now(), error],
+    )
+}
+
 /// Mark run `run_id` finished, succeeded or failed (with `error`).
 pub fn finish_run(
     tx: &Tx<'_>,

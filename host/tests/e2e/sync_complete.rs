@@ -702,3 +702,76 @@ async fn a_page_with_more_but_no_cursor_fails_the_run() {
     assert_eq!(run.pages, 1);
     assert_eq!(run.error.as_deref(), Some(err.to_string().as_str()));
 }
+
+/// Two servers on one PostgreSQL database (two `Airlock`s sharing the
+/// master key): a sync runs on one at a time, and a sync whose server
+/// stopped mid-run (its future dropped after three committed pages, its
+/// lease left to run out) resumes from its last committed cursor on the
+/// other, which marks the dead run failed. The records stored end up
+/// exactly the upstream's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_stopped_on_one_server_resumes_from_its_cursor_on_another() {
+    let api = TableApi::default();
+    api.add("2026-11-20 09:00:00", (0..1000).map(sn_id));
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/now/table/incident"))
+        .respond_with(api.clone())
+        .mount(&server)
+        .await;
+    let database =
+        airlock::DatabaseUrl::parse(&airlock_test_artifacts::postgres::shared().database())
+            .unwrap();
+    let key = tempfile::tempdir().unwrap();
+    let lease = std::time::Duration::from_secs(1);
+    let open = |dir: &std::path::Path| {
+        let mut config = crate::service::config(dir);
+        config.key_source = Some(airlock::KeySource::File(key.path().join("master.key")));
+        config.database = database.clone();
+        config.sync_lease = lease;
+        Airlock::open(config).unwrap()
+    };
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = open(dir_a.path());
+    crate::service::install(&a, crate::openai::plugin_path("servicenow"));
+    add(&a, "sn", "servicenow", &[("base-url", server.uri().as_str())]);
+    let b = open(dir_b.path());
+
+    // Server A stops after its third page: nothing of it runs any more, its
+    // run stays `running` and its lease held until it runs out.
+    let stop = tokio::sync::Notify::new();
+    tokio::select! {
+        _ = a.sync("sn", true, 100, |run| if run.pages == 3 { stop.notify_one() }) => {
+            panic!("the sync ended before it was stopped")
+        }
+        () = stop.notified() => {}
+    }
+    let stopped = a.sync_runs("sn", 1).unwrap().remove(0);
+    assert_eq!((stopped.status.as_str(), stopped.pages), ("running", 3));
+
+    // While the lease lasts, B refuses to run a second sync.
+    let err = b.sync("sn", false, 100, |_| {}).await.unwrap_err();
+    assert!(err.to_string().contains("is running on"), "{err}");
+
+    tokio::time::sleep(lease + std::time::Duration::from_millis(200)).await;
+    let requests_before = api.requests.load(Ordering::SeqCst);
+    let resumed = b.sync("sn", false, 100, |_| {}).await.unwrap();
+    assert_eq!(resumed.status, "succeeded");
+    // Pages 4 to 10 and the empty end, not the first three again.
+    assert!(resumed.pages <= 8, "resumed from page 4: {resumed:?}");
+    assert!(api.requests.load(Ordering::SeqCst) - requests_before <= 8);
+    let runs = b.sync_runs("sn", 5).unwrap();
+    let dead = runs.iter().find(|r| r.id == stopped.id).unwrap();
+    assert_eq!(dead.status, "failed");
+    assert!(
+        dead.error.as_deref().unwrap_or("").contains("interrupted"),
+        "{dead:?}"
+    );
+    let stored: BTreeSet<String> = b
+        .synced_records("sn", 5000, 0)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.record_id)
+        .collect();
+    assert_eq!(stored, api.ids().into_iter().collect::<BTreeSet<_>>());
+}

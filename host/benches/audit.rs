@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use airlock::audit::{
-    AUDIT_FILE, AuditDurability, AuditSink, Decision, EgressOutcome, EgressRecord, MemoryAudit,
-    AuditLog,
+    AUDIT_FILE, AuditDurability, AuditLog, AuditSink, Decision, EgressOutcome, EgressRecord,
+    MemoryAudit,
 };
 
 const CONCURRENCY: [usize; 3] = [1, 8, 64];

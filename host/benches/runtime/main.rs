@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 use airlock::AddressPolicy;
 use airlock::KeySource;
 use airlock::audit::{
-    AUDIT_FILE, AuditDurability, AuditError, AuditSink, EgressOutcome, EgressRecord, RecordId,
-    AuditLog,
+    AUDIT_FILE, AuditDurability, AuditError, AuditLog, AuditSink, EgressOutcome, EgressRecord,
+    RecordId,
 };
 use airlock::credential::{Credential, StaticCredential};
 use airlock::service::Scope;
@@ -784,8 +784,7 @@ async fn audit(opts: &Options, base: &str) {
         ),
     ] {
         let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-        let sqlite =
-            durability.map(|d| AuditLog::open(&dir.path().join(AUDIT_FILE), d).unwrap());
+        let sqlite = durability.map(|d| AuditLog::open(&dir.path().join(AUDIT_FILE), d).unwrap());
         let sink: Arc<dyn AuditSink> = match &sqlite {
             None => Arc::new(NoAudit(AtomicU64::new(0))),
             Some(s) => s.clone(),

@@ -36,8 +36,8 @@
 //! rewrite (a ticket, a WORM bucket, another machine's log) and check it
 //! later with [`verify_anchored`].
 
-use crate::store::sql::{Db, params};
 pub(crate) use crate::store::sql::Value;
+use crate::store::sql::{Db, params};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -307,10 +307,7 @@ pub fn verify_anchored(conn: &dyn Db, anchor: &Anchor) -> Result<VerifyReport, A
 }
 
 /// The rows after `after`, one page, as (content, prev_hash, hash).
-fn read_page(
-    conn: &dyn Db,
-    after: i64,
-) -> Result<Vec<(Content, Value, Value)>, AuditError> {
+fn read_page(conn: &dyn Db, after: i64) -> Result<Vec<(Content, Value, Value)>, AuditError> {
     let err = |e: crate::store::StoreError| AuditError(format!("reading the audit log: {e}"));
     let rows = conn
         .query(&select_page(), params![after, VERIFY_PAGE])
@@ -343,7 +340,14 @@ fn verify_inner(conn: &dyn Db, anchor: Option<&Anchor>) -> Result<VerifyReport, 
             after = seq;
         }
         for (content, prev_hash, hash) in page {
-            if let Some(problem) = check_row(&mut report, anchor, &mut anchor_seen, content, prev_hash, hash)? {
+            if let Some(problem) = check_row(
+                &mut report,
+                anchor,
+                &mut anchor_seen,
+                content,
+                prev_hash,
+                hash,
+            )? {
                 report.problem = Some(problem);
                 return Ok(report);
             }
@@ -416,8 +420,8 @@ fn check_row(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rusqlite::Connection;
     use crate::audit::writer::test_support::{connection, database, write_log};
+    use rusqlite::Connection;
 
     /// A log of 10 rows (5 requests, each followed by its outcome) and a
     /// connection to tamper with it.

@@ -153,7 +153,10 @@ mod tests {
         let before = legacy_log(store.sqlite_path().unwrap(), 5).await;
         assert_eq!(before.len(), 10);
 
-        assert_eq!(move_from_store(store.sqlite_path().unwrap(), &audit_db).unwrap(), 10);
+        assert_eq!(
+            move_from_store(store.sqlite_path().unwrap(), &audit_db).unwrap(),
+            10
+        );
         let conn = open_connection(&audit_db).unwrap();
         let after: Vec<(i64, String)> = conn
             .prepare("SELECT seq, hash FROM audit_log ORDER BY seq")
@@ -175,7 +178,10 @@ mod tests {
         assert_eq!(audit.begin(&record(9)).await.unwrap().0, 11);
         drop(audit);
         assert!(verify(&conn).unwrap().is_ok());
-        assert_eq!(move_from_store(store.sqlite_path().unwrap(), &audit_db).unwrap(), 0);
+        assert_eq!(
+            move_from_store(store.sqlite_path().unwrap(), &audit_db).unwrap(),
+            0
+        );
     }
 
     #[tokio::test]
@@ -187,7 +193,10 @@ mod tests {
         // The copy committed, the drop did not happen (a crash between).
         let conn = open_file(&audit_db).unwrap();
         conn.execute(
-            &format!("ATTACH DATABASE '{}' AS store", store.sqlite_path().unwrap().display()),
+            &format!(
+                "ATTACH DATABASE '{}' AS store",
+                store.sqlite_path().unwrap().display()
+            ),
             [],
         )
         .unwrap();
@@ -198,7 +207,10 @@ mod tests {
         .unwrap();
         conn.execute("DETACH DATABASE store", []).unwrap();
 
-        assert_eq!(move_from_store(store.sqlite_path().unwrap(), &audit_db).unwrap(), 2);
+        assert_eq!(
+            move_from_store(store.sqlite_path().unwrap(), &audit_db).unwrap(),
+            2
+        );
         assert_eq!(count(&conn, "audit_log"), 6);
         assert!(verify(&conn).unwrap().is_ok());
     }
@@ -212,7 +224,10 @@ mod tests {
             .unwrap()
             .execute_batch("DROP TABLE audit_log")
             .unwrap();
-        assert_eq!(move_from_store(store.sqlite_path().unwrap(), &audit_db).unwrap(), 0);
+        assert_eq!(
+            move_from_store(store.sqlite_path().unwrap(), &audit_db).unwrap(),
+            0
+        );
         assert!(!audit_db.exists(), "nothing to move creates nothing");
     }
 }

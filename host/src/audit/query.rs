@@ -199,9 +199,7 @@ fn request_query(filter: &AuditFilter) -> Result<(String, Vec<Value>), AuditErro
         params.push(Value::Int(b));
         sql.push_str(&format!(" AND seq < ?{}", params.len()));
     }
-    params.push(Value::Int(
-        i64::try_from(filter.limit).unwrap_or(i64::MAX),
-    ));
+    params.push(Value::Int(i64::try_from(filter.limit).unwrap_or(i64::MAX)));
     sql.push_str(&format!(" ORDER BY seq DESC LIMIT ?{}", params.len()));
 
     Ok((sql, params))

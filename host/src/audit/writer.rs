@@ -55,9 +55,9 @@ use futures::future::BoxFuture;
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
+use crate::store::StoreError;
 use crate::store::postgres::PgPool;
 use crate::store::sql::{Db, DbExt, ToSql, Value, params};
-use crate::store::StoreError;
 
 use super::chain::{CONTENT_COLUMNS, Content, GENESIS_HASH, col, empty_content, row_hash};
 use super::{
@@ -154,9 +154,7 @@ fn outcome_content(id: RecordId, outcome: &EgressOutcome) -> Content {
     // The current time always formats (its year has four digits).
     c[col::TIME] = Value::Text(format_time(time::OffsetDateTime::now_utc()).unwrap_or_default());
     c[col::REQUEST_SEQ] = int(id.0);
-    c[col::STATUS] = outcome
-        .status
-        .map_or(Value::Null, |s| Value::Int(s.into()));
+    c[col::STATUS] = outcome.status.map_or(Value::Null, |s| Value::Int(s.into()));
     c[col::RESPONSE_BYTES] = int(outcome.response_bytes);
     c[col::DURATION_MS] =
         Value::Int(i64::try_from(outcome.duration.as_millis()).unwrap_or(i64::MAX));
@@ -495,12 +493,13 @@ impl AuditLog {
                 let conn = crate::store::open_connection(path).map_err(fail)?;
                 f(&conn)
             }
-            Location::Postgres(pool) => pool.read(|db| f(db).map_err(Failed::Audit)).map_err(
-                |e| match e {
-                    Failed::Audit(e) => e,
-                    Failed::Store(e) => fail(e),
-                },
-            ),
+            Location::Postgres(pool) => {
+                pool.read(|db| f(db).map_err(Failed::Audit))
+                    .map_err(|e| match e {
+                        Failed::Audit(e) => e,
+                        Failed::Store(e) => fail(e),
+                    })
+            }
         }
     }
 

@@ -51,7 +51,13 @@ struct Cli {
     /// several servers share (it then holds the audit log too); default:
     /// `airlock.db` in the data directory. Prefer the environment variable
     /// over the flag: a password on a command line is visible to other users.
-    #[arg(long, global = true, env = "AIRLOCK_DATABASE", value_name = "URL", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "AIRLOCK_DATABASE",
+        value_name = "URL",
+        hide_env_values = true
+    )]
     database: Option<DatabaseUrl>,
     /// Do not print the start-up lines (data directory, key source, egress
     /// warnings) before a command's output.
@@ -288,7 +294,10 @@ fn man(dir: Option<PathBuf>) -> anyhow::Result<()> {
 }
 
 /// The configuration for `data_dir`, with `--database` when given.
-fn config(data_dir: &std::path::Path, database: Option<DatabaseUrl>) -> anyhow::Result<AirlockConfig> {
+fn config(
+    data_dir: &std::path::Path,
+    database: Option<DatabaseUrl>,
+) -> anyhow::Result<AirlockConfig> {
     let mut config = AirlockConfig::new(data_dir)?;
     if let Some(database) = database {
         config.database = database;

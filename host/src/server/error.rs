@@ -349,7 +349,11 @@ mod tests {
             (api.status, api.code),
             (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable")
         );
-        assert!(api.message.contains("without restarting airlock"), "{}", api.message);
+        assert!(
+            api.message.contains("without restarting airlock"),
+            "{}",
+            api.message
+        );
         assert_eq!(
             mapped(ServiceError::OAuth(OAuthError::Store(down()))),
             (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable")

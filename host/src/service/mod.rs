@@ -392,7 +392,11 @@ impl Airlock {
     pub fn startup_summary(&self) -> Vec<String> {
         let mut lines = vec![
             format!("data directory: {}", self.data_dir.display()),
-            format!("database: {} ({})", self.store.describe(), self.store.backend()),
+            format!(
+                "database: {} ({})",
+                self.store.describe(),
+                self.store.backend()
+            ),
             format!("master key: {}", self.key_source),
         ];
         let policy = self.runtime.address_policy();
@@ -479,9 +483,7 @@ impl Airlock {
     ) -> Result<Vec<crate::audit::EventEntry>, ServiceError> {
         let connection_id = connection.map(|c| self.connection(c)).transpose()?;
         let id = connection_id.as_ref().map(|c| c.id.as_str());
-        Ok(self
-            .audit
-            .read(|db| crate::audit::events(db, id, limit))?)
+        Ok(self.audit.read(|db| crate::audit::events(db, id, limit))?)
     }
 }
 

@@ -375,7 +375,12 @@ impl Airlock {
     /// hold it (another server on the same database installed it), its
     /// bytes from the database, written to `path` once they match the
     /// pinned hash. The caller checks the hash of what is returned.
-    fn read_plugin_file(&self, id: &str, sha256: &str, path: &Path) -> Result<Vec<u8>, ServiceError> {
+    fn read_plugin_file(
+        &self,
+        id: &str,
+        sha256: &str,
+        path: &Path,
+    ) -> Result<Vec<u8>, ServiceError> {
         let io = |what: String| move |source| ServiceError::Io { what, source };
         match std::fs::read(path) {
             Ok(wasm) => return Ok(wasm),
@@ -388,9 +393,11 @@ impl Airlock {
             .store
             .read(|c| crate::store::plugin_files::get(c, sha256))?
         else {
-            return Err(io(format!("reading plugin `{id}` from {}", path.display()))(
-                std::io::ErrorKind::NotFound.into(),
-            ));
+            return Err(
+                io(format!("reading plugin `{id}` from {}", path.display()))(
+                    std::io::ErrorKind::NotFound.into(),
+                ),
+            );
         };
         if hex::encode(Sha256::digest(&wasm)) == sha256 {
             let dir = path.parent().expect("plugin path has a parent");

@@ -153,9 +153,11 @@ mod tests {
             )?;
             let seen = cache
                 .get_or_read(tx, "p", |c| {
-                    c.query_row("SELECT version FROM plugins WHERE id = 'p'", params![], |r| {
-                        r.get::<String>(0)
-                    })
+                    c.query_row(
+                        "SELECT version FROM plugins WHERE id = 'p'",
+                        params![],
+                        |r| r.get::<String>(0),
+                    )
                 })
                 .unwrap();
             assert_eq!(seen.as_str(), "rolled-back");

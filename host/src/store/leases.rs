@@ -116,23 +116,42 @@ mod tests {
 
     fn one_holder_at_a_time_across_servers(store: &TestStore) {
         let other = store.reopen();
-        assert_eq!(store.write(|tx| acquire(tx, "sync:c", "a", TTL)).unwrap(), Ok(()));
+        assert_eq!(
+            store.write(|tx| acquire(tx, "sync:c", "a", TTL)).unwrap(),
+            Ok(())
+        );
         let held = other
             .write(|tx| acquire(tx, "sync:c", "b", TTL))
             .unwrap()
             .unwrap_err();
         assert_eq!(held.holder, "a");
         // The holder takes it again (a renewal); the other renews nothing.
-        assert_eq!(store.write(|tx| acquire(tx, "sync:c", "a", TTL)).unwrap(), Ok(()));
+        assert_eq!(
+            store.write(|tx| acquire(tx, "sync:c", "a", TTL)).unwrap(),
+            Ok(())
+        );
         assert!(!other.write(|tx| renew(tx, "sync:c", "b", TTL)).unwrap());
         assert!(store.write(|tx| renew(tx, "sync:c", "a", TTL)).unwrap());
         // Another name is another lease.
-        assert_eq!(other.write(|tx| acquire(tx, "sync:d", "b", TTL)).unwrap(), Ok(()));
+        assert_eq!(
+            other.write(|tx| acquire(tx, "sync:d", "b", TTL)).unwrap(),
+            Ok(())
+        );
         // Released only by its holder.
         other.write(|tx| release(tx, "sync:c", "b")).unwrap();
-        assert_eq!(store.read(|c| current(c, "sync:c")).unwrap().unwrap().holder, "a");
+        assert_eq!(
+            store
+                .read(|c| current(c, "sync:c"))
+                .unwrap()
+                .unwrap()
+                .holder,
+            "a"
+        );
         store.write(|tx| release(tx, "sync:c", "a")).unwrap();
-        assert_eq!(other.write(|tx| acquire(tx, "sync:c", "b", TTL)).unwrap(), Ok(()));
+        assert_eq!(
+            other.write(|tx| acquire(tx, "sync:c", "b", TTL)).unwrap(),
+            Ok(())
+        );
     }
 
     fn an_expired_lease_is_taken_over(store: &TestStore) {
@@ -144,10 +163,16 @@ mod tests {
         std::thread::sleep(Duration::from_millis(5));
         let other = store.reopen();
         assert_eq!(
-            other.write(|tx| acquire(tx, "oauth-refresh:c", "alive", TTL)).unwrap(),
+            other
+                .write(|tx| acquire(tx, "oauth-refresh:c", "alive", TTL))
+                .unwrap(),
             Ok(())
         );
-        assert!(!store.write(|tx| renew(tx, "oauth-refresh:c", "dead", TTL)).unwrap());
+        assert!(
+            !store
+                .write(|tx| renew(tx, "oauth-refresh:c", "dead", TTL))
+                .unwrap()
+        );
         let holder = new_holder();
         assert!(holder.contains(&std::process::id().to_string()), "{holder}");
         assert_ne!(holder, new_holder(), "every holder is its own");

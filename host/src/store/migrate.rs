@@ -352,8 +352,10 @@ mod tests {
         }
 
         fn versions(name: &str) -> String {
-            airlock_test_artifacts::postgres::shared()
-                .psql(name, "SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_migrations")
+            airlock_test_artifacts::postgres::shared().psql(
+                name,
+                "SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_migrations",
+            )
         }
 
         #[test]
@@ -368,8 +370,10 @@ mod tests {
             for result in opened {
                 result.unwrap();
             }
-            let expected: Vec<String> =
-                MIGRATIONS_POSTGRES.iter().map(|m| m.version.to_string()).collect();
+            let expected: Vec<String> = MIGRATIONS_POSTGRES
+                .iter()
+                .map(|m| m.version.to_string())
+                .collect();
             assert_eq!(versions(&name).trim(), expected.join(","));
             // Opening again applies nothing and changes nothing.
             Store::open_postgres(&target).unwrap();
@@ -389,14 +393,19 @@ mod tests {
             });
             let err = Store::open_postgres_with(&target, &broken).unwrap_err();
             assert!(
-                err.to_string()
-                    .contains(&format!("migration {} (half) failed and was rolled back", last + 1)),
+                err.to_string().contains(&format!(
+                    "migration {} (half) failed and was rolled back",
+                    last + 1
+                )),
                 "{err}"
             );
             let pg = airlock_test_artifacts::postgres::shared();
             assert_eq!(
-                pg.psql(&name, "SELECT count(*) FROM pg_tables WHERE tablename = 'half_done'")
-                    .trim(),
+                pg.psql(
+                    &name,
+                    "SELECT count(*) FROM pg_tables WHERE tablename = 'half_done'"
+                )
+                .trim(),
                 "0"
             );
             assert_eq!(versions(&name).trim(), last.to_string());
@@ -411,13 +420,19 @@ mod tests {
                 &name,
                 "INSERT INTO schema_migrations VALUES (99, 'future', 'x', '2030-01-01T00:00:00Z')",
             );
-            let before = pg.psql(&name, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'");
+            let before = pg.psql(
+                &name,
+                "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'",
+            );
             let err = Store::open_postgres(&target).unwrap_err();
             assert!(matches!(err, StoreError::TooNew { found: 99, .. }), "{err}");
             let message = err.to_string();
             assert!(message.contains("upgrade airlock"), "{message}");
             assert!(message.contains(&name), "names the database: {message}");
-            let after = pg.psql(&name, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'");
+            let after = pg.psql(
+                &name,
+                "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'",
+            );
             assert_eq!(before, after);
         }
 
@@ -428,9 +443,10 @@ mod tests {
                 .local_addr()
                 .unwrap()
                 .port();
-            let target =
-                PgTarget::parse(&format!("postgres://airlock:s3cret@127.0.0.1:{port}/nothing"))
-                    .unwrap();
+            let target = PgTarget::parse(&format!(
+                "postgres://airlock:s3cret@127.0.0.1:{port}/nothing"
+            ))
+            .unwrap();
             let err = Store::open_postgres(&target).unwrap_err();
             let message = err.to_string();
             assert!(matches!(err, StoreError::Unavailable { .. }), "{message}");

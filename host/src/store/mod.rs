@@ -382,15 +382,22 @@ mod tests {
 
     #[test]
     fn database_urls_parse_once_and_hide_passwords() {
-        assert!(matches!(DatabaseUrl::parse("").unwrap(), DatabaseUrl::Sqlite));
-        assert!(matches!(DatabaseUrl::parse("sqlite").unwrap(), DatabaseUrl::Sqlite));
+        assert!(matches!(
+            DatabaseUrl::parse("").unwrap(),
+            DatabaseUrl::Sqlite
+        ));
+        assert!(matches!(
+            DatabaseUrl::parse("sqlite").unwrap(),
+            DatabaseUrl::Sqlite
+        ));
         let pg = DatabaseUrl::parse("postgres://a:pw@localhost:5432/airlock").unwrap();
         assert!(matches!(pg, DatabaseUrl::Postgres(_)));
         assert!(!format!("{pg:?}").contains("pw"));
         let err = DatabaseUrl::parse("mysql://a:topsecret@h/db").unwrap_err();
         assert!(err.contains("use postgres://"), "{err}");
         assert!(!err.contains("topsecret"), "{err}");
-        let err = DatabaseUrl::parse("postgres://a:topsecret@h/db?sslmode=verify-full").unwrap_err();
+        let err =
+            DatabaseUrl::parse("postgres://a:topsecret@h/db?sslmode=verify-full").unwrap_err();
         assert!(!err.contains("topsecret") && err.contains("TLS"), "{err}");
     }
 }

@@ -63,7 +63,10 @@ mod tests {
             })
             .unwrap();
         store.write(|tx| remove_unused(tx, "abc")).unwrap();
-        assert!(store.read(|c| get(c, "abc")).unwrap().is_some(), "still pinned");
+        assert!(
+            store.read(|c| get(c, "abc")).unwrap().is_some(),
+            "still pinned"
+        );
         store
             .write(|tx| tx.execute("DELETE FROM plugins", params![]))
             .unwrap();

@@ -47,6 +47,28 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Session settings: no statement or lock wait hangs a call for ever.
 const SESSION_SETTINGS: &str = "SET lock_timeout = '10s'; SET statement_timeout = '30s'";
 
+/// The query options a database URL may carry (the driver's).
+const URL_OPTIONS: &[&str] = &[
+    "user",
+    "password",
+    "dbname",
+    "host",
+    "hostaddr",
+    "port",
+    "options",
+    "application_name",
+    "sslmode",
+    "connect_timeout",
+    "tcp_user_timeout",
+    "keepalives",
+    "keepalives_idle",
+    "keepalives_interval",
+    "keepalives_retries",
+    "target_session_attrs",
+    "channel_binding",
+    "load_balance_hosts",
+];
+
 /// Where the database is, parsed once from `postgres://...`.
 #[derive(Clone)]
 pub struct PgTarget {
@@ -81,6 +103,15 @@ impl PgTarget {
                  network or a local socket and use sslmode=disable"
                     .into(),
             );
+        }
+        if let Some((key, _)) = parsed
+            .query_pairs()
+            .find(|(k, _)| !URL_OPTIONS.contains(&k.as_ref()))
+        {
+            return Err(format!(
+                "unknown option `{key}` in the URL; known: {}",
+                URL_OPTIONS.join(", ")
+            ));
         }
         let mut config: Config = url.parse().map_err(|e| format!("{e}"))?;
         config.ssl_mode(tokio_postgres::config::SslMode::Disable);
@@ -350,7 +381,10 @@ struct PgDb<'l, 'p> {
 
 impl PgDb<'_, '_> {
     fn client(&self) -> &PgClient {
-        self.lease.client.as_ref().expect("a lease holds its client")
+        self.lease
+            .client
+            .as_ref()
+            .expect("a lease holds its client")
     }
 
     fn error(&self, e: tokio_postgres::Error) -> StoreError {

@@ -475,7 +475,8 @@ mod tests {
         let row = Row(vec![Value::Text("x".into())]);
         let err = row.get::<i64>(0).unwrap_err();
         assert!(
-            err.to_string().contains("column 0 holds text, expected an integer"),
+            err.to_string()
+                .contains("column 0 holds text, expected an integer"),
             "{err}"
         );
         let err = row.get::<i64>(3).unwrap_err();

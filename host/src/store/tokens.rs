@@ -127,7 +127,11 @@ pub fn create_token(
     role: Role,
     project: Option<&str>,
 ) -> Result<(TokenRecord, String), StoreError> {
-    let taken = exists(&**tx, "SELECT 1 FROM api_tokens WHERE name = ?1", params![name])?;
+    let taken = exists(
+        &**tx,
+        "SELECT 1 FROM api_tokens WHERE name = ?1",
+        params![name],
+    )?;
     if taken {
         return Err(StoreError::Conflict(format!(
             "a token named `{name}` already exists; revoke it or pick another name"

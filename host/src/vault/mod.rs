@@ -668,13 +668,32 @@ impl Vault {
         // Otherwise the row and the whole ledger again, from one statement
         // (so a write committed in between cannot mismatch them), and the
         // ledger verified under the master key.
+        let committed = !conn.in_transaction();
         let Some(row) = sealed_row(conn, owner, field, true)? else {
             return Ok(None);
         };
         let plain = self.open_sealed(conn, owner, field, &row)?;
-        let current = self.ledger.verify(&row.ledger, !conn.in_transaction())?;
-        check_current(&current, owner, field, &row.id)?;
-        secret_text(owner, field, &plain).map(Some)
+        match self.ledger.verify(&row.ledger, committed) {
+            // With several connections (PostgreSQL), a statement that began
+            // before another thread read a newer ledger returns the older
+            // one although nothing was rolled back. A statement begun after
+            // that read cannot, unless the database really went back: one
+            // more read tells the two apart.
+            Err(VaultError::LedgerRolledBack { .. }) if committed => {
+                let Some(row) = sealed_row(conn, owner, field, true)? else {
+                    return Ok(None);
+                };
+                let plain = self.open_sealed(conn, owner, field, &row)?;
+                let current = self.ledger.verify(&row.ledger, committed)?;
+                check_current(&current, owner, field, &row.id)?;
+                secret_text(owner, field, &plain).map(Some)
+            }
+            verified => {
+                let current = verified?;
+                check_current(&current, owner, field, &row.id)?;
+                secret_text(owner, field, &plain).map(Some)
+            }
+        }
     }
 
     /// Decrypt `row` after the key-version checks.
@@ -961,13 +980,7 @@ impl Vault {
         let states = tx.query_map(
             "SELECT state_hash, key_version, verifier FROM oauth_states",
             params![],
-            |r| {
-                Ok((
-                    r.get::<String>(0)?,
-                    r.get::<u32>(1)?,
-                    r.get::<Vec<u8>>(2)?,
-                ))
-            },
+            |r| Ok((r.get::<String>(0)?, r.get::<u32>(1)?, r.get::<Vec<u8>>(2)?)),
         )?;
         let mut dropped = 0usize;
         for (state_hash, row_version, blob) in states {

@@ -137,7 +137,10 @@ fn json_request(addr: &str, method: &str, path: &str, token: &str, body: Value) 
         Some(("application/json", body.to_string().into_bytes())),
     )
     .unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 /// The loopback upstream: answers `GET /api/me`, remembers the bearer token
@@ -476,8 +479,14 @@ fn three_servers_on_one_database_behave_as_one() {
         .iter()
         .map(|e| e["seq"].as_i64().unwrap())
         .collect();
-    assert_eq!(seqs.len() as u64, cluster.upstream.received.load(Ordering::SeqCst));
-    assert!(seqs.windows(2).all(|w| w[0] > w[1]), "newest first: {seqs:?}");
+    assert_eq!(
+        seqs.len() as u64,
+        cluster.upstream.received.load(Ordering::SeqCst)
+    );
+    assert!(
+        seqs.windows(2).all(|w| w[0] > w[1]),
+        "newest first: {seqs:?}"
+    );
     assert_eq!(cluster.upstream.violations(&cluster.database), 0);
     cluster.assert_chain_verifies();
 
@@ -545,7 +554,13 @@ fn killing_one_of_three_servers_under_64_callers_loses_no_audit_row() {
         }
         // SIGKILL, mid-call: nothing of it gets to finish.
         let pid = cluster.servers[2].child.id().to_string();
-        assert!(Command::new("kill").args(["-KILL", &pid]).status().unwrap().success());
+        assert!(
+            Command::new("kill")
+                .args(["-KILL", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
         let at_kill = cluster.upstream.received.load(Ordering::SeqCst);
         // The others go on serving.
         let until = Instant::now() + Duration::from_secs(60);
@@ -660,14 +675,20 @@ fn a_database_from_a_newer_airlock_is_refused_untouched() {
         &name,
         "INSERT INTO schema_migrations VALUES (999, 'future', 'x', '2031-01-01T00:00:00Z')",
     );
-    let tables = pg.psql(&name, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'");
+    let tables = pg.psql(
+        &name,
+        "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'",
+    );
     let out = run();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("schema version 999"), "{err}");
     assert!(err.contains("upgrade airlock"), "{err}");
     assert_eq!(
-        pg.psql(&name, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"),
+        pg.psql(
+            &name,
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
+        ),
         tables
     );
 }

@@ -734,7 +734,12 @@ async fn a_sync_stopped_on_one_server_resumes_from_its_cursor_on_another() {
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = open(dir_a.path());
     crate::service::install(&a, crate::openai::plugin_path("servicenow"));
-    add(&a, "sn", "servicenow", &[("base-url", server.uri().as_str())]);
+    add(
+        &a,
+        "sn",
+        "servicenow",
+        &[("base-url", server.uri().as_str())],
+    );
     let b = open(dir_b.path());
 
     // Server A stops after its third page: nothing of it runs any more, its

@@ -66,9 +66,11 @@ fn find_bin() -> Result<PathBuf, String> {
             return Ok(dir.to_path_buf());
         }
     }
-    Err("the PostgreSQL tests need the server binaries (initdb, postgres): install the \
+    Err(
+        "the PostgreSQL tests need the server binaries (initdb, postgres): install the \
          distribution's `postgresql` package (`.ci/run` does when they are missing)"
-        .into())
+            .into(),
+    )
 }
 
 fn free_port() -> u16 {
@@ -169,13 +171,20 @@ impl TestPostgres {
             .arg(self.data_dir())
             .args(["-p", &self.port.to_string()])
             .args(["-c", "listen_addresses=127.0.0.1"])
-            .args(["-c", &format!("unix_socket_directories={}", self.dir.path().display())])
+            .args([
+                "-c",
+                &format!("unix_socket_directories={}", self.dir.path().display()),
+            ])
             .args(["-c", "max_connections=200"])
             .args(["-c", "fsync=off"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        self.keeper.lock().unwrap().send(cmd).expect("keeper thread");
+        self.keeper
+            .lock()
+            .unwrap()
+            .send(cmd)
+            .expect("keeper thread");
         let child = self
             .spawned
             .lock()

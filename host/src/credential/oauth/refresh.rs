@@ -17,8 +17,8 @@ use super::{OAuthContext, REFRESH_MARGIN_SECS, unix_now, unix_now_ms};
 use crate::credential::{Credential, CredentialError, CredentialSource, field};
 use crate::manifest::OAuth2Spec;
 use crate::store::StoreError;
-use crate::store::leases;
 use crate::store::connections::{self as repo, ConnectionRecord, ConnectionStatus};
+use crate::store::leases;
 use crate::vault::SecretOwner;
 
 /// How long a refresh may hold the connection's lease before another

@@ -57,7 +57,7 @@ pub enum DatabaseUrl {
     /// `airlock.db` in the data directory.
     Sqlite,
     /// A PostgreSQL database several servers share.
-    Postgres(PgTarget),
+    Postgres(Box<PgTarget>),
 }
 
 impl DatabaseUrl {
@@ -68,7 +68,7 @@ impl DatabaseUrl {
             return Ok(Self::Sqlite);
         }
         PgTarget::parse(s)
-            .map(Self::Postgres)
+            .map(|t| Self::Postgres(Box::new(t)))
             .map_err(|e| format!("--database `{}`: {e}", shown_url(s)))
     }
 }

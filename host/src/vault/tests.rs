@@ -190,9 +190,12 @@ fn db_bytes(dir: &Path) -> (Vec<u8>, Vec<u8>) {
     (db, wal)
 }
 
+/// The database and WAL files' bytes.
+type FileBytes = (Vec<u8>, Vec<u8>);
+
 /// Everything a refused open must leave as it was: every row of the
 /// vault's tables and, on SQLite, the database and WAL files' bytes.
-fn db_state(t: &TestStore) -> (Vec<Vec<Row>>, Option<(Vec<u8>, Vec<u8>)>) {
+fn db_state(t: &TestStore) -> (Vec<Vec<Row>>, Option<FileBytes>) {
     let rows = [
         "SELECT name, value FROM vault_meta ORDER BY name",
         "SELECT version, wrapped_key, created_at, active FROM key_versions ORDER BY version",
@@ -213,8 +216,8 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 
 fn roundtrip_connection_secret(t: &TestStore) {
     let (dir, store) = (&t.dir, &t.store);
-    let vault = open_vault(&store, &key_file(&dir));
-    add_connection(&store, "c1");
+    let vault = open_vault(store, &key_file(dir));
+    add_connection(store, "c1");
     let owner = conn("c1");
 
     assert_eq!(open(&vault, &owner, "token").unwrap(), None);
@@ -232,11 +235,11 @@ fn roundtrip_connection_secret(t: &TestStore) {
     // Replacing keeps one row per field, with a fresh id.
     let id_before: String = store
         .read(|c| {
-            Ok(c.query_row(
+            c.query_row(
                 "SELECT id FROM secrets WHERE field = 'token'",
                 params![],
                 |r| r.get(0),
-            )?)
+            )
         })
         .unwrap();
     seal(&vault, &owner, "token", "tok-2");
@@ -244,20 +247,20 @@ fn roundtrip_connection_secret(t: &TestStore) {
         open(&vault, &owner, "token").unwrap().as_deref(),
         Some("tok-2")
     );
-    assert_eq!(count(&store, "SELECT COUNT(*) FROM secrets"), 2);
+    assert_eq!(count(store, "SELECT COUNT(*) FROM secrets"), 2);
     let id_after: String = store
         .read(|c| {
-            Ok(c.query_row(
+            c.query_row(
                 "SELECT id FROM secrets WHERE field = 'token'",
                 params![],
                 |r| r.get(0),
-            )?)
+            )
         })
         .unwrap();
     assert_ne!(id_before, id_after);
 
     // Inside a caller's transaction.
-    let inside = write_vault(&store, |tx| {
+    let inside = write_vault(store, |tx| {
         vault.seal_secret(tx, &owner, "token", &SecretString::from("tok-3"))?;
         let seen = vault.open_secret_in(tx, &owner, "token")?;
         Ok(seen.map(|s| s.expose_secret().to_string()))
@@ -266,20 +269,20 @@ fn roundtrip_connection_secret(t: &TestStore) {
     assert_eq!(inside.as_deref(), Some("tok-3"));
 
     // Delete one field, then all.
-    assert!(write_vault(&store, |tx| vault.delete_secret(tx, &owner, "password")).unwrap());
-    assert!(!write_vault(&store, |tx| vault.delete_secret(tx, &owner, "password")).unwrap());
+    assert!(write_vault(store, |tx| vault.delete_secret(tx, &owner, "password")).unwrap());
+    assert!(!write_vault(store, |tx| vault.delete_secret(tx, &owner, "password")).unwrap());
     seal(&vault, &owner, "extra", "x");
     assert_eq!(
-        write_vault(&store, |tx| vault.delete_secrets(tx, &owner)).unwrap(),
+        write_vault(store, |tx| vault.delete_secrets(tx, &owner)).unwrap(),
         2
     );
     assert_eq!(open(&vault, &owner, "token").unwrap(), None);
-    assert_eq!(count(&store, "SELECT COUNT(*) FROM secrets"), 0);
+    assert_eq!(count(store, "SELECT COUNT(*) FROM secrets"), 0);
 
     // Reopening the vault reads what was written.
     seal(&vault, &owner, "token", "persisted");
     drop(vault);
-    let vault = open_vault(&store, &key_file(&dir));
+    let vault = open_vault(store, &key_file(dir));
     assert_eq!(
         open(&vault, &owner, "token").unwrap().as_deref(),
         Some("persisted")
@@ -288,9 +291,9 @@ fn roundtrip_connection_secret(t: &TestStore) {
 
 fn roundtrip_oauth_app_secret(t: &TestStore) {
     let (dir, store) = (&t.dir, &t.store);
-    let vault = open_vault(&store, &key_file(&dir));
-    add_oauth_app(&store, "app1");
-    add_connection(&store, "app1"); // same id, other owner kind
+    let vault = open_vault(store, &key_file(dir));
+    add_oauth_app(store, "app1");
+    add_connection(store, "app1"); // same id, other owner kind
     let app = SecretOwner::OAuthApp("app1".to_string());
     seal(&vault, &app, "client-secret", "cs-app");
     seal(&vault, &conn("app1"), "client-secret", "cs-conn");
@@ -305,7 +308,7 @@ fn roundtrip_oauth_app_secret(t: &TestStore) {
         Some("cs-conn")
     );
     assert_eq!(
-        write_vault(&store, |tx| vault.delete_secrets(tx, &app)).unwrap(),
+        write_vault(store, |tx| vault.delete_secrets(tx, &app)).unwrap(),
         1
     );
     assert_eq!(open(&vault, &app, "client-secret").unwrap(), None);
@@ -317,17 +320,13 @@ fn roundtrip_oauth_app_secret(t: &TestStore) {
 
     // Deleting the app cascades to its secrets.
     seal(&vault, &app, "client-secret", "again");
-    exec(
-        &store,
-        "DELETE FROM oauth_apps WHERE id = 'app1'",
-        params![],
-    );
+    exec(store, "DELETE FROM oauth_apps WHERE id = 'app1'", params![]);
     assert_eq!(open(&vault, &app, "client-secret").unwrap(), None);
 }
 
 fn roundtrip_blob_bound_to_id_and_field(t: &TestStore) {
     let (dir, store) = (&t.dir, &t.store);
-    let vault = open_vault(&store, &key_file(&dir));
+    let vault = open_vault(store, &key_file(dir));
     let (version, blob) = vault
         .seal_blob("hash-1", PKCE_VERIFIER_FIELD, b"verifier-bytes")
         .unwrap();
@@ -338,7 +337,7 @@ fn roundtrip_blob_bound_to_id_and_field(t: &TestStore) {
             .unwrap()[..],
         b"verifier-bytes"
     );
-    let in_tx = write_vault(&store, |tx| {
+    let in_tx = write_vault(store, |tx| {
         vault.seal_blob_in(tx, "hash-2", PKCE_VERIFIER_FIELD, b"v2")
     })
     .unwrap();
@@ -356,7 +355,7 @@ fn roundtrip_blob_bound_to_id_and_field(t: &TestStore) {
             other => panic!("expected Decrypt, got {other:?}"),
         }
     }
-    let in_tx = write_vault(&store, |tx| {
+    let in_tx = write_vault(store, |tx| {
         vault.open_blob_in(tx, "hash-1", PKCE_VERIFIER_FIELD, version, &blob)
     })
     .unwrap();
@@ -372,11 +371,11 @@ fn roundtrip_blob_bound_to_id_and_field(t: &TestStore) {
 
 fn flipped_bits_fail_to_decrypt(t: &TestStore) {
     let (dir, store) = (&t.dir, &t.store);
-    let vault = open_vault(&store, &key_file(&dir));
-    add_connection(&store, "c1");
+    let vault = open_vault(store, &key_file(dir));
+    add_connection(store, "c1");
     let owner = conn("c1");
     seal(&vault, &owner, "token", "super-secret-value");
-    let (_, original) = secret_row(&store, "connection_id", "c1", "token");
+    let (_, original) = secret_row(store, "connection_id", "c1", "token");
     let len = original.len();
     // magic, nonce (bytes 7..19), ciphertext (19..len-16), tag (last 16).
     for (name, index) in [
@@ -390,7 +389,7 @@ fn flipped_bits_fail_to_decrypt(t: &TestStore) {
     ] {
         let mut tampered = original.clone();
         tampered[index] ^= 0x01;
-        set_ciphertext(&store, "c1", "token", &tampered);
+        set_ciphertext(store, "c1", "token", &tampered);
         match open(&vault, &owner, "token") {
             Err(e @ VaultError::Decrypt { .. }) => {
                 let msg = e.to_string();
@@ -405,7 +404,7 @@ fn flipped_bits_fail_to_decrypt(t: &TestStore) {
         }
     }
     // A truncated blob is a decrypt failure too.
-    set_ciphertext(&store, "c1", "token", &original[..20]);
+    set_ciphertext(store, "c1", "token", &original[..20]);
     assert!(matches!(
         open(&vault, &owner, "token"),
         Err(VaultError::Decrypt { .. })
@@ -413,12 +412,12 @@ fn flipped_bits_fail_to_decrypt(t: &TestStore) {
     // Editing the version in the header makes it disagree with the row.
     let mut tampered = original.clone();
     tampered[6] ^= 0x01;
-    set_ciphertext(&store, "c1", "token", &tampered);
+    set_ciphertext(store, "c1", "token", &tampered);
     assert!(matches!(
         open(&vault, &owner, "token"),
         Err(VaultError::StaleCiphertext { .. })
     ));
-    set_ciphertext(&store, "c1", "token", &original);
+    set_ciphertext(store, "c1", "token", &original);
     assert_eq!(
         open(&vault, &owner, "token").unwrap().as_deref(),
         Some("super-secret-value")
@@ -427,16 +426,16 @@ fn flipped_bits_fail_to_decrypt(t: &TestStore) {
 
 fn ciphertext_copied_to_another_row_or_field_fails(t: &TestStore) {
     let (dir, store) = (&t.dir, &t.store);
-    let vault = open_vault(&store, &key_file(&dir));
-    add_connection(&store, "c1");
-    add_connection(&store, "c2");
+    let vault = open_vault(store, &key_file(dir));
+    add_connection(store, "c1");
+    add_connection(store, "c2");
     seal(&vault, &conn("c1"), "token", "c1-token");
     seal(&vault, &conn("c1"), "password", "c1-password");
     seal(&vault, &conn("c2"), "token", "c2-token");
 
     // Another row: c1's token into c2's token.
     exec(
-        &store,
+        store,
         "UPDATE secrets SET ciphertext =
              (SELECT ciphertext FROM secrets WHERE connection_id = 'c1' AND field = 'token')
          WHERE connection_id = 'c2' AND field = 'token'",
@@ -449,7 +448,7 @@ fn ciphertext_copied_to_another_row_or_field_fails(t: &TestStore) {
 
     // Another field of the same connection.
     exec(
-        &store,
+        store,
         "UPDATE secrets SET ciphertext =
              (SELECT ciphertext FROM secrets WHERE connection_id = 'c1' AND field = 'token')
          WHERE connection_id = 'c1' AND field = 'password'",
@@ -462,12 +461,12 @@ fn ciphertext_copied_to_another_row_or_field_fails(t: &TestStore) {
 
     // The whole row moved to another owner (same id, same ciphertext).
     exec(
-        &store,
+        store,
         "DELETE FROM secrets WHERE connection_id = 'c2'",
         params![],
     );
     exec(
-        &store,
+        store,
         "UPDATE secrets SET connection_id = 'c2' WHERE connection_id = 'c1' AND field = 'token'",
         params![],
     );
@@ -477,16 +476,16 @@ fn ciphertext_copied_to_another_row_or_field_fails(t: &TestStore) {
     ));
 
     // A secret's ciphertext as an oauth_states verifier.
-    add_connection(&store, "c3");
+    add_connection(store, "c3");
     seal(&vault, &conn("c3"), "token", "c3-token");
-    let (version, blob) = secret_row(&store, "connection_id", "c3", "token");
+    let (version, blob) = secret_row(store, "connection_id", "c3", "token");
     assert!(matches!(
         vault.open_blob("h", PKCE_VERIFIER_FIELD, version, &blob),
         Err(VaultError::Decrypt { .. })
     ));
     // An older ciphertext of the same secret (same version, old row id).
     seal(&vault, &conn("c3"), "token", "c3-token-new");
-    set_ciphertext(&store, "c3", "token", &blob);
+    set_ciphertext(store, "c3", "token", &blob);
     assert!(matches!(
         open(&vault, &conn("c3"), "token"),
         Err(VaultError::Decrypt { .. })
@@ -497,9 +496,9 @@ fn ciphertext_copied_to_another_row_or_field_fails(t: &TestStore) {
 
 fn wrong_master_key_is_refused_before_anything_is_written(t: &TestStore) {
     let (dir, store) = (&t.dir, &t.store);
-    let source = key_file(&dir);
-    let vault = open_vault(&store, &source);
-    add_connection(&store, "c1");
+    let source = key_file(dir);
+    let vault = open_vault(store, &source);
+    add_connection(store, "c1");
     seal(&vault, &conn("c1"), "token", "value");
     drop(vault);
 
@@ -510,14 +509,14 @@ fn wrong_master_key_is_refused_before_anything_is_written(t: &TestStore) {
             count(store, "SELECT COUNT(*) FROM secrets"),
         )
     };
-    let rows_before = rows(&store);
+    let rows_before = rows(store);
     let bytes_before = db_state(t);
 
     // Another key file.
     let other_dir = tempfile::tempdir().unwrap();
     let other_key = other_dir.path().join("other.key");
     std::fs::write(&other_key, STANDARD.encode([9u8; 32])).unwrap();
-    let err = try_open(&store, &KeySource::File(other_key.clone())).unwrap_err();
+    let err = try_open(store, &KeySource::File(other_key.clone())).unwrap_err();
     assert!(matches!(err, VaultError::WrongMasterKey { .. }), "{err:?}");
     let msg = err.to_string();
     assert!(
@@ -529,7 +528,7 @@ fn wrong_master_key_is_refused_before_anything_is_written(t: &TestStore) {
     // Another key in the environment.
     let env_key = STANDARD.encode([7u8; 32]);
     let env = |name: &str| (name == MASTER_KEY_VAR).then(|| OsString::from(&env_key));
-    let err = Vault::open_with(Arc::clone(&store), &KeySource::Env, &env).unwrap_err();
+    let err = Vault::open_with(Arc::clone(store), &KeySource::Env, &env).unwrap_err();
     assert!(matches!(err, VaultError::WrongMasterKey { .. }), "{err:?}");
     assert!(
         err.to_string()
@@ -538,20 +537,16 @@ fn wrong_master_key_is_refused_before_anything_is_written(t: &TestStore) {
     assert!(!err.to_string().contains(&env_key));
 
     // A passphrase, for a vault created with a key.
-    let err = try_open(
-        &store,
-        &KeySource::Passphrase(SecretString::from("hunter2")),
-    )
-    .unwrap_err();
+    let err = try_open(store, &KeySource::Passphrase(SecretString::from("hunter2"))).unwrap_err();
     assert!(matches!(err, VaultError::WrongMasterKey { .. }), "{err:?}");
     assert!(err.to_string().contains("not a passphrase"), "{err}");
     assert!(!err.to_string().contains("hunter2"));
 
-    assert_eq!(rows(&store), rows_before);
+    assert_eq!(rows(store), rows_before);
     assert_eq!(db_state(t), bytes_before, "the database changed");
 
     // The right key still opens it.
-    let vault = open_vault(&store, &source);
+    let vault = open_vault(store, &source);
     assert_eq!(
         open(&vault, &conn("c1"), "token").unwrap().as_deref(),
         Some("value")
@@ -561,9 +556,9 @@ fn wrong_master_key_is_refused_before_anything_is_written(t: &TestStore) {
 fn passphrase_vault_opens_with_the_same_passphrase_only(t: &TestStore) {
     let (dir, store) = (&t.dir, &t.store);
     let source = KeySource::Passphrase(SecretString::from("correct horse battery staple"));
-    let vault = open_vault(&store, &source);
+    let vault = open_vault(store, &source);
     assert_eq!(vault.describe_source(), "passphrase (Argon2id)");
-    add_connection(&store, "c1");
+    add_connection(store, "c1");
     seal(&vault, &conn("c1"), "token", "value");
     drop(vault);
     assert!(
@@ -573,19 +568,19 @@ fn passphrase_vault_opens_with_the_same_passphrase_only(t: &TestStore) {
 
     let salt: Vec<u8> = store
         .read(|c| {
-            Ok(c.query_row(
+            c.query_row(
                 "SELECT value FROM vault_meta WHERE name = 'argon2-salt'",
                 params![],
                 |r| r.get(0),
-            )?)
+            )
         })
         .unwrap();
     assert_eq!(salt.len(), 16);
 
     let bytes_before = db_state(t);
-    let err = try_open(&store, &KeySource::Passphrase(SecretString::from("wrong"))).unwrap_err();
+    let err = try_open(store, &KeySource::Passphrase(SecretString::from("wrong"))).unwrap_err();
     assert!(matches!(err, VaultError::WrongMasterKey { .. }), "{err:?}");
-    let err = try_open(&store, &key_file(&dir)).unwrap_err();
+    let err = try_open(store, &key_file(dir)).unwrap_err();
     assert!(
         err.to_string().contains("created with a passphrase"),
         "{err}"
@@ -596,7 +591,7 @@ fn passphrase_vault_opens_with_the_same_passphrase_only(t: &TestStore) {
     );
     assert_eq!(db_state(t), bytes_before);
 
-    let vault = open_vault(&store, &source);
+    let vault = open_vault(store, &source);
     assert_eq!(
         open(&vault, &conn("c1"), "token").unwrap().as_deref(),
         Some("value")
@@ -609,19 +604,19 @@ fn env_key_source(t: &TestStore) {
     let env = |name: &str| (name == MASTER_KEY_VAR).then(|| OsString::from(format!("{key}\n")));
     let source = KeySource::from_lookup(dir.path(), &env).unwrap();
     assert!(matches!(source, KeySource::Env));
-    let vault = Vault::open_with(Arc::clone(&store), &source, &env).unwrap();
+    let vault = Vault::open_with(Arc::clone(store), &source, &env).unwrap();
     assert_eq!(
         vault.describe_source(),
         "environment variable AIRLOCK_MASTER_KEY"
     );
     assert!(!dir.path().join(KEY_FILE).exists());
-    add_connection(&store, "c1");
+    add_connection(store, "c1");
     seal(&vault, &conn("c1"), "token", "value");
     drop(vault);
     // The same key in a key file opens it too.
     let file = dir.path().join("moved.key");
     std::fs::write(&file, &key).unwrap();
-    let vault = open_vault(&store, &KeySource::File(file));
+    let vault = open_vault(store, &KeySource::File(file));
     assert_eq!(
         open(&vault, &conn("c1"), "token").unwrap().as_deref(),
         Some("value")
@@ -676,7 +671,7 @@ fn key_source_from_env_precedence_and_errors() {
 fn key_file_is_created_once_private_and_described(t: &TestStore) {
     let (dir, store) = (&t.dir, &t.store);
     let path = dir.path().join(KEY_FILE);
-    let vault = open_vault(&store, &key_file(&dir));
+    let vault = open_vault(store, &key_file(dir));
     // The warning is about a key beside the database file: a PostgreSQL
     // database is elsewhere.
     let expected = match store.backend() {
@@ -705,7 +700,7 @@ fn key_file_is_created_once_private_and_described(t: &TestStore) {
     assert!(names.is_empty(), "{names:?}");
     drop(vault);
 
-    let vault = open_vault(&store, &key_file(&dir));
+    let vault = open_vault(store, &key_file(dir));
     assert!(!vault.describe_source().contains("created now"));
     assert_eq!(
         vault.describe_source().contains("sits next to the data"),
@@ -719,7 +714,7 @@ fn key_file_is_created_once_private_and_described(t: &TestStore) {
     let elsewhere = tempfile::tempdir().unwrap();
     let raw = elsewhere.path().join("raw.key");
     std::fs::write(&raw, [5u8; 32]).unwrap();
-    let vault = open_vault(&store2, &KeySource::File(raw.clone()));
+    let vault = open_vault(store2, &KeySource::File(raw.clone()));
     assert_eq!(
         vault.describe_source(),
         format!("key file {}", raw.display())
@@ -731,19 +726,19 @@ fn key_file_is_created_once_private_and_described(t: &TestStore) {
 fn truncated_key_file_is_an_error_and_never_replaced(t: &TestStore) {
     let (dir, store) = (&t.dir, &t.store);
     let path = dir.path().join(KEY_FILE);
-    drop(open_vault(&store, &key_file(&dir)));
+    drop(open_vault(store, &key_file(dir)));
     let full = std::fs::read(&path).unwrap();
 
     for truncated in [&full[..20], &full[..0], &full[..31]] {
         std::fs::write(&path, truncated).unwrap();
-        let err = try_open(&store, &key_file(&dir)).unwrap_err();
+        let err = try_open(store, &key_file(dir)).unwrap_err();
         assert!(matches!(err, VaultError::BadKeyFile { .. }), "{err:?}");
         assert!(err.to_string().contains("never replaced"), "{err}");
         assert_eq!(std::fs::read(&path).unwrap(), truncated);
     }
     // Wrong length but valid base64.
     std::fs::write(&path, STANDARD.encode([1u8; 16])).unwrap();
-    let err = try_open(&store, &key_file(&dir)).unwrap_err();
+    let err = try_open(store, &key_file(dir)).unwrap_err();
     assert!(err.to_string().contains("decodes to 16 bytes"), "{err}");
 
     // Even on a brand-new database an existing bad key file is not replaced.
@@ -752,27 +747,27 @@ fn truncated_key_file_is_an_error_and_never_replaced(t: &TestStore) {
     let path2 = dir2.path().join(KEY_FILE);
     std::fs::write(&path2, &full[..10]).unwrap();
     assert!(matches!(
-        try_open(&store2, &key_file(&dir2)),
+        try_open(store2, &key_file(dir2)),
         Err(VaultError::BadKeyFile { .. })
     ));
     assert_eq!(std::fs::read(&path2).unwrap(), &full[..10]);
-    assert_eq!(count(&store2, "SELECT COUNT(*) FROM key_versions"), 0);
-    assert_eq!(count(&store2, "SELECT COUNT(*) FROM vault_meta"), 0);
+    assert_eq!(count(store2, "SELECT COUNT(*) FROM key_versions"), 0);
+    assert_eq!(count(store2, "SELECT COUNT(*) FROM vault_meta"), 0);
 
     // Restoring the file restores access.
     std::fs::write(&path, &full).unwrap();
-    open_vault(&store, &key_file(&dir));
+    open_vault(store, &key_file(dir));
 }
 
 fn missing_key_file_after_keys_exist_is_an_error(t: &TestStore) {
     let (dir, store) = (&t.dir, &t.store);
     let path = dir.path().join(KEY_FILE);
-    drop(open_vault(&store, &key_file(&dir)));
+    drop(open_vault(store, &key_file(dir)));
     let saved = std::fs::read(&path).unwrap();
     std::fs::remove_file(&path).unwrap();
     let bytes_before = db_state(t);
 
-    let err = try_open(&store, &key_file(&dir)).unwrap_err();
+    let err = try_open(store, &key_file(dir)).unwrap_err();
     assert!(matches!(err, VaultError::MissingKeyFile { .. }), "{err:?}");
     assert!(
         err.to_string().contains("restore the original key file"),
@@ -782,27 +777,27 @@ fn missing_key_file_after_keys_exist_is_an_error(t: &TestStore) {
     assert_eq!(db_state(t), bytes_before);
 
     std::fs::write(&path, saved).unwrap();
-    open_vault(&store, &key_file(&dir));
+    open_vault(store, &key_file(dir));
 }
 
 // ----- rotation ------------------------------------------------------------
 
 fn rotation_reencrypts_everything_and_restored_old_ciphertext_is_stale(t: &TestStore) {
     let (dir, store) = (&t.dir, &t.store);
-    let vault = open_vault(&store, &key_file(&dir));
-    add_connection(&store, "c1");
-    add_connection(&store, "c2");
-    add_oauth_app(&store, "app");
+    let vault = open_vault(store, &key_file(dir));
+    add_connection(store, "c1");
+    add_connection(store, "c2");
+    add_oauth_app(store, "app");
     let app = SecretOwner::OAuthApp("app".to_string());
     seal(&vault, &conn("c1"), "token", "t1");
     seal(&vault, &conn("c1"), "password", "p1");
     seal(&vault, &conn("c2"), "token", "t2");
     seal(&vault, &app, "client-secret", "cs");
-    add_oauth_state(&store, &vault, "state-a", "c1", b"verifier-a");
+    add_oauth_state(store, &vault, "state-a", "c1", b"verifier-a");
 
     // A "backup" taken before the rotation.
-    let backup = secret_row(&store, "connection_id", "c1", "token");
-    let backup_state = oauth_state(&store, "state-a");
+    let backup = secret_row(store, "connection_id", "c1", "token");
+    let backup_state = oauth_state(store, "state-a");
     assert_eq!(backup.0, 1);
 
     assert_eq!(vault.rotate().unwrap(), 2);
@@ -827,13 +822,10 @@ fn rotation_reencrypts_everything_and_restored_old_ciphertext_is_stale(t: &TestS
         (2, true, 4, 1)
     );
     assert_eq!(
-        count(
-            &store,
-            "SELECT COUNT(*) FROM secrets WHERE key_version <> 2"
-        ),
+        count(store, "SELECT COUNT(*) FROM secrets WHERE key_version <> 2"),
         0
     );
-    let (state_version, state_blob) = oauth_state(&store, "state-a");
+    let (state_version, state_blob) = oauth_state(store, "state-a");
     assert_eq!(state_version, 2);
     assert_eq!(
         &vault
@@ -854,7 +846,7 @@ fn rotation_reencrypts_everything_and_restored_old_ciphertext_is_stale(t: &TestS
         } else {
             "oauth_app_id"
         };
-        let (v, blob) = secret_row(&store, col, owner.id(), field);
+        let (v, blob) = secret_row(store, col, owner.id(), field);
         assert_eq!(
             (v, crypto::header_version(MAGIC_SEALED, &blob)),
             (2, Some(2))
@@ -862,9 +854,9 @@ fn rotation_reencrypts_everything_and_restored_old_ciphertext_is_stale(t: &TestS
     }
     // New writes go under the new version; a reopened vault reads everything.
     seal(&vault, &conn("c2"), "new", "n");
-    assert_eq!(secret_row(&store, "connection_id", "c2", "new").0, 2);
+    assert_eq!(secret_row(store, "connection_id", "c2", "new").0, 2);
     drop(vault);
-    let vault = open_vault(&store, &key_file(&dir));
+    let vault = open_vault(store, &key_file(dir));
     assert_eq!(
         open(&vault, &conn("c1"), "token").unwrap().as_deref(),
         Some("t1")
@@ -872,7 +864,7 @@ fn rotation_reencrypts_everything_and_restored_old_ciphertext_is_stale(t: &TestS
 
     // The old ciphertext restored with its old key_version.
     exec(
-        &store,
+        store,
         "UPDATE secrets SET key_version = ?1, ciphertext = ?2
          WHERE connection_id = 'c1' AND field = 'token'",
         params![backup.0, backup.1],
@@ -891,9 +883,9 @@ fn rotation_reencrypts_everything_and_restored_old_ciphertext_is_stale(t: &TestS
         other => panic!("expected StaleCiphertext, got {other:?}"),
     }
     // ... or only the ciphertext.
-    set_ciphertext(&store, "c1", "token", &backup.1);
+    set_ciphertext(store, "c1", "token", &backup.1);
     exec(
-        &store,
+        store,
         "UPDATE secrets SET key_version = 2 WHERE connection_id = 'c1' AND field = 'token'",
         params![],
     );
@@ -947,19 +939,19 @@ fn rotation_reencrypts_everything_and_restored_old_ciphertext_is_stale(t: &TestS
 
 fn rotation_drops_unverifiable_oauth_states(t: &TestStore) {
     let (dir, store) = (&t.dir, &t.store);
-    let vault = open_vault(&store, &key_file(&dir));
-    add_connection(&store, "c1");
-    add_oauth_state(&store, &vault, "good", "c1", b"g");
-    add_oauth_state(&store, &vault, "bad", "c1", b"b");
-    let (_, good_blob) = oauth_state(&store, "good");
+    let vault = open_vault(store, &key_file(dir));
+    add_connection(store, "c1");
+    add_oauth_state(store, &vault, "good", "c1", b"g");
+    add_oauth_state(store, &vault, "bad", "c1", b"b");
+    let (_, good_blob) = oauth_state(store, "good");
     exec(
-        &store,
+        store,
         "UPDATE oauth_states SET verifier = ?1 WHERE state_hash = 'bad'",
         params![good_blob],
     );
     vault.rotate().unwrap();
-    assert_eq!(count(&store, "SELECT COUNT(*) FROM oauth_states"), 1);
-    let (v, blob) = oauth_state(&store, "good");
+    assert_eq!(count(store, "SELECT COUNT(*) FROM oauth_states"), 1);
+    let (v, blob) = oauth_state(store, "good");
     assert_eq!(
         &vault
             .open_blob("good", PKCE_VERIFIER_FIELD, v, &blob)
@@ -970,10 +962,10 @@ fn rotation_drops_unverifiable_oauth_states(t: &TestStore) {
 
 fn retire_refuses_active_and_used_versions(t: &TestStore) {
     let (dir, store) = (&t.dir, &t.store);
-    let vault = open_vault(&store, &key_file(&dir));
-    add_connection(&store, "c1");
+    let vault = open_vault(store, &key_file(dir));
+    add_connection(store, "c1");
     seal(&vault, &conn("c1"), "token", "t");
-    let backup = secret_row(&store, "connection_id", "c1", "token");
+    let backup = secret_row(store, "connection_id", "c1", "token");
 
     assert!(matches!(
         vault.retire(1),
@@ -991,7 +983,7 @@ fn retire_refuses_active_and_used_versions(t: &TestStore) {
 
     // A row restored under version 1 keeps version 1 in use.
     exec(
-        &store,
+        store,
         "UPDATE secrets SET key_version = ?1, ciphertext = ?2 WHERE connection_id = 'c1'",
         params![backup.0, backup.1],
     );
@@ -1020,7 +1012,7 @@ fn retire_refuses_active_and_used_versions(t: &TestStore) {
 
     // The old backup now names a key that no longer exists (the foreign key
     // keeps it out of the key_version column, so restore only the blob).
-    set_ciphertext(&store, "c1", "token", &backup.1);
+    set_ciphertext(store, "c1", "token", &backup.1);
     assert!(matches!(
         open(&vault, &conn("c1"), "token"),
         Err(VaultError::StaleCiphertext {
@@ -1031,7 +1023,7 @@ fn retire_refuses_active_and_used_versions(t: &TestStore) {
     ));
     seal(&vault, &conn("c1"), "token", "t3");
     drop(vault);
-    let vault = open_vault(&store, &key_file(&dir));
+    let vault = open_vault(store, &key_file(dir));
     assert_eq!(
         open(&vault, &conn("c1"), "token").unwrap().as_deref(),
         Some("t3")
@@ -1045,9 +1037,9 @@ fn concurrent_reads_during_rotation_never_fail(t: &TestStore) {
     const READS_PER_THREAD: usize = 125; // 1,000 in all
 
     let (dir, store) = (&t.dir, &t.store);
-    let vault = Arc::new(open_vault(&store, &key_file(&dir)));
+    let vault = Arc::new(open_vault(store, &key_file(dir)));
     for i in 0..SECRETS {
-        add_connection(&store, &format!("c{i}"));
+        add_connection(store, &format!("c{i}"));
         seal(
             &vault,
             &conn(&format!("c{i}")),
@@ -1143,9 +1135,9 @@ fn a_second_vault_on_the_same_database_follows_rotation(t: &TestStore) {
     // Another process (e.g. the CLI) rotating: this vault has not seen the
     // new key, and loads it on demand.
     let (dir, store) = (&t.dir, &t.store);
-    let a = open_vault(&store, &key_file(&dir));
-    let b = open_vault(&store, &key_file(&dir));
-    add_connection(&store, "c1");
+    let a = open_vault(store, &key_file(dir));
+    let b = open_vault(store, &key_file(dir));
+    add_connection(store, "c1");
     seal(&a, &conn("c1"), "token", "t");
     assert_eq!(b.rotate().unwrap(), 2);
     assert_eq!(
@@ -1154,13 +1146,13 @@ fn a_second_vault_on_the_same_database_follows_rotation(t: &TestStore) {
     );
     let (version, blob) = b.seal_blob("h", PKCE_VERIFIER_FIELD, b"v").unwrap();
     assert_eq!(version, 2);
-    let opened = read_vault(&store, |c| {
+    let opened = read_vault(store, |c| {
         a.open_blob_in(c, "h", PKCE_VERIFIER_FIELD, version, &blob)
     })
     .unwrap();
     assert_eq!(&opened[..], b"v");
     seal(&a, &conn("c1"), "token", "t2");
-    assert_eq!(secret_row(&store, "connection_id", "c1", "token").0, 2);
+    assert_eq!(secret_row(store, "connection_id", "c1", "token").0, 2);
     assert_eq!(
         open(&b, &conn("c1"), "token").unwrap().as_deref(),
         Some("t2")
@@ -1210,7 +1202,7 @@ struct RowCopy {
 fn copy_row(store: &Store, owner: &SecretOwner, field: &str) -> RowCopy {
     store
         .read(|c| {
-            Ok(c.query_row(
+            c.query_row(
                 &format!(
                     "SELECT id, connection_id, oauth_app_id, field, key_version, ciphertext,
                             updated_at
@@ -1229,7 +1221,7 @@ fn copy_row(store: &Store, owner: &SecretOwner, field: &str) -> RowCopy {
                         updated_at: r.get(6)?,
                     })
                 },
-            )?)
+            )
         })
         .unwrap()
 }
@@ -1262,7 +1254,7 @@ fn put_back(store: &Store, row: &RowCopy) {
 
 /// The ledger's two `vault_meta` rows.
 fn ledger_meta(store: &Store) -> ledger::Stored {
-    store.read(|c| Ok(ledger::read_stored(c)?)).unwrap()
+    store.read(|c| ledger::read_stored(c)).unwrap()
 }
 
 fn set_ledger_meta(store: &Store, stored: &ledger::Stored) {
@@ -1328,15 +1320,12 @@ fn every_kind(store: &Store) -> Vec<(SecretOwner, &'static str)> {
 
 fn an_older_row_restored_within_one_key_version_is_refused(t: &TestStore) {
     let (dir, store) = (&t.dir, &t.store);
-    let vault = open_vault(&store, &key_file(&dir));
-    let secrets = every_kind(&store);
+    let vault = open_vault(store, &key_file(dir));
+    let secrets = every_kind(store);
     for (owner, field) in &secrets {
         seal(&vault, owner, field, &format!("old-{field}"));
     }
-    let backups: Vec<RowCopy> = secrets
-        .iter()
-        .map(|(o, f)| copy_row(&store, o, f))
-        .collect();
+    let backups: Vec<RowCopy> = secrets.iter().map(|(o, f)| copy_row(store, o, f)).collect();
     for (owner, field) in &secrets {
         seal(&vault, owner, field, &format!("new-{field}"));
     }
@@ -1347,17 +1336,17 @@ fn an_older_row_restored_within_one_key_version_is_refused(t: &TestStore) {
     // next to a server); every other secret still opens.
     for (i, ((owner, field), backup)) in secrets.iter().zip(&backups).enumerate() {
         let what = owner.describe(field);
-        let current = copy_row(&store, owner, field);
-        put_back(&store, backup);
+        let current = copy_row(store, owner, field);
+        put_back(store, backup);
         assert_restored(open(&vault, owner, field), false, &what);
-        let in_tx = write_vault(&store, |tx| {
+        let in_tx = write_vault(store, |tx| {
             Ok(vault
                 .open_secret_in(tx, owner, field)
                 .map(|s| s.map(|s| s.expose_secret().to_string())))
         })
         .unwrap();
         assert_restored(in_tx, false, &what);
-        let restarted = open_vault(&store, &key_file(&dir));
+        let restarted = open_vault(store, &key_file(dir));
         assert_restored(open(&restarted, owner, field), false, &what);
         for (j, (o, f)) in secrets.iter().enumerate() {
             if j != i {
@@ -1365,7 +1354,7 @@ fn an_older_row_restored_within_one_key_version_is_refused(t: &TestStore) {
             }
         }
         // The current row put back as it was is the current row.
-        put_back(&store, &current);
+        put_back(store, &current);
         assert_eq!(
             open(&vault, owner, field).unwrap(),
             Some(format!("new-{field}"))
@@ -1375,7 +1364,7 @@ fn an_older_row_restored_within_one_key_version_is_refused(t: &TestStore) {
     // All of them at once (a backup of just these rows); re-entering each
     // one fixes it.
     for backup in &backups {
-        put_back(&store, backup);
+        put_back(store, backup);
     }
     for (owner, field) in &secrets {
         assert_restored(open(&vault, owner, field), false, &owner.describe(field));
@@ -1393,34 +1382,34 @@ fn a_cached_row_is_never_served_past_a_newer_write(t: &TestStore) {
     // The record cache trusts the config_version counter, which anyone who
     // can write the database can set back; the ledger's tag is read fresh.
     let (dir, store) = (&t.dir, &t.store);
-    let vault = open_vault(&store, &key_file(&dir));
-    add_connection(&store, "c1");
+    let vault = open_vault(store, &key_file(dir));
+    add_connection(store, "c1");
     seal(&vault, &conn("c1"), "token", "old-1");
     assert_eq!(
         open(&vault, &conn("c1"), "token").unwrap().as_deref(),
         Some("old-1")
     );
-    let counter = count(&store, "SELECT n FROM config_version");
+    let counter = count(store, "SELECT n FROM config_version");
     // Another process writes a new value; the counter is then set back.
     let other_store = Arc::new(t.reopen());
-    let other = open_vault(&other_store, &key_file(&dir));
+    let other = open_vault(&other_store, &key_file(dir));
     seal(&other, &conn("c1"), "token", "new-2");
-    exec(&store, "UPDATE config_version SET n = ?1", params![counter]);
+    exec(store, "UPDATE config_version SET n = ?1", params![counter]);
     assert_eq!(
         open(&vault, &conn("c1"), "token").unwrap().as_deref(),
         Some("new-2")
     );
     // A restored row with the counter set back: the cached current row is
     // served, never the restored one.
-    let current = copy_row(&store, &conn("c1"), "token");
+    let current = copy_row(store, &conn("c1"), "token");
     seal(&vault, &conn("c1"), "token", "new-3");
-    let counter = count(&store, "SELECT n FROM config_version");
+    let counter = count(store, "SELECT n FROM config_version");
     assert_eq!(
         open(&vault, &conn("c1"), "token").unwrap().as_deref(),
         Some("new-3")
     );
-    put_back(&store, &current);
-    exec(&store, "UPDATE config_version SET n = ?1", params![counter]);
+    put_back(store, &current);
+    exec(store, "UPDATE config_version SET n = ?1", params![counter]);
     assert_eq!(
         open(&vault, &conn("c1"), "token").unwrap().as_deref(),
         Some("new-3")
@@ -1429,41 +1418,41 @@ fn a_cached_row_is_never_served_past_a_newer_write(t: &TestStore) {
 
 fn a_deleted_secret_put_back_is_refused(t: &TestStore) {
     let (dir, store) = (&t.dir, &t.store);
-    let vault = open_vault(&store, &key_file(&dir));
-    add_connection(&store, "c1");
-    add_connection(&store, "c2");
+    let vault = open_vault(store, &key_file(dir));
+    add_connection(store, "c1");
+    add_connection(store, "c2");
     seal(&vault, &conn("c1"), "token", "value-t");
     seal(&vault, &conn("c1"), "password", "value-p");
     seal(&vault, &conn("c2"), "token", "value-2");
-    let token = copy_row(&store, &conn("c1"), "token");
-    let password = copy_row(&store, &conn("c1"), "password");
-    let other = copy_row(&store, &conn("c2"), "token");
+    let token = copy_row(store, &conn("c1"), "token");
+    let password = copy_row(store, &conn("c1"), "password");
+    let other = copy_row(store, &conn("c2"), "token");
 
     // One field deleted, then put back.
-    assert!(write_vault(&store, |tx| vault.delete_secret(tx, &conn("c1"), "token")).unwrap());
+    assert!(write_vault(store, |tx| vault.delete_secret(tx, &conn("c1"), "token")).unwrap());
     assert_eq!(open(&vault, &conn("c1"), "token").unwrap(), None);
-    put_back(&store, &token);
+    put_back(store, &token);
     let what = conn("c1").describe("token");
     assert_restored(open(&vault, &conn("c1"), "token"), true, &what);
-    let restarted = open_vault(&store, &key_file(&dir));
+    let restarted = open_vault(store, &key_file(dir));
     assert_restored(open(&restarted, &conn("c1"), "token"), true, &what);
 
     // Every secret of an owner deleted, then one put back.
-    write_vault(&store, |tx| vault.delete_secrets(tx, &conn("c1"))).unwrap();
-    put_back(&store, &password);
+    write_vault(store, |tx| vault.delete_secrets(tx, &conn("c1"))).unwrap();
+    put_back(store, &password);
     let what = conn("c1").describe("password");
     assert_restored(open(&vault, &conn("c1"), "password"), true, &what);
 
     // A connection removed as `airlock connection rm` does it, then put back
     // with its secret.
-    write_vault(&store, |tx| {
+    write_vault(store, |tx| {
         vault.delete_secrets(tx, &conn("c2"))?;
         tx.execute("DELETE FROM connections WHERE id = 'c2'", params![])?;
         Ok(())
     })
     .unwrap();
-    add_connection(&store, "c2");
-    put_back(&store, &other);
+    add_connection(store, "c2");
+    put_back(store, &other);
     let what = conn("c2").describe("token");
     assert_restored(open(&vault, &conn("c2"), "token"), true, &what);
 
@@ -1481,17 +1470,17 @@ fn a_secret_deleted_by_a_cascade_is_forgotten_at_the_next_write(t: &TestStore) {
     // last secret is still the one the ledger names, until the next write
     // of any secret drops entries whose row is gone.
     let (dir, store) = (&t.dir, &t.store);
-    let vault = open_vault(&store, &key_file(&dir));
-    add_oauth_app(&store, "app");
-    add_connection(&store, "c1");
+    let vault = open_vault(store, &key_file(dir));
+    add_oauth_app(store, "app");
+    add_connection(store, "c1");
     let app = SecretOwner::OAuthApp("app".to_string());
     seal(&vault, &app, "client-secret", "cs-1");
-    let row = copy_row(&store, &app, "client-secret");
-    exec(&store, "DELETE FROM oauth_apps WHERE id = 'app'", params![]);
+    let row = copy_row(store, &app, "client-secret");
+    exec(store, "DELETE FROM oauth_apps WHERE id = 'app'", params![]);
     assert_eq!(open(&vault, &app, "client-secret").unwrap(), None);
     seal(&vault, &conn("c1"), "token", "value");
-    add_oauth_app(&store, "app");
-    put_back(&store, &row);
+    add_oauth_app(store, "app");
+    put_back(store, &row);
     assert_restored(
         open(&vault, &app, "client-secret"),
         true,
@@ -1501,14 +1490,14 @@ fn a_secret_deleted_by_a_cascade_is_forgotten_at_the_next_write(t: &TestStore) {
 
 fn rotation_refuses_a_row_restored_within_the_version(t: &TestStore) {
     let (dir, store) = (&t.dir, &t.store);
-    let vault = open_vault(&store, &key_file(&dir));
-    add_connection(&store, "c1");
-    add_connection(&store, "c2");
+    let vault = open_vault(store, &key_file(dir));
+    add_connection(store, "c1");
+    add_connection(store, "c2");
     seal(&vault, &conn("c1"), "token", "old-1");
     seal(&vault, &conn("c2"), "token", "value-2");
-    let backup = copy_row(&store, &conn("c1"), "token");
+    let backup = copy_row(store, &conn("c1"), "token");
     seal(&vault, &conn("c1"), "token", "new-1");
-    put_back(&store, &backup);
+    put_back(store, &backup);
 
     // Re-encrypting it under a new version would launder it: refused, and
     // nothing changes.
@@ -1525,10 +1514,10 @@ fn rotation_refuses_a_row_restored_within_the_version(t: &TestStore) {
     );
 
     seal(&vault, &conn("c1"), "token", "new-2");
-    let ledger_before = ledger_meta(&store);
+    let ledger_before = ledger_meta(store);
     assert_eq!(vault.rotate().unwrap(), 2);
     // Rotation keeps row ids, so the ledger is untouched.
-    assert_eq!(ledger_meta(&store).tag, ledger_before.tag);
+    assert_eq!(ledger_meta(store).tag, ledger_before.tag);
     assert_eq!(
         open(&vault, &conn("c1"), "token").unwrap().as_deref(),
         Some("new-2")
@@ -1542,11 +1531,11 @@ fn rotation_refuses_a_row_restored_within_the_version(t: &TestStore) {
 
 fn a_whole_vault_snapshot_is_caught_only_by_a_running_process(t: &TestStore) {
     let (dir, store) = (&t.dir, &t.store);
-    let vault = open_vault(&store, &key_file(&dir));
-    add_connection(&store, "c1");
+    let vault = open_vault(store, &key_file(dir));
+    add_connection(store, "c1");
     seal(&vault, &conn("c1"), "token", "old-1");
-    let row = copy_row(&store, &conn("c1"), "token");
-    let snapshot = ledger_meta(&store);
+    let row = copy_row(store, &conn("c1"), "token");
+    let snapshot = ledger_meta(store);
     seal(&vault, &conn("c1"), "token", "new-2");
     assert_eq!(
         open(&vault, &conn("c1"), "token").unwrap().as_deref(),
@@ -1555,8 +1544,8 @@ fn a_whole_vault_snapshot_is_caught_only_by_a_running_process(t: &TestStore) {
 
     // The row and the ledger as they were: self-consistent, so only a
     // process that verified the newer ledger can tell.
-    put_back(&store, &row);
-    set_ledger_meta(&store, &snapshot);
+    put_back(store, &row);
+    set_ledger_meta(store, &snapshot);
     match open(&vault, &conn("c1"), "token") {
         Err(e @ VaultError::LedgerRolledBack { seen, found }) => {
             assert!(seen > found, "{e:?}");
@@ -1571,7 +1560,7 @@ fn a_whole_vault_snapshot_is_caught_only_by_a_running_process(t: &TestStore) {
     }
     // A restarted process cannot: the master key is the same, and nothing
     // outside the database remembers the newer ledger.
-    let restarted = open_vault(&store, &key_file(&dir));
+    let restarted = open_vault(store, &key_file(dir));
     assert_eq!(
         open(&restarted, &conn("c1"), "token").unwrap().as_deref(),
         Some("old-1")
@@ -1584,12 +1573,12 @@ fn a_whole_vault_snapshot_is_caught_only_by_a_running_process(t: &TestStore) {
         open(&restarted, &conn("c1"), "token").unwrap().as_deref(),
         Some("new-3")
     );
-    set_ledger_meta(&store, &snapshot);
+    set_ledger_meta(store, &snapshot);
     assert!(matches!(
         open(&restarted, &conn("c1"), "token"),
         Err(VaultError::LedgerRolledBack { .. })
     ));
-    let again = open_vault(&store, &key_file(&dir));
+    let again = open_vault(store, &key_file(dir));
     assert_restored(
         open(&again, &conn("c1"), "token"),
         false,
@@ -1599,13 +1588,13 @@ fn a_whole_vault_snapshot_is_caught_only_by_a_running_process(t: &TestStore) {
 
 fn an_altered_or_removed_ledger_refuses_every_secret_until_re_entered(t: &TestStore) {
     let (dir, store) = (&t.dir, &t.store);
-    let vault = open_vault(&store, &key_file(&dir));
-    add_connection(&store, "c1");
-    add_connection(&store, "c2");
+    let vault = open_vault(store, &key_file(dir));
+    add_connection(store, "c1");
+    add_connection(store, "c2");
     seal(&vault, &conn("c1"), "token", "value-1");
     seal(&vault, &conn("c2"), "token", "value-2");
     assert!(open(&vault, &conn("c1"), "token").unwrap().is_some());
-    let good = ledger_meta(&store);
+    let good = ledger_meta(store);
 
     let refused = |vault: &Vault, problem: &str| match open(vault, &conn("c1"), "token") {
         Err(e @ VaultError::LedgerInvalid { .. }) => {
@@ -1618,7 +1607,7 @@ fn an_altered_or_removed_ledger_refuses_every_secret_until_re_entered(t: &TestSt
     let mut tag = good.tag.clone().unwrap();
     tag[0] ^= 1;
     set_ledger_meta(
-        &store,
+        store,
         &ledger::Stored {
             ledger: good.ledger.clone(),
             tag: Some(tag),
@@ -1630,7 +1619,7 @@ fn an_altered_or_removed_ledger_refuses_every_secret_until_re_entered(t: &TestSt
     let mut content = good.ledger.clone().unwrap();
     *content.last_mut().unwrap() ^= 1;
     set_ledger_meta(
-        &store,
+        store,
         &ledger::Stored {
             ledger: Some(content),
             tag: good.tag.clone(),
@@ -1638,17 +1627,17 @@ fn an_altered_or_removed_ledger_refuses_every_secret_until_re_entered(t: &TestSt
     );
     assert!(open(&vault, &conn("c1"), "token").unwrap().is_some());
     refused(
-        &open_vault(&store, &key_file(&dir)),
+        &open_vault(store, &key_file(dir)),
         "does not verify under the master key",
     );
 
     // Removed: a restart does not adopt the rows as a vault from before the
     // ledger, since they were sealed with one.
-    set_ledger_meta(&store, &ledger::Stored::default());
+    set_ledger_meta(store, &ledger::Stored::default());
     refused(&vault, "is missing");
-    let vault = open_vault(&store, &key_file(&dir));
+    let vault = open_vault(store, &key_file(dir));
     refused(&vault, "is missing");
-    assert!(ledger_meta(&store).ledger.is_none());
+    assert!(ledger_meta(store).ledger.is_none());
 
     // Re-entering a secret starts a new ledger holding only it.
     seal(&vault, &conn("c1"), "token", "value-3");
@@ -1687,26 +1676,26 @@ fn make_legacy(store: &Store, vault: &Vault, owner: &SecretOwner, field: &str) -
 
 fn a_vault_from_before_the_ledger_adopts_its_secrets_once(t: &TestStore) {
     let (dir, store) = (&t.dir, &t.store);
-    let vault = open_vault(&store, &key_file(&dir));
-    let secrets = every_kind(&store);
+    let vault = open_vault(store, &key_file(dir));
+    let secrets = every_kind(store);
     for (owner, field) in &secrets {
         seal(&vault, owner, field, &format!("value-{field}"));
     }
     vault.rotate().unwrap();
     let legacy_aads: Vec<Vec<u8>> = secrets
         .iter()
-        .map(|(o, f)| make_legacy(&store, &vault, o, f))
+        .map(|(o, f)| make_legacy(store, &vault, o, f))
         .collect();
     // One of them altered: adopted as it is, it keeps failing to decrypt.
     let (bad_owner, bad_field) = (conn("c2"), "api-key");
-    let mut bad = copy_row(&store, &bad_owner, bad_field).ciphertext;
+    let mut bad = copy_row(store, &bad_owner, bad_field).ciphertext;
     *bad.last_mut().unwrap() ^= 1;
-    set_ciphertext(&store, "c2", bad_field, &bad);
-    set_ledger_meta(&store, &ledger::Stored::default());
+    set_ciphertext(store, "c2", bad_field, &bad);
+    set_ledger_meta(store, &ledger::Stored::default());
     drop(vault);
 
-    let vault = open_vault(&store, &key_file(&dir));
-    let adopted = ledger_meta(&store);
+    let vault = open_vault(store, &key_file(dir));
+    let adopted = ledger_meta(store);
     assert!(adopted.ledger.is_some() && adopted.tag.is_some());
     for ((owner, field), legacy_aad) in secrets.iter().zip(&legacy_aads) {
         if (owner, *field) == (&bad_owner, bad_field) {
@@ -1721,13 +1710,13 @@ fn a_vault_from_before_the_ledger_adopts_its_secrets_once(t: &TestStore) {
             Some(format!("value-{field}"))
         );
         // Resealed under the ledger's associated data, same id and version.
-        let row = copy_row(&store, owner, field);
+        let row = copy_row(store, owner, field);
         let key = vault.ring().keys[&row.key_version].clone();
         assert!(crypto::open(&key, MAGIC_SEALED, legacy_aad, &row.ciphertext).is_err());
     }
     // Adopted once: opening again changes nothing.
-    let again = open_vault(&store, &key_file(&dir));
-    assert_eq!(ledger_meta(&store).tag, adopted.tag);
+    let again = open_vault(store, &key_file(dir));
+    assert_eq!(ledger_meta(store).tag, adopted.tag);
     assert_eq!(
         open(&again, &conn("c1"), "access-token")
             .unwrap()
@@ -1736,9 +1725,9 @@ fn a_vault_from_before_the_ledger_adopts_its_secrets_once(t: &TestStore) {
     );
     // And what it adopted is protected from now on.
     let (owner, field) = (conn("c1"), "refresh-token");
-    let backup = copy_row(&store, &owner, field);
+    let backup = copy_row(store, &owner, field);
     seal(&vault, &owner, field, "value-new");
-    put_back(&store, &backup);
+    put_back(store, &backup);
     assert_restored(open(&again, &owner, field), false, &owner.describe(field));
 }
 
@@ -1747,12 +1736,12 @@ fn readers_never_fail_while_another_process_rewrites_secrets(t: &TestStore) {
     const ROUNDS: usize = 15;
     const READERS: usize = 3;
     let (dir, store) = (&t.dir, &t.store);
-    let vault = Arc::new(open_vault(&store, &key_file(&dir)));
+    let vault = Arc::new(open_vault(store, &key_file(dir)));
     // Its own connection to the same file: another process, to SQLite.
     let other_store = Arc::new(t.reopen());
-    let other = Arc::new(open_vault(&other_store, &key_file(&dir)));
+    let other = Arc::new(open_vault(&other_store, &key_file(dir)));
     for i in 0..SECRETS {
-        add_connection(&store, &format!("c{i}"));
+        add_connection(store, &format!("c{i}"));
         seal(&vault, &conn(&format!("c{i}")), "token", "value-0");
     }
     let done = Arc::new(AtomicBool::new(false));
@@ -1912,14 +1901,14 @@ fn canary_never_reaches_the_database_files() {
 
 fn debug_output_never_contains_key_material(t: &TestStore) {
     let (dir, store) = (&t.dir, &t.store);
-    let vault = open_vault(&store, &key_file(&dir));
+    let vault = open_vault(store, &key_file(dir));
     let text = std::fs::read_to_string(dir.path().join(KEY_FILE)).unwrap();
     let kek = STANDARD.decode(text.trim()).unwrap();
     let data_key = vault.ring().keys[&1].expose().to_vec();
     vault.rotate().unwrap();
     let data_key2 = vault.ring().keys[&2].expose().to_vec();
 
-    let debug = format!("{vault:?} {:?} {:#?}", key_file(&dir), vault);
+    let debug = format!("{vault:?} {:?} {:#?}", key_file(dir), vault);
     for key in [&kek, &data_key, &data_key2] {
         for needle in [
             STANDARD.encode(key),
@@ -1942,7 +1931,7 @@ fn debug_output_never_contains_key_material(t: &TestStore) {
     assert!(!debug.contains("my-passphrase"), "{debug}");
     let t2 = TestStore::new(t.backend());
     let store2 = &t2.store;
-    let vault = open_vault(&store2, &pass);
+    let vault = open_vault(store2, &pass);
     assert!(!format!("{vault:?}").contains("my-passphrase"));
 }
 

@@ -119,7 +119,7 @@ mod tests {
             .unwrap();
     }
 
-    crate::on_both_backends!(a_copy_is_served_until_any_process_changes_the_tables);
+    crate::store::testing::on_both_backends!(a_copy_is_served_until_any_process_changes_the_tables);
 
     fn a_copy_is_served_until_any_process_changes_the_tables(store: &TestStore) {
         store

@@ -488,7 +488,7 @@ mod tests {
     use crate::store::plugins::testing::install;
     use crate::store::testing::TestStore;
 
-    crate::on_both_backends!(
+    crate::store::testing::on_both_backends!(
         insert_and_get_by_id_or_name,
         duplicate_names_are_a_conflict,
         unknown_plugins_are_not_found,

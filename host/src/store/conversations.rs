@@ -361,7 +361,7 @@ mod tests {
     use super::*;
     use crate::store::testing::TestStore;
 
-    crate::on_both_backends!(
+    crate::store::testing::on_both_backends!(
         conversations_round_trip_and_delete_their_plugin_state,
         a_conversation_is_seen_only_through_its_own_project,
         deleting_takes_only_the_conversations_own_scope_of_state,

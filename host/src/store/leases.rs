@@ -109,7 +109,7 @@ mod tests {
 
     const TTL: Duration = Duration::from_secs(30);
 
-    crate::on_both_backends!(
+    crate::store::testing::on_both_backends!(
         one_holder_at_a_time_across_servers,
         an_expired_lease_is_taken_over
     );

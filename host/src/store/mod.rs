@@ -403,6 +403,6 @@ mod tests {
 }
 
 /// Stores for tests that run against both engines: [`testing::TestStore`]
-/// and the [`on_both_backends!`](crate::on_both_backends) macro.
+/// and the `on_both_backends!` macro.
 #[cfg(test)]
 pub(crate) mod testing;

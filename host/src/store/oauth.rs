@@ -330,7 +330,7 @@ mod tests {
     use crate::store::plugins::testing::install;
     use crate::store::testing::TestStore;
 
-    crate::on_both_backends!(
+    crate::store::testing::on_both_backends!(
         apps_upsert_get_delete,
         states_are_single_use,
         expired_states_are_still_taken_once,

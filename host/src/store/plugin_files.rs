@@ -42,7 +42,7 @@ mod tests {
     use super::*;
     use crate::store::testing::TestStore;
 
-    crate::on_both_backends!(bytes_are_kept_once_and_removed_when_unpinned);
+    crate::store::testing::on_both_backends!(bytes_are_kept_once_and_removed_when_unpinned);
 
     fn bytes_are_kept_once_and_removed_when_unpinned(store: &TestStore) {
         let bytes = vec![0u8, 1, 2, 255];

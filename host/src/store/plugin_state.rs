@@ -125,7 +125,7 @@ mod tests {
     use crate::store::plugins::testing::install;
     use crate::store::testing::TestStore;
 
-    crate::on_both_backends!(
+    crate::store::testing::on_both_backends!(
         set_get_replace_delete_in_every_kind_of_scope,
         max_keys_refuses_new_keys_but_not_replacements,
         keys_are_per_connection_and_project,

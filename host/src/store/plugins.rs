@@ -210,7 +210,7 @@ mod tests {
     use super::*;
     use crate::store::testing::TestStore;
 
-    crate::on_both_backends!(
+    crate::store::testing::on_both_backends!(
         upsert_get_and_list,
         update_replaces_and_keeps_installed_at,
         a_record_with_another_plugins_manifest_is_refused,

@@ -259,13 +259,11 @@ impl Row {
 pub type Params<'a> = &'a [&'a dyn ToSql];
 
 /// Build a parameter slice: `params![id, name, 3]`.
-#[macro_export]
-#[doc(hidden)]
-macro_rules! __sql_params {
+macro_rules! params {
     () => { &[] as &[&dyn $crate::store::sql::ToSql] };
     ($($p:expr),+ $(,)?) => { &[$(&$p as &dyn $crate::store::sql::ToSql),+] as &[&dyn $crate::store::sql::ToSql] };
 }
-pub use crate::__sql_params as params;
+pub(crate) use params;
 
 /// A connection, or a transaction on one, of either engine.
 ///

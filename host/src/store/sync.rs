@@ -275,7 +275,7 @@ mod tests {
     use crate::store::plugins::testing::install;
     use crate::store::testing::TestStore;
 
-    crate::on_both_backends!(
+    crate::store::testing::on_both_backends!(
         a_run_commits_pages_and_finishes,
         a_failed_run_keeps_the_cursor_of_its_last_committed_page,
         pages_are_checked,

@@ -1,5 +1,5 @@
 //! One test suite, two engines: a test written as `fn name(t: &TestStore)`
-//! and listed in [`on_both_backends!`](crate::on_both_backends) runs once on
+//! and listed in `on_both_backends!` runs once on
 //! a fresh SQLite file and once on a fresh database of the real PostgreSQL
 //! server the test process shares (`airlock_test_artifacts::postgres`).
 
@@ -56,8 +56,6 @@ impl std::ops::Deref for TestStore {
 
 /// For each `name`, a module `name` with tests `sqlite` and `postgres` that
 /// call `name(&TestStore)` on a fresh store of that engine.
-#[macro_export]
-#[doc(hidden)]
 macro_rules! on_both_backends {
     ($($name:ident),+ $(,)?) => {$(
         mod $name {
@@ -77,3 +75,4 @@ macro_rules! on_both_backends {
         }
     )+};
 }
+pub(crate) use on_both_backends;

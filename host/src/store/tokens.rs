@@ -215,7 +215,7 @@ mod tests {
     use super::*;
     use crate::store::testing::TestStore;
 
-    crate::on_both_backends!(
+    crate::store::testing::on_both_backends!(
         only_the_hash_is_stored_and_it_finds_the_token,
         names_are_unique_and_revocation_sticks
     );

@@ -140,7 +140,7 @@ mod tests {
     use super::*;
     use crate::store::testing::TestStore;
 
-    crate::on_both_backends!(
+    crate::store::testing::on_both_backends!(
         keys_are_added_listed_and_removed_by_name,
         a_name_or_a_key_and_scope_is_taken_once,
         require_signature_is_off_until_turned_on

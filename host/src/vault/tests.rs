@@ -15,7 +15,7 @@ use crate::store::sql::Params;
 use crate::store::testing::TestStore;
 use crate::store::{DB_FILE, Store};
 
-crate::on_both_backends!(
+crate::store::testing::on_both_backends!(
     roundtrip_connection_secret,
     roundtrip_oauth_app_secret,
     roundtrip_blob_bound_to_id_and_field,

@@ -7,125 +7,20 @@
 //! database already holds an audit row for it: a request that left without
 //! its committed row is counted as a violation.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use airlock_test_artifacts::postgres::{self, TestPostgres};
+use airlock_test_artifacts::serve::{MASTER_KEY, Server, install, request};
 use serde_json::{Value, json};
 
-/// The master key every server of a cluster shares (base64 of 32 bytes).
-const MASTER_KEY: &str = "c2NhbGUtb3V0LXRlc3RzLW1hc3Rlci1rZXktMzJieXQ=";
 const TOKEN_ONE: &str = "CANARY-scale-out-first-credential";
 const TOKEN_TWO: &str = "CANARY-scale-out-second-credential";
 
-/// One `airlock serve` process.
-struct Server {
-    child: Child,
-    addr: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Server {
-    /// Start a server on `database`; the first admin token if it made one.
-    fn start(database: &str) -> (Self, Option<String>) {
-        let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_airlock"))
-            .args(["serve", "--addr", "127.0.0.1:0", "--database", database])
-            .env("AIRLOCK_DATA_DIR", dir.path())
-            .env("AIRLOCK_MASTER_KEY", MASTER_KEY)
-            .env_remove("AIRLOCK_MASTER_PASSPHRASE")
-            .env("AIRLOCK_EGRESS_ALLOW_PRIVATE", "127.0.0.0/8")
-            .env("AIRLOCK_LOG", "error")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let out = BufReader::new(child.stdout.take().unwrap());
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in out.lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut addr = None;
-        loop {
-            let line = rx
-                .recv_timeout(Duration::from_secs(60))
-                .expect("the server prints where it listens");
-            if let Some(a) = line.split("listening on http://").nth(1) {
-                addr = Some(a.trim().to_string());
-            }
-            if line.starts_with("API: ") {
-                break;
-            }
-        }
-        // A first start prints the admin token right after, in one write.
-        let mut token = None;
-        while let Ok(line) = rx.recv_timeout(Duration::from_millis(500)) {
-            if line.trim_start().starts_with("alk_") {
-                token = Some(line.trim().to_string());
-                break;
-            }
-        }
-        // Keep draining so the server never blocks on a full pipe.
-        std::thread::spawn(move || while rx.recv().is_ok() {});
-        (
-            Self {
-                child,
-                addr: addr.unwrap(),
-                _dir: dir,
-            },
-            token,
-        )
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// An HTTP/1.1 request with `Connection: close`: status and body, or the
-/// connection error (a killed server).
-fn request(
-    addr: &str,
-    method: &str,
-    path: &str,
-    token: &str,
-    body: Option<(&str, Vec<u8>)>,
-) -> std::io::Result<(u16, String)> {
-    let mut s = std::net::TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(60)))?;
-    let (kind, bytes) = body.unwrap_or(("application/json", Vec::new()));
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
-         Content-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        bytes.len()
-    )?;
-    s.write_all(&bytes)?;
-    let mut out = Vec::new();
-    s.read_to_end(&mut out)?;
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("no HTTP answer: {text:?}")))?;
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-    Ok((status, body))
+fn binary() -> &'static std::path::Path {
+    std::path::Path::new(env!("CARGO_BIN_EXE_airlock"))
 }
 
 fn json_request(addr: &str, method: &str, path: &str, token: &str, body: Value) -> (u16, Value) {
@@ -311,7 +206,7 @@ impl Cluster {
         let mut started = Vec::new();
         let mut admin = None;
         for _ in 0..servers {
-            let (server, token) = Server::start(&database);
+            let (server, token) = Server::start(binary(), Some(&database));
             started.push(server);
             admin = admin.or(token);
         }
@@ -333,27 +228,7 @@ impl Cluster {
 
     fn install_and_connect(&self) {
         let wasm = std::fs::read(airlock_test_artifacts::MINIMAL).unwrap();
-        let (status, plan) = request(
-            self.addr(0),
-            "POST",
-            "/api/v1/plugins",
-            &self.token,
-            Some(("application/wasm", wasm)),
-        )
-        .unwrap();
-        assert_eq!(status, 202, "{plan}");
-        let sha = serde_json::from_str::<Value>(&plan).unwrap()["sha256"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        let (status, body) = json_request(
-            self.addr(0),
-            "POST",
-            "/api/v1/plugins/minimal/approve",
-            &self.token,
-            json!({ "sha256": sha }),
-        );
-        assert_eq!(status, 200, "{body}");
+        assert_eq!(install(self.addr(0), &self.token, wasm), "minimal");
         let last = self.servers.len() - 1;
         let (status, body) = json_request(
             self.addr(last.min(1)),
@@ -553,7 +428,7 @@ fn killing_one_of_three_servers_under_64_callers_loses_no_audit_row() {
             std::thread::sleep(Duration::from_millis(10));
         }
         // SIGKILL, mid-call: nothing of it gets to finish.
-        let pid = cluster.servers[2].child.id().to_string();
+        let pid = cluster.servers[2].pid().to_string();
         assert!(
             Command::new("kill")
                 .args(["-KILL", &pid])

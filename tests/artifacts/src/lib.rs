@@ -22,3 +22,4 @@
 include!(concat!(env!("OUT_DIR"), "/artifacts.rs"));
 
 pub mod postgres;
+pub mod serve;

@@ -29,6 +29,9 @@ pub struct TestPostgres {
     bin: PathBuf,
     port: u16,
     as_nobody: bool,
+    /// Whether commits reach the disk (off for the tests: a killed server
+    /// loses nothing the kernel holds, and tests run faster).
+    fsync: bool,
     keeper: Mutex<mpsc::Sender<Command>>,
     spawned: Mutex<mpsc::Receiver<std::io::Result<Child>>>,
     child: Mutex<Option<Child>>,
@@ -89,8 +92,19 @@ fn is_root() -> bool {
 }
 
 impl TestPostgres {
-    /// Initialise a cluster in a new temporary directory and start it.
+    /// Initialise a cluster in a new temporary directory and start it,
+    /// with fsync off.
     pub fn start() -> Result<Self, String> {
+        Self::start_with(false)
+    }
+
+    /// [`TestPostgres::start`] with fsync on, as a production server runs
+    /// (for benchmarks).
+    pub fn start_durable() -> Result<Self, String> {
+        Self::start_with(true)
+    }
+
+    fn start_with(fsync: bool) -> Result<Self, String> {
         let bin = find_bin()?;
         remove_stale_clusters();
         let dir = tempfile::Builder::new()
@@ -114,6 +128,7 @@ impl TestPostgres {
             bin,
             port: free_port(),
             as_nobody,
+            fsync,
             keeper: Mutex::new(keeper),
             spawned: Mutex::new(spawned),
             child: Mutex::new(None),
@@ -176,7 +191,7 @@ impl TestPostgres {
                 &format!("unix_socket_directories={}", self.dir.path().display()),
             ])
             .args(["-c", "max_connections=200"])
-            .args(["-c", "fsync=off"])
+            .args(["-c", if self.fsync { "fsync=on" } else { "fsync=off" }])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());

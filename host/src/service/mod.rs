@@ -43,7 +43,7 @@ use crate::net::{
     parse_cleartext_origins,
 };
 use crate::runtime::{CallError, LoadError, Plugin, Runtime, RuntimeConfig};
-use crate::store::SqlitePluginState;
+use crate::store::StorePluginState;
 use crate::store::{DatabaseUrl, RecordCache, Store, StoreError};
 use crate::vault::{KeySource, Vault, VaultError};
 
@@ -367,7 +367,7 @@ impl Airlock {
             pooling: config.pooling,
             max_concurrent_calls: config.max_concurrent_calls,
             audit: audit.clone(),
-            state: Arc::new(SqlitePluginState::new(store.clone())),
+            state: Arc::new(StorePluginState::new(store.clone())),
             metrics: metrics.clone(),
         })
         .map_err(|e| ServiceError::Internal(format!("cannot start the runtime: {e:#}")))?;

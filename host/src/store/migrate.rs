@@ -285,11 +285,11 @@ mod tests {
     fn version_5_puts_existing_state_and_conversations_in_the_no_project_scope() {
         use crate::plugin_state::{PluginState, StateScope};
         use crate::store::conversations::{self, ProjectFilter};
-        use crate::store::{SqlitePluginState, Store};
+        use crate::store::{Store, StorePluginState};
 
         let dir = version_4_data_dir();
         let store = std::sync::Arc::new(Store::open(dir.path()).unwrap());
-        let state = SqlitePluginState::new(store.clone());
+        let state = StorePluginState::new(store.clone());
         let none = StateScope::new("c1", None);
         assert_eq!(state.get(none, "session").unwrap().as_deref(), Some("old"));
         for project in ["x", ""] {

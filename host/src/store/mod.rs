@@ -31,7 +31,7 @@ pub mod sync;
 pub mod tokens;
 pub mod trust;
 
-pub use plugin_state::SqlitePluginState;
+pub use plugin_state::StorePluginState;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

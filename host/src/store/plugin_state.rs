@@ -13,11 +13,11 @@ use crate::plugin_state::{PluginState, StateError, StateScope};
 /// Plugin state kept in the store (SQLite or PostgreSQL). Removed with its
 /// connection.
 #[derive(Debug, Clone)]
-pub struct SqlitePluginState {
+pub struct StorePluginState {
     store: Arc<Store>,
 }
 
-impl SqlitePluginState {
+impl StorePluginState {
     pub fn new(store: Arc<Store>) -> Self {
         Self { store }
     }
@@ -27,7 +27,7 @@ fn store_error(e: StoreError) -> StateError {
     StateError::Store(e.to_string())
 }
 
-impl PluginState for SqlitePluginState {
+impl PluginState for StorePluginState {
     fn get(&self, scope: StateScope<'_>, key: &str) -> Result<Option<String>, StateError> {
         self.store
             .read(|conn| {
@@ -135,11 +135,11 @@ mod tests {
         another_server_sees_the_same_state
     );
 
-    fn setup(store: &TestStore) -> (SqlitePluginState, String) {
+    fn setup(store: &TestStore) -> (StorePluginState, String) {
         install(store, "jira");
         let c = ConnectionRecord::new("work", "jira", AuthKind::Bearer);
         store.write(|tx| insert_connection(tx, &c)).unwrap();
-        (SqlitePluginState::new(store.store.clone()), c.id)
+        (StorePluginState::new(store.store.clone()), c.id)
     }
 
     /// The scopes of one connection: two projects, the empty-named one and
@@ -258,7 +258,7 @@ mod tests {
     /// connection's state, and its key limit.
     fn another_server_sees_the_same_state(store: &TestStore) {
         let (state, id) = setup(store);
-        let other = SqlitePluginState::new(Arc::new(store.reopen()));
+        let other = StorePluginState::new(Arc::new(store.reopen()));
         for scope in [StateScope::new(&id, Some("x")), StateScope::new(&id, None)] {
             state.set(scope, "a", "1", 2).unwrap();
             assert_eq!(other.get(scope, "a").unwrap().as_deref(), Some("1"));

@@ -1173,10 +1173,14 @@ fn a_vault_on_another_store_follows_a_rotation_without_being_reopened(t: &TestSt
         Some("t")
     );
     assert_eq!(a.rotate().unwrap(), 2);
+    assert!(!b.ring().keys.contains_key(&2));
     assert_eq!(
         open(&b, &conn("c1"), "token").unwrap().as_deref(),
         Some("t")
     );
+    // Opened from the row re-read under version 2 (the counter moved), not
+    // from b's cached copy under version 1: b unwrapped version 2 for it.
+    assert!(b.ring().keys.contains_key(&2));
     seal(&b, &conn("c1"), "token", "t2");
     assert_eq!(secret_row(store, "connection_id", "c1", "token").0, 2);
     assert_eq!(

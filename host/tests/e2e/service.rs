@@ -612,20 +612,27 @@ fn a_credential_bound_to_a_remote_http_origin_is_refused_unless_allowed() {
         .unwrap();
 }
 
+/// Install the minimal plugin with `airlock`, close it, and return the one
+/// installed file in the data directory.
+fn installed_minimal(airlock: Airlock, dir: &std::path::Path) -> std::path::PathBuf {
+    install(&airlock, airlock_test_artifacts::MINIMAL);
+    drop(airlock);
+    let mut installed: Vec<_> = std::fs::read_dir(dir.join("plugins"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(installed.len(), 1, "{installed:?}");
+    installed.remove(0)
+}
+
 /// An installed `.wasm` is pinned by SHA-256: a file swapped in the data
 /// directory is refused when it is loaded, never run.
 #[test]
 fn a_swapped_installed_file_is_refused_not_run() {
     let dir = tempfile::tempdir().unwrap();
     let airlock = open(dir.path());
-    install(&airlock, airlock_test_artifacts::MINIMAL);
-    drop(airlock);
-    let installed: Vec<_> = std::fs::read_dir(dir.path().join("plugins"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    assert_eq!(installed.len(), 1, "{installed:?}");
-    std::fs::copy(airlock_test_artifacts::PROBE, &installed[0]).unwrap();
+    let installed = installed_minimal(airlock, dir.path());
+    std::fs::copy(airlock_test_artifacts::PROBE, &installed).unwrap();
     let reopened = open(dir.path());
     let err = reopened.loaded_plugin("minimal").unwrap_err();
     assert!(matches!(err, ServiceError::Tampered { .. }), "{err}");
@@ -640,25 +647,19 @@ fn a_swapped_installed_file_is_refused_not_run() {
 fn a_missing_installed_file_is_restored_from_the_database_only_when_it_matches() {
     let dir = tempfile::tempdir().unwrap();
     let airlock = open(dir.path());
-    install(&airlock, airlock_test_artifacts::MINIMAL);
-    drop(airlock);
-    let installed: Vec<_> = std::fs::read_dir(dir.path().join("plugins"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    assert_eq!(installed.len(), 1, "{installed:?}");
-    std::fs::remove_file(&installed[0]).unwrap();
+    let installed = installed_minimal(airlock, dir.path());
+    std::fs::remove_file(&installed).unwrap();
     let reopened = open(dir.path());
     reopened.loaded_plugin("minimal").unwrap();
     assert_eq!(
-        std::fs::read(&installed[0]).unwrap(),
+        std::fs::read(&installed).unwrap(),
         std::fs::read(airlock_test_artifacts::MINIMAL).unwrap(),
         "restored byte for byte"
     );
     drop(reopened);
 
     // Someone who can write the database swaps the kept bytes.
-    std::fs::remove_file(&installed[0]).unwrap();
+    std::fs::remove_file(&installed).unwrap();
     let db = rusqlite::Connection::open(dir.path().join(airlock::DB_FILE)).unwrap();
     db.execute(
         "UPDATE plugin_files SET bytes = ?1",
@@ -668,5 +669,5 @@ fn a_missing_installed_file_is_restored_from_the_database_only_when_it_matches()
     let reopened = open(dir.path());
     let err = reopened.loaded_plugin("minimal").unwrap_err();
     assert!(matches!(err, ServiceError::Tampered { .. }), "{err}");
-    assert!(!installed[0].exists(), "refused bytes are not written");
+    assert!(!installed.exists(), "refused bytes are not written");
 }

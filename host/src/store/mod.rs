@@ -379,6 +379,51 @@ pub fn new_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::sql::params;
+    use crate::store::testing::TestStore;
+
+    crate::store::testing::on_both_backends!(text_orders_byte_by_byte_on_both_engines);
+
+    /// The test PostgreSQL has an English collation (case and punctuation
+    /// weighed late); the schema's `COLLATE "C"` keeps SQLite's byte order.
+    fn text_orders_byte_by_byte_on_both_engines(store: &TestStore) {
+        let names = [
+            "b",
+            "B",
+            "a_c",
+            "a-b",
+            "ab",
+            "Z",
+            "é",
+            "2026-01-01T10:00:00Z",
+        ];
+        for name in names {
+            store
+                .write(|tx| leases::acquire(tx, name, "h", Duration::from_secs(60)))
+                .unwrap()
+                .unwrap();
+        }
+        let listed: Vec<String> = store
+            .read(|c| {
+                c.query_map("SELECT name FROM leases ORDER BY name", params![], |r| {
+                    r.get(0)
+                })
+            })
+            .unwrap();
+        let mut bytewise: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        bytewise.sort();
+        assert_eq!(listed, bytewise);
+        let after: Vec<String> = store
+            .read(|c| {
+                c.query_map(
+                    "SELECT name FROM leases WHERE name > ?1 ORDER BY name",
+                    params!["a-b"],
+                    |r| r.get(0),
+                )
+            })
+            .unwrap();
+        assert_eq!(after, ["a_c", "ab", "b", "é"]);
+    }
 
     #[test]
     fn database_urls_parse_once_and_hide_passwords() {

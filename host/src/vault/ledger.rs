@@ -204,6 +204,32 @@ impl Keeper {
         stored: &Stored,
         committed: bool,
     ) -> Result<Arc<Ledger>, VaultError> {
+        let floor = self.high_water();
+        self.verify_at_least(stored, committed, floor)
+    }
+
+    /// The highest generation this process verified outside a transaction.
+    /// Read it before a statement, and pass it to
+    /// [`Keeper::verify_at_least`] with what the statement returned.
+    pub(super) fn high_water(&self) -> u64 {
+        self.seen
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .high_water
+    }
+
+    /// [`Keeper::verify`] against `floor`, the high-water mark as it was
+    /// before the statement that read `stored` began: only a ledger older
+    /// than what was committed then is rolled back. (Comparing with the mark
+    /// as it is now would be wrong with parallel connections, PostgreSQL's:
+    /// another thread may have read, and recorded, a ledger committed after
+    /// this statement's snapshot.)
+    pub(super) fn verify_at_least(
+        &self,
+        stored: &Stored,
+        committed: bool,
+        floor: u64,
+    ) -> Result<Arc<Ledger>, VaultError> {
         let (Some(encoded), Some(tag)) = (&stored.ledger, &stored.tag) else {
             return Err(VaultError::LedgerInvalid {
                 problem: if stored.is_absent() {
@@ -230,15 +256,15 @@ impl Keeper {
         let ledger = Ledger::decode(encoded).ok_or(VaultError::LedgerInvalid {
             problem: "is not well-formed although its tag verifies",
         })?;
-        let mut seen = self.seen.write().unwrap_or_else(|e| e.into_inner());
-        if ledger.generation < seen.high_water {
+        if ledger.generation < floor {
             return Err(VaultError::LedgerRolledBack {
-                seen: seen.high_water,
+                seen: floor,
                 found: ledger.generation,
             });
         }
         let ledger = Arc::new(ledger);
-        if committed {
+        let mut seen = self.seen.write().unwrap_or_else(|e| e.into_inner());
+        if committed && ledger.generation >= seen.high_water {
             seen.high_water = ledger.generation;
             seen.verified = Some((tag.clone(), Arc::clone(&ledger)));
         }

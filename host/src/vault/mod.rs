@@ -669,31 +669,14 @@ impl Vault {
         // (so a write committed in between cannot mismatch them), and the
         // ledger verified under the master key.
         let committed = !conn.in_transaction();
+        let floor = self.ledger.high_water();
         let Some(row) = sealed_row(conn, owner, field, true)? else {
             return Ok(None);
         };
         let plain = self.open_sealed(conn, owner, field, &row)?;
-        match self.ledger.verify(&row.ledger, committed) {
-            // With several connections (PostgreSQL), a statement that began
-            // before another thread read a newer ledger returns the older
-            // one although nothing was rolled back. A statement begun after
-            // that read cannot, unless the database really went back: one
-            // more read tells the two apart.
-            Err(VaultError::LedgerRolledBack { .. }) if committed => {
-                let Some(row) = sealed_row(conn, owner, field, true)? else {
-                    return Ok(None);
-                };
-                let plain = self.open_sealed(conn, owner, field, &row)?;
-                let current = self.ledger.verify(&row.ledger, committed)?;
-                check_current(&current, owner, field, &row.id)?;
-                secret_text(owner, field, &plain).map(Some)
-            }
-            verified => {
-                let current = verified?;
-                check_current(&current, owner, field, &row.id)?;
-                secret_text(owner, field, &plain).map(Some)
-            }
-        }
+        let current = self.ledger.verify_at_least(&row.ledger, committed, floor)?;
+        check_current(&current, owner, field, &row.id)?;
+        secret_text(owner, field, &plain).map(Some)
     }
 
     /// Decrypt `row` after the key-version checks.

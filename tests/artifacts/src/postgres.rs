@@ -133,9 +133,13 @@ impl TestPostgres {
             spawned: Mutex::new(spawned),
             child: Mutex::new(None),
         };
+        // An English ICU collation, as many production clusters have, not
+        // the byte order of the C locale: text that airlock orders must
+        // come out the same as on SQLite anyway.
         let out = pg
             .command("initdb")
-            .args(["-U", USER, "--auth=trust", "-E", "UTF8", "--no-sync", "-D"])
+            .args(["-U", USER, "--auth=trust", "-E", "UTF8", "--no-sync"])
+            .args(["--locale-provider=icu", "--icu-locale=en-US", "-D"])
             .arg(pg.data_dir())
             .stdout(Stdio::null())
             .output()

@@ -54,6 +54,9 @@ pub const DATA_DIR_ENV: &str = "AIRLOCK_DATA_DIR";
 /// `sqlite`: `airlock.db` in the data directory.
 pub const DATABASE_ENV: &str = "AIRLOCK_DATABASE";
 
+/// Environment variable setting [`AirlockConfig::sync_lease`] in seconds.
+pub const SYNC_LEASE_ENV: &str = "AIRLOCK_SYNC_LEASE_SECS";
+
 /// [`AirlockConfig::sync_lease`] unless set.
 pub const DEFAULT_SYNC_LEASE: std::time::Duration = std::time::Duration::from_secs(120);
 
@@ -98,7 +101,8 @@ pub struct AirlockConfig {
     pub cleartext_credential_origins: Vec<Origin>,
     /// How long a running sync holds its connection's lease without
     /// committing a page before another server may take the sync over (its
-    /// server died). Default 2 minutes: longer than any one page may take.
+    /// server died). `AIRLOCK_SYNC_LEASE_SECS`, else 2 minutes: longer than
+    /// any one page may take.
     pub sync_lease: std::time::Duration,
 }
 
@@ -111,6 +115,9 @@ pub enum ConfigError {
     /// `AIRLOCK_DATABASE` is not a database URL airlock can use.
     #[error("invalid {DATABASE_ENV}: {0}")]
     Database(String),
+    /// `AIRLOCK_SYNC_LEASE_SECS` is not a whole number of seconds from 1.
+    #[error("invalid {SYNC_LEASE_ENV} `{0}`: expected whole seconds, at least 1 (default 120)")]
+    SyncLease(String),
     /// `AIRLOCK_CLEARTEXT_CREDENTIAL_ORIGINS` has an entry that is not an
     /// http(s) origin.
     #[error(
@@ -145,7 +152,16 @@ impl AirlockConfig {
                 Ok(list) => parse_cleartext_origins(&list).map_err(ConfigError::Cleartext)?,
                 Err(_) => Vec::new(),
             },
-            sync_lease: DEFAULT_SYNC_LEASE,
+            sync_lease: match std::env::var(SYNC_LEASE_ENV) {
+                Ok(secs) => secs
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|s| *s >= 1)
+                    .map(std::time::Duration::from_secs)
+                    .ok_or(ConfigError::SyncLease(secs))?,
+                Err(_) => DEFAULT_SYNC_LEASE,
+            },
         })
     }
 

@@ -549,9 +549,8 @@ async fn chat_streams_into_the_page_before_the_answer_is_complete() {
         WAIT,
     )
     .await;
-    b.find("#conversations li[data-conversation] a")
-        .await
-        .click()
+    // The list is drawn again when the new conversation starts.
+    b.click_fresh("#conversations li[data-conversation] a", WAIT)
         .await;
     b.wait_for_text(
         "#chat-log .bubble.assistant",

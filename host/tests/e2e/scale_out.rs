@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use airlock_test_artifacts::postgres::{self, TestPostgres};
 use airlock_test_artifacts::serve::{MASTER_KEY, Server, install, request};
 use serde_json::{Value, json};
+use wiremock::Respond;
 
 const TOKEN_ONE: &str = "CANARY-scale-out-first-credential";
 const TOKEN_TWO: &str = "CANARY-scale-out-second-credential";
@@ -566,4 +567,118 @@ fn a_database_from_a_newer_airlock_is_refused_untouched() {
         ),
         tables
     );
+}
+
+/// A ServiceNow instance whose pages take a while, so a sync is caught
+/// mid-run.
+struct SlowTable(crate::sync_complete::TableApi);
+
+impl Respond for SlowTable {
+    fn respond(&self, request: &wiremock::Request) -> wiremock::ResponseTemplate {
+        self.0
+            .respond(request)
+            .set_delay(Duration::from_millis(200))
+    }
+}
+
+/// Pages committed by the latest run of connection `sn`, read straight
+/// from the database.
+fn committed_pages(pg: &TestPostgres, database: &str) -> u64 {
+    let name = database.rsplit('/').next().unwrap();
+    pg.psql(
+        name,
+        "SELECT COALESCE(MAX(pages), 0) FROM sync_runs WHERE status = 'running'",
+    )
+    .trim()
+    .parse()
+    .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_whose_server_is_killed_resumes_from_its_cursor_on_another() {
+    let api = crate::sync_complete::TableApi::default();
+    api.add(
+        "2026-11-20 09:00:00",
+        (0..1000).map(crate::sync_complete::sn_id),
+    );
+    let upstream = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::path("/api/now/table/incident"))
+        .respond_with(SlowTable(api.clone()))
+        .mount(&upstream)
+        .await;
+
+    let pg = postgres::shared();
+    let database = pg.database();
+    let env = [("AIRLOCK_SYNC_LEASE_SECS", "2")];
+    let (mut a, token) = Server::start_with_env(binary(), Some(&database), &env);
+    let (b, _) = Server::start_with_env(binary(), Some(&database), &env);
+    let token = token.unwrap();
+    let wasm = std::fs::read(crate::openai::plugin_path("servicenow")).unwrap();
+    assert_eq!(install(&a.addr, &token, wasm), "servicenow");
+    let (status, body) = json_request(
+        &a.addr,
+        "POST",
+        "/api/v1/connections",
+        &token,
+        json!({
+            "name": "sn", "plugin": "servicenow",
+            "settings": { "base-url": upstream.uri() },
+            "auth": { "kind": "basic", "username": "sync@acme.example", "password": TOKEN_ONE }
+        }),
+    );
+    assert_eq!(status, 201, "{body}");
+
+    // A full sync on A, 100 records a page; A is killed after three pages.
+    let (addr_a, token_a) = (a.addr.clone(), token.clone());
+    let running = std::thread::spawn(move || {
+        request(
+            &addr_a,
+            "POST",
+            "/api/v1/connections/sn/sync?full=true&page_size=100",
+            &token_a,
+            None,
+        )
+    });
+    let until = Instant::now() + Duration::from_secs(60);
+    while committed_pages(pg, &database) < 3 && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    a.kill();
+    assert!(
+        running.join().unwrap().is_err(),
+        "the sync on A never answered"
+    );
+
+    // Its lease still stands: B refuses a second sync of the connection.
+    let (status, body) =
+        request(&b.addr, "POST", "/api/v1/connections/sn/sync", &token, None).unwrap();
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("is running on"), "{body}");
+
+    // Once it runs out, B resumes from A's last committed cursor.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (status, run) = request(
+        &b.addr,
+        "POST",
+        "/api/v1/connections/sn/sync?page_size=100",
+        &token,
+        None,
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{run}");
+    let run: Value = serde_json::from_str(&run).unwrap();
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let pages = run["pages"].as_u64().unwrap();
+    assert!(
+        (1..=8).contains(&pages),
+        "resumed after page 3, not from the start: {run}"
+    );
+    let name = database.rsplit('/').next().unwrap();
+    let interrupted = pg.psql(
+        name,
+        "SELECT count(*) FROM sync_runs WHERE status = 'failed' AND error LIKE 'interrupted%'",
+    );
+    assert_eq!(interrupted.trim(), "1");
+    let stored = pg.psql(name, "SELECT count(DISTINCT record_id) FROM sync_records");
+    assert_eq!(stored.trim(), api.ids().len().to_string());
 }

@@ -107,7 +107,7 @@ fn bad_request(message: &str) -> ResponseTemplate {
 /// AND and `^OR` joining a condition to the one before it), `ORDERBY`,
 /// `sysparm_offset` and `sysparm_limit`, as the Table API evaluates them.
 #[derive(Clone, Default)]
-struct TableApi {
+pub(crate) struct TableApi {
     /// `(sys_id, sys_updated_on)`.
     rows: Arc<Mutex<Vec<(String, String)>>>,
     /// An instance whose order among records of one second changes from
@@ -117,12 +117,12 @@ struct TableApi {
 }
 
 impl TableApi {
-    fn add(&self, updated: &str, ids: impl IntoIterator<Item = String>) {
+    pub(crate) fn add(&self, updated: &str, ids: impl IntoIterator<Item = String>) {
         let mut rows = self.rows.lock().unwrap();
         rows.extend(ids.into_iter().map(|id| (id, updated.to_string())));
     }
 
-    fn ids(&self) -> Vec<String> {
+    pub(crate) fn ids(&self) -> Vec<String> {
         self.rows
             .lock()
             .unwrap()
@@ -132,7 +132,7 @@ impl TableApi {
     }
 }
 
-fn sn_id(n: usize) -> String {
+pub(crate) fn sn_id(n: usize) -> String {
     format!("{:032x}", u128::from(scrambled(n)) << 64 | n as u128)
 }
 

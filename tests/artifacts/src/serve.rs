@@ -25,6 +25,15 @@ impl Server {
     /// directory), loopback egress allowed, the shared [`MASTER_KEY`]. The
     /// server and the first admin token if this start created one.
     pub fn start(binary: &Path, database: Option<&str>) -> (Self, Option<String>) {
+        Self::start_with_env(binary, database, &[])
+    }
+
+    /// [`Server::start`] with more environment variables.
+    pub fn start_with_env(
+        binary: &Path,
+        database: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> (Self, Option<String>) {
         let dir = tempfile::tempdir().unwrap();
         let mut command = Command::new(binary);
         command.args(["serve", "--addr", "127.0.0.1:0"]);
@@ -38,6 +47,7 @@ impl Server {
             .env_remove("AIRLOCK_DATABASE")
             .env("AIRLOCK_EGRESS_ALLOW_PRIVATE", "127.0.0.0/8")
             .env("AIRLOCK_LOG", "error")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

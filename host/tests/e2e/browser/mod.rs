@@ -323,6 +323,24 @@ impl Browser {
         self.inner.element(&v, css)
     }
 
+    /// Click the first element matching `css`, found again when the page
+    /// re-rendered it between the find and the click (WebDriver's "stale
+    /// element reference"), until `timeout`.
+    pub async fn click_fresh(&self, css: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let element = self.wait_for(css, timeout).await;
+            let suffix = format!("/element/{}/click", element.id);
+            match self.inner.session.post(&suffix, json!({})).await {
+                Ok(_) => return,
+                Err(e) if e.to_string().contains("stale element") && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => self.inner.fail(&format!("click `{css}`"), e).await,
+            }
+        }
+    }
+
     /// Every element matching `css` (maybe none).
     pub async fn find_all(&self, css: &str) -> Vec<Element> {
         match self.inner.try_find_all("", css).await {

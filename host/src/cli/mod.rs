@@ -58,7 +58,9 @@ struct Cli {
         value_name = "URL",
         hide_env_values = true
     )]
-    database: Option<DatabaseUrl>,
+    // A String, parsed in `run`: clap would echo a bad value, password and
+    // all, in its error.
+    database: Option<String>,
     /// Do not print the start-up lines (data directory, key source, egress
     /// warnings) before a command's output.
     #[arg(long, short, global = true)]
@@ -168,7 +170,12 @@ pub fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let data_dir = cli.data_dir.unwrap_or_else(AirlockConfig::default_data_dir);
     let quiet = cli.quiet;
-    let database = cli.database;
+    let database = cli
+        .database
+        .as_deref()
+        .map(DatabaseUrl::parse)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
     let open = |dir| open(dir, database.clone(), quiet);
     let open_quiet = |dir| open_quiet(dir, database.clone());
     match cli.command {

@@ -682,3 +682,31 @@ async fn a_sync_whose_server_is_killed_resumes_from_its_cursor_on_another() {
     let stored = pg.psql(name, "SELECT count(DISTINCT record_id) FROM sync_records");
     assert_eq!(stored.trim(), api.ids().len().to_string());
 }
+
+#[test]
+fn bad_database_and_lease_settings_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    for (env, needle) in [
+        (
+            ("AIRLOCK_SYNC_LEASE_SECS", "0"),
+            "invalid AIRLOCK_SYNC_LEASE_SECS `0`",
+        ),
+        (("AIRLOCK_SYNC_LEASE_SECS", "ten"), "expected whole seconds"),
+        (
+            ("AIRLOCK_DATABASE", "mysql://root:hunter2@db/airlock"),
+            "use postgres://",
+        ),
+        (
+            (
+                "AIRLOCK_DATABASE",
+                "postgres://a:hunter2@db/airlock?sslmode=require",
+            ),
+            "no TLS for PostgreSQL",
+        ),
+    ] {
+        let (code, out, err) = crate::common::airlock_in(dir.path(), &["plugin", "list"], &[env]);
+        assert_ne!(code, 0, "{env:?}: {out}");
+        assert!(err.contains(needle), "{env:?}: {err}");
+        assert!(!err.contains("hunter2"), "{err}");
+    }
+}

@@ -135,15 +135,25 @@ impl TestPostgres {
         };
         // An English ICU collation, as many production clusters have, not
         // the byte order of the C locale: text that airlock orders must
-        // come out the same as on SQLite anyway.
-        let out = pg
-            .command("initdb")
-            .args(["-U", USER, "--auth=trust", "-E", "UTF8", "--no-sync"])
-            .args(["--locale-provider=icu", "--icu-locale=en-US", "-D"])
-            .arg(pg.data_dir())
-            .stdout(Stdio::null())
-            .output()
-            .map_err(|e| format!("initdb: {e}"))?;
+        // come out the same as on SQLite anyway. (PostgreSQL before 15 has
+        // no ICU default: the cluster's locale then.)
+        let initdb = |icu: bool| {
+            let mut c = pg.command("initdb");
+            c.args(["-U", USER, "--auth=trust", "-E", "UTF8", "--no-sync"]);
+            if icu {
+                c.args(["--locale-provider=icu", "--icu-locale=en-US"]);
+            }
+            c.arg("-D")
+                .arg(pg.data_dir())
+                .stdout(Stdio::null())
+                .output()
+                .map_err(|e| format!("initdb: {e}"))
+        };
+        let mut out = initdb(true)?;
+        if !out.status.success() {
+            let _ = std::fs::remove_dir_all(pg.data_dir());
+            out = initdb(false)?;
+        }
         if !out.status.success() {
             return Err(format!(
                 "initdb failed: {}",

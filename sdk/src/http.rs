@@ -53,6 +53,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// because a host call's data is capped (1 MiB by default) below the
 /// request body cap (10 MiB).
 const WHOLE_BODY_LIMIT: usize = 512 * 1024;
+
+/// Whether a request with `body` goes to the host in one call
+/// (`airlock:plugin/outbound`) rather than over wasi:http's streams.
+fn goes_whole(body: Option<&[u8]>) -> bool {
+    body.is_none_or(|body| body.len() <= WHOLE_BODY_LIMIT)
+}
 /// Largest chunk `blocking-write-and-flush` accepts in one call.
 const WRITE_CHUNK: usize = 4096;
 /// How much to ask `blocking-read` for at a time.
@@ -388,11 +394,7 @@ impl Request {
     /// without its per-request resources and streams); a body over 512 KiB
     /// goes through wasi:http.
     pub fn send(self) -> Result<Response, PluginError> {
-        if self
-            .body
-            .as_ref()
-            .is_none_or(|body| body.len() <= WHOLE_BODY_LIMIT)
-        {
+        if goes_whole(self.body.as_deref()) {
             return self.send_whole();
         }
         let (incoming, status, headers, what) = self.start()?;
@@ -1107,6 +1109,16 @@ fn http_date(value: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The README and `send`'s docs: up to 512 KiB in one host call, more
+    /// over wasi:http.
+    #[test]
+    fn bodies_over_512_kib_go_over_wasi_http() {
+        assert!(goes_whole(None));
+        assert!(goes_whole(Some(&[])));
+        assert!(goes_whole(Some(&vec![0; 512 * 1024])));
+        assert!(!goes_whole(Some(&vec![0; 512 * 1024 + 1])));
+    }
 
     /// Error codes read as words: never a Rust variant name.
     #[test]

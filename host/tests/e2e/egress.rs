@@ -544,3 +544,59 @@ async fn every_refusal_is_one_denied_row_with_its_reason() {
 fn probe_of(host: &Host) -> std::sync::Arc<airlock::Plugin> {
     host.probe()
 }
+
+/// A body over 512 KiB leaves the SDK's one-call path for wasi:http (see
+/// the SDK's `bodies_over_512_kib_go_over_wasi_http`): it arrives whole,
+/// and the request-body cap holds there too.
+#[tokio::test]
+async fn a_body_over_512_kib_arrives_whole_and_the_cap_still_holds() {
+    let server = MockServer::start().await;
+    Mock::given(path("/upload"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
+        .mount(&server)
+        .await;
+    let limits = airlock::Limits {
+        request_body_bytes: 1 << 20,
+        memory_bytes: 64 << 20,
+        ..test_limits()
+    };
+    let host = host_with(
+        AddressPolicy::parse_allow_list("127.0.0.0/8").unwrap(),
+        limits,
+    );
+    let probe = host.probe();
+    let url = format!("{}/upload", server.uri());
+    let over_one_call = (512 * 1024 + 100).to_string();
+    host.probe_call(
+        &probe,
+        &server.uri(),
+        &[
+            ("action", "fetch"),
+            ("method", "POST"),
+            ("url", &url),
+            ("body-size", &over_one_call),
+        ],
+    )
+    .await
+    .unwrap();
+    let received = server.received_requests().await.unwrap();
+    assert_eq!(received.len(), 1);
+    assert_eq!(received[0].body.len(), 512 * 1024 + 100);
+
+    let over_cap = ((1 << 20) + 1).to_string();
+    let err = host
+        .probe_call(
+            &probe,
+            &server.uri(),
+            &[
+                ("action", "fetch"),
+                ("method", "POST"),
+                ("url", &url),
+                ("body-size", &over_cap),
+            ],
+        )
+        .await
+        .unwrap_err();
+    assert_egress_denied(&err, "request body over the limit");
+    assert_eq!(server.received_requests().await.unwrap().len(), 1);
+}

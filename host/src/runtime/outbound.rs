@@ -143,10 +143,37 @@ fn error_code(e: wasmtime_wasi_http::Error) -> ErrorCode {
         E::HttpResponseTimeout => ErrorCode::HttpResponseTimeout,
         E::HttpProtocolError => ErrorCode::HttpProtocolError,
         E::InternalError(message) => ErrorCode::InternalError(message),
-        // Errors of the transport itself (hyper, connect, TLS) reach the
-        // guest as the egress stages classified them; anything else is
-        // named, not guessed at.
-        other => ErrorCode::InternalError(Some(format!("{other:?}"))),
+        E::HttpRequestTrailerSectionSize(n) => ErrorCode::HttpRequestTrailerSectionSize(n),
+        E::HttpRequestTrailerSize {
+            field_name,
+            field_size,
+        } => ErrorCode::HttpRequestTrailerSize(FieldSizePayload {
+            field_name,
+            field_size,
+        }),
+        E::HttpResponseTrailerSectionSize(n) => ErrorCode::HttpResponseTrailerSectionSize(n),
+        E::HttpResponseTrailerSize {
+            field_name,
+            field_size,
+        } => ErrorCode::HttpResponseTrailerSize(FieldSizePayload {
+            field_name,
+            field_size,
+        }),
+        E::HttpResponseTransferCoding(c) => ErrorCode::HttpResponseTransferCoding(c),
+        E::HttpResponseContentCoding(c) => ErrorCode::HttpResponseContentCoding(c),
+        E::HttpUpgradeFailed => ErrorCode::HttpUpgradeFailed,
+        E::LoopDetected => ErrorCode::LoopDetected,
+        E::ConfigurationError => ErrorCode::ConfigurationError,
+        // The error type is open to new variants: one this build does not
+        // know reaches the guest in words, and the operator's log in full.
+        other => {
+            tracing::warn!(error = ?other, "unclassified transport error answered as internal-error");
+            ErrorCode::InternalError(Some(
+                "the transport failed in a way this airlock does not classify; the host's \
+                 log has the details"
+                    .into(),
+            ))
+        }
     }
 }
 
@@ -218,6 +245,20 @@ mod tests {
         assert!(matches!(
             error_code(E::HttpRequestDenied),
             ErrorCode::HttpRequestDenied
+        ));
+        assert!(matches!(
+            error_code(E::LoopDetected),
+            ErrorCode::LoopDetected
+        ));
+        assert!(matches!(
+            error_code(E::HttpResponseTrailerSize {
+                field_name: Some("x-t".into()),
+                field_size: Some(3),
+            }),
+            ErrorCode::HttpResponseTrailerSize(FieldSizePayload {
+                field_name: Some(n),
+                field_size: Some(3),
+            }) if n == "x-t"
         ));
     }
 }

@@ -15,8 +15,8 @@
 //!   SQLite (same schema, pragmas and one transaction per page).
 //! - [`costs`]: response scrubbing (the injected credential masked in every
 //!   answer the guest reads) measured as the difference between the same
-//!   runtime call with and without a credential, and alone on a copy of
-//!   its algorithm ([`scrub_copy`]); yielding (a running guest gives up its
+//!   runtime call with and without a credential, and the host's scrubber
+//!   alone ([`scrub_alone`]); yielding (a running guest gives up its
 //!   worker at every 1 ms epoch tick) measured on a replica of the host's
 //!   policy on wasmtime. Neither can be switched off in the host without a
 //!   change to it.
@@ -29,7 +29,7 @@
 
 mod chat;
 mod costs;
-mod scrub_copy;
+mod scrub_alone;
 mod sync;
 
 use std::time::Duration;

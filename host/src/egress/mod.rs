@@ -36,7 +36,7 @@ mod call;
 #[cfg(test)]
 mod fakes;
 mod response;
-mod scrub;
+pub(crate) mod scrub;
 mod send;
 mod wire;
 

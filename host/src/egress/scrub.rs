@@ -26,7 +26,7 @@ const MIN_PART: usize = 8;
 /// What to look for in one response. The needles are the secret itself:
 /// wiped when dropped, never printed.
 #[derive(Clone)]
-pub(super) struct Scrubber {
+pub(crate) struct Scrubber {
     needles: Vec<Zeroizing<Vec<u8>>>,
     longest: usize,
 }
@@ -40,7 +40,7 @@ impl std::fmt::Debug for Scrubber {
 impl Scrubber {
     /// The byte strings of `credential` that must not reach the guest: the
     /// header value as sent, and its secret part when long enough.
-    pub(super) fn for_credential(credential: &Credential) -> Option<Self> {
+    pub(crate) fn for_credential(credential: &Credential) -> Option<Self> {
         let value = credential.header_value().ok()?;
         let mut needles = vec![Zeroizing::new(value.as_bytes().to_vec())];
         let part = Zeroizing::new(match credential {
@@ -126,11 +126,11 @@ impl Scrubber {
 
 /// The streaming state of one body. The held-back tail may be the start of
 /// the secret, so it is not printed.
-pub(super) struct BodyScrub {
+pub(crate) struct BodyScrub {
     scrubber: Scrubber,
     carry: BytesMut,
     /// Occurrences masked so far.
-    pub(super) found: u32,
+    pub(crate) found: u32,
 }
 
 impl std::fmt::Debug for BodyScrub {
@@ -140,7 +140,7 @@ impl std::fmt::Debug for BodyScrub {
 }
 
 impl BodyScrub {
-    pub(super) fn new(scrubber: Scrubber) -> Self {
+    pub(crate) fn new(scrubber: Scrubber) -> Self {
         Self {
             scrubber,
             carry: BytesMut::new(),
@@ -150,7 +150,7 @@ impl BodyScrub {
 
     /// Mask what `chunk` completes and return what can be released: all but
     /// the tail that could still begin an occurrence.
-    pub(super) fn chunk(&mut self, chunk: &[u8]) -> Bytes {
+    pub(crate) fn chunk(&mut self, chunk: &[u8]) -> Bytes {
         self.carry.extend_from_slice(chunk);
         self.found += self.scrubber.mask(&mut self.carry);
         let keep = self.scrubber.open_tail(&self.carry);

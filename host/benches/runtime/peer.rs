@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use airlock::Airlock;
 use wasmtime::component::{ComponentExportIndex, InstancePre, Linker, ResourceTable};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+use wasmtime::{Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
@@ -71,32 +71,13 @@ struct Peer {
     get: ComponentExportIndex,
 }
 
-/// An engine with the settings of airlock's (`Runtime::new`) for a pool of
-/// `max_concurrent_calls` instances, sized by airlock's default limits.
+/// An engine with airlock's own settings (`airlock::runtime::engine_config`)
+/// for a pool of `max_concurrent_calls` instances, sized by airlock's
+/// default limits. Its epoch checks are compiled in as in airlock's; the
+/// peer sets no budget, so they never fire.
 fn engine(max_concurrent_calls: u32) -> Engine {
-    let limits = airlock::Limits::default();
-    let n = max_concurrent_calls;
-    let mut cfg = Config::new();
-    // The same generated code as airlock's (epoch checks); the peer sets
-    // no budget, so they never fire.
-    cfg.epoch_interruption(true);
-    cfg.max_wasm_stack(512 << 10);
-    let mut pool = PoolingAllocationConfig::default();
-    pool.total_component_instances(n)
-        .total_core_instances(n * limits.instances as u32)
-        .total_memories(n * limits.memories as u32)
-        .total_tables(n * limits.tables as u32)
-        .total_stacks(n)
-        .max_memory_size(limits.memory_bytes)
-        .table_elements(limits.table_elements)
-        .max_core_instances_per_component(limits.instances as u32)
-        .max_memories_per_component(limits.memories as u32)
-        .max_tables_per_component(limits.tables as u32)
-        .linear_memory_keep_resident(2 << 20)
-        .table_keep_resident(64 << 10)
-        .async_stack_keep_resident(128 << 10);
-    pool.pagemap_scan(wasmtime::Enabled::Auto);
-    cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    let cfg =
+        airlock::runtime::engine_config(&airlock::Limits::default(), true, max_concurrent_calls);
     Engine::new(&cfg).unwrap()
 }
 

@@ -128,47 +128,56 @@ const KEEP_RESIDENT_TABLE: usize = 64 << 10;
 /// Bytes of each pooled async stack kept resident between calls.
 const KEEP_RESIDENT_STACK: usize = 128 << 10;
 
+/// The engine settings plugins run with: epoch interruption, a 512 KiB wasm
+/// stack and, when `pooling`, a pool of `max_concurrent_calls` instance
+/// slots sized by `limits`. Public so that the benchmark's bare
+/// wasmtime-wasi-http peer runs on the very same settings.
+pub fn engine_config(limits: &Limits, pooling: bool, max_concurrent_calls: u32) -> Config {
+    let mut cfg = Config::new();
+    cfg.epoch_interruption(true);
+    cfg.max_wasm_stack(512 << 10);
+    if pooling {
+        let n = max_concurrent_calls.max(1);
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(n)
+            .total_core_instances(n * limits.instances as u32)
+            .total_memories(n * limits.memories as u32)
+            .total_tables(n * limits.tables as u32)
+            .total_stacks(n)
+            .max_memory_size(limits.memory_bytes)
+            .table_elements(limits.table_elements)
+            .max_core_instances_per_component(limits.instances as u32)
+            .max_memories_per_component(limits.memories as u32)
+            .max_tables_per_component(limits.tables as u32)
+            // Reset the pages a call dirtied in place and keep them
+            // resident instead of handing them back with madvise: the
+            // profile of a pooled call showed the decommit (madvise,
+            // TLB shootdowns) and the page faults refilling those pages
+            // on the next call among its largest costs. Bounded by slots
+            // actually used; a plugin's stack, data and first heap pages
+            // fit in this much.
+            .linear_memory_keep_resident(KEEP_RESIDENT_MEMORY)
+            .table_keep_resident(KEEP_RESIDENT_TABLE)
+            .async_stack_keep_resident(KEEP_RESIDENT_STACK);
+        // Without the pagemap scan wasmtime resets by memset-ing the
+        // first `keep_resident` bytes of every memory whether the call
+        // touched them or not: a Rust guest's whole 1 MiB shadow stack,
+        // every call, a third of the CPU at 64 callers in the profile.
+        // With it (Linux 6.7+; elsewhere the memset fallback stays) only
+        // the pages the call wrote are reset.
+        pool.pagemap_scan(wasmtime::Enabled::Auto);
+        cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    cfg
+}
+
 impl Runtime {
     /// Build the engine (pooling allocator sized by the limits, epoch
     /// interruption), the linker with exactly the interfaces plugins may
     /// import, the filtering HTTP client and the epoch ticker.
     pub fn new(config: RuntimeConfig) -> anyhow::Result<Self> {
         let limits = config.limits.clone();
-        let mut cfg = Config::new();
-        cfg.epoch_interruption(true);
-        cfg.max_wasm_stack(512 << 10);
-        if config.pooling {
-            let n = config.max_concurrent_calls.max(1);
-            let mut pool = PoolingAllocationConfig::default();
-            pool.total_component_instances(n)
-                .total_core_instances(n * limits.instances as u32)
-                .total_memories(n * limits.memories as u32)
-                .total_tables(n * limits.tables as u32)
-                .total_stacks(n)
-                .max_memory_size(limits.memory_bytes)
-                .table_elements(limits.table_elements)
-                .max_core_instances_per_component(limits.instances as u32)
-                .max_memories_per_component(limits.memories as u32)
-                .max_tables_per_component(limits.tables as u32)
-                // Reset the pages a call dirtied in place and keep them
-                // resident instead of handing them back with madvise: the
-                // profile of a pooled call showed the decommit (madvise,
-                // TLB shootdowns) and the page faults refilling those pages
-                // on the next call among its largest costs. Bounded by slots
-                // actually used; a plugin's stack, data and first heap pages
-                // fit in this much.
-                .linear_memory_keep_resident(KEEP_RESIDENT_MEMORY)
-                .table_keep_resident(KEEP_RESIDENT_TABLE)
-                .async_stack_keep_resident(KEEP_RESIDENT_STACK);
-            // Without the pagemap scan wasmtime resets by memset-ing the
-            // first `keep_resident` bytes of every memory whether the call
-            // touched them or not: a Rust guest's whole 1 MiB shadow stack,
-            // every call, a third of the CPU at 64 callers in the profile.
-            // With it (Linux 6.7+; elsewhere the memset fallback stays) only
-            // the pages the call wrote are reset.
-            pool.pagemap_scan(wasmtime::Enabled::Auto);
-            cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        }
+        let cfg = engine_config(&limits, config.pooling, config.max_concurrent_calls);
         let engine = Engine::new(&cfg).map_err(anyhow::Error::from)?;
 
         let linker = build_linker(&engine).map_err(anyhow::Error::from)?;

@@ -375,45 +375,43 @@ fn check_row(
     prev_hash: Value,
     hash: Value,
 ) -> Result<Option<ChainProblem>, AuditError> {
-    {
-        // `seq` is the primary key, so always an integer.
-        let Value::Int(seq) = content[col::SEQ] else {
-            return Err(AuditError("audit_log.seq is not an integer".into()));
-        };
+    // `seq` is the primary key, so always an integer.
+    let Value::Int(seq) = content[col::SEQ] else {
+        return Err(AuditError("audit_log.seq is not an integer".into()));
+    };
 
-        let expected_seq = report.last_seq.map_or(1, |s| s + 1);
-        let problem = if seq != expected_seq {
-            Some(ChainProblem::Missing { seq, expected_seq })
-        } else if !matches!(&prev_hash, Value::Text(p) if *p == report.last_hash) {
-            Some(ChainProblem::BrokenLink { seq })
-        } else {
-            match &hash {
-                Value::Text(h) if *h == row_hash(&prev_hash, &content) => None,
-                _ => Some(ChainProblem::Altered { seq }),
-            }
-        };
-        if problem.is_some() {
-            return Ok(problem);
+    let expected_seq = report.last_seq.map_or(1, |s| s + 1);
+    let problem = if seq != expected_seq {
+        Some(ChainProblem::Missing { seq, expected_seq })
+    } else if !matches!(&prev_hash, Value::Text(p) if *p == report.last_hash) {
+        Some(ChainProblem::BrokenLink { seq })
+    } else {
+        match &hash {
+            Value::Text(h) if *h == row_hash(&prev_hash, &content) => None,
+            _ => Some(ChainProblem::Altered { seq }),
         }
-        let Value::Text(hash) = hash else {
-            unreachable!("checked above")
-        };
-        if let Some(anchor) = anchor
-            && anchor.seq == seq
-        {
-            *anchor_seen = true;
-            if anchor.hash != hash {
-                return Ok(Some(ChainProblem::AnchorMismatch {
-                    seq,
-                    expected_hash: anchor.hash.clone(),
-                    found_hash: Some(hash),
-                }));
-            }
-        }
-        report.rows += 1;
-        report.last_seq = Some(seq);
-        report.last_hash = hash;
+    };
+    if problem.is_some() {
+        return Ok(problem);
     }
+    let Value::Text(hash) = hash else {
+        unreachable!("checked above")
+    };
+    if let Some(anchor) = anchor
+        && anchor.seq == seq
+    {
+        *anchor_seen = true;
+        if anchor.hash != hash {
+            return Ok(Some(ChainProblem::AnchorMismatch {
+                seq,
+                expected_hash: anchor.hash.clone(),
+                found_hash: Some(hash),
+            }));
+        }
+    }
+    report.rows += 1;
+    report.last_seq = Some(seq);
+    report.last_hash = hash;
     Ok(None)
 }
 

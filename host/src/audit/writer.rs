@@ -98,11 +98,8 @@ impl AuditDurability {
     }
 }
 
-/// Timestamp of audit rows: RFC 3339 UTC with exactly six fractional digits,
-/// so that text order is time order.
-pub(crate) const TIME_FORMAT: &[time::format_description::BorrowedFormatItem<'static>] = time::macros::format_description!(
-    "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
-);
+// Audit rows' timestamps are the store's: text order is time order.
+use crate::store::TIME_FORMAT;
 
 pub(crate) fn format_time(t: time::OffsetDateTime) -> Result<String, AuditError> {
     t.to_offset(time::UtcOffset::UTC)
@@ -493,13 +490,7 @@ impl AuditLog {
                 let conn = crate::store::open_connection(path).map_err(fail)?;
                 f(&conn)
             }
-            Location::Postgres(pool) => {
-                pool.read(|db| f(db).map_err(Failed::Audit))
-                    .map_err(|e| match e {
-                        Failed::Audit(e) => e,
-                        Failed::Store(e) => fail(e),
-                    })
-            }
+            Location::Postgres(pool) => pool.read(|db| Ok::<_, StoreError>(f(db))).map_err(fail)?,
         }
     }
 
@@ -633,19 +624,6 @@ fn read_head(conn: &dyn Db) -> Result<Head, StoreError> {
             seq: 0,
             hash: GENESIS_HASH.to_string(),
         }))
-}
-
-/// A failure inside [`AuditLog::read`] on the pool: the reader's, or the
-/// database's.
-enum Failed {
-    Audit(AuditError),
-    Store(StoreError),
-}
-
-impl From<StoreError> for Failed {
-    fn from(e: StoreError) -> Self {
-        Failed::Store(e)
-    }
 }
 
 /// The row insert, built once from the chain's column list.

@@ -400,13 +400,7 @@ impl Airlock {
             );
         };
         if hex::encode(Sha256::digest(&wasm)) == sha256 {
-            let dir = path.parent().expect("plugin path has a parent");
-            std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
-            // A name of its own: calls restoring the same file at once
-            // each rename a whole copy into place.
-            let tmp = path.with_extension(format!("wasm.{}.tmp", crate::store::new_id()));
-            std::fs::write(&tmp, &wasm).map_err(io(format!("writing {}", tmp.display())))?;
-            std::fs::rename(&tmp, path).map_err(io(format!("writing {}", path.display())))?;
+            write_plugin_file(path, &wasm)?;
         }
         Ok(wasm)
     }
@@ -480,14 +474,7 @@ impl Airlock {
         let signer = self
             .trust_policy()?
             .judge(&plan.manifest.id, plan.signature.as_ref())?;
-        let path = self.plugin_path(&plan.sha256);
-        let dir = path.parent().expect("plugin path has a parent");
-        let io = |what: String| move |source| ServiceError::Io { what, source };
-        std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
-        let tmp = path.with_extension("wasm.tmp");
-        std::fs::write(&tmp, plan.wasm.as_slice())
-            .map_err(io(format!("writing {}", tmp.display())))?;
-        std::fs::rename(&tmp, &path).map_err(io(format!("writing {}", path.display())))?;
+        write_plugin_file(&self.plugin_path(&plan.sha256), plan.wasm.as_slice())?;
         let now = crate::store::now();
         let record = PluginRecord {
             id: plan.manifest.id.clone(),
@@ -569,4 +556,16 @@ impl Airlock {
             .insert(record.sha256.clone(), plugin.clone());
         Ok((record, plugin))
     }
+}
+
+/// Put `wasm` at `path` whole: written under a name of its own, then
+/// renamed into place, so neither a reader nor a second writer (an install
+/// and a restore, or two restores, at once) ever sees part of a file.
+fn write_plugin_file(path: &Path, wasm: &[u8]) -> Result<(), ServiceError> {
+    let io = |what: String| move |source| ServiceError::Io { what, source };
+    let dir = path.parent().expect("plugin path has a parent");
+    std::fs::create_dir_all(dir).map_err(io(format!("creating {}", dir.display())))?;
+    let tmp = path.with_extension(format!("wasm.{}.tmp", crate::store::new_id()));
+    std::fs::write(&tmp, wasm).map_err(io(format!("writing {}", tmp.display())))?;
+    std::fs::rename(&tmp, path).map_err(io(format!("writing {}", path.display())))
 }

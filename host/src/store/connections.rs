@@ -9,7 +9,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use super::sql::{Db, DbExt, Row, Tx, params};
-use super::{StoreError, exists, new_id, now};
+use super::{StoreError, new_id, now};
 use crate::manifest::AuthKind;
 
 /// Whether a connection may be used.
@@ -166,8 +166,7 @@ pub fn insert_connection(
     tx: &Tx<'_>,
     record: &ConnectionRecord,
 ) -> Result<ConnectionRecord, StoreError> {
-    let plugin_installed = exists(
-        tx,
+    let plugin_installed = tx.exists(
         "SELECT 1 FROM plugins WHERE id = ?1",
         params![record.plugin_id],
     )?;
@@ -177,8 +176,7 @@ pub fn insert_connection(
             record.plugin_id
         )));
     }
-    let name_taken = exists(
-        tx,
+    let name_taken = tx.exists(
         "SELECT 1 FROM connections WHERE name = ?1",
         params![record.name],
     )?;

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use super::sql::{Db, DbExt, Tx, params};
-use super::{StoreError, now};
+use super::{StoreError, now, time_after};
 
 /// A new holder name: the host, the process and a random part, so every
 /// server (and every `Airlock` embedded in one process) is its own holder
@@ -24,16 +24,6 @@ pub fn new_holder() -> String {
         std::process::id(),
         &super::new_id()[..8]
     )
-}
-
-/// The time `after` from now, in the store's timestamp format.
-pub fn time_after(after: Duration) -> String {
-    const FORMAT: &[time::format_description::FormatItem<'static>] = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
-    );
-    (time::OffsetDateTime::now_utc() + after)
-        .format(FORMAT)
-        .expect("formatting a time")
 }
 
 /// Another holder's live lease.

@@ -153,14 +153,6 @@ pub fn migrate(
     path: &Path,
     migrations: &[Migration],
 ) -> Result<(), StoreError> {
-    migrate_sqlite(conn, path, migrations)
-}
-
-pub(super) fn migrate_sqlite(
-    conn: &mut Connection,
-    path: &Path,
-    migrations: &[Migration],
-) -> Result<(), StoreError> {
     Db::execute_batch(&*conn, CREATE_TABLE)?;
     let todo = pending(&*conn, &path.display().to_string(), migrations)?;
     for m in todo {
@@ -434,6 +426,26 @@ mod tests {
                 "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'",
             );
             assert_eq!(before, after);
+        }
+
+        /// The README: a committed audit row survives a crash of the
+        /// database server, even where the database defaults to
+        /// asynchronous commits.
+        #[test]
+        fn commits_are_synchronous_whatever_the_database_says() {
+            use crate::store::{DbExt, sql::params};
+            let (target, name) = fresh();
+            let pg = airlock_test_artifacts::postgres::shared();
+            pg.psql(
+                &name,
+                &format!("ALTER DATABASE {name} SET synchronous_commit = off"),
+            );
+            assert_eq!(pg.psql(&name, "SHOW synchronous_commit").trim(), "off");
+            let store = Store::open_postgres(&target).unwrap();
+            let setting: String = store
+                .read(|c| c.query_row("SHOW synchronous_commit", params![], |r| r.get(0)))
+                .unwrap();
+            assert_eq!(setting, "on");
         }
 
         #[test]

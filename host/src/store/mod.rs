@@ -212,7 +212,7 @@ impl Store {
         })?;
         let path = data_dir.join(DB_FILE);
         let mut conn = open_connection(&path)?;
-        migrate::migrate_sqlite(&mut conn, &path, MIGRATIONS)?;
+        migrate(&mut conn, &path, MIGRATIONS)?;
         Ok(Self {
             inner: Inner::Sqlite {
                 path,
@@ -355,20 +355,23 @@ pub fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
-/// Current time as RFC 3339 UTC with fixed microsecond precision, the format
-/// every timestamp column uses: fixed width, so text order is time order.
+/// The one timestamp format of every column (and of the audit log): RFC
+/// 3339 UTC with exactly six fractional digits, fixed width, so text order
+/// is time order.
+pub(crate) const TIME_FORMAT: &[time::format_description::BorrowedFormatItem<'static>] = time::macros::format_description!(
+    "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
+);
+
+/// Current time in [`TIME_FORMAT`].
 pub fn now() -> String {
-    const FORMAT: &[time::format_description::FormatItem<'static>] = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
-    );
-    time::OffsetDateTime::now_utc()
-        .format(FORMAT)
-        .expect("formatting the current time")
+    time_after(Duration::ZERO)
 }
 
-/// Whether `sql` (a `SELECT 1 ...` query) returns at least one row.
-pub(crate) fn exists(db: &dyn Db, sql: &str, params: sql::Params<'_>) -> Result<bool, StoreError> {
-    db.exists(sql, params)
+/// The time `after` from now, in [`TIME_FORMAT`].
+pub fn time_after(after: Duration) -> String {
+    (time::OffsetDateTime::now_utc() + after)
+        .format(TIME_FORMAT)
+        .expect("formatting the current time")
 }
 
 /// A random 128-bit id as lower-case hex.

@@ -7,7 +7,7 @@ use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
 
 use super::sql::{Db, DbExt, Row, Tx, params};
-use super::{StoreError, exists, new_id, now};
+use super::{StoreError, new_id, now};
 
 /// The OAuth app (client) registered for a plugin.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -129,8 +129,7 @@ pub fn set_connection_endpoints(
     connection_id: &str,
     endpoints: &EndpointTexts,
 ) -> Result<(), StoreError> {
-    if !exists(
-        &**tx,
+    if !tx.exists(
         "SELECT 1 FROM connections WHERE id = ?1",
         params![connection_id],
     )? {
@@ -209,8 +208,7 @@ pub fn delete_oauth_app(tx: &Tx<'_>, plugin_id: &str) -> Result<(), StoreError> 
 
 /// Record a pending authorisation.
 pub fn insert_oauth_state(tx: &Tx<'_>, state: &OAuthStateRecord) -> Result<(), StoreError> {
-    let connection_exists = exists(
-        &**tx,
+    let connection_exists = tx.exists(
         "SELECT 1 FROM connections WHERE id = ?1",
         params![state.connection_id],
     )?;
@@ -220,8 +218,7 @@ pub fn insert_oauth_state(tx: &Tx<'_>, state: &OAuthStateRecord) -> Result<(), S
             state.connection_id
         )));
     }
-    let duplicate = exists(
-        &**tx,
+    let duplicate = tx.exists(
         "SELECT 1 FROM oauth_states WHERE state_hash = ?1",
         params![state.state_hash],
     )?;

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use super::sql::{DbExt, params};
-use super::{Store, StoreError, exists, now};
+use super::{Store, StoreError, now};
 use crate::plugin_state::{PluginState, StateError, StateScope};
 
 /// Plugin state kept in the store (SQLite or PostgreSQL). Removed with its
@@ -52,8 +52,7 @@ impl PluginState for StorePluginState {
         let stored = self
             .store
             .write(|tx| {
-                let connection_exists = exists(
-                    tx,
+                let connection_exists = tx.exists(
                     "SELECT 1 FROM connections WHERE id = ?1",
                     params![connection_id],
                 )?;
@@ -62,8 +61,7 @@ impl PluginState for StorePluginState {
                         "connection `{connection_id}`"
                     )));
                 }
-                let replacing = exists(
-                    tx,
+                let replacing = tx.exists(
                     "SELECT 1 FROM plugin_state
                      WHERE connection_id = ?1 AND project IS NOT DISTINCT FROM ?2 AND key = ?3",
                     params![connection_id, project, key],

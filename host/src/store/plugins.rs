@@ -6,7 +6,7 @@
 use serde::Serialize;
 
 use super::sql::{Db, DbExt, Row, Tx, params};
-use super::{StoreError, exists, now};
+use super::{StoreError, now};
 use crate::manifest::{EgressSpec, Manifest};
 
 /// An installed plugin.
@@ -94,7 +94,7 @@ pub fn list_plugins(conn: &dyn Db) -> Result<Vec<PluginRecord>, StoreError> {
 
 /// Uninstall plugin `id`. Refused while connections still use it.
 pub fn delete_plugin(tx: &Tx<'_>, id: &str) -> Result<(), StoreError> {
-    if !exists(tx, "SELECT 1 FROM plugins WHERE id = ?1", params![id])? {
+    if !tx.exists("SELECT 1 FROM plugins WHERE id = ?1", params![id])? {
         return Err(StoreError::NotFound(format!("plugin `{id}`")));
     }
     let users = tx.query_map(

@@ -44,8 +44,12 @@ pub const MIGRATION_LOCK: i64 = 0x6169_726c_6f63_6b02;
 const MAX_CONNECTIONS: usize = 8;
 /// How long opening a connection may take before the use fails.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Session settings: no statement or lock wait hangs a call for ever.
-const SESSION_SETTINGS: &str = "SET lock_timeout = '10s'; SET statement_timeout = '30s'";
+/// Session settings: no statement or lock wait hangs a call for ever, and
+/// a commit returns only once it is durable on the server, whatever the
+/// database's own default (an audit row must exist before its request
+/// leaves, even if PostgreSQL then crashes).
+const SESSION_SETTINGS: &str =
+    "SET lock_timeout = '10s'; SET statement_timeout = '30s'; SET synchronous_commit = 'on'";
 
 /// The query options a database URL may carry (the driver's).
 const URL_OPTIONS: &[&str] = &[
@@ -418,21 +422,16 @@ impl PgDb<'_, '_> {
 impl Db for PgDb<'_, '_> {
     fn query(&self, sql: &str, params: Params<'_>) -> Result<Vec<Row>, StoreError> {
         let stmt = self.statement(sql)?;
-        let values: Vec<Value> = params.iter().map(|p| p.to_sql()).collect();
-        let bound: Vec<PgValue<'_>> = values.iter().map(PgValue).collect();
-        let refs: Vec<&(dyn PgToSql + Sync)> =
-            bound.iter().map(|v| v as &(dyn PgToSql + Sync)).collect();
-        let rows = wait(self.client().client.query(&stmt, &refs)).map_err(|e| self.error(e))?;
+        let values = bind(params);
+        let rows =
+            wait(self.client().client.query(&stmt, &refs(&values))).map_err(|e| self.error(e))?;
         rows.iter().map(read_row).collect()
     }
 
     fn execute(&self, sql: &str, params: Params<'_>) -> Result<u64, StoreError> {
         let stmt = self.statement(sql)?;
-        let values: Vec<Value> = params.iter().map(|p| p.to_sql()).collect();
-        let bound: Vec<PgValue<'_>> = values.iter().map(PgValue).collect();
-        let refs: Vec<&(dyn PgToSql + Sync)> =
-            bound.iter().map(|v| v as &(dyn PgToSql + Sync)).collect();
-        wait(self.client().client.execute(&stmt, &refs)).map_err(|e| self.error(e))
+        let values = bind(params);
+        wait(self.client().client.execute(&stmt, &refs(&values))).map_err(|e| self.error(e))
     }
 
     fn execute_batch(&self, sql: &str) -> Result<(), StoreError> {
@@ -478,15 +477,25 @@ fn translate(sql: &str) -> String {
     out
 }
 
+/// The parameters as values PostgreSQL binds.
+fn bind(params: Params<'_>) -> Vec<PgValue> {
+    params.iter().map(|p| PgValue(p.to_sql())).collect()
+}
+
+/// What `tokio-postgres` takes as parameters.
+fn refs(values: &[PgValue]) -> Vec<&(dyn PgToSql + Sync)> {
+    values.iter().map(|v| v as &(dyn PgToSql + Sync)).collect()
+}
+
 /// A [`Value`] bound to whatever type PostgreSQL inferred for its slot.
 #[derive(Debug)]
-struct PgValue<'a>(&'a Value);
+struct PgValue(Value);
 
 type BoxError = Box<dyn StdError + Sync + Send>;
 
-impl PgToSql for PgValue<'_> {
+impl PgToSql for PgValue {
     fn to_sql(&self, ty: &Type, out: &mut bytes::BytesMut) -> Result<IsNull, BoxError> {
-        match self.0 {
+        match &self.0 {
             Value::Null => Ok(IsNull::Yes),
             Value::Int(i) => match *ty {
                 Type::INT8 => i.to_sql(ty, out),

@@ -7,7 +7,7 @@
 use serde::Serialize;
 
 use super::sql::{Db, DbExt, Row, Tx, params};
-use super::{StoreError, exists, new_id, now};
+use super::{StoreError, new_id, now};
 
 /// One sync of a connection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
@@ -230,8 +230,7 @@ pub fn list_records(
 }
 
 fn ensure_connection(conn: &dyn Db, connection_id: &str) -> Result<(), StoreError> {
-    if exists(
-        conn,
+    if conn.exists(
         "SELECT 1 FROM connections WHERE id = ?1",
         params![connection_id],
     )? {

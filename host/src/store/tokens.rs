@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::sql::{Db, DbExt, Row, Tx, params};
-use super::{StoreError, exists, new_id, now};
+use super::{StoreError, new_id, now};
 
 /// Prefix of every token, so a leaked one is recognisable in logs and
 /// secret scanners.
@@ -127,11 +127,7 @@ pub fn create_token(
     role: Role,
     project: Option<&str>,
 ) -> Result<(TokenRecord, String), StoreError> {
-    let taken = exists(
-        &**tx,
-        "SELECT 1 FROM api_tokens WHERE name = ?1",
-        params![name],
-    )?;
+    let taken = tx.exists("SELECT 1 FROM api_tokens WHERE name = ?1", params![name])?;
     if taken {
         return Err(StoreError::Conflict(format!(
             "a token named `{name}` already exists; revoke it or pick another name"
@@ -188,7 +184,7 @@ pub fn list_tokens(conn: &dyn Db) -> Result<Vec<TokenRecord>, StoreError> {
 /// Whether any token, revoked or not, exists (the server creates a first
 /// admin token only on a data directory that never had one).
 pub fn any_token(conn: &dyn Db) -> Result<bool, StoreError> {
-    exists(conn, "SELECT 1 FROM api_tokens LIMIT 1", params![])
+    conn.exists("SELECT 1 FROM api_tokens LIMIT 1", params![])
 }
 
 /// Revoke the token with this id or name. Revoking twice keeps the first

@@ -7,7 +7,7 @@
 use serde::Serialize;
 
 use super::sql::{Db, DbExt, Row, Tx, params};
-use super::{StoreError, exists, now};
+use super::{StoreError, now};
 use crate::signing::PublisherKey;
 
 /// A publisher key the operator trusts.
@@ -52,11 +52,7 @@ pub fn add_key(
     key: &PublisherKey,
     plugin: Option<&str>,
 ) -> Result<TrustedKey, StoreError> {
-    if exists(
-        tx,
-        "SELECT 1 FROM trusted_keys WHERE name = ?1",
-        params![name],
-    )? {
+    if tx.exists("SELECT 1 FROM trusted_keys WHERE name = ?1", params![name])? {
         return Err(StoreError::Conflict(format!(
             "a trusted key is already named `{name}`; remove it first or pick another name"
         )));

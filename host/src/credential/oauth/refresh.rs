@@ -37,15 +37,20 @@ enum Taken<'a> {
 }
 
 /// A held refresh lease; released on drop unless the token transaction
-/// released it already (releasing twice changes nothing).
+/// released it already.
 struct RefreshLease<'a> {
     credential: &'a OAuthCredential,
     name: String,
     holder: &'a str,
+    /// Set once the token transaction released it: no second write.
+    released: bool,
 }
 
 impl Drop for RefreshLease<'_> {
     fn drop(&mut self) {
+        if self.released {
+            return;
+        }
         let released = self
             .credential
             .ctx
@@ -216,6 +221,7 @@ impl OAuthCredential {
                 credential: self,
                 name: name.clone(),
                 holder,
+                released: false,
             });
             // Looked at after the lease: a refresh that ended just before
             // it was taken is seen here.
@@ -251,6 +257,7 @@ impl OAuthCredential {
             Taken::Replaced(access) => return Ok(access),
             Taken::Lease(lease) => lease,
         };
+        let mut lease = lease;
 
         let refresh = self
             .ctx
@@ -306,6 +313,7 @@ impl OAuthCredential {
                 Ok::<_, super::OAuthError>(())
             })
             .map_err(|e| self.unavailable(e))?;
+        lease.released = true;
         tracing::info!(connection = %self.record.name, "OAuth access token refreshed");
         Ok(SecretString::from(
             oauth2::TokenResponse::access_token(&tokens)

@@ -20,11 +20,18 @@ use crate::store::{Migration, migrate, open_connection};
 pub const AUDIT_FILE: &str = "audit.db";
 
 /// The audit file's migrations, recorded in its own `schema_migrations`.
-pub const AUDIT_MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "audit_log",
-    sql: include_str!("../../../migrations/audit/0001_audit_log.sql"),
-}];
+pub const AUDIT_MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "audit_log",
+        sql: include_str!("../../../migrations/audit/0001_audit_log.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "project_index",
+        sql: include_str!("../../../migrations/audit/0002_project_index.sql"),
+    },
+];
 
 fn failure(path: &Path, e: &dyn std::fmt::Display) -> AuditError {
     AuditError(format!("cannot open audit log {}: {e}", path.display()))

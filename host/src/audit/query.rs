@@ -660,6 +660,16 @@ mod tests {
                 "expected {index}: {plan}"
             );
         }
+        // A request without a project writes no entry into the project
+        // index (migration 0002), and the filter above still uses it.
+        let definition: String = conn
+            .query_row(
+                "SELECT sql FROM sqlite_master WHERE name = 'audit_log_project'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(definition.contains("project IS NOT NULL"), "{definition}");
     }
 
     #[test]

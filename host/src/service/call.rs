@@ -20,10 +20,10 @@ impl Airlock {
         input: Value,
         project: Option<&str>,
     ) -> Result<Value, ServiceError> {
-        let record = self.connection(connection)?;
+        let (record, installed) = self.call_records(connection)?;
         let started = Instant::now();
         let result = async {
-            let (plugin, mut conn) = self.prepare_call(&record, project)?;
+            let (plugin, mut conn) = self.prepare_installed(&record, &installed, project)?;
             // Chat sends are redacted here too, like `Airlock::chat`.
             let input = if operation == "chat.complete" {
                 let (input, detail) = self.redact_call_input(&record, input)?;

@@ -51,6 +51,7 @@ use crate::store::conversations::{
     self as repo, ChatOptions, ConversationRecord, MessageRecord, MessageRole, NewMessage,
     ProjectFilter,
 };
+use crate::store::plugins::PluginRecord;
 use crate::store::{Store, StoreError};
 
 /// Largest message a caller may add, in bytes.
@@ -323,11 +324,11 @@ impl Airlock {
     /// The plugin and runtime connection for a turn, its audit detail set.
     fn chat_call(
         &self,
-        record: &ConnectionRecord,
+        (record, installed): (&ConnectionRecord, &PluginRecord),
         turn: &Turn,
         project: Option<&str>,
     ) -> Result<(Arc<crate::runtime::Plugin>, crate::connection::Connection), ServiceError> {
-        let (plugin, mut conn) = self.prepare_call(record, project)?;
+        let (plugin, mut conn) = self.prepare_installed(record, installed, project)?;
         conn.audit_detail = Some(
             serde_json::json!({
                 "chat": {
@@ -348,9 +349,10 @@ impl Airlock {
         connection: &str,
         input: ChatInput,
     ) -> Result<ChatAnswer, ServiceError> {
-        let record = self.connection(connection)?;
+        let (record, installed) = self.call_records(connection)?;
         let turn = self.prepare_turn(&record, &input)?;
-        let (plugin, conn) = self.chat_call(&record, &turn, input.project.as_deref())?;
+        let (plugin, conn) =
+            self.chat_call((&record, &installed), &turn, input.project.as_deref())?;
         let answer = self
             .runtime
             .complete(&plugin, &conn, turn.request.clone())
@@ -367,9 +369,10 @@ impl Airlock {
         connection: &str,
         input: ChatInput,
     ) -> Result<ChatEvents, ServiceError> {
-        let record = self.connection(connection)?;
+        let (record, installed) = self.call_records(connection)?;
         let turn = self.prepare_turn(&record, &input)?;
-        let (plugin, conn) = self.chat_call(&record, &turn, input.project.as_deref())?;
+        let (plugin, conn) =
+            self.chat_call((&record, &installed), &turn, input.project.as_deref())?;
         let source = match self
             .runtime
             .chat_stream(&plugin, &conn, turn.request.clone())

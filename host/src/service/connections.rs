@@ -16,6 +16,7 @@ use crate::credential::{self, CredentialSource, VaultCredential, field};
 use crate::manifest::AuthKind;
 use crate::net::{Origin, cleartext_advice, may_carry_credential};
 use crate::runtime::types::ConnectionReport;
+use crate::store::ConfigVersion;
 use crate::store::connections::{
     self as repo, AuthConfig, ConnectionFilter, ConnectionRecord, ConnectionStatus, Scope,
 };
@@ -344,6 +345,19 @@ pub(super) fn key_header(header: &str) -> Result<HeaderName, ServiceError> {
     Ok(name)
 }
 
+/// Refuse a connection that cannot be used right now.
+fn check_usable(record: &ConnectionRecord) -> Result<(), ServiceError> {
+    match record.status {
+        ConnectionStatus::Active => Ok(()),
+        ConnectionStatus::Paused => Err(ServiceError::Paused {
+            name: record.name.clone(),
+        }),
+        ConnectionStatus::NeedsReauth => Err(ServiceError::NeedsReauth {
+            name: record.name.clone(),
+        }),
+    }
+}
+
 impl Airlock {
     /// Create a connection: settings validated against the plugin's schema,
     /// secrets sealed, all in one transaction.
@@ -490,6 +504,26 @@ impl Airlock {
             .read(|c| repo::resolve_for_project(c, plugin_id, project))?)
     }
 
+    /// The connection whose id, or else whose name, is `id_or_name`, and
+    /// its plugin's install record: what every call starts from, read with
+    /// one look at the store's change counter (see [`ConfigVersion`]).
+    pub(super) fn call_records(
+        &self,
+        id_or_name: &str,
+    ) -> Result<(ConnectionRecord, Arc<PluginRecord>), ServiceError> {
+        Ok(self.store.read(|c| {
+            let version = ConfigVersion::read(c)?;
+            let record = self
+                .records
+                .connections
+                .get_at(c, version, id_or_name, |c| {
+                    repo::get_connection(c, id_or_name)
+                })?;
+            let installed = self.plugin_record(c, version, &record.plugin_id)?;
+            Ok((record.as_ref().clone(), installed))
+        })?)
+    }
+
     /// The loaded plugin and the runtime view of a connection, refusing
     /// connections that cannot be used right now.
     pub fn prepare_call(
@@ -497,22 +531,24 @@ impl Airlock {
         record: &ConnectionRecord,
         project: Option<&str>,
     ) -> Result<(Arc<crate::runtime::Plugin>, Connection), ServiceError> {
-        match record.status {
-            ConnectionStatus::Active => {}
-            ConnectionStatus::Paused => {
-                return Err(ServiceError::Paused {
-                    name: record.name.clone(),
-                });
-            }
-            ConnectionStatus::NeedsReauth => {
-                return Err(ServiceError::NeedsReauth {
-                    name: record.name.clone(),
-                });
-            }
-        }
+        check_usable(record)?;
         let (installed, plugin) = self.installed_plugin(&record.plugin_id)?;
         let source = self.stored_credential(record, &installed)?;
         self.connection_view(record, project, (&installed, plugin), source)
+    }
+
+    /// [`Airlock::prepare_call`] with the plugin's install record read
+    /// already (by [`Airlock::call_records`]).
+    pub(super) fn prepare_installed(
+        &self,
+        record: &ConnectionRecord,
+        installed: &PluginRecord,
+        project: Option<&str>,
+    ) -> Result<(Arc<crate::runtime::Plugin>, Connection), ServiceError> {
+        check_usable(record)?;
+        let plugin = self.load_installed(&record.plugin_id, installed)?;
+        let source = self.stored_credential(record, installed)?;
+        self.connection_view(record, project, (installed, plugin), source)
     }
 
     /// Where a stored connection's credential comes from at call time: the
@@ -593,10 +629,10 @@ impl Airlock {
         &self,
         id_or_name: &str,
     ) -> Result<ConnectionReport, ServiceError> {
-        let record = self.connection(id_or_name)?;
+        let (record, installed) = self.call_records(id_or_name)?;
         let started = std::time::Instant::now();
         let result = async {
-            let (plugin, conn) = self.prepare_call(&record, None)?;
+            let (plugin, conn) = self.prepare_installed(&record, &installed, None)?;
             Ok::<_, ServiceError>(self.runtime.test_connection(&plugin, &conn).await?)
         }
         .await;

@@ -14,6 +14,8 @@ use crate::manifest::{ApiKeySpec, EgressSpec, Manifest, OAuth2Spec, SettingSpec}
 use crate::runtime::{LoadError, Plugin};
 use crate::signing::Signature;
 use crate::store::plugins::{self as repo, PluginRecord};
+use crate::store::sql::Db;
+use crate::store::{ConfigVersion, StoreError};
 
 /// Plugin ids no plugin may have: the management API uses them as paths
 /// beside `/api/v1/plugins/{id}` (`GET /api/v1/plugins/pending`), where
@@ -428,7 +430,7 @@ impl Airlock {
         }
         let previous = match self.store.read(|c| repo::get_plugin(c, &manifest.id)) {
             Ok(p) => Some(p),
-            Err(crate::store::StoreError::NotFound(_)) => None,
+            Err(StoreError::NotFound(_)) => None,
             Err(e) => return Err(e.into()),
         };
         let signer = self
@@ -531,13 +533,35 @@ impl Airlock {
         &self,
         id: &str,
     ) -> Result<(Arc<PluginRecord>, Arc<Plugin>), ServiceError> {
-        let record = self.store.read(|c| {
-            self.records
-                .plugins
-                .get_or_read(c, id, |c| repo::get_plugin(c, id))
-        })?;
+        let record = self
+            .store
+            .read(|c| self.plugin_record(c, ConfigVersion::read(c)?, id))?;
+        let plugin = self.load_installed(id, &record)?;
+        Ok((record, plugin))
+    }
+
+    /// The install record of plugin `id`, from the record cache at
+    /// `version` when nothing changed.
+    pub(super) fn plugin_record(
+        &self,
+        conn: &dyn Db,
+        version: ConfigVersion,
+        id: &str,
+    ) -> Result<Arc<PluginRecord>, StoreError> {
+        self.records
+            .plugins
+            .get_at(conn, version, id, |c| repo::get_plugin(c, id))
+    }
+
+    /// The compiled plugin `record` pins: from memory, or its file checked
+    /// against the pinned hash and compiled with the approved grant.
+    pub(super) fn load_installed(
+        &self,
+        id: &str,
+        record: &PluginRecord,
+    ) -> Result<Arc<Plugin>, ServiceError> {
         if let Some(p) = self.loaded.lock().unwrap().get(&record.sha256) {
-            return Ok((record, p.clone()));
+            return Ok(p.clone());
         }
         let path = self.plugin_path(&record.sha256);
         let wasm = self.read_plugin_file(id, &record.sha256, &path)?;
@@ -554,7 +578,7 @@ impl Airlock {
             .lock()
             .unwrap()
             .insert(record.sha256.clone(), plugin.clone());
-        Ok((record, plugin))
+        Ok(plugin)
     }
 }
 

@@ -37,8 +37,8 @@ impl Airlock {
         page_size: u32,
         mut progress: impl FnMut(&SyncRun),
     ) -> Result<SyncRun, ServiceError> {
-        let record = self.connection(connection)?;
-        let (plugin, conn) = self.prepare_call(&record, None)?;
+        let (record, installed) = self.call_records(connection)?;
+        let (plugin, conn) = self.prepare_installed(&record, &installed, None)?;
         let (mut run, mut cursor) = self.start_sync(&record, full)?;
         let lease = lease_name(&record.id);
         let holder = self.oauth.lease_holder.as_str();

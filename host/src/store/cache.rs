@@ -52,6 +52,31 @@ impl<V> std::fmt::Debug for RecordCache<V> {
     }
 }
 
+/// The counter as one read saw it, for looking up several records at once
+/// (a call's connection, its plugin) with one read of the counter.
+///
+/// Inside a transaction it holds nothing and every lookup reads the record.
+/// A record read after the counter is cached at that (possibly older)
+/// counter, so a change committed in between only costs one more read.
+#[derive(Debug, Clone, Copy)]
+pub struct ConfigVersion(Option<i64>);
+
+impl ConfigVersion {
+    /// The counter now, read on `conn` (nothing inside a transaction).
+    pub fn read(conn: &dyn Db) -> Result<Self, StoreError> {
+        if conn.in_transaction() {
+            return Ok(Self(None));
+        }
+        config_version(conn).map(|n| Self(Some(n)))
+    }
+
+    /// A counter read by the caller outside a transaction, in the same
+    /// statement as something else it needs (the vault's ledger tag).
+    pub fn known(n: i64) -> Self {
+        Self(Some(n))
+    }
+}
+
 impl<V> RecordCache<V> {
     /// The record under `key`: the cached copy when nothing changed since it
     /// was read, otherwise `read`'s answer (cached when it succeeds).
@@ -61,10 +86,21 @@ impl<V> RecordCache<V> {
         key: &str,
         read: impl FnOnce(&dyn Db) -> Result<V, E>,
     ) -> Result<Arc<V>, E> {
-        if conn.in_transaction() {
-            return read(conn).map(Arc::new);
-        }
-        let version = config_version(conn)?;
+        self.get_at(conn, ConfigVersion::read(conn)?, key, read)
+    }
+
+    /// [`RecordCache::get_or_read`] at a counter the caller read on `conn`.
+    pub fn get_at<E>(
+        &self,
+        conn: &dyn Db,
+        version: ConfigVersion,
+        key: &str,
+        read: impl FnOnce(&dyn Db) -> Result<V, E>,
+    ) -> Result<Arc<V>, E> {
+        let version = match version.0 {
+            Some(n) if !conn.in_transaction() => n,
+            _ => return read(conn).map(Arc::new),
+        };
         if let Some((at, value)) = self.entries.lock().unwrap().get(key)
             && *at == version
         {
@@ -120,6 +156,49 @@ mod tests {
     }
 
     crate::store::testing::on_both_backends!(a_copy_is_served_until_any_process_changes_the_tables);
+    crate::store::testing::on_both_backends!(records_looked_up_at_one_read_of_the_counter);
+
+    /// A call reads its connection and its plugin at one read of the
+    /// counter: a change committed between that read and a record's read is
+    /// cached at the older counter, so the next lookup reads it again.
+    fn records_looked_up_at_one_read_of_the_counter(store: &TestStore) {
+        store
+            .write(|tx| {
+                tx.execute(
+                    "INSERT INTO plugins (id, version, sha256, manifest, approved_grant, \
+                     installed_at, updated_at) \
+                     VALUES ('p', 'first', 'x', '{}', '[]', 'now', 'now')",
+                    params![],
+                )
+            })
+            .unwrap();
+        let cache = RecordCache::default();
+        let other = store.reopen();
+        let read_version = |c: &dyn Db| {
+            c.query_row(
+                "SELECT version FROM plugins WHERE id = 'p'",
+                params![],
+                |r| r.get::<String>(0),
+            )
+        };
+        let seen = store
+            .read(|c| {
+                let at = ConfigVersion::read(c)?;
+                // Another server changes the plugin after the counter was read.
+                set_version(&other, "second");
+                cache.get_at(c, at, "p", read_version)
+            })
+            .unwrap();
+        assert_eq!(seen.as_str(), "second");
+        let mut reads = 0;
+        assert_eq!(count_reads(store, &cache, "p", &mut reads), "second");
+        assert_eq!(
+            reads, 1,
+            "the copy cached at the older counter is read again"
+        );
+        assert_eq!(count_reads(store, &cache, "p", &mut reads), "second");
+        assert_eq!(reads, 1, "then served from memory");
+    }
 
     fn a_copy_is_served_until_any_process_changes_the_tables(store: &TestStore) {
         store

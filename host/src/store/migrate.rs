@@ -71,11 +71,18 @@ pub const MIGRATIONS: &[Migration] = &[
 ];
 
 /// Every PostgreSQL migration this build knows, in order.
-pub const MIGRATIONS_POSTGRES: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sql: include_str!("../../../migrations/postgres/0001_initial.sql"),
-}];
+pub const MIGRATIONS_POSTGRES: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sql: include_str!("../../../migrations/postgres/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "audit_project_index",
+        sql: include_str!("../../../migrations/postgres/0002_audit_project_index.sql"),
+    },
+];
 
 fn checksum(sql: &str) -> String {
     hex::encode(Sha256::digest(sql.as_bytes()))
@@ -400,7 +407,11 @@ mod tests {
                 .trim(),
                 "0"
             );
-            assert_eq!(versions(&name).trim(), last.to_string());
+            let applied: Vec<String> = MIGRATIONS_POSTGRES
+                .iter()
+                .map(|m| m.version.to_string())
+                .collect();
+            assert_eq!(versions(&name).trim(), applied.join(","));
         }
 
         #[test]

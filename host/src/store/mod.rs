@@ -39,7 +39,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, TransactionBehavior};
 
-pub use cache::RecordCache;
+pub use cache::{ConfigVersion, RecordCache};
 pub use migrate::{MIGRATIONS, MIGRATIONS_POSTGRES, Migration, migrate};
 pub use postgres::{PgPool, PgTarget};
 pub use sql::{Backend, Db, DbExt, Tx};

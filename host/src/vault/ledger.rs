@@ -105,12 +105,16 @@ pub(super) fn read_stored(conn: &dyn Db) -> Result<Stored, StoreError> {
     )
 }
 
-/// The stored tag alone: what a read compares.
-pub(super) fn read_tag(conn: &dyn Db) -> Result<Option<Vec<u8>>, StoreError> {
+/// The store's `config_version` counter and the stored tag, from one
+/// statement: what every credential read outside a transaction needs (the
+/// counter to keep the sealed-row cache current, the tag to check the row
+/// against).
+pub(super) fn read_version_and_tag(conn: &dyn Db) -> Result<(i64, Option<Vec<u8>>), StoreError> {
     conn.query_row(
-        "SELECT (SELECT value FROM vault_meta WHERE name = ?1)",
+        "SELECT n, (SELECT value FROM vault_meta WHERE name = ?1) \
+         FROM config_version WHERE id = 1",
         params![META_LEDGER_TAG],
-        |r| r.get(0),
+        |r| Ok((r.get(0)?, r.get(1)?)),
     )
 }
 

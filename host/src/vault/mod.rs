@@ -150,7 +150,7 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use crate::store::sql::{Backend, Db, DbExt, Row, Tx, params};
-use crate::store::{RecordCache, Store, StoreError, new_id, now};
+use crate::store::{ConfigVersion, RecordCache, Store, StoreError, new_id, now};
 use crypto::{Key256, MAGIC_CHECK, MAGIC_SEALED, MAGIC_WRAPPED};
 pub use error::VaultError;
 use key_source::{EnvLookup, META_KIND};
@@ -615,12 +615,23 @@ impl Vault {
         // (decrypted, checked) every time.
         let key = format!("{}\u{0}{}\u{0}{field}", owner.column(), owner.id());
         read_vault(&self.store, |conn| {
+            // A cached row is checked against the tag as stored now, never a
+            // cached one: the counter that keeps the record cache current is
+            // not protected, the tag is. Both come from one statement.
+            let (version, tag_now) = ledger::read_version_and_tag(conn)?;
             let mut fresh = false;
-            let row = self.sealed.get_or_read(conn, &key, |c| {
-                fresh = true;
-                sealed_row(c, owner, field, false)
-            })?;
-            self.open_row(conn, owner, field, row.as_ref().as_ref(), fresh)
+            let row = self
+                .sealed
+                .get_at(conn, ConfigVersion::known(version), &key, |c| {
+                    fresh = true;
+                    sealed_row(c, owner, field, false)
+                })?;
+            let Some(row) = row.as_ref() else {
+                return Ok(None);
+            };
+            // A row read just now carries the tag from its own statement.
+            let tag = if fresh { &row.ledger.tag } else { &tag_now };
+            self.open_row(conn, owner, field, row, tag.as_deref())
         })
     }
 
@@ -632,37 +643,29 @@ impl Vault {
         owner: &SecretOwner,
         field: &str,
     ) -> Result<Option<SecretString>, VaultError> {
-        let row = sealed_row(conn, owner, field, false)?;
-        self.open_row(conn, owner, field, row.as_ref(), true)
+        let Some(row) = sealed_row(conn, owner, field, false)? else {
+            return Ok(None);
+        };
+        self.open_row(conn, owner, field, &row, row.ledger.tag.as_deref())
     }
 
-    /// Open `row`, read just now (`fresh`) or from the record cache, and
-    /// check it is the current one.
+    /// Open `row` and check it is the current one against `tag`, the
+    /// ledger's tag as stored now.
     fn open_row(
         &self,
         conn: &dyn Db,
         owner: &SecretOwner,
         field: &str,
-        row: Option<&SealedRow>,
-        fresh: bool,
+        row: &SealedRow,
+        tag: Option<&[u8]>,
     ) -> Result<Option<SecretString>, VaultError> {
-        let Some(row) = row else {
-            return Ok(None);
-        };
         // Decrypting first keeps the more precise error for a row that was
         // altered or moved rather than restored.
         let plain = self.open_sealed(conn, owner, field, row)?;
         let key = ledger::entry_key(owner.kind(), owner.id(), field);
         // The common case: the ledger is the one this process verified last
-        // and names this row. A cached row is checked against the tag as
-        // stored now, never a cached one: the counter that keeps the record
-        // cache current is not protected, the tag is.
-        let tag = if fresh {
-            row.ledger.tag.clone()
-        } else {
-            ledger::read_tag(conn)?
-        };
-        if self.ledger.confirms(tag.as_deref(), &key, &row.id) {
+        // and names this row.
+        if self.ledger.confirms(tag, &key, &row.id) {
             return secret_text(owner, field, &plain).map(Some);
         }
         // Otherwise the row and the whole ledger again, from one statement

@@ -155,13 +155,8 @@ mod tests {
             .unwrap();
     }
 
-    crate::store::testing::on_both_backends!(a_copy_is_served_until_any_process_changes_the_tables);
-    crate::store::testing::on_both_backends!(records_looked_up_at_one_read_of_the_counter);
-
-    /// A call reads its connection and its plugin at one read of the
-    /// counter: a change committed between that read and a record's read is
-    /// cached at the older counter, so the next lookup reads it again.
-    fn records_looked_up_at_one_read_of_the_counter(store: &TestStore) {
+    /// Plugin `p` at version `first`.
+    fn insert_plugin(store: &Store) {
         store
             .write(|tx| {
                 tx.execute(
@@ -172,6 +167,16 @@ mod tests {
                 )
             })
             .unwrap();
+    }
+
+    crate::store::testing::on_both_backends!(a_copy_is_served_until_any_process_changes_the_tables);
+    crate::store::testing::on_both_backends!(records_looked_up_at_one_read_of_the_counter);
+
+    /// A call reads its connection and its plugin at one read of the
+    /// counter: a change committed between that read and a record's read is
+    /// cached at the older counter, so the next lookup reads it again.
+    fn records_looked_up_at_one_read_of_the_counter(store: &TestStore) {
+        insert_plugin(store);
         let cache = RecordCache::default();
         let other = store.reopen();
         let read_version = |c: &dyn Db| {
@@ -201,16 +206,7 @@ mod tests {
     }
 
     fn a_copy_is_served_until_any_process_changes_the_tables(store: &TestStore) {
-        store
-            .write(|tx| {
-                tx.execute(
-                    "INSERT INTO plugins (id, version, sha256, manifest, approved_grant, \
-                     installed_at, updated_at) \
-                     VALUES ('p', 'first', 'x', '{}', '[]', 'now', 'now')",
-                    params![],
-                )
-            })
-            .unwrap();
+        insert_plugin(store);
         let cache = RecordCache::default();
         let mut reads = 0;
         assert_eq!(count_reads(store, &cache, "p", &mut reads), "first");

@@ -531,10 +531,10 @@ impl Airlock {
         record: &ConnectionRecord,
         project: Option<&str>,
     ) -> Result<(Arc<crate::runtime::Plugin>, Connection), ServiceError> {
-        check_usable(record)?;
-        let (installed, plugin) = self.installed_plugin(&record.plugin_id)?;
-        let source = self.stored_credential(record, &installed)?;
-        self.connection_view(record, project, (&installed, plugin), source)
+        let installed = self
+            .store
+            .read(|c| self.plugin_record(c, ConfigVersion::read(c)?, &record.plugin_id))?;
+        self.prepare_installed(record, &installed, project)
     }
 
     /// [`Airlock::prepare_call`] with the plugin's install record read

@@ -124,10 +124,10 @@ mod tests {
             .unwrap()
     }
 
-    /// `n` requests with their outcomes in `store_db`'s `audit_log`, where
-    /// an older airlock wrote them: written to a scratch audit file by
-    /// today's writer (the table is the same), then copied over.
-    async fn legacy_log(store_db: &Path, n: usize) -> Vec<(i64, String)> {
+    /// `n` requests with their outcomes, written by today's writer to a
+    /// scratch file and copied into `conn`'s `audit_log` (the table is the
+    /// same in every version).
+    async fn copy_log_into(conn: &Connection, n: usize) {
         let scratch = tempfile::tempdir().unwrap();
         let path = scratch.path().join(AUDIT_FILE);
         let audit = open(&path);
@@ -136,13 +136,20 @@ mod tests {
             audit.finish(id, &outcome(i));
         }
         drop(audit);
-        let conn = open_connection(store_db).unwrap();
         conn.execute("ATTACH DATABASE ?1 AS scratch", [path.to_string_lossy()])
             .unwrap();
         conn.execute_batch(
             "INSERT INTO main.audit_log SELECT * FROM scratch.audit_log; DETACH DATABASE scratch;",
         )
         .unwrap();
+    }
+
+    /// `n` requests with their outcomes in `store_db`'s `audit_log`, where
+    /// an older airlock wrote them: written to a scratch audit file by
+    /// today's writer (the table is the same), then copied over.
+    async fn legacy_log(store_db: &Path, n: usize) -> Vec<(i64, String)> {
+        let conn = open_connection(store_db).unwrap();
+        copy_log_into(&conn, n).await;
         let mut stmt = conn
             .prepare("SELECT seq, hash FROM audit_log ORDER BY seq")
             .unwrap();
@@ -150,6 +157,47 @@ mod tests {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap()
+    }
+
+    /// An audit file written before migration 0002 (the project index over
+    /// every request row) is upgraded in place: rows and chain unchanged,
+    /// the index partial, a project filter served by it, the chain
+    /// continued.
+    #[tokio::test]
+    async fn a_file_from_before_the_partial_project_index_is_upgraded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(AUDIT_FILE);
+        let mut conn = open_connection(&path).unwrap();
+        migrate(&mut conn, &path, &AUDIT_MIGRATIONS[..1]).unwrap();
+        drop(conn);
+        let conn = open_connection(&path).unwrap();
+        copy_log_into(&conn, 4).await;
+        let index_sql = |conn: &Connection| -> String {
+            conn.query_row(
+                "SELECT sql FROM sqlite_master WHERE name = 'audit_log_project'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        assert!(!index_sql(&conn).contains("IS NOT NULL"));
+
+        let audit = open(&path);
+        assert!(index_sql(&conn).contains("project IS NOT NULL"));
+        assert_eq!(count(&conn, "audit_log"), 8);
+        assert!(verify(&conn).unwrap().is_ok());
+        assert_eq!(audit.begin(&record(9)).await.unwrap().0, 9);
+        drop(audit);
+        assert!(verify(&conn).unwrap().is_ok());
+        let plan: String = conn
+            .query_row(
+                "EXPLAIN QUERY PLAN SELECT seq FROM audit_log \
+                 WHERE kind = 'request' AND project = 'x' ORDER BY seq DESC",
+                [],
+                |r| r.get(3),
+            )
+            .unwrap();
+        assert!(plan.contains("audit_log_project"), "{plan}");
     }
 
     #[tokio::test]

@@ -309,17 +309,18 @@ impl Shared {
     }
 
     /// Let rows join the queued ones while they keep coming (see
-    /// [`GATHER_STEP`]).
-    fn gather(&self) {
+    /// [`GATHER_STEP`]); the steps waited.
+    fn gather(&self) -> usize {
         let mut queued = lock(&self.queue).len();
-        for _ in 0..GATHER_STEPS {
+        for step in 1..=GATHER_STEPS {
             std::thread::sleep(GATHER_STEP);
             let now = lock(&self.queue).len();
             if now == queued || now >= MAX_BATCH || self.stopping.load(Ordering::Relaxed) {
-                return;
+                return step;
             }
             queued = now;
         }
+        GATHER_STEPS
     }
 
     /// The background committer: outcome rows nobody else picked up after
@@ -358,7 +359,7 @@ impl Shared {
                 // without, in the benchmark's audit section.)
                 self.urgent.store(false, Ordering::Relaxed);
                 if self.durability == AuditDurability::ProcessCrash {
-                    self.gather();
+                    let _ = self.gather();
                 }
             } else if has_rows {
                 let queue = lock(&self.queue);
@@ -1138,11 +1139,17 @@ mod tests {
         assert_eq!(audit.background_commits(), 0);
     }
 
-    /// The README's bound on the committer's wait for more rows.
-    #[test]
-    fn the_committer_waits_for_more_rows_at_most_300_microseconds() {
+    /// The README's bound on the committer's wait for more rows: 100 µs
+    /// steps, at most 300 µs, and no second step when nothing arrived.
+    /// (That rows arriving hold it for more steps is timing, measured by the
+    /// benchmark's rows per commit, not asserted here.)
+    #[tokio::test]
+    async fn the_committer_waits_for_more_rows_at_most_300_microseconds() {
         assert_eq!(GATHER_STEP, Duration::from_micros(100));
         assert!(GATHER_STEP * GATHER_STEPS as u32 <= Duration::from_micros(300));
+        let (_dir, path) = database();
+        let audit = open(&path);
+        assert_eq!(audit.shared.gather(), 1, "nothing arrived: one step");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

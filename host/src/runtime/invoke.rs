@@ -426,18 +426,18 @@ impl Runtime {
         result: wasmtime::Result<Result<R, PluginError>>,
         call: &Call,
     ) -> Result<R, CallError> {
-        let label = plugin_label(plugin);
-        let conn = connection.name.clone();
+        // The names are built for an error only: this runs for every call.
         match result {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(error)) => Err(CallError::Plugin {
-                plugin: label,
-                connection: conn,
+                plugin: plugin_label(plugin),
+                connection: connection.name.clone(),
                 operation,
                 error: Box::new(error),
                 denials: call.tracker.denials(),
             }),
             Err(err) => {
+                let (label, conn) = (plugin_label(plugin), connection.name.clone());
                 let hit = call
                     .store
                     .data()

@@ -510,7 +510,7 @@ impl Airlock {
     pub(super) fn call_records(
         &self,
         id_or_name: &str,
-    ) -> Result<(ConnectionRecord, Arc<PluginRecord>), ServiceError> {
+    ) -> Result<(Arc<ConnectionRecord>, Arc<PluginRecord>), ServiceError> {
         Ok(self.store.read(|c| {
             let version = ConfigVersion::read(c)?;
             let record = self
@@ -520,7 +520,7 @@ impl Airlock {
                     repo::get_connection(c, id_or_name)
                 })?;
             let installed = self.plugin_record(c, version, &record.plugin_id)?;
-            Ok((record.as_ref().clone(), installed))
+            Ok((record, installed))
         })?)
     }
 

@@ -531,9 +531,7 @@ impl Airlock {
         record: &ConnectionRecord,
         project: Option<&str>,
     ) -> Result<(Arc<crate::runtime::Plugin>, Connection), ServiceError> {
-        let installed = self
-            .store
-            .read(|c| self.plugin_record(c, ConfigVersion::read(c)?, &record.plugin_id))?;
+        let installed = self.installed_record(&record.plugin_id)?;
         self.prepare_installed(record, &installed, project)
     }
 

@@ -533,11 +533,16 @@ impl Airlock {
         &self,
         id: &str,
     ) -> Result<(Arc<PluginRecord>, Arc<Plugin>), ServiceError> {
-        let record = self
-            .store
-            .read(|c| self.plugin_record(c, ConfigVersion::read(c)?, id))?;
+        let record = self.installed_record(id)?;
         let plugin = self.load_installed(id, &record)?;
         Ok((record, plugin))
+    }
+
+    /// The install record of plugin `id` (from the record cache while
+    /// nothing changed).
+    pub(super) fn installed_record(&self, id: &str) -> Result<Arc<PluginRecord>, StoreError> {
+        self.store
+            .read(|c| self.plugin_record(c, ConfigVersion::read(c)?, id))
     }
 
     /// The install record of plugin `id`, from the record cache at
